@@ -1,0 +1,192 @@
+"""Formula strings to :class:`~hmodels.spec.ModelSpec`, via formulae.
+
+formulae parses every term (interactions, ``C()``, ``scale()``, nesting ``a/b``). It flattens
+``(x | g)`` into one group-specific term per effect and does not read ``||``, so this module
+only finds the top-level ``( ... | ... )`` blocks (to know which effects share a correlation
+block) and the brms-style response additions ``| trials(n)`` / ``| se(s)``; everything inside a
+block is handed back to formulae.
+"""
+
+from __future__ import annotations
+
+import re
+
+import formulae as fm
+
+from .errors import FormulaError
+from .families import get_family
+from .spec import GroupBlock, GroupTerm, ModelSpec
+
+__all__ = ["parse_formula"]
+
+_PROPORTION = re.compile(r"^\s*p\s*\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)\s*$")
+_ATERM = re.compile(r"^\s*(trials|se)\s*\(\s*([^()]+?)\s*\)\s*$")
+
+
+def parse_formula(formula: str, family: str = "gaussian", link: str | None = None) -> ModelSpec:
+    """Parse an lme4/brms-style formula into a :class:`ModelSpec`.
+
+    Parameters
+    ----------
+    formula : str
+        ``response ~ fixed + (terms | factor) + ...``. Supported: ``(x | g)`` correlated,
+        ``(x || g)`` uncorrelated, ``(1 | a/b)`` nested, crossed factors, ``p(k, n)`` or
+        ``k | trials(n)`` binomial responses, ``y | se(s)`` known standard errors, and every
+        term formulae understands (``a*b``, ``C(x)``, ``scale(x)``, ``center(x)``).
+    family, link : str
+        Response family and link.
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    FormulaError
+        The formula cannot be read; the message points at the part that failed.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> s = hm.parse_formula("strength ~ 1 + (1 | batch/cask)")
+    >>> s.factors
+    ('batch', 'batch:cask')
+    """
+    if not isinstance(formula, str) or formula.count("~") != 1:
+        raise FormulaError(
+            f"A formula needs exactly one '~' between the outcome and the predictors, got {formula!r}. "
+            "Example: 'Reaction ~ Days + (Days | Subject)'."
+        )
+    lhs, rhs = (s.strip() for s in formula.split("~"))
+    if not lhs:
+        raise FormulaError(f"The formula {formula!r} has no outcome on the left of '~'.")
+    response, trials, se = _parse_lhs(lhs, formula)
+    fixed_text, blocks = _split_random(rhs, formula)
+    intercept, fixed = _parse_fixed(fixed_text, formula)
+    groups = []
+    for expr, factor, correlated in blocks:
+        groups.extend(_parse_block(expr, factor, correlated, formula))
+    fam = get_family(family, link)
+    if trials is not None and fam.name != "binomial":
+        raise FormulaError(
+            f"The outcome in {formula!r} gives a number of trials; use family='binomial' (got {fam.name!r})."
+        )
+    return ModelSpec(
+        response=response, fixed=fixed, intercept=intercept, groups=tuple(groups),
+        family=fam.name, link=fam.link, trials=trials, se=se,
+    )
+
+
+def _parse_lhs(lhs: str, formula: str):
+    parts = [p.strip() for p in lhs.split("|")]
+    response, trials, se = parts[0], None, None
+    if len(parts) > 2:
+        raise FormulaError(f"The outcome {lhs!r} in {formula!r} has more than one '|'; write 'y | trials(n)' or 'y | se(s)'.")
+    if len(parts) == 2:
+        for aterm in (a.strip() for a in parts[1].split("+")):
+            m = _ATERM.match(aterm)
+            if not m:
+                raise FormulaError(
+                    f"Unknown response addition {aterm!r} in {formula!r}; hmodels understands "
+                    "'trials(n)' (binomial) and 'se(s)' (known standard errors)."
+                )
+            if m.group(1) == "trials":
+                trials = m.group(2)
+            else:
+                se = m.group(2)
+    if not response:
+        raise FormulaError(f"The formula {formula!r} has no outcome before '|'.")
+    m = _PROPORTION.match(response)
+    if m:  # p(k, n) is the same model as k | trials(n)
+        if trials is not None:
+            raise FormulaError(f"{formula!r} gives the trials twice: use either 'p(k, n)' or 'k | trials(n)'.")
+        response, trials = m.group(1), m.group(2)
+    return response, trials, se
+
+
+def _split_random(rhs: str, formula: str):
+    """Separate top-level ``( ... | ... )`` blocks from the population-level part."""
+    blocks, fixed_chars, depth, start = [], [], 0, None
+    for i, ch in enumerate(rhs):
+        if ch == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise FormulaError(f"Unbalanced ')' in {formula!r}.")
+            if depth == 0:
+                inner = rhs[start + 1 : i]
+                if "|" in inner and _top_level_bar(inner) is not None:
+                    pos, width = _top_level_bar(inner)
+                    expr, factor = inner[:pos].strip(), inner[pos + width :].strip()
+                    if not expr or not factor:
+                        raise FormulaError(
+                            f"The group-specific block '({inner})' in {formula!r} needs terms on the left of "
+                            "'|' and a grouping factor on the right, e.g. '(1 | Subject)'."
+                        )
+                    blocks.append((expr, factor, width == 1))
+                else:
+                    fixed_chars.append(rhs[start : i + 1])
+                start = None
+            continue
+        if depth == 0:
+            fixed_chars.append(ch)
+    if depth != 0:
+        raise FormulaError(f"Unbalanced '(' in {formula!r}.")
+    return "".join(fixed_chars), blocks
+
+
+def _top_level_bar(text: str):
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "|" and depth == 0:
+            return (i, 2) if text[i : i + 2] == "||" else (i, 1)
+    return None
+
+
+def _parse_fixed(fixed_text: str, formula: str):
+    cleaned = re.sub(r"\+\s*(?=\+)", "", fixed_text)  # '+' left behind by removed blocks
+    cleaned = cleaned.strip().strip("+").strip()
+    if not cleaned:
+        return True, ()
+    try:
+        desc = fm.model_description(f"yresponse ~ {cleaned}")
+    except Exception as exc:  # formulae raises several types
+        raise FormulaError(f"Could not read the population-level part {cleaned!r} of {formula!r}: {exc}") from None
+    intercept, terms = False, []
+    for t in desc.terms:
+        kind = type(t).__name__
+        if kind == "Intercept":
+            intercept = True
+        elif kind == "Term":
+            terms.append(t.name)
+        elif kind in ("GroupSpecificTerm",):
+            continue
+        else:
+            raise FormulaError(f"Unsupported term {t!r} in {formula!r}.")
+    return intercept, tuple(terms)
+
+
+def _parse_block(expr: str, factor: str, correlated: bool, formula: str):
+    try:
+        desc = fm.model_description(f"0 + ({expr} | {factor})")
+    except Exception as exc:
+        raise FormulaError(f"Could not read the group-specific block '({expr} | {factor})' of {formula!r}: {exc}") from None
+    per_factor: dict[str, dict] = {}
+    for t in desc.terms:
+        if type(t).__name__ != "GroupSpecificTerm":
+            raise FormulaError(f"Unexpected term {t!r} inside '({expr} | {factor})' in {formula!r}.")
+        fname = ":".join(c.name for c in t.factor.components)
+        entry = per_factor.setdefault(fname, {"intercept": False, "terms": []})
+        if type(t.expr).__name__ == "Intercept":
+            entry["intercept"] = True
+        else:
+            entry["terms"].append(t.expr.name)
+    return [
+        GroupTerm(fname, (GroupBlock(tuple(e["terms"]), e["intercept"], correlated),))
+        for fname, e in per_factor.items()
+    ]

@@ -1,0 +1,146 @@
+"""The user-facing :class:`Model`: formula or spec + data -> validated design and priors."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from .build import build_model, resolve_centering
+from .design import make_design
+from .errors import SpecificationError
+from .families import get_family
+from .formula import parse_formula
+from .priors.resolve import resolve_priors
+from .sampling import check_settings, sample
+from .spec import ModelSpec
+
+__all__ = ["Model"]
+
+
+class Model:
+    """A Bayesian mixed model: specification, data and priors, ready to sample.
+
+    Everything about the input is checked here, before any compilation: columns, types,
+    missing rows, priors, family.
+
+    Parameters
+    ----------
+    formula : str or ModelSpec
+        lme4/brms-style formula (``"Reaction ~ Days + (Days | Subject)"``) or a spec from
+        :func:`hmodels.spec`.
+    data : pandas.DataFrame
+    family : str
+        ``gaussian`` (default), ``student_t``, ``bernoulli``, ``binomial``, ``poisson``,
+        ``negativebinomial``. Ignored when ``formula`` is a ModelSpec (it carries its family).
+    link : str, optional
+        Link function; the family's default when omitted.
+    priors : dict or str, optional
+        Priors by parameter key — a term (``"Days"``), a class (``"Intercept"``, ``"fixed"``,
+        ``"sd"``, ``"sd(Subject)"``, ``"sd(Subject, Days)"``, ``"cor"``, ``"cor(Subject)"``,
+        ``"sigma"``, ``"nu"``, ``"alpha"``) — or the name/path of a prior set.
+    prior_set : str, optional
+        Named prior set under ``priors`` (default: ``"default"``, data-scaled weakly informative).
+    centered : bool or dict
+        Centred group effects (default ``False``: non-centred), globally or per factor.
+    intercept_prior : {"centered", "raw"}
+        ``"centered"`` (default, as brms): the Intercept prior is on the intercept at the
+        predictors' means; ``"raw"``: on the intercept with predictors as given. Either way the
+        reported Intercept is the raw one.
+    missing : {"drop", "raise"}
+        Rows with missing values in used columns are dropped with a warning (default) or raise.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> model = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy"))
+    >>> model.spec.factors
+    ('Subject',)
+    >>> fit = model.fit(draws=200, tune=200, chains=2, seed=1, progressbar=False)  # doctest: +SKIP
+    """
+
+    def __init__(self, formula, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
+                 priors=None, prior_set: str | None = None, centered=False, intercept_prior: str = "centered",
+                 missing: str = "drop"):
+        if isinstance(formula, ModelSpec):
+            self.spec = formula
+        elif isinstance(formula, str):
+            self.spec = parse_formula(formula, family=family, link=link)
+        else:
+            raise SpecificationError(
+                f"Model needs a formula string or an hm.spec(...) object, got {type(formula).__name__}."
+            )
+        self.family = get_family(self.spec.family, self.spec.link)
+        self.design = make_design(self.spec, data, missing=missing)
+        self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
+        self.centered = resolve_centering(self.design, centered)
+        self.intercept_prior = intercept_prior
+        self.prior_set = prior_set if prior_set is not None else (priors if isinstance(priors, str) else "default")
+        self._built = None
+
+    @property
+    def built(self):
+        """The :class:`~hmodels.build.BuiltModel` (built on first use)."""
+        if self._built is None:
+            self._built = build_model(self.design, self.priors, self.centered)
+        return self._built
+
+    @property
+    def pymc_model(self):
+        """The PyMC model (built on first use)."""
+        return self.built.model
+
+    def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
+            seed: int | None = None, target_accept: float = 0.9, sampler: str | None = None,
+            progressbar: bool = True, log_likelihood: bool = False):
+        """Sample the posterior with NUTS.
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Draws kept per chain, warm-up iterations per chain, number of chains.
+        cores : int, optional
+            Parallel chains (default: ``min(chains, CPU count)``).
+        seed : int, optional
+            Random seed; the same seed gives the same draws.
+        target_accept : float
+            NUTS target acceptance rate (default 0.9; raise towards 0.99 if there are divergences).
+        sampler : {"numpyro", "nutpie", "pymc"}, optional
+            NUTS backend (default: numpyro when installed; it compiles fastest).
+        progressbar : bool
+        log_likelihood : bool
+            Store pointwise log-likelihood (needed for LOO).
+
+        Returns
+        -------
+        Fit
+
+        Examples
+        --------
+        >>> import hmodels as hm
+        >>> m = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"))
+        >>> fit = m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)  # doctest: +SKIP
+        >>> fit.divergences  # doctest: +SKIP
+        0
+        """
+        from .fit import Fit
+
+        cores = min(chains, os.cpu_count() or 1) if cores is None else cores
+        settings = check_settings(sampler, draws, tune, chains, cores, seed, target_accept)
+        built = self.built
+        idata, timing = sample(built.model, settings, progressbar=progressbar, log_likelihood=log_likelihood)
+        return Fit.from_sampling(self, built, idata, settings, timing)
+
+    def __repr__(self) -> str:
+        d = self.design
+        groups = ", ".join(f"{f.factor} ({f.n_levels} levels)" for f in d.factors) or "none"
+        return (
+            f"hmodels.Model: {self.spec.formula}\n  family: {self.family.name} (link: {self.family.link})\n"
+            f"  observations: {d.n}" + (f" ({d.n_dropped} dropped)" if d.n_dropped else "") +
+            f"\n  grouping factors: {groups}\n  priors: {self.prior_set}"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return "<pre>" + escape(repr(self)) + "</pre>" + self.priors._repr_html_()

@@ -1,0 +1,321 @@
+"""Which prior each parameter gets, and why.
+
+Every parameter of a model is a *slot* with the keys that can address it, most specific first
+(``"sd(Subject, Days)"``, ``"sd(Subject)"``, ``"sd"``). A slot's prior comes from the first
+match in: the user's priors (term key before class key) > the named set > the ``default`` set.
+Set entries with ``scale = "data"`` are expressed in data units and converted here.
+
+Data scales (gaussian-type families, identity link; ``s_y = sd(y)``, ``s_x = sd(x)``):
+
+============================  ===========================  =====================================
+parameter                      location                      scale
+============================  ===========================  =====================================
+Intercept (centred)            mean(y)                       s_y
+Intercept (raw)                mean(y)                       s_y * sqrt(1 + sum_j (mean_j / s_j)^2)
+slope of x                     0                             s_y / s_x
+sd(g, Intercept)               —                             s_y
+sd(g, x)                       —                             s_y / s_x
+sigma                          —                             s_y
+============================  ===========================  =====================================
+
+For logit/probit/cloglog/log links the outcome unit is 1 on the link scale and the intercept is
+located at the link of the mean outcome. The raw-intercept scale is the SD the centred priors
+imply for the raw intercept (``b0 = b0_c - sum_j mean_j * b_j``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import PriorError, closest
+from ..families import get_family
+from .distributions import Prior, from_string
+from .sets import PriorSet, load_set
+
+__all__ = ["PriorSlot", "ResolvedPrior", "PriorTable", "prior_slots", "resolve_priors"]
+
+CLASS_KEYS = ("Intercept", "fixed", "b", "sd", "cor", "sigma", "nu", "alpha")
+
+
+@dataclass(frozen=True)
+class PriorSlot:
+    """One model parameter that needs a prior."""
+
+    param: str
+    cls: str
+    keys: tuple[str, ...]
+    support: str
+    factor: str | None = None
+    term: str | None = None
+    loc: float = 0.0
+    scale: float = 1.0
+    scale_note: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedPrior:
+    """The prior a slot got, where it came from and the data scale it was derived from."""
+
+    slot: PriorSlot
+    prior: Prior
+    source: str
+    derivation: str
+    rationale: str = ""
+
+
+class PriorTable:
+    """The priors actually used by a model, one row per parameter.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy"))
+    >>> m.priors["sigma"].source
+    'default'
+    """
+
+    def __init__(self, rows: list[ResolvedPrior], intercept_prior: str):
+        self.rows = rows
+        self.intercept_prior = intercept_prior
+
+    def __getitem__(self, param: str) -> ResolvedPrior:
+        key = _canon(param)
+        for r in self.rows:
+            if _canon(r.slot.param) == key:
+                return r
+        raise KeyError(f"No parameter {param!r}; parameters: {', '.join(r.slot.param for r in self.rows)}")
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame: parameter, class, prior, source, derivation."""
+        return pd.DataFrame(
+            {
+                "parameter": [r.slot.param for r in self.rows],
+                "class": [r.slot.cls for r in self.rows],
+                "prior": [repr(r.prior) for r in self.rows],
+                "source": [r.source for r in self.rows],
+                "derived from": [r.derivation for r in self.rows],
+            }
+        )
+
+    def to_dict(self) -> dict:
+        """Plain data: parameter -> prior dict plus source (for saving)."""
+        return {r.slot.param: {**r.prior.to_dict(), "source": r.source, "derivation": r.derivation} for r in self.rows}
+
+    def __repr__(self) -> str:
+        note = (
+            "Intercept prior is on the intercept at the predictors' means (centred)"
+            if self.intercept_prior == "centered"
+            else "Intercept prior is on the raw intercept (predictors as given)"
+        )
+        return f"Priors ({note}):\n{self.to_frame().to_string(index=False)}"
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>Priors</b> — intercept prior: {self.intercept_prior}</p>" + self.to_frame().to_html(index=False)
+
+
+def _canon(key: str) -> str:
+    return "".join(str(key).split())
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
+    """The parameters of a model that need priors, with their data scales."""
+    spec = design.spec
+    fam = get_family(spec.family, spec.link)
+    y = design.y.astype(float)
+    identity = fam.link == "identity"
+    resp = spec.response
+    if identity:
+        sy = float(np.std(y, ddof=1)) if y.size > 1 else 1.0
+        sy = sy if sy > 0 else 1.0
+        my = float(np.mean(y))
+        unit, unit_note = sy, f"sd({resp}) = {_fmt(sy)}"
+        loc_note = f"mean({resp}) = {_fmt(my)}"
+    else:
+        unit, unit_note = 1.0, "link scale (unit 1)"
+        my = _link_of_mean(fam, y, design.trials)
+        loc_note = f"{fam.link}(mean {resp}) = {_fmt(my)}"
+    slots: list[PriorSlot] = []
+    xs = design.x_sds
+    xm = design.x_means
+    non_int = [j for j, t in enumerate(design.fixed_terms) if t != "Intercept"]
+    for j, term in enumerate(design.fixed_terms):
+        if term == "Intercept":
+            if intercept_prior == "raw":
+                ratio = sum((xm[k] / xs[k]) ** 2 for k in non_int if xs[k] > 0)
+                scale = unit * math.sqrt(1 + ratio)
+                note = f"loc {loc_note}; scale {unit_note} × {_fmt(math.sqrt(1 + ratio))} (raw intercept)"
+            else:
+                scale, note = unit, f"loc {loc_note}; scale {unit_note}"
+            slots.append(PriorSlot("Intercept", "Intercept", ("Intercept",), "real", None, "Intercept", my, scale, note))
+            continue
+        sx = xs[j] if xs[j] > 0 else max(abs(xm[j]), 1.0)
+        slots.append(
+            PriorSlot(term, "fixed", (term, f"b({term})", "fixed", "b"), "real", None, term, 0.0, unit / sx,
+                      f"scale {unit_note} / sd({term}) = {_fmt(unit / sx)}")
+        )
+    for f in design.factors:
+        zsd = f.Z.std(axis=0)
+        for j, term in enumerate(f.terms):
+            if term == "Intercept":
+                scale, note = unit, f"scale {unit_note}"
+            else:
+                sx = zsd[j] if zsd[j] > 0 else 1.0
+                scale, note = unit / sx, f"scale {unit_note} / sd({term}) = {_fmt(unit / sx)}"
+            slots.append(
+                PriorSlot(f"sd({f.factor}, {term})", "sd", (f"sd({f.factor}, {term})", f"sd({f.factor})", "sd"),
+                          "positive", f.factor, term, 0.0, scale, note)
+            )
+        for b, cor in zip(f.blocks, f.correlated):
+            if cor:
+                label = f"cor({f.factor})" if sum(f.correlated) == 1 else f"cor({f.factor}, {', '.join(f.terms[i] for i in b)})"
+                keys = tuple(dict.fromkeys((label, f"cor({f.factor})", "cor")))
+                slots.append(PriorSlot(label, "cor", keys, "cor", f.factor, None, 0.0, 1.0, ""))
+    if "sigma" in fam.aux and design.se is None:
+        slots.append(PriorSlot("sigma", "sigma", ("sigma",), "positive", None, None, 0.0, unit, f"scale {unit_note}"))
+    if "nu" in fam.aux:
+        slots.append(PriorSlot("nu", "nu", ("nu",), "positive"))
+    if "alpha" in fam.aux:
+        slots.append(PriorSlot("alpha", "alpha", ("alpha",), "positive"))
+    return slots
+
+
+def _link_of_mean(fam, y: np.ndarray, trials) -> float:
+    if trials is not None:
+        p = y.sum() / trials.sum()
+    else:
+        p = float(np.mean(y))
+    if fam.link == "log":
+        return float(math.log(max(p, 1e-2)))
+    p = min(max(p, 0.01), 0.99)
+    if fam.link == "logit":
+        return float(math.log(p / (1 - p)))
+    if fam.link == "probit":
+        from scipy.stats import norm
+
+        return float(norm.ppf(p))
+    if fam.link == "cloglog":
+        return float(math.log(-math.log(1 - p)))
+    return 0.0
+
+
+def resolve_priors(design, priors=None, prior_set: str | PriorSet | None = None,
+                   intercept_prior: str = "centered") -> PriorTable:
+    """Give each parameter its prior: user term > user class > named set > default set.
+
+    Parameters
+    ----------
+    design : Design
+    priors : dict, str or None
+        User priors by key (values: prior objects or text such as ``"Normal(0, 10)"``), or the name
+        or path of a prior set.
+    prior_set : str or PriorSet, optional
+        Named set under the user's priors (default: ``"default"``).
+    intercept_prior : {"centered", "raw"}
+        Whether the Intercept prior is on the intercept at the predictors' means or as given.
+
+    Returns
+    -------
+    PriorTable
+    """
+    if intercept_prior not in ("centered", "raw"):
+        raise PriorError(f"intercept_prior must be 'centered' or 'raw', got {intercept_prior!r}.")
+    if isinstance(priors, (str,)) or hasattr(priors, "__fspath__"):
+        if prior_set is not None:
+            raise PriorError("Give the prior set either as priors='name' or prior_set='name', not both.")
+        prior_set, priors = str(priors), None
+    user = dict(priors or {})
+    named = prior_set if isinstance(prior_set, PriorSet) else load_set(prior_set or "default")
+    default = named if named.name == "default" and prior_set in (None, "default") else load_set("default")
+    slots = prior_slots(design, intercept_prior)
+    valid = {_canon(k): k for s in slots for k in s.keys}
+    parsed: dict[str, Prior] = {}
+    for key, value in user.items():
+        ck = _canon(key)
+        if ck not in valid:
+            raise PriorError(
+                f"Unknown prior key {key!r}: it matches no parameter of this model.{closest(key, valid.values())} "
+                f"Valid keys: {', '.join(dict.fromkeys(valid.values()))}."
+            )
+        try:
+            parsed[ck] = from_string(value) if not isinstance(value, Prior) else value
+        except PriorError as exc:
+            raise PriorError(f"Prior for {key!r}: {exc}") from None
+    for key in named.entries:
+        if _canon(key) not in valid and key not in CLASS_KEYS:
+            raise PriorError(
+                f"Prior set {named.name!r} ({named.path}) has key {key!r}, which matches no parameter of this "
+                f"model.{closest(key, valid.values())}"
+            )
+    rows = []
+    for slot in slots:
+        rows.append(_resolve_slot(slot, parsed, named, default))
+    return PriorTable(rows, intercept_prior)
+
+
+def _resolve_slot(slot: PriorSlot, user: dict, named: PriorSet, default: PriorSet) -> ResolvedPrior:
+    for key in slot.keys:
+        if _canon(key) in user:
+            prior = user[_canon(key)]
+            _check_support(slot, prior, f"your priors[{key!r}]")
+            return ResolvedPrior(slot, prior, "user", "as given")
+    for source, pset in (("set " + named.name, named), ("default", default)):
+        for key in slot.keys:
+            entry = pset.entries.get(key)
+            if entry is None:
+                continue
+            if entry.scale == "data" and slot.support != "cor":
+                prior = entry.prior.scaled(slot.scale)
+                if slot.cls == "Intercept":
+                    prior = _shift(prior, slot.loc)
+                derivation = f"{entry.prior!r} × data scale: {slot.scale_note}"
+            else:
+                prior, derivation = entry.prior, "as written"
+            _check_support(slot, prior, f"prior set {pset.name!r} key {key!r}")
+            label = "default" if pset.name == "default" and source == "default" else source
+            if pset.name == "default":
+                label = "default"
+            return ResolvedPrior(slot, prior, label, derivation, entry.rationale)
+    raise PriorError(f"No prior for {slot.param!r}: the default set has no entry for class {slot.cls!r}.")
+
+
+def _shift(prior: Prior, loc: float) -> Prior:
+    vals = prior.params
+    for name in ("mu", "alpha"):
+        if name in vals and prior.support == "real":
+            vals[name] = vals[name] + loc
+            return type(prior)(**vals)
+    if prior.name == "Uniform":
+        return type(prior)(vals["lower"] + loc, vals["upper"] + loc)
+    return prior
+
+
+def _check_support(slot: PriorSlot, prior: Prior, where: str) -> None:
+    need = slot.support
+    if need == "cor" and prior.support != "cor":
+        raise PriorError(f"{where}: {slot.param} is a correlation matrix and needs an LKJ prior such as hm.LKJ(2), not {prior!r}.")
+    if need != "cor" and prior.support == "cor":
+        raise PriorError(f"{where}: {prior!r} is for correlation matrices; {slot.param} needs a prior on numbers.")
+    if need == "positive" and prior.support != "positive":
+        sugg = f"hm.Half{prior.name}({prior.params.get('sigma', 1):g})" if prior.name in ("Normal", "Cauchy", "StudentT") else "hm.HalfNormal(1)"
+        if prior.name == "Cauchy":
+            sugg = f"hm.HalfCauchy({prior.params['beta']:g})"
+        if prior.name == "StudentT":
+            sugg = f"hm.HalfStudentT({prior.params['nu']:g}, {prior.params['sigma']:g})"
+        raise PriorError(
+            f"{where}: {slot.param} must be positive, but {prior!r} puts mass on negative values. Use a prior on "
+            f"positive values such as {sugg}."
+        )
