@@ -214,6 +214,11 @@ class Fit:
             )
         return out
 
+    # -- diagnostics, checks, components, report (issue 3: hmodels.diagnostics/checks/components/report)
+    # -- priors: prior vs posterior, sensitivity (issue 4: hmodels.prior_checks)
+    # -- predict, loo, save (issue 5: hmodels.predict/comparison/io)
+    # -- plots (issue 6: hmodels.plots)
+
     # -- display ---------------------------------------------------------------------------
     def __repr__(self) -> str:
         s = self.settings

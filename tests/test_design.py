@@ -1,0 +1,116 @@
+"""Data validation: every bad input gets a typed hmodels error naming the culprit, before compiling."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hmodels as hm
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return hm.datasets.load("sleepstudy")
+
+
+def test_shapes(sleep):
+    d = hm.make_design(hm.parse_formula("Reaction ~ Days + (Days | Subject)"), sleep)
+    assert d.X.shape == (180, 2) and d.fixed_terms == ["Intercept", "Days"]
+    f = d.factors[0]
+    assert f.Z.shape == (180, 2) and f.n_levels == 18 and f.terms == ["Intercept", "Days"]
+    assert f.blocks == [[0, 1]] and f.correlated == [True]
+    assert np.all(f.group_sizes() == 10)
+
+
+def test_nested_factor_levels():
+    d = hm.make_design(hm.parse_formula("strength ~ 1 + (1 | batch/cask)"), hm.datasets.load("pastes"))
+    names = [f.factor for f in d.factors]
+    assert names == ["batch", "batch:cask"]
+    assert d.factors[1].n_levels == 30 and d.factors[1].levels[0] == "A:a"
+
+
+def test_categorical_dummies():
+    d = hm.make_design(hm.parse_formula("p(incidence, size) ~ period + (1 | herd)", family="binomial"),
+                       hm.datasets.load("cbpp"))
+    assert d.fixed_terms == ["Intercept", "period[2]", "period[3]", "period[4]"]
+    assert d.trials is not None and (d.y <= d.trials).all()
+
+
+def test_unknown_column_names_closest(sleep):
+    with pytest.raises(hm.MissingColumnError, match="'Reacton'.*Did you mean 'Reaction'"):
+        hm.Model("Reacton ~ Days + (1 | Subject)", sleep)
+
+
+def test_non_numeric_gaussian_outcome(sleep):
+    with pytest.raises(hm.DataError, match="'Subject' must be numeric"):
+        hm.Model("Subject ~ Days", sleep)
+
+
+def test_negative_and_fractional_counts():
+    df = pd.DataFrame({"y": [1, -2, 3, 4], "g": list("aabb")})
+    with pytest.raises(hm.DataError, match="non-negative whole numbers"):
+        hm.Model("y ~ 1 + (1 | g)", df, family="poisson")
+    df["y"] = [1, 2.5, 3, 4]
+    with pytest.raises(hm.DataError, match="2.5"):
+        hm.Model("y ~ 1 + (1 | g)", df, family="poisson")
+
+
+def test_successes_exceed_trials():
+    df = pd.DataFrame({"k": [1, 5, 2, 3], "n": [3, 4, 5, 5], "g": list("aabb")})
+    with pytest.raises(hm.DataError, match="exceed the trials 'n'"):
+        hm.Model("p(k, n) ~ 1 + (1 | g)", df, family="binomial")
+
+
+def test_single_level_factor(sleep):
+    one = sleep[sleep.Subject == "308"]
+    with pytest.raises(hm.DataError, match="'Subject' has only 1 level"):
+        hm.Model("Reaction ~ Days + (1 | Subject)", one)
+
+
+def test_slope_constant_within_groups():
+    df = pd.DataFrame({"y": np.arange(8.0), "x": [0, 0, 1, 1, 2, 2, 3, 3], "g": list("aabbccdd")})
+    with pytest.raises(hm.DataError, match="slope 'x' for 'g' is constant within every level"):
+        hm.Model("y ~ x + (x | g)", df)
+
+
+def test_missing_rows_dropped_with_count(sleep):
+    df = sleep.copy()
+    df["Days"] = df["Days"].astype(float)
+    df.loc[[3, 7], "Reaction"] = np.nan
+    df.loc[10, "Days"] = np.inf
+    with pytest.warns(UserWarning, match="Dropped 3 of 180 rows"):
+        m = hm.Model("Reaction ~ Days + (1 | Subject)", df)
+    assert m.design.n == 177 and m.design.n_dropped == 3
+    assert 3 not in m.design.rows and 10 not in m.design.rows
+
+
+def test_missing_rows_raise(sleep):
+    df = sleep.copy()
+    df.loc[3, "Reaction"] = np.nan
+    with pytest.raises(hm.DataError, match="1 of 180 rows.*'Reaction'"):
+        hm.Model("Reaction ~ Days + (1 | Subject)", df, missing="raise")
+
+
+def test_empty_data(sleep):
+    with pytest.raises(hm.DataError, match="empty"):
+        hm.Model("Reaction ~ Days + (1 | Subject)", sleep.iloc[:0])
+
+
+def test_binary_outcome_checked():
+    df = pd.DataFrame({"y": [0, 1, 2, 1], "g": list("aabb")})
+    with pytest.raises(hm.DataError, match="only 0 and 1"):
+        hm.Model("y ~ 1 + (1 | g)", df, family="bernoulli")
+
+
+def test_rank_deficient_design():
+    df = pd.DataFrame({"y": np.arange(6.0), "x": [1.0, 2, 3, 4, 5, 6], "g": list("aabbcc")})
+    df["x2"] = 2 * df["x"]
+    with pytest.raises(hm.DataError, match="rank deficient"):
+        hm.Model("y ~ x + x2 + (1 | g)", df)
+
+
+def test_no_warning_for_clean_data(sleep):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hm.Model("Reaction ~ Days + (Days | Subject)", sleep)
