@@ -17,9 +17,12 @@ from .errors import (
     ConvergenceWarning, DataError, FamilyError, FitFileError, FormulaError, HModelsError, MissingColumnError,
     PriorError, SamplingError, SpecificationError,
 )
+from .comparison import compare
 from .fit import Fit
 from .formula import parse_formula
+from .io import load
 from .model import Model
+from .prior_compare import compare_priors
 from .priors import (
     LKJ, Cauchy, Exponential, Gamma, HalfCauchy, HalfNormal, HalfStudentT, InverseGamma, Laplace, LogNormal,
     Normal, StudentT, Uniform,
@@ -32,8 +35,8 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Fit", "spec", "ModelSpec", "GroupTerm", "GroupBlock", "RandomIntercept", "RandomSlope",
-    "parse_formula", "make_design", "datasets", "families", "priors", "sampling",
+    "Model", "Fit", "compare_priors", "spec", "ModelSpec", "GroupTerm", "GroupBlock", "RandomIntercept", "RandomSlope",
+    "parse_formula", "make_design", "load", "compare", "datasets", "families", "priors", "sampling",
     "Normal", "StudentT", "Cauchy", "Laplace", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
     "InverseGamma", "LogNormal", "Uniform", "LKJ",
     "HModelsError", "SpecificationError", "FormulaError", "DataError", "MissingColumnError", "PriorError",

@@ -154,9 +154,29 @@ def _fixed_effects(design, by_param, intercept_prior, pm, pt):
     return b0c + pt.zeros(design.n)
 
 
+def _group_sd(f, by_param, pm):
+    """``sd_<factor>``: the SDs of one factor's group-specific terms (shared with the collapsed model)."""
+    return _vector_rv(f"sd_{f.factor}", [by_param[f"sd({f.factor}, {t})"] for t in f.terms], f"{f.factor}__term", pm)
+
+
+def _cor_cholesky(f, k, block, n_cor, by_param, pm, pt):
+    """LKJ prior on correlated block ``k`` of a factor: its Cholesky factor, ``cor_`` name and labels."""
+    name = f.factor
+    label = f"cor({name})" if n_cor == 1 else f"cor({name}, {', '.join(f.terms[i] for i in block)})"
+    cname = f"cor_{name}" if n_cor == 1 else f"cor_{name}_{k}"
+    eta = by_param[label].params["eta"]
+    L = pm.LKJCorr(f"L_{cname}", n=len(block), eta=eta)
+    model = pm.modelcontext(None)
+    blabels = [f.terms[i] for i in block]
+    model.add_coord(f"{cname}__row", blabels)
+    model.add_coord(f"{cname}__col", blabels)
+    pm.Deterministic(cname, pt.dot(L, L.T), dims=(f"{cname}__row", f"{cname}__col"))
+    return L, cname, blabels
+
+
 def _group_effects(f, by_param, centered, built, pm, pt):
     name = f.factor
-    sd = _vector_rv(f"sd_{name}", [by_param[f"sd({name}, {t})"] for t in f.terms], f"{name}__term", pm)
+    sd = _group_sd(f, by_param, pm)
     built.group_vars[name] = f"r_{name}"
     cors = []
     n_cor = sum(f.correlated)
@@ -169,15 +189,7 @@ def _group_effects(f, by_param, centered, built, pm, pt):
         rv_name = f"r_{name}" if single else f"r_{name}_{k}"
         rv_shape = {"dims": (name, f"{name}__term")} if single else {"shape": (len(f.levels), len(block))}
         if cor:
-            label = f"cor({name})" if n_cor == 1 else f"cor({name}, {', '.join(f.terms[i] for i in block)})"
-            cname = f"cor_{name}" if n_cor == 1 else f"cor_{name}_{k}"
-            eta = by_param[label].params["eta"]
-            L = pm.LKJCorr(f"L_{cname}", n=len(block), eta=eta)
-            model = pm.modelcontext(None)
-            blabels = [f.terms[i] for i in block]
-            model.add_coord(f"{cname}__row", blabels)
-            model.add_coord(f"{cname}__col", blabels)
-            pm.Deterministic(cname, pt.dot(L, L.T), dims=(f"{cname}__row", f"{cname}__col"))
+            L, cname, blabels = _cor_cholesky(f, k, block, n_cor, by_param, pm, pt)
             cors.append((cname, blabels))
             if centered:
                 chol = sd[idx][:, None] * L

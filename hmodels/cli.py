@@ -1,9 +1,25 @@
-"""The ``hmodels`` command line."""
+"""The ``hmodels`` command line.
+
+Sub-commands: ``fit`` (fit a formula to a bundled dataset or a CSV, print rich tables, optionally
+write a report and save the fit), ``datasets`` (the bundled data), ``priors`` (the shipped prior
+sets, or one set's entries), ``report`` (a report from a saved fit) and ``demo`` (fit sleepstudy
+and write a report). Bad input ends with exit code 2 and a one-line ``hmodels: error: ...``.
+
+Examples
+--------
+.. code-block:: console
+
+    $ hmodels fit "Reaction ~ Days + (Days | Subject)" --data sleepstudy --report sleep.html
+    $ hmodels priors
+    $ hmodels demo
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +28,18 @@ from .errors import HModelsError
 
 __all__ = ["main"]
 
+EXIT_OK, EXIT_ERROR = 0, 2
+
+
+class CLIError(HModelsError):
+    """Bad command-line input (a file that is missing, an option this build cannot honour)."""
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 120)
+
 
 def _read_data(name_or_path: str) -> pd.DataFrame:
     from . import datasets
@@ -19,9 +47,88 @@ def _read_data(name_or_path: str) -> pd.DataFrame:
     p = Path(name_or_path)
     if p.suffix.lower() == ".csv" or p.exists():
         if not p.exists():
-            raise HModelsError(f"Data file {name_or_path!r} does not exist.")
-        return pd.read_csv(p)
+            raise CLIError(f"Data file {name_or_path!r} does not exist.")
+        try:
+            return pd.read_csv(p)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise CLIError(f"Could not read {name_or_path!r} as CSV: {str(exc).splitlines()[0]}") from None
     return datasets.load(name_or_path)
+
+
+def _table(df: pd.DataFrame, title: str, index: bool = True, digits: int = 3):
+    """A rich Table from a DataFrame (numbers rounded; R-hat > 1.01 in red)."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    for i, c in enumerate(cols):
+        t.add_column(c, justify="left" if (index and i == 0) or df.get(c) is None
+                     or not pd.api.types.is_numeric_dtype(df[c]) else "right")
+    for key, row in df.iterrows():
+        cells = [str(key)] if index else []
+        for c in df.columns:
+            v = row[c]
+            if isinstance(v, float):
+                s = f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.3g}"
+                if c == "r_hat" and v > 1.01:
+                    s = f"[bold red]{s}[/]"
+                cells.append(s)
+            else:
+                cells.append(str(v))
+        t.add_row(*cells)
+    return t
+
+
+def _print_fit(fit, console) -> None:
+    s = fit.settings
+    console.print(f"[bold]hmodels.Fit[/] {fit.spec.formula}  [{fit.family.name}, {fit.family.link}]")
+    console.print(f"{fit.meta['n_obs']} observations; NUTS ({s.sampler}) {s.chains} chains x {s.draws} draws "
+                  f"(+{s.tune} warm-up), seed {s.seed}; divergences: {fit.divergences}")
+    cols = ["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]
+    console.print(_table(fit.fixed_effects()[cols], "Fixed effects (95% HDI)"))
+    vc = fit.variance_components()
+    if len(vc):
+        console.print(_table(vc[cols].rename_axis("component"), "Variance components (95% HDI)"))
+    for m in fit.convergence_messages():
+        console.print(f"[bold red]Warning:[/] {m}")
+
+
+def _report_format(path: str) -> str:
+    fmt = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise CLIError(f"Report file {path!r} must end in .html or .md.")
+    return fmt
+
+
+def _write_report(fit, path: str) -> Path:
+    if not hasattr(fit, "report"):
+        raise CLIError("Reports need hmodels.report, which this installation does not have; "
+                       "drop --report or update hmodels.")
+    out = Path(path)
+    fmt = _report_format(path)
+    text = fit.report(format=fmt)
+    if not isinstance(text, str):  # a report object
+        text = text._repr_html_() if fmt == "html" and hasattr(text, "_repr_html_") else str(text)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def _save(fit, path: str) -> Path:
+    if not hasattr(fit, "save"):
+        raise CLIError("Saving needs hmodels.io, which this installation does not have; drop --save.")
+    fit.save(path)
+    return Path(path)
+
+
+def _load(path: str):
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"Fit file {path!r} does not exist.")
+    try:
+        from .io import load
+    except ImportError:
+        raise CLIError("Loading fits needs hmodels.io, which this installation does not have.") from None
+    return load(p)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,33 +147,130 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--sampler", default=None)
     f.add_argument("--target-accept", type=float, default=0.9)
     f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--report", default=None, metavar="OUT.html", help="write a report (.html or .md)")
+    f.add_argument("--save", default=None, metavar="FIT.nc", help="save the fit to a file")
     sub.add_parser("datasets", help="list the bundled datasets")
+    p = sub.add_parser("priors", help="list the shipped prior sets, or show one set's entries")
+    p.add_argument("name", nargs="?", default=None, help="a set name or TOML path to show")
+    r = sub.add_parser("report", help="write the report of a saved fit")
+    r.add_argument("fit_file", help="a fit saved with --save or fit.save()")
+    r.add_argument("-o", "--output", default=None, help="report path (default: FIT with .html)")
+    d = sub.add_parser("demo", help="fit the sleep-deprivation study and write a report (about a minute)")
+    d.add_argument("-o", "--output", default="hmodels_demo_report.html", help="report path")
+    d.add_argument("--draws", type=int, default=500)
+    d.add_argument("--chains", type=int, default=4)
+    d.add_argument("--no-progress", action="store_true")
     return ap
 
 
+def _cmd_fit(args, console) -> int:
+    from .model import Model
+
+    if args.report:  # check before the (long) sampling
+        _report_format(args.report)
+    data = _read_data(args.data)
+    model = Model(args.formula, data, family=args.family, link=args.link, priors=args.priors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence problems are printed below, in the tables' place
+        fit = model.fit(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                        sampler=args.sampler, target_accept=args.target_accept, progressbar=not args.no_progress)
+    _print_fit(fit, console)
+    if args.save:
+        console.print(f"Saved the fit to {_save(fit, args.save)}")
+    if args.report:
+        console.print(f"Wrote the report to {_write_report(fit, args.report)}")
+    return EXIT_OK
+
+
+def _cmd_datasets(console) -> int:
+    from . import datasets
+
+    console.print(_table(datasets.describe(), "Bundled datasets", index=False))
+    return EXIT_OK
+
+
+def _cmd_priors(args, console) -> int:
+    from rich.table import Table
+
+    from . import priors
+
+    if args.name is None:
+        t = Table(title="Shipped prior sets (use with --priors NAME)", title_justify="left", header_style="bold")
+        t.add_column("name")
+        t.add_column("entries", justify="right")
+        t.add_column("description")
+        for name in priors.list_sets():
+            s = priors.load_set(name)
+            t.add_row(name, str(len(s.entries)), s.description)
+        console.print(t)
+        return EXIT_OK
+    s = priors.load_set(args.name)
+    t = Table(title=f"Prior set {s.name!r}: {s.description}", title_justify="left", header_style="bold")
+    for c in ("key", "prior", "scale", "rationale"):
+        t.add_column(c)
+    for e in s.entries.values():
+        t.add_row(e.key, repr(e.prior), e.scale, e.rationale)
+    console.print(t)
+    return EXIT_OK
+
+
+def _cmd_report(args, console) -> int:
+    fit = _load(args.fit_file)
+    out = args.output or str(Path(args.fit_file).with_suffix(".html"))
+    console.print(f"Wrote the report to {_write_report(fit, out)}")
+    return EXIT_OK
+
+
+def _cmd_demo(args, console) -> int:
+    from . import datasets
+    from .model import Model
+
+    formula = "Reaction ~ Days + (Days | Subject)"
+    console.print(f"[bold]hmodels demo[/]: {formula} on the sleep-deprivation study (lme4::sleepstudy)")
+    t0 = time.perf_counter()
+    model = Model(formula, datasets.load("sleepstudy"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(draws=args.draws, tune=args.draws, chains=args.chains, seed=1,
+                        progressbar=not args.no_progress)
+    _print_fit(fit, console)
+    if hasattr(fit, "report"):
+        console.print(f"Wrote the report to {_write_report(fit, args.output)}")
+    else:
+        console.print("(No report written: this installation has no hmodels.report.)")
+    console.print(f"Done in {time.perf_counter() - t0:.0f} s.")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hmodels`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``hmodels`` command; returns the exit code (0 ok, 2 bad input).
+
+    Examples
+    --------
+    >>> from hmodels.cli import main
+    >>> main(["priors"])  # doctest: +SKIP
+    0
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage and a one-line error
+        return int(exc.code or 0)
+    console = _console()
     try:
         if args.command == "datasets":
-            from . import datasets
-
-            print(datasets.describe().to_string(index=False))
-            return 0
+            return _cmd_datasets(console)
+        if args.command == "priors":
+            return _cmd_priors(args, console)
         if args.command == "fit":
-            from .model import Model
-
-            data = _read_data(args.data)
-            model = Model(args.formula, data, family=args.family, link=args.link, priors=args.priors)
-            fit = model.fit(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                            sampler=args.sampler, target_accept=args.target_accept,
-                            progressbar=not args.no_progress)
-            print(repr(fit))
-            return 0
+            return _cmd_fit(args, console)
+        if args.command == "report":
+            return _cmd_report(args, console)
+        if args.command == "demo":
+            return _cmd_demo(args, console)
     except HModelsError as exc:
-        print(f"hmodels: error: {exc}", file=sys.stderr)
-        return 2
-    return 1
+        print(f"hmodels: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

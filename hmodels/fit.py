@@ -215,9 +215,229 @@ class Fit:
         return out
 
     # -- diagnostics, checks, components, report (issue 3: hmodels.diagnostics/checks/components/report)
+    def diagnose(self, group_effects: bool = True):
+        """Convergence and singularity diagnosis with plain-language verdicts; see :func:`hmodels.diagnostics.diagnose`.
+
+        Examples
+        --------
+        >>> fit.diagnose().ok  # doctest: +SKIP
+        """
+        from .diagnostics import diagnose
+
+        return diagnose(self, group_effects=group_effects)
+
+    def ppc(self, group=None, draws: int | None = None, seed: int = 0, prob: float = 0.95):
+        """Posterior predictive check with Bayesian p-values; see :func:`hmodels.checks.ppc`.
+
+        Examples
+        --------
+        >>> fit.ppc().table  # doctest: +SKIP
+        """
+        from .checks import ppc
+
+        return ppc(self, group=group, draws=draws, seed=seed, prob=prob)
+
+    def overdispersion(self, seed: int = 0):
+        """Observed vs replicated dispersion (count / binomial families); see :func:`hmodels.checks.overdispersion`.
+
+        Examples
+        --------
+        >>> fit.overdispersion().overdispersed  # doctest: +SKIP
+        """
+        from .checks import overdispersion
+
+        return overdispersion(self, seed=seed)
+
+    def residuals(self, seed: int = 0):
+        """Fitted values and residuals per observation; see :func:`hmodels.checks.residuals`.
+
+        Examples
+        --------
+        >>> fit.residuals().head()  # doctest: +SKIP
+        """
+        from .checks import residuals
+
+        return residuals(self, seed=seed)
+
+    def icc(self, prob: float = 0.95, method: str = "lognormal"):
+        """Intraclass correlation per grouping factor; see :func:`hmodels.components.icc`.
+
+        Examples
+        --------
+        >>> fit.icc()  # doctest: +SKIP
+        """
+        from .components import icc
+
+        return icc(self, prob=prob, method=method)
+
+    def r2(self, prob: float = 0.95, method: str = "lognormal"):
+        """Marginal, conditional and Bayesian R²; see :func:`hmodels.components.r2`.
+
+        Examples
+        --------
+        >>> fit.r2()  # doctest: +SKIP
+        """
+        from .components import r2
+
+        return r2(self, prob=prob, method=method)
+
+    def shrinkage(self, factor: str):
+        """Raw vs fitted group means; see :func:`hmodels.components.shrinkage`.
+
+        Examples
+        --------
+        >>> fit.shrinkage("Subject")  # doctest: +SKIP
+        """
+        from .components import shrinkage
+
+        return shrinkage(self, factor)
+
+    def report(self, format: str = "markdown", prob: float = 0.95, path=None, seed: int = 0):
+        """Model report following the reporting checklist; see :func:`hmodels.report.report`.
+
+        Examples
+        --------
+        >>> fit.report(format="html", path="report.html")  # doctest: +SKIP
+        """
+        from .report import report
+
+        return report(self, format=format, prob=prob, path=path, seed=seed)
+
     # -- priors: prior vs posterior, sensitivity (issue 4: hmodels.prior_checks)
+    def plot_prior_posterior(self, var_names=None, **kwargs):
+        """Prior and posterior overlaid per parameter; see :func:`hmodels.prior_checks.plot_prior_posterior`.
+
+        Examples
+        --------
+        >>> pc = fit.plot_prior_posterior(var_names=["sd_Subject"])  # doctest: +SKIP
+        """
+        from .prior_checks import plot_prior_posterior
+
+        return plot_prior_posterior(self, var_names=var_names, **kwargs)
+
+    def prior_contraction(self) -> pd.DataFrame:
+        """``1 - var_post / var_prior`` per parameter; see :func:`hmodels.prior_checks.prior_contraction`.
+
+        Examples
+        --------
+        >>> fit.prior_contraction()  # doctest: +SKIP
+        """
+        from .prior_checks import prior_contraction
+
+        return prior_contraction(self)
+
+    def prior_sensitivity(self, var_names=None, threshold: float = 0.05, prior_var_names=None) -> pd.DataFrame:
+        """Power-scaling sensitivity with a verdict per parameter; see :func:`hmodels.prior_checks.prior_sensitivity`.
+
+        Examples
+        --------
+        >>> fit.prior_sensitivity()  # doctest: +SKIP
+        """
+        from .prior_checks import prior_sensitivity
+
+        return prior_sensitivity(self, var_names=var_names, threshold=threshold, prior_var_names=prior_var_names)
+
     # -- predict, loo, save (issue 5: hmodels.predict/comparison/io)
+    def predict(self, newdata=None, kind: str = "mean", groups: str = "include", seed: int | None = None):
+        """Posterior predictions; see :func:`hmodels.predict.predict`.
+
+        Examples
+        --------
+        >>> fit.predict(newdata, groups="new", seed=1).summary()  # doctest: +SKIP
+        """
+        from .predict import predict
+
+        return predict(self, newdata, kind=kind, groups=groups, seed=seed)
+
+    def loo(self, by: str | None = None, pointwise: bool = True):
+        """PSIS-LOO (or leave-one-group-out with ``by=``); see :func:`hmodels.comparison.loo`.
+
+        Examples
+        --------
+        >>> fit.loo(by="Subject")  # doctest: +SKIP
+        """
+        from .comparison import loo
+
+        return loo(self, by=by, pointwise=pointwise)
+
+    def kfold(self, k: int = 10, by: str | None = None, seed: int | None = None, **fit_kwargs):
+        """K-fold cross-validation by refitting; see :func:`hmodels.comparison.kfold`.
+
+        Examples
+        --------
+        >>> fit.kfold(k=5, by="Subject", seed=1)  # doctest: +SKIP
+        """
+        from .comparison import kfold
+
+        return kfold(self, k=k, by=by, seed=seed, **fit_kwargs)
+
+    def save(self, path) -> None:
+        """Save to a NetCDF file (plain data, no pickle); see :func:`hmodels.io.save`.
+
+        Examples
+        --------
+        >>> fit.save("sleep.nc")  # doctest: +SKIP
+        """
+        from .io import save
+
+        save(self, path)
+
     # -- plots (issue 6: hmodels.plots)
+    def plot_effects(self, prob: float = 0.95, intercept: bool | None = None, **kwargs):
+        """Forest plot of the fixed effects (ArviZ ``plot_forest``); see :func:`hmodels.plots.plot_effects`.
+
+        Examples
+        --------
+        >>> fit.plot_effects()  # doctest: +SKIP
+        """
+        from .plots import plot_effects
+
+        return plot_effects(self, prob=prob, intercept=intercept, **kwargs)
+
+    def plot_groups(self, factor: str, term: str | None = None, prob: float = 0.95):
+        """Caterpillar plot of one factor's group effects; see :func:`hmodels.plots.plot_groups`.
+
+        Examples
+        --------
+        >>> fit.plot_groups("Subject")  # doctest: +SKIP
+        """
+        from .plots import plot_groups
+
+        return plot_groups(self, factor, term=term, prob=prob)
+
+    def plot_trajectories(self, x: str, by: str, prob: float = 0.95, levels=None, ncols: int | None = None):
+        """Fitted lines per group over the data; see :func:`hmodels.plots.plot_trajectories`.
+
+        Examples
+        --------
+        >>> fit.plot_trajectories("Days", by="Subject")  # doctest: +SKIP
+        """
+        from .plots import plot_trajectories
+
+        return plot_trajectories(self, x, by=by, prob=prob, levels=levels, ncols=ncols)
+
+    def plot_components(self, prob: float = 0.95):
+        """Variance components with intervals; see :func:`hmodels.plots.plot_components`.
+
+        Examples
+        --------
+        >>> fit.plot_components()  # doctest: +SKIP
+        """
+        from .plots import plot_components
+
+        return plot_components(self, prob=prob)
+
+    def plot_conditional(self, x: str, prob: float = 0.95, n_points: int = 50, data_points: bool = True):
+        """Outcome vs one predictor on the response scale; see :func:`hmodels.plots.plot_conditional`.
+
+        Examples
+        --------
+        >>> fit.plot_conditional("period")  # doctest: +SKIP
+        """
+        from .plots import plot_conditional
+
+        return plot_conditional(self, x, prob=prob, n_points=n_points, data_points=data_points)
+
 
     # -- display ---------------------------------------------------------------------------
     def __repr__(self) -> str:

@@ -28,7 +28,7 @@ def _draws(fit, name):
     return np.asarray(da.transpose("chain", "draw", ...).values)
 
 
-def linear_predictor(fit, design=None, groups: str = "include") -> np.ndarray:
+def linear_predictor(fit, design=None, groups: str = "include", effects: dict | None = None) -> np.ndarray:
     """Linear-predictor draws ``X b + sum_f (Z_f * r_f[codes_f]).sum(-1)``, shape (chain, draw, n).
 
     Parameters
@@ -38,6 +38,10 @@ def linear_predictor(fit, design=None, groups: str = "include") -> np.ndarray:
         Rows to predict for (default: the data the model was fitted to).
     groups : {"include", "exclude"}
         Include the group-specific effects, or give population-level predictions (``X b`` only).
+    effects : dict, optional
+        Group-effect draws to use instead of the fitted ``r_<factor>``, by factor name, each of
+        shape (chain, draw, levels, terms) with levels in the order of ``design``'s level codes
+        (prediction for new levels appends their fresh draws after the fitted levels).
 
     Examples
     --------
@@ -50,7 +54,8 @@ def linear_predictor(fit, design=None, groups: str = "include") -> np.ndarray:
     eta = np.einsum("cdp,np->cdn", b, design.X) if b is not None else 0.0
     if groups == "include":
         for f in design.factors:
-            r = _draws(fit, f"r_{f.factor}")  # (chain, draw, level, term)
+            r = effects[f.factor] if effects and f.factor in effects else _draws(fit, f"r_{f.factor}")
+            # r: (chain, draw, level, term)
             eta = eta + np.einsum("cdnk,nk->cdn", r[:, :, f.codes, :], f.Z)
     if np.isscalar(eta):
         c, d = fit.draws.sizes["chain"], fit.draws.sizes["draw"]

@@ -92,7 +92,7 @@ class Model:
 
     def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
             seed: int | None = None, target_accept: float = 0.9, sampler: str | None = None,
-            progressbar: bool = True, log_likelihood: bool = False):
+            progressbar: bool = True, log_likelihood: bool = False, method: str = "auto"):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -110,6 +110,11 @@ class Model:
         progressbar : bool
         log_likelihood : bool
             Store pointwise log-likelihood (needed for LOO).
+        method : {"auto", "joint", "collapsed"}
+            ``"collapsed"``: gaussian models with the group effects integrated out analytically
+            (NUTS on b, SDs, correlations and sigma only; group effects drawn exactly afterwards;
+            see :mod:`hmodels.collapsed`). ``"joint"``: NUTS on everything. ``"auto"`` (default)
+            picks collapsed when valid. Recorded in ``fit.meta["method"]``.
 
         Returns
         -------
@@ -127,9 +132,43 @@ class Model:
 
         cores = min(chains, os.cpu_count() or 1) if cores is None else cores
         settings = check_settings(sampler, draws, tune, chains, cores, seed, target_accept)
+        from .collapsed import choose_method, fit_collapsed
+
+        if choose_method(self, method) == "collapsed":
+            return fit_collapsed(self, settings, progressbar=progressbar, log_likelihood=log_likelihood)
         built = self.built
         idata, timing = sample(built.model, settings, progressbar=progressbar, log_likelihood=log_likelihood)
-        return Fit.from_sampling(self, built, idata, settings, timing)
+        fit = Fit.from_sampling(self, built, idata, settings, timing)
+        fit.meta["method"] = "joint"
+        return fit
+
+    # -- priors (issue 4: hmodels.prior_checks)
+    def explain_priors(self, prob: float = 0.95, draws: int = 4000, seed: int | None = 0):
+        """Each prior, its source and data scale, and what it implies; see :func:`hmodels.prior_checks.explain_priors`.
+
+        Examples
+        --------
+        >>> import hmodels as hm
+        >>> m = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy"))
+        >>> "implies" in m.explain_priors().columns
+        True
+        """
+        from .prior_checks import explain_priors
+
+        return explain_priors(self, prob=prob, draws=draws, seed=seed)
+
+    def prior_predictive(self, draws: int = 500, seed: int | None = None):
+        """Prior predictive simulation, summary, flags and plot; see :func:`hmodels.prior_checks.prior_predictive`.
+
+        Examples
+        --------
+        >>> pp = model.prior_predictive(draws=200, seed=1)  # doctest: +SKIP
+        >>> pp.flags  # doctest: +SKIP
+        []
+        """
+        from .prior_checks import prior_predictive
+
+        return prior_predictive(self, draws=draws, seed=seed)
 
     def __repr__(self) -> str:
         d = self.design

@@ -88,14 +88,18 @@ def sample(model, settings: SamplerSettings, progressbar: bool = True, log_likel
         draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=settings.cores,
         random_seed=settings.seed, target_accept=settings.target_accept, nuts_sampler=settings.sampler,
         progressbar=progressbar, model=model, idata_kwargs={"log_likelihood": log_likelihood},
+        # hmodels reports convergence itself, in plain language (Fit.convergence_messages)
+        compute_convergence_checks=False,
     )
     if settings.sampler == "numpyro":
-        kwargs["nuts_sampler_kwargs"] = {"chain_method": "sequential" if settings.cores == 1 else "parallel"}
+        kwargs["nuts"] = {"chain_method": "sequential" if settings.cores == 1 else "parallel"}
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Dd]ivergen.*")
             warnings.filterwarnings("ignore", message=".*rhat.*")
             warnings.filterwarnings("ignore", message=".*effective sample size.*")
+            # PyTensor's C linker is not used for sampling (numba / JAX do their own BLAS)
+            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
             idata = pm.sample(**kwargs)
     except BaseException as exc:  # nutpie can raise a Rust PanicException (not an Exception)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):

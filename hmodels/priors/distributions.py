@@ -415,10 +415,25 @@ class LKJ(Prior):
 
 
 class _Folded:
-    """|X| for a symmetric scipy distribution centred at 0 (ppf only)."""
+    """|X| for a symmetric scipy distribution centred at 0 (ppf, rvs, logpdf, mean, var)."""
 
     def __init__(self, base):
         self.base = base
+
+    def logpdf(self, x):
+        x = np.asarray(x, dtype=float)
+        return np.where(x >= 0, math.log(2) + self.base.logpdf(x), -np.inf)
+
+    def mean(self):
+        from scipy import integrate
+
+        if not np.isfinite(self.base.mean()):  # e.g. a t with nu <= 1
+            return np.inf
+        return 2 * integrate.quad(lambda t: t * self.base.pdf(t), 0, np.inf)[0]
+
+    def var(self):
+        m2 = self.base.var()  # E[X^2] of the symmetric base, centred at 0
+        return float(m2 - self.mean() ** 2) if np.isfinite(m2) else np.inf
 
     def ppf(self, q):
         return self.base.ppf(0.5 + np.asarray(q) / 2)

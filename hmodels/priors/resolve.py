@@ -261,12 +261,36 @@ def resolve_priors(design, priors=None, prior_set: str | PriorSet | None = None,
                 f"model.{closest(key, valid.values())}"
             )
     rows = []
+    robust = _robust_unit(design)
     for slot in slots:
-        rows.append(_resolve_slot(slot, parsed, named, default))
+        rows.append(_resolve_slot(slot, parsed, named, default, robust))
     return PriorTable(rows, intercept_prior)
 
 
-def _resolve_slot(slot: PriorSlot, user: dict, named: PriorSet, default: PriorSet) -> ResolvedPrior:
+def _robust_unit(design) -> tuple[float, float, str]:
+    """brms's response-level location and scale for ``scale = "mad"`` entries.
+
+    ``(round(median(link(y)), 1), round(mad(link(y)), 1), note)`` for identity and log links
+    (zeros become 0.1 before the log, as brms); ``(0, 0, note)`` for other links, where brms
+    uses its fixed defaults (the entry's ``min_scale``).
+    """
+    spec = design.spec
+    fam = get_family(spec.family, spec.link)
+    y = np.asarray(design.y, dtype=float)
+    resp = spec.response
+    if fam.link not in ("identity", "log") or y.size == 0:
+        return 0.0, 0.0, f"{fam.link} link: no data scale (brms uses fixed defaults)"
+    if fam.link == "log":
+        y = np.log(np.where(y == 0, y + 0.1, y))
+        resp = f"log({resp})"
+    med = float(np.median(y))
+    mad = 1.4826 * float(np.median(np.abs(y - med)))  # R's mad(): scaled to the SD for normal data
+    loc, unit = round(med, 1), round(mad, 1)
+    return loc, unit, f"median({resp}) = {_fmt(loc)}, mad({resp}) = {_fmt(unit)}"
+
+
+def _resolve_slot(slot: PriorSlot, user: dict, named: PriorSet, default: PriorSet,
+                  robust: tuple[float, float, str] = (0.0, 0.0, "")) -> ResolvedPrior:
     for key in slot.keys:
         if _canon(key) in user:
             prior = user[_canon(key)]
@@ -277,7 +301,14 @@ def _resolve_slot(slot: PriorSlot, user: dict, named: PriorSet, default: PriorSe
             entry = pset.entries.get(key)
             if entry is None:
                 continue
-            if entry.scale == "data" and slot.support != "cor":
+            if entry.scale == "mad" and slot.support != "cor":
+                unit = max(entry.min_scale, robust[1])
+                prior = entry.prior.scaled(unit) if unit > 0 else entry.prior
+                derivation = f"{entry.prior!r} × max({_fmt(entry.min_scale)}, mad) with {robust[2]}"
+                if slot.cls == "Intercept":
+                    prior = _shift(prior, robust[0])
+                    derivation += f"; located at median = {_fmt(robust[0])}"
+            elif entry.scale == "data" and slot.support != "cor":
                 prior = entry.prior.scaled(slot.scale)
                 if slot.cls == "Intercept":
                     prior = _shift(prior, slot.loc)

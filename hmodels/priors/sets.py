@@ -1,7 +1,13 @@
 """Named prior sets: TOML files in the top-level ``priors/`` folder (shipped with the package).
 
 A set maps prior keys (classes such as ``"fixed"``, ``"sd"``, ``"sd(Subject)"`` or single terms
-such as ``"Days"``) to an entry ``{prior = "...", scale = "data" | "none", rationale = "..."}``.
+such as ``"Days"``) to an entry ``{prior = "...", scale = "data" | "mad" | "none", rationale = "..."}``
+and, with ``scale = "mad"``, an optional ``min_scale``.
+
+``scale = "mad"`` reproduces brms's defaults: location and scale multiplied by one response-level
+unit for every parameter, ``max(min_scale, round(mad(link(y)), 1))`` (the median absolute
+deviation, R's ``mad``, of the outcome on the link scale; identity and log links only, else
+``min_scale``), and the Intercept located at ``round(median(link(y)), 1)``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from .distributions import Prior, from_string
 
 __all__ = ["SetEntry", "PriorSet", "load_set", "list_sets", "sets_folder"]
 
-_SCALES = ("data", "none")
+_SCALES = ("data", "mad", "none")
+_FIELDS = ["prior", "scale", "rationale", "min_scale"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class SetEntry:
     prior: Prior
     scale: str
     rationale: str
+    min_scale: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -103,10 +111,10 @@ def load_set(name_or_path: str | Path) -> PriorSet:
         where = f"{p}:{_line(text, key)} [priors.{key}]"
         if not isinstance(entry, dict):
             raise PriorError(f"{where}: must be a table with 'prior', 'scale' and 'rationale'.")
-        extra = set(entry) - {"prior", "scale", "rationale"}
+        extra = set(entry) - set(_FIELDS)
         if extra:
             bad = sorted(extra)[0]
-            raise PriorError(f"{where}: unknown field {bad!r}; allowed: prior, scale, rationale.{closest(bad, ['prior', 'scale', 'rationale'])}")
+            raise PriorError(f"{where}: unknown field {bad!r}; allowed: {', '.join(_FIELDS)}.{closest(bad, _FIELDS)}")
         if "prior" not in entry:
             raise PriorError(f"{where}: missing 'prior', e.g. prior = \"Normal(0, 2.5)\".")
         try:
@@ -115,8 +123,13 @@ def load_set(name_or_path: str | Path) -> PriorSet:
             raise PriorError(f"{where}: {exc}") from None
         scale = entry.get("scale", "none")
         if scale not in _SCALES:
-            raise PriorError(f"{where}: scale must be 'data' or 'none', got {scale!r}.")
-        entries[key] = SetEntry(key, prior, scale, str(entry.get("rationale", "")))
+            raise PriorError(f"{where}: scale must be 'data', 'mad' or 'none', got {scale!r}.")
+        min_scale = entry.get("min_scale", 0.0)
+        if isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or min_scale < 0:
+            raise PriorError(f"{where}: min_scale must be a number >= 0, got {min_scale!r}.")
+        if min_scale and scale != "mad":
+            raise PriorError(f"{where}: min_scale only applies with scale = \"mad\" (got scale = {scale!r}).")
+        entries[key] = SetEntry(key, prior, scale, str(entry.get("rationale", "")), float(min_scale))
     return PriorSet(p.stem, str(data.get("description", "")), entries, str(p))
 
 

@@ -1,0 +1,305 @@
+"""Predictive model comparison: PSIS-LOO, leave-one-group-out, K-fold, and comparison tables.
+
+All estimates come from ArviZ (``az.loo``, ``az.loo_kfold``, ``az.compare``); this module builds
+their input from the Fit alone — the pointwise log-likelihood is recomputed from the draws with
+:func:`hmodels.linpred.pointwise_loglik`, so fits loaded from disk (or fitted without
+``log_likelihood=True``) work too.
+
+Leave-one-group-out (``by="Subject"``) sums each group's pointwise log-likelihood into one
+log-likelihood per group, so PSIS estimates how well the model predicts a *whole new group*
+(a new subject) rather than a new observation of a known one. Removing a whole group moves the
+posterior more than removing one observation, so high Pareto k values are common there; when
+they appear, :func:`kfold` (exact refits) is the reliable alternative.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import SpecificationError
+from .linpred import fit_design, linear_predictor, pointwise_loglik
+
+__all__ = ["loo", "kfold", "compare", "Comparison", "LOOWarning", "log_likelihood_tree"]
+
+
+class LOOWarning(UserWarning):
+    """PSIS-LOO is unreliable for some observations or groups (high Pareto k)."""
+
+
+def _group_codes(fit, by: str) -> tuple[np.ndarray, list[str]]:
+    design = fit_design(fit)
+    if by in fit.meta["factors"]:
+        f = design.factor(by)
+        return f.codes, list(f.levels)
+    data = fit.data if fit.data is not None else design.data
+    if by in data.columns:
+        codes, uniques = pd.factorize(data[by], sort=True)
+        return codes.astype(np.int64), [str(u) for u in uniques]
+    raise SpecificationError(
+        f"by={by!r} is neither a grouping factor ({', '.join(fit.meta['factors']) or 'none'}) nor a column of "
+        f"the fitted data ({', '.join(map(str, data.columns))})."
+    )
+
+
+def log_likelihood_tree(fit, by: str | None = None) -> xr.DataTree:
+    """ArviZ data with ``posterior`` and a ``log_likelihood`` group, per observation or per group.
+
+    Examples
+    --------
+    >>> tree = log_likelihood_tree(fit, by="Subject")  # doctest: +SKIP
+    >>> tree["log_likelihood"]["Reaction"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'Subject')
+    """
+    design = fit_design(fit)
+    ll = pointwise_loglik(fit, linear_predictor(fit, design), design)
+    name = fit.meta.get("observed") or fit.spec.response
+    if by is None:
+        dim, coords = "obs", np.arange(ll.shape[-1])
+    else:
+        codes, levels = _group_codes(fit, by)
+        summed = np.stack([ll[..., codes == j].sum(axis=-1) for j in range(len(levels))], axis=-1)
+        ll, dim, coords = summed, by, levels
+    c, d = ll.shape[:2]
+    ds = xr.Dataset({name: (("chain", "draw", dim), ll)},
+                    coords={"chain": np.arange(c), "draw": np.arange(d), dim: coords})
+    post = fit.posterior["posterior"].to_dataset()
+    post = post.assign_coords(chain=np.arange(c), draw=np.arange(d))
+    return xr.DataTree.from_dict({"/posterior": post, "/log_likelihood": ds})
+
+
+def loo(fit, by: str | None = None, pointwise: bool = True):
+    """Pareto-smoothed importance-sampling leave-one-out cross-validation (ArviZ ``az.loo``).
+
+    Parameters
+    ----------
+    fit : Fit
+    by : str, optional
+        A grouping factor or data column: leave one *group* out (the log-likelihood of all of a
+        group's observations together), answering "how well do we predict a new group?".
+    pointwise : bool
+        Keep pointwise ``elpd_i`` and ``pareto_k``.
+
+    Returns
+    -------
+    arviz_stats ELPDData
+        ``elpd``, ``se``, ``p``, ``pareto_k``, ``good_k``, ... A :class:`LOOWarning` names the
+        observations or groups with high Pareto k and suggests :func:`kfold`.
+
+    Examples
+    --------
+    >>> fit.loo().elpd  # doctest: +SKIP
+    >>> fit.loo(by="Subject").se  # doctest: +SKIP
+    """
+    import arviz as az
+
+    tree = log_likelihood_tree(fit, by)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # replaced by the plain-language warning below
+        res = az.loo(tree, pointwise=True)
+    k = np.asarray(res.pareto_k.values) if res.pareto_k is not None else np.zeros(0)
+    good = float(res.good_k) if res.good_k is not None else 0.7
+    high = np.flatnonzero(k > good)
+    if high.size:
+        unit = f"groups of {by!r}" if by else "observations"
+        labels = res.pareto_k.coords[res.pareto_k.dims[0]].values[high]
+        shown = ", ".join(map(str, labels[:8])) + (" ..." if high.size > 8 else "")
+        call = f"fit.kfold(k={min(10, k.size)}, by={by!r})" if by else "fit.kfold(k=10)"
+        warnings.warn(
+            f"PSIS-LOO is unreliable for {high.size} of {k.size} {unit} (Pareto k > {good:.2f}: {shown}); "
+            f"those are so influential that leaving them out changes the posterior a lot, so this elpd may be "
+            f"too optimistic. Use exact K-fold cross-validation instead: {call}.",
+            LOOWarning, stacklevel=3,
+        )
+    if not pointwise:
+        res.elpd_i = None
+    return res
+
+
+def _make_wrapper(fit, fit_kwargs: dict, seed: int | None):
+    """An ArviZ SamplingWrapper that refits the fit's model on subsets and scores held-out rows."""
+    from arviz_stats.loo import SamplingWrapper
+
+    from .model import Model
+    from .predict import new_design, new_level_effects
+
+    data = fit.data if fit.data is not None else fit_design(fit).data
+    priors = {r.slot.param: r.prior for r in fit.priors}
+    s = fit.settings
+    kwargs = dict(draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores, target_accept=s.target_accept,
+                  sampler=s.sampler, progressbar=False)
+    if "method" in fit.meta:
+        kwargs["method"] = fit.meta["method"]
+    kwargs.update(fit_kwargs)
+
+    class Wrapper(SamplingWrapper):
+        def __init__(self):
+            super().__init__(model=None)
+            self.fold = 0
+
+        def sel_observations(self, idx):
+            idx = np.asarray(idx, dtype=int)
+            keep = np.setdiff1d(np.arange(len(data)), idx)
+            return data.iloc[keep].reset_index(drop=True), data.iloc[idx].reset_index(drop=True)
+
+        def sample(self, modified_observed_data):
+            self.fold += 1
+            model = Model(fit.spec, modified_observed_data, priors=priors, centered=fit.meta.get("centered", False),
+                          intercept_prior=fit.meta.get("intercept_prior", "centered"))
+            fold_seed = None if seed is None else seed + self.fold
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return model.fit(seed=fold_seed, **kwargs)
+
+        def get_inference_data(self, fitted_model):
+            return fitted_model
+
+        def log_likelihood__i(self, excluded_obs, idata__i):
+            design, unseen = new_design(idata__i, excluded_obs, need_trials=True, need_se=True)
+            effects = new_level_effects(idata__i, design, unseen, seed=seed) if unseen else None
+            ll = pointwise_loglik(idata__i, linear_predictor(idata__i, design, effects=effects), design)
+            return xr.DataArray(ll, dims=("chain", "draw", "obs"))
+
+    return Wrapper()
+
+
+def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, **fit_kwargs):
+    """Exact K-fold cross-validation: refit on K-1 folds, score the held-out fold (``az.loo_kfold``).
+
+    Each refit uses the fit's spec, its resolved priors (the same prior objects, not re-derived
+    from the subset), centring and sampler settings. Held-out rows of levels absent from the
+    training folds get group effects drawn from the fitted population distribution
+    (:func:`hmodels.predict.new_level_effects`).
+
+    Parameters
+    ----------
+    fit : Fit
+        Works for loaded fits too (the model is rebuilt from spec, data and priors).
+    k : int
+        Number of folds.
+    by : str, optional
+        Keep each group of this factor or column in one fold (leave-groups-out).
+    seed : int, optional
+        Seed of the fold split and the refits.
+    **fit_kwargs
+        Overrides of the refits' sampler settings (e.g. ``draws=500, chains=2``).
+
+    Returns
+    -------
+    arviz_stats ELPDData (kind ``"loo_kfold"``)
+
+    Examples
+    --------
+    >>> fit.kfold(k=5, by="Subject", seed=1, draws=500)  # doctest: +SKIP
+    """
+    import arviz as az
+
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        raise SpecificationError(f"k must be an integer >= 2, got {k!r}.")
+    group_by = _group_codes(fit, by)[0] if by is not None else None
+    if group_by is not None and k > len(np.unique(group_by)):
+        raise SpecificationError(f"k={k} folds but {by!r} has only {len(np.unique(group_by))} groups; use k <= that.")
+    tree = log_likelihood_tree(fit)
+    wrapper = _make_wrapper(fit, fit_kwargs, seed)
+    return az.loo_kfold(tree, wrapper, pointwise=True, k=k, group_by=group_by,
+                        seed=271 if seed is None else seed)
+
+
+class Comparison:
+    """ArviZ's comparison table of several fits with a plain-language reading.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        ``az.compare`` output: rank, elpd, p, elpd_diff, weight, se, dse, warning, ...
+    reading : str
+        What the table says, in words.
+    elpd : dict
+        The ELPDData of each model.
+
+    Examples
+    --------
+    >>> cmp = hm.compare({"intercepts": f1, "slopes": f2})  # doctest: +SKIP
+    >>> print(cmp.reading)  # doctest: +SKIP
+    """
+
+    def __init__(self, table: pd.DataFrame, reading: str, elpd: dict):
+        self.table = table
+        self.reading = reading
+        self.elpd = elpd
+
+    def __repr__(self) -> str:
+        return f"{self.table.round(2).to_string()}\n\n{self.reading}"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return self.table.round(2).to_html() + f"<p>{escape(self.reading)}</p>"
+
+
+def compare(fits: dict, by: str | None = None, method: str = "stacking") -> Comparison:
+    """Compare fits of the same data by expected log predictive density (``az.compare``).
+
+    Parameters
+    ----------
+    fits : dict
+        Name -> Fit (or an ELPDData from :func:`loo` / :func:`kfold`), at least two.
+    by : str, optional
+        Compare by leave-one-group-out (see :func:`loo`).
+    method : str
+        ArviZ's weighting method (``"stacking"`` default, ``"bb-pseudo-bma"``, ``"pseudo-bma"``).
+
+    Returns
+    -------
+    Comparison
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> cmp = hm.compare({"intercepts": fit1, "slopes": fit2}, by="Subject")  # doctest: +SKIP
+    >>> cmp.table  # doctest: +SKIP
+    """
+    import arviz as az
+
+    from .fit import Fit
+
+    if not isinstance(fits, dict) or len(fits) < 2:
+        raise SpecificationError("compare needs a dict of at least two named fits, e.g. {'intercepts': f1, 'slopes': f2}.")
+    ys = {}
+    for name, f in fits.items():
+        if isinstance(f, Fit):
+            ys[name] = np.asarray(fit_design(f).y, dtype=float)
+    if ys:
+        first, y0 = next(iter(ys.items()))
+        for name, y in ys.items():
+            if y.shape != y0.shape or not np.allclose(y, y0, equal_nan=True):
+                raise SpecificationError(
+                    f"Models {first!r} and {name!r} were fitted to different data ({y0.size} vs {y.size} observations); "
+                    "predictive comparison needs the same observations in every model."
+                )
+    elpds = {name: (loo(f, by=by) if isinstance(f, Fit) else f) for name, f in fits.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare(elpds, method=method, round_to="none")
+    return Comparison(table, _reading(table, by), elpds)
+
+
+def _reading(table: pd.DataFrame, by: str | None) -> str:
+    what = f"for a new group of {by!r} (leave-one-group-out)" if by else "for new observations (leave-one-out)"
+    best = table.index[0]
+    lines = [f"Best expected predictive accuracy {what}: {best!r}."]
+    for name in table.index[1:]:
+        diff, dse = abs(float(table.loc[name, "elpd_diff"])), float(table.loc[name, "dse"])
+        if diff > 2 * dse and diff > 4:
+            verdict = f"clearly worse (elpd lower by {diff:.1f} ± {dse:.1f}, more than 2 SE): prefer {best!r}"
+        else:
+            verdict = (f"not distinguishable (elpd difference {diff:.1f} ± {dse:.1f}, within 2 SE or below 4): the data "
+                       "do not favour either; the simpler model is adequate")
+        lines.append(f"{name!r} vs {best!r}: {verdict}.")
+    if "warning" in table.columns and table["warning"].astype(bool).any():
+        bad = ", ".join(map(repr, table.index[table["warning"].astype(bool)]))
+        lines.append(f"High Pareto k for {bad}: confirm with K-fold cross-validation (fit.kfold).")
+    return " ".join(lines)

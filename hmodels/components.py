@@ -1,0 +1,342 @@
+"""Variance components beyond the core table: variance decomposition, ICC, R² and shrinkage.
+
+Everything is computed per posterior draw from the Fit (never the PyMC model) and summarised
+with :func:`hmodels.summary.summarise_draws`, so each quantity comes with its posterior mean, SD,
+HDI, R-hat and ESS.
+
+Variances (Nakagawa & Schielzeth 2013; Johnson 2014; Nakagawa, Johnson & Schielzeth 2017), per draw:
+
+* fixed: the variance over the observed rows of the population-level linear predictor ``X b``;
+* each grouping factor ``f``: ``mean_i z_i' Σ_f z_i`` (Johnson's extension to random slopes; for a
+  random intercept only it is ``sd²``), with ``Σ_f = diag(sd) R diag(sd)``;
+* residual (distribution-specific, latent scale):
+
+  ==========================  ==========================================================
+  gaussian (identity)         ``sigma²`` (``mean(se²)`` with known standard errors)
+  student_t (identity)        ``sigma² nu / (nu - 2)`` (infinite for ``nu <= 2``)
+  bernoulli / binomial        ``pi²/3`` (logit), 1 (probit), ``pi²/6`` (cloglog)
+  poisson (log)               ``ln(1 + 1/lambda)`` (lognormal approximation; ``method``
+                              ``"trigamma"``: ``psi1(lambda)``; ``"delta"``: ``1/lambda``)
+  negativebinomial (log)      ``ln(1 + 1/lambda + 1/alpha)`` (``"trigamma"``:
+                              ``psi1(1 / (1/lambda + 1/alpha))``; ``"delta"``: ``1/lambda + 1/alpha``)
+  ==========================  ==========================================================
+
+  where ``lambda`` is the marginal expected count, ``mean_i exp(x_i b + v_i / 2)`` with ``v_i``
+  the group-effect variance of row ``i`` (Nakagawa et al. 2017 use ``exp(b0 + sd²/2)``, the same
+  with centred predictors).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import SpecificationError
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws
+from .summary import summarise_draws
+
+__all__ = ["variance_decomposition", "icc", "r2", "bayes_r2", "shrinkage", "extended_components"]
+
+_METHODS = ("lognormal", "trigamma", "delta")
+
+
+def _draws(fit, name) -> np.ndarray:
+    return np.asarray(fit.draws[name].transpose("chain", "draw", ...).values, dtype=float)
+
+
+def _factor_variances(fit, design) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per factor: (mean_i z_i' Σ z_i per draw, z_i' Σ z_i per draw and row)."""
+    out = {}
+    for fd in design.factors:
+        f = fd.factor
+        sd = _draws(fit, f"sd_{f}")  # (c, d, k)
+        k = sd.shape[-1]
+        R = np.broadcast_to(np.eye(k), sd.shape[:2] + (k, k)).copy()
+        for var, terms in fit.meta["factors"][f]["cors"]:
+            cor = _draws(fit, var)
+            idx = [fd.terms.index(t) for t in terms]
+            R[..., np.ix_(idx, idx)[0], np.ix_(idx, idx)[1]] = cor
+        Sigma = sd[..., :, None] * R * sd[..., None, :]
+        per_row = np.einsum("nj,cdjk,nk->cdn", fd.Z, Sigma, fd.Z, optimize=True)
+        out[f] = (per_row.mean(axis=-1), per_row)
+    return out
+
+
+def _residual_variance(fit, design, eta_fixed, fvars, method: str) -> np.ndarray:
+    fam = fit.family
+    aux = aux_draws(fit)
+    shape = eta_fixed.shape[:2]
+    if fam.latent_variance is not None:
+        return np.full(shape, fam.latent_variance)
+    if fam.link == "identity":
+        if design.se is not None:
+            return np.full(shape, float(np.mean(design.se ** 2)))
+        s2 = aux["sigma"][..., 0] ** 2
+        if fam.name == "student_t":
+            nu = aux["nu"][..., 0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(nu > 2, s2 * nu / (nu - 2), np.inf)
+        return s2
+    if fam.name in ("poisson", "negativebinomial"):
+        if method not in _METHODS:
+            raise SpecificationError(f"method must be one of {', '.join(_METHODS)}, got {method!r}.")
+        v = sum((pr for _, pr in fvars.values()), np.zeros_like(eta_fixed))
+        lam = np.exp(eta_fixed + 0.5 * v).mean(axis=-1)
+        inv = 1.0 / lam
+        if fam.name == "negativebinomial":
+            inv = inv + 1.0 / aux["alpha"][..., 0]
+        if method == "lognormal":
+            return np.log1p(inv)
+        if method == "trigamma":
+            from scipy.special import polygamma
+
+            return polygamma(1, 1.0 / inv)
+        return inv
+    raise SpecificationError(
+        f"Variance decomposition is not defined for the {fam.name} family with a {fam.link} link; "
+        "it is available for identity-link gaussian/student_t, binary/binomial and count families."
+    )
+
+
+def _decomposition_draws(fit, method: str = "lognormal") -> dict[str, np.ndarray]:
+    design = fit_design(fit)
+    eta_fixed = linear_predictor(fit, design, groups="exclude")
+    fvars = _factor_variances(fit, design)
+    out = {"fixed": eta_fixed.var(axis=-1)}
+    for f, (v, _) in fvars.items():
+        out[f] = v
+    out["residual"] = _residual_variance(fit, design, eta_fixed, fvars, method)
+    return out
+
+
+def variance_decomposition(fit, prob: float = 0.95, method: str = "lognormal") -> pd.DataFrame:
+    """Variance explained by the fixed effects, by each grouping factor and left as residual.
+
+    Parameters
+    ----------
+    fit : Fit
+    prob : float
+        HDI probability.
+    method : {"lognormal", "trigamma", "delta"}
+        Approximation of the distribution-specific variance for log-link count families.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``fixed``, one per grouping factor, ``residual`` (latent scale for GLMMs); columns
+        as :func:`~hmodels.summary.summarise_draws`.
+
+    Examples
+    --------
+    >>> from hmodels.components import variance_decomposition
+    >>> variance_decomposition(fit)  # doctest: +SKIP
+    """
+    d = _decomposition_draws(fit, method)
+    t = summarise_draws(np.stack(list(d.values()), axis=-1), list(d), prob)
+    t.index.name = "component"
+    return t
+
+
+def icc(fit, prob: float = 0.95, method: str = "lognormal") -> pd.DataFrame:
+    """Intraclass correlation per grouping factor, with intervals.
+
+    ``ICC_f = var_f / (sum_g var_g + var_residual)`` per draw — the *adjusted* ICC of Nakagawa et
+    al. (2017), which leaves the fixed-effect variance out; on the latent scale for GLMMs (see the
+    module docstring for the residual variance of each family).
+
+    Parameters
+    ----------
+    fit : Fit
+    prob : float
+        HDI probability.
+    method : {"lognormal", "trigamma", "delta"}
+        Approximation for log-link count families.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per grouping factor (index ``group``), columns of
+        :func:`~hmodels.summary.summarise_draws`.
+
+    Examples
+    --------
+    >>> fit.icc()  # doctest: +SKIP
+    """
+    d = _decomposition_draws(fit, method)
+    factors = list(fit.meta["factors"])
+    if not factors:
+        raise SpecificationError("The ICC needs at least one grouping factor; this model has none.")
+    total = sum(d[f] for f in factors) + d["residual"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = np.stack([d[f] / total for f in factors], axis=-1)
+    t = summarise_draws(draws, factors, prob)
+    t.index.name = "group"
+    t.attrs["residual_variance"] = _residual_label(fit, method)
+    return t
+
+
+def _residual_label(fit, method):
+    fam = fit.family
+    if fam.latent_variance is not None:
+        return f"latent {fam.link}: {fam.latent_variance:.4g}"
+    if fam.link == "log":
+        return f"{method} approximation for {fam.name}"
+    return "sigma^2" if fit.spec.se is None else "mean(se^2)"
+
+
+def bayes_r2_draws(fit, groups: str = "include") -> np.ndarray:
+    """Per-draw Bayesian R² of Gelman, Goodrich, Gabry & Vehtari (2019), shape (chain, draw)."""
+    design = fit_design(fit)
+    eta = linear_predictor(fit, design, groups=groups)
+    mu = mean_draws(fit, eta)
+    fam = fit.family
+    aux = aux_draws(fit)
+    if fam.name == "gaussian":
+        res = np.broadcast_to(design.se ** 2 if design.se is not None else aux["sigma"] ** 2, mu.shape)
+    elif fam.name == "student_t":
+        nu, s = aux["nu"], aux["sigma"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res = np.broadcast_to(np.where(nu > 2, s ** 2 * nu / (nu - 2), np.inf), mu.shape)
+    elif fam.name == "bernoulli":
+        res = mu * (1 - mu)
+    elif fam.name == "binomial":
+        res = mu * (1 - mu) / design.trials
+    elif fam.name == "poisson":
+        res = mu
+    elif fam.name == "negativebinomial":
+        res = mu + mu ** 2 / aux["alpha"]
+    else:  # pragma: no cover - all families are listed above
+        raise SpecificationError(f"Bayesian R² is not defined for family {fam.name!r}.")
+    var_fit = mu.var(axis=-1, ddof=1)
+    var_res = res.mean(axis=-1)
+    return var_fit / (var_fit + var_res)
+
+
+def r2(fit, prob: float = 0.95, method: str = "lognormal") -> pd.DataFrame:
+    """Marginal and conditional R² (Nakagawa & Schielzeth) and Bayesian R² (Gelman et al.), with intervals.
+
+    Parameters
+    ----------
+    fit : Fit
+    prob : float
+        HDI probability.
+    method : {"lognormal", "trigamma", "delta"}
+        Approximation for log-link count families (marginal / conditional R² only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``marginal`` (variance explained by the fixed effects), ``conditional`` (fixed plus
+        group effects), ``bayes`` (Gelman et al. 2019: ``var(mu) / (var(mu) + mean residual
+        variance)``, fitted means including group effects, on the response scale — proportions
+        for binomial).
+
+    Notes
+    -----
+    Per draw, with the variances of the module docstring:
+    ``R²_m = v_fixed / (v_fixed + sum_f v_f + v_res)`` and
+    ``R²_c = (v_fixed + sum_f v_f) / (v_fixed + sum_f v_f + v_res)``.
+
+    Examples
+    --------
+    >>> fit.r2()  # doctest: +SKIP
+    """
+    d = _decomposition_draws(fit, method)
+    vg = sum((d[f] for f in fit.meta["factors"]), np.zeros_like(d["fixed"]))
+    total = d["fixed"] + vg + d["residual"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = np.stack([d["fixed"] / total, (d["fixed"] + vg) / total, bayes_r2_draws(fit)], axis=-1)
+    t = summarise_draws(draws, ["marginal", "conditional", "bayes"], prob)
+    t.index.name = "r2"
+    t.attrs["residual_variance"] = _residual_label(fit, method)
+    return t
+
+
+def bayes_r2(fit, prob: float = 0.95, groups: str = "include") -> pd.DataFrame:
+    """Bayesian R² alone (``groups="exclude"`` for population-level predictions).
+
+    Examples
+    --------
+    >>> from hmodels.components import bayes_r2
+    >>> bayes_r2(fit)  # doctest: +SKIP
+    """
+    return summarise_draws(bayes_r2_draws(fit, groups)[..., None], ["bayes"], prob)
+
+
+def shrinkage(fit, factor: str) -> pd.DataFrame:
+    """How far each group's fitted mean moved from its raw mean towards the population.
+
+    Parameters
+    ----------
+    fit : Fit
+    factor : str
+        A grouping factor.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per level: ``n`` (observations), ``raw_mean`` (observed mean of the outcome —
+        the proportion ``sum(y) / sum(trials)`` for binomial), ``fitted_mean`` (posterior mean of the
+        expected outcome with group effects), ``fitted_sd``, ``population_mean`` (expected outcome
+        without group effects) and ``shrinkage = 1 - (fitted - population) / (raw - population)``:
+        0 when the group keeps its raw mean, 1 when it is pulled all the way to the population
+        (NaN when the raw mean equals the population mean).
+
+    Examples
+    --------
+    >>> fit.shrinkage("Subject").head()  # doctest: +SKIP
+    """
+    design = fit_design(fit)
+    fd = design.factor(factor)
+    y = np.asarray(design.y, dtype=float)
+    w = np.asarray(design.trials, dtype=float) if design.trials is not None else np.ones_like(y)
+    resp = y / w if design.trials is not None else y
+    mu = mean_draws(fit, linear_predictor(fit, design, groups="include"))
+    mu0 = mean_draws(fit, linear_predictor(fit, design, groups="exclude"))
+    rows = []
+    for i, level in enumerate(fd.levels):
+        m = fd.codes == i
+        if not m.any():
+            continue
+        ww = w[m] / w[m].sum()
+        raw = float((resp[m] * ww).sum())
+        fitted = (mu[..., m] * ww).sum(axis=-1)
+        pop = float(((mu0[..., m] * ww).sum(axis=-1)).mean())
+        fm = float(fitted.mean())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = 1.0 - (fm - pop) / (raw - pop) if abs(raw - pop) > 1e-12 else np.nan
+        rows.append((level, int(m.sum()), raw, fm, float(fitted.std(ddof=1)), pop, s))
+    return pd.DataFrame(rows, columns=["level", "n", "raw_mean", "fitted_mean", "fitted_sd", "population_mean",
+                                       "shrinkage"]).set_index("level")
+
+
+def extended_components(fit, prob: float = 0.95, method: str = "lognormal") -> pd.DataFrame:
+    """The core variance-component table plus variances, ICCs and R² rows.
+
+    The first rows are exactly :meth:`Fit.variance_components` (kinds ``sd``, ``cor``,
+    ``sigma``, ...); then kind ``var`` (variance decomposition), ``icc`` (per factor) and ``r2``.
+
+    Examples
+    --------
+    >>> from hmodels.components import extended_components
+    >>> extended_components(fit).query("kind == 'icc'")  # doctest: +SKIP
+    """
+    core = fit.variance_components(prob)
+    parts = [core]
+    extra = []
+    try:
+        vd = variance_decomposition(fit, prob, method)
+        extra.append(vd.assign(group=[g if g in fit.meta["factors"] else "" for g in vd.index],
+                               term=[g if g not in fit.meta["factors"] else "" for g in vd.index], kind="var"))
+        if fit.meta["factors"]:
+            ic = icc(fit, prob, method)
+            extra.append(ic.assign(group=list(ic.index), term="", kind="icc"))
+        rr = r2(fit, prob, method)
+        extra.append(rr.assign(group="", term=list(rr.index), kind="r2"))
+    except SpecificationError:
+        pass
+    for e in extra:
+        e = e.copy()
+        e.index = [f"{k}({g or t})" for g, t, k in zip(e["group"], e["term"], e["kind"])]
+        parts.append(e[core.columns])
+    return pd.concat(parts)

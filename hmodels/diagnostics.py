@@ -1,0 +1,535 @@
+"""Convergence and degeneracy diagnostics of a fit, with plain-language verdicts and remedies.
+
+:func:`diagnose` reads a :class:`~hmodels.fit.Fit` (never the PyMC model) and returns a
+:class:`Diagnosis`: a per-parameter table (R-hat, bulk/tail ESS, MCSE — all computed by ArviZ),
+divergences and where in parameter space they concentrate, tree-depth saturation, E-BFMI, and
+singular (boundary) variance components. Every problem becomes a :class:`Verdict` that names the
+parameter and the concrete remedy.
+
+Thresholds (Vehtari et al. 2021; Betancourt 2016): R-hat > 1.01, bulk or tail ESS < 100 per
+chain, any divergence, any transition at the maximum tree depth, E-BFMI < 0.3.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Diagnosis", "Verdict", "diagnose", "singular_components", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN = 100
+BFMI_MIN = 0.3
+MAX_TREEDEPTH = 10  # numpyro's, nutpie's and PyMC's default
+#: Singular SD rule: boundary-corrected posterior density at 0 >= this share of its maximum.
+SINGULAR_DENSITY_RATIO = 0.8
+#: Singular correlation rule: posterior median |cor| >= this.
+SINGULAR_COR = 0.9
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One problem found in a fit, in plain language, with its remedy.
+
+    Attributes
+    ----------
+    problem : str
+        Short code: ``divergences``, ``r_hat``, ``ess_bulk``, ``ess_tail``, ``tree_depth``,
+        ``bfmi``, ``singular_sd``, ``singular_cor``.
+    message : str
+        What is wrong and what it means.
+    remedy : str
+        What to do about it.
+    parameters : tuple of str
+        The parameters concerned (labels as in :attr:`Diagnosis.table`).
+    affects_ok : bool
+        Whether the problem makes the sampling untrustworthy (``Diagnosis.ok`` is False). Singular
+        components are a property of model and data, not of the sampler, so they do not.
+    """
+
+    problem: str
+    message: str
+    remedy: str
+    parameters: tuple[str, ...] = ()
+    affects_ok: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.message} Remedy: {self.remedy}"
+
+
+@dataclass
+class Diagnosis:
+    """The result of :func:`diagnose`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per parameter (index = label such as ``sd(Subject, Days)`` or
+        ``r_Subject[308, Days]``): var, kind, mean, sd, r_hat, ess_bulk, ess_tail, mcse_mean, and
+        ``flag`` (which thresholds it fails, empty when fine).
+    divergences : int
+        Divergent transitions after warm-up.
+    divergence_location : pandas.DataFrame
+        Per scalar hyper-parameter: median at divergent and at other draws, and the mean
+        percentile of divergent draws within the posterior (0.5 = no concentration).
+    tree_depth_hits : int
+        Transitions that reached the maximum tree depth.
+    bfmi : numpy.ndarray
+        E-BFMI per chain (ArviZ).
+    singular : pandas.DataFrame
+        Per group SD and correlation: the statistic of the singularity rule and the decision.
+    verdicts : list of Verdict
+        Plain-language problems with remedies.
+    """
+
+    table: pd.DataFrame
+    divergences: int
+    divergence_location: pd.DataFrame
+    tree_depth_hits: int
+    max_tree_depth: int
+    bfmi: np.ndarray
+    singular: pd.DataFrame
+    verdicts: list[Verdict] = field(default_factory=list)
+    n_draws: int = 0
+    chains: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no sampling problem was found (singular components do not count)."""
+        return not any(v.affects_ok for v in self.verdicts)
+
+    @property
+    def singular_components(self) -> list[str]:
+        """Labels of the singular SDs and correlations."""
+        if self.singular.empty:
+            return []
+        return list(self.singular.index[self.singular["singular"]])
+
+    def messages(self) -> list[str]:
+        """Each verdict as one sentence with its remedy."""
+        return [str(v) for v in self.verdicts]
+
+    def summary(self) -> pd.DataFrame:
+        """The sampler-level checks as a small table (check, value, threshold, passed)."""
+        rows = [
+            ("divergences", self.divergences, "0", self.divergences == 0),
+            ("max R-hat", _nanmax(self.table["r_hat"]), f"<= {RHAT_MAX}", _nanmax(self.table["r_hat"]) <= RHAT_MAX),
+            ("min bulk ESS", _nanmin(self.table["ess_bulk"]), f">= {ESS_PER_CHAIN * self.chains}",
+             _nanmin(self.table["ess_bulk"]) >= ESS_PER_CHAIN * self.chains),
+            ("min tail ESS", _nanmin(self.table["ess_tail"]), f">= {ESS_PER_CHAIN * self.chains}",
+             _nanmin(self.table["ess_tail"]) >= ESS_PER_CHAIN * self.chains),
+            ("max tree depth hits", self.tree_depth_hits, "0", self.tree_depth_hits == 0),
+            ("min E-BFMI", float(np.min(self.bfmi)) if self.bfmi.size else np.nan, f">= {BFMI_MIN}",
+             bool(self.bfmi.size == 0 or np.min(self.bfmi) >= BFMI_MIN)),
+        ]
+        return pd.DataFrame(rows, columns=["check", "value", "threshold", "passed"]).set_index("check")
+
+    def __repr__(self) -> str:
+        head = f"hmodels.Diagnosis: {'OK' if self.ok else 'PROBLEMS FOUND'} ({self.chains} chains × {self.n_draws} draws)"
+        lines = [head, "", self.summary().to_string()]
+        if self.verdicts:
+            lines += ["", "Verdicts:"] + [f"- {v}" for v in self.verdicts]
+        else:
+            lines += ["", "No problems found."]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        colour = "#070" if self.ok else "#b00"
+        out = [f'<p><b>hmodels.Diagnosis</b>: <span style="color:{colour}"><b>'
+               f'{"OK" if self.ok else "problems found"}</b></span> ({self.chains} chains × {self.n_draws} draws)</p>',
+               self.summary().to_html()]
+        if self.verdicts:
+            out.append("<ul>" + "".join(
+                f"<li><b>{escape(v.problem)}</b>: {escape(v.message)} <i>Remedy:</i> {escape(v.remedy)}</li>"
+                for v in self.verdicts) + "</ul>")
+        bad = self.table[self.table["flag"] != ""]
+        if len(bad):
+            out.append("<h4>Parameters failing a threshold</h4>" + bad.round(3).to_html())
+        return "".join(out)
+
+
+def _nanmax(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(np.nanmax(x)) if np.isfinite(x).any() else np.nan
+
+
+def _nanmin(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(np.nanmin(x)) if np.isfinite(x).any() else np.nan
+
+
+def _stack(da) -> np.ndarray:
+    return np.asarray(da.transpose("chain", "draw", ...).values, dtype=float)
+
+
+def _parameters(fit, group_effects: bool = True):
+    """(label, var, kind, draws (chain, draw)) for every parameter that is reported."""
+    post = fit.draws
+    out = []
+    if "b" in post:
+        b = _stack(post["b"])
+        for j, t in enumerate(fit.meta["fixed_terms"]):
+            out.append((t, "b", "fixed", b[..., j]))
+    for f, m in fit.meta["factors"].items():
+        if f"sd_{f}" in post:
+            sd = _stack(post[f"sd_{f}"])
+            for j, t in enumerate(m["terms"]):
+                out.append((f"sd({f}, {t})", f"sd_{f}", "sd", sd[..., j]))
+        for var, terms in m["cors"]:
+            if var not in post:
+                continue
+            cor = _stack(post[var])
+            for i in range(len(terms)):
+                for j in range(i + 1, len(terms)):
+                    out.append((f"cor({f}, {terms[i]}:{terms[j]})", var, "cor", cor[..., i, j]))
+    for a in fit.family.aux:
+        if a in post:
+            out.append((a, a, "aux", _stack(post[a])))
+    if group_effects:
+        for f in fit.meta["factors"]:
+            if f"r_{f}" not in post:
+                continue
+            r = post[f"r_{f}"]
+            levels = [str(v) for v in r.coords[f].values]
+            terms = [str(v) for v in r.coords[f"{f}__term"].values]
+            arr = _stack(r)
+            for i, lv in enumerate(levels):
+                for j, t in enumerate(terms):
+                    out.append((f"r_{f}[{lv}, {t}]", f"r_{f}", "group", arr[:, :, i, j]))
+    return out
+
+
+def _convergence_table(params, chains: int) -> pd.DataFrame:
+    import arviz as az
+    import xarray as xr
+
+    labels = [p[0] for p in params]
+    draws = np.stack([p[3] for p in params], axis=-1)
+    ds = xr.Dataset({"x": (("chain", "draw", "p"), draws)}, coords={"p": np.arange(len(labels))})
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = np.asarray(az.rhat(ds)["x"].values, dtype=float)
+        ess_bulk = np.asarray(az.ess(ds, method="bulk")["x"].values, dtype=float)
+        ess_tail = np.asarray(az.ess(ds, method="tail")["x"].values, dtype=float)
+        mcse = np.asarray(az.mcse(ds, method="mean")["x"].values, dtype=float)
+    t = pd.DataFrame({
+        "var": [p[1] for p in params], "kind": [p[2] for p in params],
+        "mean": draws.mean(axis=(0, 1)), "sd": draws.std(axis=(0, 1), ddof=1),
+        "r_hat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail, "mcse_mean": mcse,
+    }, index=pd.Index(labels, name="parameter"))
+    constant = t["sd"] == 0
+    t.loc[constant, ["r_hat", "ess_bulk", "ess_tail"]] = np.nan
+    need = ESS_PER_CHAIN * chains
+    flags = []
+    for r, eb, et in zip(t["r_hat"], t["ess_bulk"], t["ess_tail"]):
+        f = []
+        if np.isfinite(r) and r > RHAT_MAX:
+            f.append("r_hat")
+        if np.isfinite(eb) and eb < need:
+            f.append("ess_bulk")
+        if np.isfinite(et) and et < need:
+            f.append("ess_tail")
+        flags.append(",".join(f))
+    t["flag"] = flags
+    return t
+
+
+def _divergence_location(params, diverging: np.ndarray) -> pd.DataFrame:
+    """Where divergent draws sit within each hyper-parameter's posterior.
+
+    ``mean_percentile`` is the average empirical-CDF value of the divergent draws: 0.5 when they
+    are spread like the rest, near 0 when they pile up at small values (a funnel neck).
+    """
+    div = diverging.astype(bool)
+    rows = []
+    for label, var, kind, x in params:
+        if kind not in ("sd", "aux", "cor"):
+            continue
+        flat = x.ravel()
+        d = div.ravel()
+        if not d.any() or d.all():
+            continue
+        order = np.sort(flat)
+        pct = np.searchsorted(order, flat[d], side="right") / flat.size
+        rows.append((label, kind, float(np.median(flat[d])), float(np.median(flat[~d])), float(pct.mean())))
+    return pd.DataFrame(rows, columns=["parameter", "kind", "median_divergent", "median_other", "mean_percentile"]
+                        ).set_index("parameter")
+
+
+def _reflected_density_ratio(x: np.ndarray) -> float:
+    """Boundary-corrected density at 0 divided by the maximum density (for x >= 0).
+
+    A Gaussian KDE of the sample reflected at zero (Silverman's robust bandwidth) gives a density
+    without the boundary bias of a plain KDE; the ratio is 1 when the posterior mode is at zero.
+    """
+    x = np.asarray(x, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if x.size < 10:
+        return np.nan
+    q75, q25 = np.percentile(x, [75, 25])
+    spread = min(np.std(x), (q75 - q25) / 1.349) or np.std(x)
+    if spread <= 0:
+        return np.nan
+    h = 0.9 * spread * x.size ** (-0.2)
+    grid = np.linspace(0.0, np.percentile(x, 99), 200)
+    both = np.concatenate([x, -x])
+    # evaluate in chunks to bound memory
+    dens = np.zeros_like(grid)
+    for start in range(0, both.size, 20000):
+        chunk = both[start:start + 20000]
+        dens += np.exp(-0.5 * ((grid[:, None] - chunk[None, :]) / h) ** 2).sum(axis=1)
+    return float(dens[0] / dens.max()) if dens.max() > 0 else np.nan
+
+
+def singular_components(fit) -> pd.DataFrame:
+    """Group SDs whose posterior piles up at zero and correlations near ±1.
+
+    Parameters
+    ----------
+    fit : Fit
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group SD and correlation: kind, median, statistic (density ratio for an SD,
+        median ``|cor|`` for a correlation), singular (bool).
+
+    Notes
+    -----
+    lme4 calls a fit *singular* when the (restricted) maximum-likelihood estimate of a variance
+    component is on the boundary of its space: an SD of exactly 0 or a correlation of ±1
+    (``isSingular``). The Bayesian analogue used here is that the **posterior mode is on the
+    boundary**: an SD is singular when the boundary-corrected (reflection) kernel density of its
+    posterior at zero is at least ``SINGULAR_DENSITY_RATIO`` (0.8) times the density at the
+    posterior mode, i.e. zero is (up to Monte Carlo and smoothing error) the most probable value.
+    With a prior whose density is positive at 0 (half-normal, half-Cauchy, half-t, exponential),
+    the posterior mode at 0 means the data carry no evidence that the groups differ in that
+    term, so the estimate reflects the prior. A posterior bounded away from zero has ratio near 0.
+    The LKJ prior puts zero density at ±1, so a correlation can never have its mode exactly on the
+    boundary; one is flagged when its posterior median ``|cor|`` is at least ``SINGULAR_COR`` (0.9).
+
+    Examples
+    --------
+    >>> from hmodels.diagnostics import singular_components
+    >>> singular_components(fit)  # doctest: +SKIP
+    """
+    rows = []
+    for label, var, kind, x in _parameters(fit, group_effects=False):
+        if kind == "sd":
+            ratio = _reflected_density_ratio(x)
+            rows.append((label, kind, float(np.median(x)), ratio, bool(ratio >= SINGULAR_DENSITY_RATIO)))
+        elif kind == "cor":
+            med = float(np.median(x))
+            rows.append((label, kind, med, abs(med), bool(abs(med) >= SINGULAR_COR)))
+    return pd.DataFrame(rows, columns=["parameter", "kind", "median", "statistic", "singular"]).set_index("parameter")
+
+
+def _tree_depth_hits(ss) -> tuple[int, int]:
+    if "reached_max_treedepth" in ss:
+        return int(np.asarray(ss["reached_max_treedepth"].values).sum()), MAX_TREEDEPTH
+    if "maxdepth_reached" in ss:
+        return int(np.asarray(ss["maxdepth_reached"].values).sum()), MAX_TREEDEPTH
+    for name in ("tree_depth", "depth"):
+        if name in ss:
+            depth = np.asarray(ss[name].values)
+            return int((depth >= MAX_TREEDEPTH).sum()), MAX_TREEDEPTH
+    return 0, MAX_TREEDEPTH
+
+
+def _bfmi(fit) -> np.ndarray:
+    import arviz as az
+
+    ss = fit.posterior["sample_stats"]
+    if "energy" not in ss:
+        return np.array([])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = az.bfmi(fit.posterior)
+    if hasattr(res, "data_vars"):
+        res = res["energy"]
+    return np.atleast_1d(np.asarray(getattr(res, "values", res), dtype=float))
+
+
+def _factor_of(label: str) -> str | None:
+    if label.startswith(("sd(", "cor(")):
+        return label[label.index("(") + 1:].split(",")[0]
+    if label.startswith("r_"):
+        return label[2:label.index("[")]
+    return None
+
+
+def _rescale_hint(fit, params: list[str]) -> str:
+    """Name predictors far from unit scale among the given fixed-effect labels (or all)."""
+    design = getattr(fit, "_design", None)
+    if design is None or not hasattr(design, "x_sds"):
+        return ""
+    names = []
+    for j, t in enumerate(design.fixed_terms):
+        if t == "Intercept":
+            continue
+        sd = float(np.asarray(design.x_sds)[j]) if j < len(design.x_sds) else 1.0
+        if sd > 10 or 0 < sd < 0.1:
+            names.append(f"{t} (sd {sd:.3g})")
+    if not names:
+        return ""
+    return " Rescale " + ", ".join(names) + " with scale(...) in the formula so the sampler works on unit scale."
+
+
+def diagnose(fit, group_effects: bool = True) -> Diagnosis:
+    """Check that the sampler explored the posterior and say what to do if it did not.
+
+    Parameters
+    ----------
+    fit : Fit
+    group_effects : bool
+        Include the group-specific effects ``r_<factor>`` in the table and the R-hat / ESS checks
+        (default True).
+
+    Returns
+    -------
+    Diagnosis
+        ``.table`` (per parameter), ``.verdicts`` (plain language, each with a remedy), ``.ok``.
+
+    Notes
+    -----
+    R-hat is the rank-normalised split R-hat and ESS the bulk / tail effective sample sizes of
+    Vehtari et al. (2021), computed by ArviZ; E-BFMI is Betancourt's (2016) energy diagnostic.
+    Divergences are located by the mean percentile of divergent draws in each group SD's and
+    family parameter's posterior; a mean percentile below 0.3 is the signature of a funnel (the
+    sampler cannot reach small SDs) and above 0.7 of the opposite geometry (large SDs with
+    informative groups, where the centred parameterisation is better).
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> d = hm.diagnostics.diagnose(fit)  # doctest: +SKIP
+    >>> d.ok, d.verdicts  # doctest: +SKIP
+    """
+    post = fit.posterior["posterior"]
+    chains, n_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    params = _parameters(fit, group_effects=group_effects)
+    table = _convergence_table(params, chains) if params else pd.DataFrame(
+        columns=["var", "kind", "mean", "sd", "r_hat", "ess_bulk", "ess_tail", "mcse_mean", "flag"])
+    ss = fit.posterior["sample_stats"]
+    diverging = np.asarray(ss["diverging"].transpose("chain", "draw").values) if "diverging" in ss else np.zeros((chains, n_draws), bool)
+    n_div = int(diverging.sum())
+    location = _divergence_location(params, diverging)
+    hits, max_depth = _tree_depth_hits(ss)
+    bfmi = _bfmi(fit)
+    singular = singular_components(fit)
+    centered = dict(fit.meta.get("centered", {}))
+    target = float(getattr(fit.settings, "target_accept", 0.8))
+    verdicts: list[Verdict] = []
+
+    # divergences
+    if n_div:
+        share = n_div / (chains * n_draws)
+        higher = 0.99 if target >= 0.95 else 0.95
+        msg = (f"{n_div} divergent transitions ({share:.1%} of draws): the sampler could not follow the "
+               "posterior's curvature, so estimates may be biased.")
+        remedy = f"Refit with target_accept={higher} (it was {target:g})."
+        concentrated = location[(location["kind"] == "sd")] if not location.empty else location
+        low = concentrated[concentrated["mean_percentile"] < 0.3] if not concentrated.empty else concentrated
+        high = concentrated[concentrated["mean_percentile"] > 0.7] if not concentrated.empty else concentrated
+        involved = []
+        if len(low):
+            label = low["mean_percentile"].idxmin()
+            row = low.loc[label]
+            f = _factor_of(label)
+            involved.append(label)
+            msg += (f" They concentrate at small values of {label} (median {row['median_divergent']:.3g} at "
+                    f"divergent draws vs {row['median_other']:.3g} elsewhere): a funnel.")
+            if f is not None and centered.get(f, False):
+                remedy += f" Non-centre {f}: centered={{'{f}': False}} (the default), which removes the funnel."
+            else:
+                remedy += (f" If they persist, simplify the random effects of {f} (drop a slope or the "
+                           "correlation), or give the SD a more informative prior.")
+        elif len(high):
+            label = high["mean_percentile"].idxmax()
+            row = high.loc[label]
+            f = _factor_of(label)
+            involved.append(label)
+            msg += (f" They concentrate at large values of {label} (median {row['median_divergent']:.3g} at "
+                    f"divergent draws vs {row['median_other']:.3g} elsewhere).")
+            if f is not None and not centered.get(f, False):
+                remedy += (f" The data inform each level of {f} well, so centre it: centered={{'{f}': True}}.")
+        else:
+            remedy += (" If they persist, try the other parameterisation of the grouping factors "
+                       "(centered=True for factors with many observations per level) or simplify the random effects.")
+        verdicts.append(Verdict("divergences", msg, remedy, tuple(involved)))
+
+    need = ESS_PER_CHAIN * chains
+    for col, problem, text, rem in (
+        ("r_hat", "r_hat", "R-hat above {thr}: the chains disagree, so these posteriors are not reliably estimated",
+         "Run longer (draws=2000, tune=2000); if it persists the model is poorly identified: simplify the random effects."),
+        ("ess_bulk", "ess_bulk", "bulk effective sample size below {thr}: means and medians are imprecise",
+         "Run more draws (draws=2000 or more)."),
+        ("ess_tail", "ess_tail", "tail effective sample size below {thr}: interval limits are imprecise",
+         "Run more draws (draws=2000 or more)."),
+    ):
+        bad = table[table["flag"].str.contains(col)] if len(table) else table
+        if len(bad):
+            thr = RHAT_MAX if col == "r_hat" else need
+            worst = bad[col].max() if col == "r_hat" else bad[col].min()
+            names = list(bad.index[:5]) + (["..."] if len(bad) > 5 else [])
+            message = (f"{len(bad)} parameter(s) with {text.format(thr=thr)} (worst {worst:.3g}): "
+                       f"{', '.join(names)}.")
+            factors = {fc for fc in (_factor_of(n) for n in bad.index) if fc}
+            remedy = rem
+            if factors and col != "ess_tail":
+                remedy += (" The affected group terms (" + ", ".join(sorted(factors)) + ") may need the other "
+                           "parameterisation (centered=True/False per factor).")
+            remedy += _rescale_hint(fit, list(bad.index))
+            verdicts.append(Verdict(problem, message, remedy, tuple(bad.index)))
+
+    if hits:
+        verdicts.append(Verdict(
+            "tree_depth",
+            f"{hits} transitions ({hits / (chains * n_draws):.1%}) reached the maximum tree depth ({max_depth}): "
+            "sampling was inefficient and may not have explored the whole posterior.",
+            "Rescale predictors to unit scale (scale(x)) and keep intercept_prior='centered' so the "
+            "intercept and slopes are not strongly correlated; non-centre weakly informed grouping factors."
+            + _rescale_hint(fit, []),
+        ))
+    if bfmi.size and np.min(bfmi) < BFMI_MIN:
+        low_chains = [str(i) for i, v in enumerate(bfmi) if v < BFMI_MIN]
+        verdicts.append(Verdict(
+            "bfmi",
+            f"E-BFMI below {BFMI_MIN} in chain(s) {', '.join(low_chains)} (min {np.min(bfmi):.2f}): the momentum "
+            "resampling cannot reach the tails of the energy distribution, typical of a funnel.",
+            "Reparameterise: non-centre the grouping factors with few observations per level "
+            "(centered=False), and run a longer warm-up (tune=2000).",
+        ))
+
+    for label, row in singular.iterrows():
+        if not row["singular"]:
+            continue
+        f = _factor_of(label)
+        if row["kind"] == "sd":
+            term = label[label.index(",") + 1:-1].strip()
+            if term == "Intercept":
+                fix = (f"If {f} is part of the design keep it (the estimate is honest about little "
+                       f"between-group variation); otherwise drop (1 | {f}).")
+            else:
+                fix = (f"Drop the random slope of {term} for {f} (keep (1 | {f})), or keep it to "
+                       "reflect the design and report that its SD is prior-driven.")
+            verdicts.append(Verdict(
+                "singular_sd",
+                f"{label} is singular: its posterior piles up at zero (median {row['median']:.3g}; density at 0 is "
+                f"{row['statistic']:.0%} of the peak). The data show no evidence that groups vary in this "
+                "term, so its size reflects mostly the prior (lme4 would report a singular fit).",
+                fix, (label,), affects_ok=False))
+        else:
+            verdicts.append(Verdict(
+                "singular_cor",
+                f"{label} is near ±1 (median {row['median']:.2f}): the correlation is not identified by the data "
+                "and the covariance matrix is close to degenerate (lme4 would report a singular fit).",
+                f"Use uncorrelated effects (x || {f}) or drop the slope for {f}.", (label,), affects_ok=False))
+
+    return Diagnosis(table=table, divergences=n_div, divergence_location=location, tree_depth_hits=hits,
+                     max_tree_depth=max_depth, bfmi=bfmi, singular=singular, verdicts=verdicts,
+                     n_draws=n_draws, chains=chains)

@@ -1,0 +1,411 @@
+"""Plots of a :class:`~hmodels.fit.Fit`, one call each, on ArviZ and matplotlib.
+
+``plot_effects`` is ArviZ's forest plot (arviz-plots, returns its ``PlotCollection``); the others
+draw with matplotlib from ArviZ-computed intervals (:mod:`hmodels.summary`, ``az.hdi``) and the
+posterior draws of the linear predictor (:mod:`hmodels.linpred`), and return the matplotlib
+``Figure``. Every function reads the Fit only, so fits loaded from disk plot the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .errors import MissingColumnError, SpecificationError, closest
+from .linpred import fit_design, linear_predictor, mean_draws
+
+__all__ = ["plot_effects", "plot_groups", "plot_trajectories", "plot_components", "plot_conditional"]
+
+_COLOUR = "C0"
+_POP_COLOUR = "0.35"
+
+
+def _hdi(draws: np.ndarray, prob: float) -> np.ndarray:
+    """HDI of draws shaped (chain, draw, k) -> (k, 2), computed by ArviZ."""
+    import arviz as az
+
+    flat = np.asarray(draws, dtype=float).reshape(-1, draws.shape[-1]).T  # (k, samples)
+    return np.asarray(az.hdi(flat, prob=prob)).reshape(-1, 2)
+
+
+def _check_prob(prob: float) -> None:
+    if not 0 < prob < 1:
+        raise SpecificationError(f"prob must be between 0 and 1 (e.g. 0.95), got {prob!r}.")
+
+
+def _check_factor(fit, factor: str) -> None:
+    factors = list(fit.meta["factors"])
+    if factor not in factors:
+        raise SpecificationError(
+            f"{factor!r} is not a grouping factor of this model; factors: {', '.join(factors) or 'none'}."
+            f"{closest(factor, factors)}"
+        )
+
+
+def _check_column(fit, column: str) -> None:
+    cols = list(fit_design(fit).data.columns)
+    if column not in cols:
+        raise MissingColumnError(
+            f"Column {column!r} is not among the model's columns.{closest(column, cols)} "
+            f"Available: {', '.join(map(str, cols))}."
+        )
+
+
+def _observed(fit) -> tuple[np.ndarray, str]:
+    """Observed outcome on the response scale (a proportion for binomial) and its axis label."""
+    d = fit_design(fit)
+    if fit.family.name == "binomial" and d.trials is not None:
+        return d.y / d.trials, f"{fit.spec.response} / {fit.spec.trials}"
+    return np.asarray(d.y, dtype=float), str(fit.spec.response)
+
+
+def _grid(n: int, ncols: int | None = None, size: tuple[float, float] = (2.6, 2.2), sharex=True, sharey=True):
+    import matplotlib.pyplot as plt
+
+    ncols = ncols or min(n, 6)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False,
+                             sharex=sharex, sharey=sharey, layout="constrained")
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, list(axes[:n])
+
+
+def plot_effects(fit, prob: float = 0.95, intercept: bool | None = None, **kwargs):
+    """Forest plot of the population-level (fixed) effects with 50% and ``prob`` HDIs.
+
+    Drawn by :func:`arviz.plot_forest` (point = posterior mean, thick bar = 50% HDI, thin bar =
+    ``prob`` HDI). Effects are on the link scale (log-odds for logit models).
+
+    Parameters
+    ----------
+    fit : Fit
+    prob : float
+        Outer interval probability (default 0.95).
+    intercept : bool, optional
+        Show the Intercept. Default: only when it is the sole term (it is usually on another
+        scale than the slopes and squeezes them into a dot).
+    **kwargs
+        Passed on to :func:`arviz.plot_forest`.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        ``.viz["figure"]`` holds the matplotlib Figure.
+
+    Examples
+    --------
+    >>> pc = fit.plot_effects()  # doctest: +SKIP
+    >>> pc.savefig("effects.png")  # doctest: +SKIP
+    """
+    import arviz as az
+
+    _check_prob(prob)
+    terms = list(fit.meta["fixed_terms"])
+    if not terms:
+        raise SpecificationError("This model has no population-level effects to plot.")
+    if intercept is None:
+        intercept = terms == ["Intercept"]
+    shown = [t for t in terms if intercept or t != "Intercept"]
+    if not shown:
+        raise SpecificationError("Nothing to plot: the only population-level term is the Intercept; "
+                                 "pass intercept=True.")
+    kwargs.setdefault("combined", True)
+    kwargs.setdefault("point_estimate", "mean")
+    pc = az.plot_forest(fit.posterior, var_names=["b"], coords={"term": shown}, ci_kind="hdi",
+                        ci_probs=(0.5, prob), backend="matplotlib", **kwargs)
+    fig = pc.viz["figure"].item()
+    forest = pc.viz["plot"].sel(column="forest").item()
+    forest.axvline(0.0, color="0.6", lw=0.8, ls="--", zorder=0)
+    scale = "" if fit.family.link == "identity" else f" ({fit.family.link} scale)"
+    forest.set_xlabel(f"effect on {fit.spec.response}{scale}")
+    fig.suptitle(f"Population-level effects: mean, 50% and {prob:.0%} HDI")
+    return pc
+
+
+def plot_groups(fit, factor: str, term: str | None = None, prob: float = 0.95):
+    """Caterpillar plot of one grouping factor's effects: per level, sorted, with HDIs.
+
+    Each panel is one term of the factor (``Intercept``, ``Days``, ...): the level's deviation
+    from the population effect (posterior mean and ``prob`` HDI), levels sorted by mean, a
+    dashed line at zero (no deviation).
+
+    Parameters
+    ----------
+    fit : Fit
+    factor : str
+        Grouping factor, e.g. ``"Subject"``.
+    term : str, optional
+        Only this term (default: all the factor's terms, one panel each).
+    prob : float
+        Interval probability.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = fit.plot_groups("Subject")  # doctest: +SKIP
+    >>> len(fig.axes)  # Intercept and Days  # doctest: +SKIP
+    2
+    """
+    import matplotlib.pyplot as plt
+
+    _check_prob(prob)
+    _check_factor(fit, factor)
+    table = fit.group_effects(factor, prob)
+    terms = list(fit.meta["factors"][factor]["terms"])
+    if term is not None:
+        if term not in terms:
+            raise SpecificationError(
+                f"{term!r} is not a term of {factor!r}; its terms: {', '.join(terms)}.{closest(term, terms)}"
+            )
+        terms = [term]
+    n_levels = len(fit.meta["factors"][factor]["levels"])
+    height = max(2.5, 0.22 * n_levels + 1.0)
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms) + 0.6, height), squeeze=False,
+                             layout="constrained")
+    for ax, tm in zip(axes[0], terms):
+        t = table[table["term"] == tm].sort_values("mean")
+        pos = np.arange(len(t))
+        ax.hlines(pos, t["hdi_low"], t["hdi_high"], color=_COLOUR, lw=1.2)
+        ax.plot(t["mean"], pos, "o", color=_COLOUR, ms=3.5)
+        ax.axvline(0.0, color="0.5", lw=0.8, ls="--", zorder=0)
+        ax.set_yticks(pos, t["level"].tolist(), fontsize=7 if len(t) > 30 else 9)
+        ax.set_title(tm)
+        ax.set_xlabel("deviation from population effect")
+    axes[0][0].set_ylabel(factor)
+    fig.suptitle(f"{factor}: group effects, mean and {prob:.0%} HDI")
+    return fig
+
+
+def plot_trajectories(fit, x: str, by: str, prob: float = 0.95, levels=None, ncols: int | None = None):
+    """Fitted lines per group with ``prob`` bands, over the observed data, one panel per level.
+
+    The fitted line is the posterior mean of the expected outcome (response scale) at each
+    observed row of the level, including the group effects; the band is its HDI; the grey
+    dashed line is the population-level fit (group effects set to zero). Other predictors stay
+    at their observed values.
+
+    Parameters
+    ----------
+    fit : Fit
+    x : str
+        Numeric predictor for the horizontal axis (a data column).
+    by : str
+        Column that splits the data into panels, usually the grouping factor.
+    prob : float
+        Band probability.
+    levels : list, optional
+        Levels of ``by`` to show (default: all).
+    ncols : int, optional
+        Panels per row (default up to 6).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = fit.plot_trajectories("Days", by="Subject")  # doctest: +SKIP
+    >>> len(fig.axes)  # doctest: +SKIP
+    18
+    """
+    _check_prob(prob)
+    _check_column(fit, x)
+    _check_column(fit, by)
+    d = fit_design(fit)
+    xv = d.data[x]
+    if not pd.api.types.is_numeric_dtype(xv):
+        raise SpecificationError(f"plot_trajectories needs a numeric x; {x!r} is {xv.dtype}. "
+                                 f"Use plot_conditional({x!r}) for a categorical predictor.")
+    xv = xv.to_numpy(dtype=float)
+    group = d.data[by].astype(str).to_numpy()
+    all_levels = list(pd.unique(d.data[by].astype(str))) if not isinstance(d.data[by].dtype, pd.CategoricalDtype) \
+        else [str(c) for c in d.data[by].cat.categories if str(c) in set(group)]
+    if levels is None:
+        levels = all_levels
+    else:
+        levels = [str(lv) for lv in levels]
+        unknown = [lv for lv in levels if lv not in all_levels]
+        if unknown:
+            raise SpecificationError(f"Level(s) {', '.join(map(repr, unknown))} of {by!r} are not in the data."
+                                     f"{closest(unknown[0], all_levels)}")
+    y, ylabel = _observed(fit)
+    mu = mean_draws(fit, linear_predictor(fit, groups="include"))
+    mu_pop = mean_draws(fit, linear_predictor(fit, groups="exclude")).mean(axis=(0, 1))
+    fig, axes = _grid(len(levels), ncols)
+    for ax, lv in zip(axes, levels):
+        idx = np.flatnonzero(group == lv)
+        idx = idx[np.argsort(xv[idx], kind="stable")]
+        band = _hdi(mu[..., idx], prob)
+        ax.fill_between(xv[idx], band[:, 0], band[:, 1], color=_COLOUR, alpha=0.25, lw=0)
+        ax.plot(xv[idx], mu[..., idx].mean(axis=(0, 1)), color=_COLOUR, lw=1.5)
+        ax.plot(xv[idx], mu_pop[idx], color=_POP_COLOUR, lw=1.0, ls="--")
+        ax.plot(xv[idx], y[idx], "o", color="k", ms=2.5)
+        ax.set_title(f"{by} {lv}", fontsize=9)
+    fig.supxlabel(x)
+    fig.supylabel(ylabel)
+    fig.suptitle(f"Fitted {ylabel} per {by}: mean and {prob:.0%} HDI (dashed: population-level)")
+    return fig
+
+
+def plot_components(fit, prob: float = 0.95):
+    """Variance components with intervals: group SDs and residual parameters, and correlations.
+
+    Left panel: standard deviations of the group effects (``sd(Subject, Days)``) and the family
+    parameters (``sigma``, ``nu``, ``alpha``); right panel (when the model has correlated group
+    effects): the correlations on [-1, 1]. Posterior mean and ``prob`` HDI from
+    :meth:`Fit.variance_components`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = fit.plot_components()  # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    _check_prob(prob)
+    vc = fit.variance_components(prob)
+    if vc.empty:
+        raise SpecificationError("This model has no variance components (no group terms and no family "
+                                 "parameter such as sigma) to plot.")
+    panels = [("scale", vc[vc["kind"] != "cor"]), ("cor", vc[vc["kind"] == "cor"])]
+    panels = [(k, t) for k, t in panels if len(t)]
+    n_rows = max(len(t) for _, t in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.5, max(2.2, 0.35 * n_rows + 1.2)),
+                             squeeze=False, layout="constrained")
+    for ax, (kind, t) in zip(axes[0], panels):
+        pos = np.arange(len(t))[::-1]
+        ax.hlines(pos, t["hdi_low"], t["hdi_high"], color=_COLOUR, lw=1.5)
+        ax.plot(t["mean"], pos, "o", color=_COLOUR, ms=4)
+        ax.set_yticks(pos, list(t.index))
+        if kind == "cor":
+            ax.set_xlim(-1.05, 1.05)
+            ax.axvline(0.0, color="0.5", lw=0.8, ls="--", zorder=0)
+            ax.set_title("correlations")
+        else:
+            ax.set_xlim(left=0.0)
+            ax.set_title("standard deviations")
+    fig.suptitle(f"Variance components: mean and {prob:.0%} HDI")
+    return fig
+
+
+def _population_X(fit, newdata: pd.DataFrame) -> np.ndarray:
+    """Population-level design matrix of new rows, with the fitted data's factor levels and scalings."""
+    import formulae as fm
+
+    d = fit_design(fit)
+    spec = fit.spec
+    rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
+    common = fm.design_matrices(rhs, d.data, na_action="error").common
+    return np.asarray(common.evaluate_new_data(newdata).design_matrix, dtype=float)
+
+
+def _reference_row(data: pd.DataFrame, columns: list[str]) -> dict:
+    """Typical values: the mean of numeric columns, the first (reference) level of the others."""
+    ref = {}
+    for c in columns:
+        col = data[c]
+        if pd.api.types.is_bool_dtype(col):
+            ref[c] = False
+        elif pd.api.types.is_numeric_dtype(col):
+            ref[c] = float(col.mean())
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            ref[c] = pd.Categorical([col.cat.categories[0]], categories=col.cat.categories)[0]
+        else:
+            ref[c] = sorted(col.astype(str).unique())[0]
+    return ref
+
+
+def plot_conditional(fit, x: str, prob: float = 0.95, n_points: int = 50, data_points: bool = True):
+    """Conditional effect of one predictor on the outcome, on the response scale, over the data.
+
+    The expected outcome (a probability for binomial/bernoulli models, a rate for counts) at
+    each value of ``x`` with the other predictors at typical values (numeric: their mean;
+    categorical: the reference level) and group effects at zero — brms's
+    ``conditional_effects`` default. Numeric ``x``: a line with its ``prob`` HDI band;
+    categorical ``x``: one point per level with its HDI.
+
+    Parameters
+    ----------
+    fit : Fit
+    x : str
+        A population-level predictor (data column).
+    prob : float
+        Interval probability.
+    n_points : int
+        Grid size for a numeric ``x``.
+    data_points : bool
+        Overlay the observed outcomes (proportions for binomial).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = fit.plot_conditional("period")  # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    from .design import used_columns
+
+    _check_prob(prob)
+    d = fit_design(fit)
+    group_cols = {c for g in fit.spec.groups for c in g.columns}
+    response_cols = {fit.spec.response, fit.spec.trials, fit.spec.se} - {None}
+    predictors = [c for c in used_columns(fit.spec) if c not in group_cols and c not in response_cols]
+    if x not in predictors:
+        raise MissingColumnError(
+            f"{x!r} is not a population-level predictor of this model.{closest(x, predictors)} "
+            f"Predictors: {', '.join(predictors) or 'none'}."
+        )
+    col = d.data[x]
+    categorical = not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+    if categorical:
+        values = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else sorted(col.unique())
+    else:
+        values = np.linspace(float(col.min()), float(col.max()), n_points)
+    ref = _reference_row(d.data, [c for c in predictors if c != x])
+    grid = pd.DataFrame({c: [v] * len(values) for c, v in ref.items()})
+    for c in grid.columns:
+        if isinstance(d.data[c].dtype, pd.CategoricalDtype):
+            grid[c] = pd.Categorical(grid[c], categories=d.data[c].cat.categories)
+    grid[x] = pd.Categorical(values, categories=col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) \
+        else values
+    X = _population_X(fit, grid)
+    b = np.asarray(fit.draws["b"].transpose("chain", "draw", "term").values)
+    mu = mean_draws(fit, np.einsum("cdp,np->cdn", b, X))
+    band = _hdi(mu, prob)
+    mean = mu.mean(axis=(0, 1))
+    y, ylabel = _observed(fit)
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    if categorical:
+        pos = np.arange(len(values))
+        if data_points:
+            codes = pd.Categorical(col, categories=values).codes
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, size=len(y))
+            ax.plot(codes + jitter, y, "o", color="0.6", ms=3, alpha=0.6, label="data")
+        ax.errorbar(pos, mean, yerr=[mean - band[:, 0], band[:, 1] - mean], fmt="o", color=_COLOUR, capsize=4,
+                    lw=1.5, label=f"mean, {prob:.0%} HDI")
+        ax.set_xticks(pos, [str(v) for v in values])
+    else:
+        if data_points:
+            ax.plot(col.to_numpy(dtype=float), y, "o", color="0.6", ms=3, alpha=0.6, label="data")
+        ax.fill_between(values, band[:, 0], band[:, 1], color=_COLOUR, alpha=0.25, lw=0, label=f"{prob:.0%} HDI")
+        ax.plot(values, mean, color=_COLOUR, lw=2, label="mean")
+    held = ", ".join(f"{c}={v:.3g}" if isinstance(v, float) else f"{c}={v}" for c, v in ref.items())
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"expected {ylabel}" if fit.family.link == "identity" else f"expected {ylabel} (response scale)")
+    ax.set_title(f"Conditional effect of {x}" + (f" ({held}; group effects at 0)" if held else " (group effects at 0)"),
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    return fig

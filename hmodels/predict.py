@@ -1,0 +1,365 @@
+"""Predictions from a fit for new data, existing groups and new groups.
+
+New data are encoded exactly as the training data were: formulae's stored encoding of the fitted
+data (categorical levels, reference levels, the mean and SD of ``scale()`` / ``center()``) is
+applied to the new rows, so a prediction at ``Days = 3`` means the same thing as in the fit.
+
+Group-specific effects are an explicit choice (``groups=``), never a silent zero:
+
+``"include"``
+    Every level in ``newdata`` must be a fitted level; its ``r_<factor>`` draws are used. An
+    unseen level raises :class:`~hmodels.errors.DataError` naming it.
+``"new"``
+    Fitted levels use their ``r_<factor>`` draws; each unseen level gets fresh effects, drawn
+    once per posterior draw from the fitted population distribution
+    ``N(0, diag(sd) C diag(sd))`` (``sd_<factor>``, ``cor_<factor>``), shared by all rows of
+    that level. Intervals then include between-group variation (a new subject, a new herd).
+``"exclude"``
+    Population-level prediction ``X b``: the typical group (all group effects at zero).
+
+Draws are computed with :mod:`hmodels.linpred` from the Fit alone, so loaded fits predict the
+same as fresh ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .design import Design, FactorDesign, used_columns
+from .errors import DataError, MissingColumnError, SpecificationError, closest
+from .linpred import fit_design, linear_predictor, mean_draws, simulate_response
+
+__all__ = ["Prediction", "predict", "new_design", "new_level_effects"]
+
+KINDS = ("mean", "response", "link")
+GROUPS = ("include", "exclude", "new")
+
+
+class Prediction:
+    """Posterior draws of predictions, one per (chain, draw, row of ``newdata``).
+
+    Attributes
+    ----------
+    draws : xarray.DataArray
+        Dims ``(chain, draw, obs)``; ``obs`` is the index of ``newdata``.
+    kind : str
+        ``"mean"``, ``"response"`` or ``"link"``.
+    groups : str
+        ``"include"``, ``"exclude"`` or ``"new"``.
+    new_levels : dict
+        Unseen levels that got fresh group effects, by factor (``groups="new"``).
+
+    Examples
+    --------
+    >>> pred = fit.predict(newdata, groups="new")  # doctest: +SKIP
+    >>> pred.summary()  # doctest: +SKIP
+    """
+
+    def __init__(self, draws: xr.DataArray, kind: str, groups: str, new_levels: dict | None = None):
+        self.draws = draws
+        self.kind = kind
+        self.groups = groups
+        self.new_levels = dict(new_levels or {})
+
+    @property
+    def values(self) -> np.ndarray:
+        """The draws as a NumPy array, shape (chain, draw, obs)."""
+        return np.asarray(self.draws.values)
+
+    def summary(self, prob: float = 0.95) -> pd.DataFrame:
+        """Mean, SD and highest-density interval of each row's prediction.
+
+        Parameters
+        ----------
+        prob : float
+            Probability mass of the HDI (default 0.95).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index: ``newdata``'s index; columns ``mean``, ``sd``, ``hdi_low``, ``hdi_high``.
+
+        Examples
+        --------
+        >>> fit.predict(newdata).summary(prob=0.9)  # doctest: +SKIP
+        """
+        from .summary import summarise_draws
+
+        labels = list(self.draws.coords["obs"].values)
+        t = summarise_draws(self.values, labels, prob)[["mean", "sd", "hdi_low", "hdi_high"]]
+        t.index = pd.Index(labels, name="obs")
+        t.attrs["prob"] = prob
+        return t
+
+    def __repr__(self) -> str:
+        c, d, n = self.values.shape
+        new = "; new levels: " + ", ".join(f"{f}: {len(v)}" for f, v in self.new_levels.items()) if self.new_levels else ""
+        return (f"hmodels.Prediction: {self.kind} for {n} rows, groups={self.groups!r}, "
+                f"{c} chains × {d} draws{new}\n{self.summary().round(4).to_string()}")
+
+
+def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups: str = "include",
+            seed: int | None = None) -> Prediction:
+    """Posterior predictions for new (or the fitted) data.
+
+    Parameters
+    ----------
+    fit : Fit
+    newdata : pandas.DataFrame, optional
+        Rows to predict for, with the predictor and grouping columns of the model (the outcome is
+        not needed). Default: the rows the model was fitted to. Binomial models need the trials
+        column for ``kind="response"``; known-SE models need the SE column for ``"response"``.
+    kind : {"mean", "response", "link"}
+        ``"mean"``: expected outcome (probability for bernoulli/binomial, rate for counts);
+        ``"response"``: simulated outcomes (posterior predictive, with residual noise);
+        ``"link"``: the linear predictor.
+    groups : {"include", "exclude", "new"}
+        How group-specific effects enter (see the module docstring): fitted levels only,
+        population level only, or fresh draws for unseen levels.
+    seed : int, optional
+        Seed for new-level effects and simulated outcomes.
+
+    Returns
+    -------
+    Prediction
+        ``.draws`` (xarray, dims chain, draw, obs) and ``.summary()``.
+
+    Raises
+    ------
+    DataError
+        Unseen levels with ``groups="include"``, unseen categories of a population-level
+        predictor, missing values, or a missing trials / SE column where needed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> new = pd.DataFrame({"Days": [0, 9], "Subject": ["new", "new"]})
+    >>> p = fit.predict(new, groups="new", seed=1)  # doctest: +SKIP
+    >>> p.summary()[["mean", "hdi_low", "hdi_high"]]  # doctest: +SKIP
+    """
+    if kind not in KINDS:
+        raise SpecificationError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}.")
+    if groups not in GROUPS:
+        raise SpecificationError(
+            f"groups must be one of {', '.join(map(repr, GROUPS))}, got {groups!r}: 'include' uses the fitted "
+            "group effects, 'new' also draws fresh effects for unseen levels, 'exclude' predicts at the population level."
+        )
+    ss = np.random.SeedSequence(seed)
+    s_effects, s_response = ss.spawn(2)
+    if newdata is None:
+        design = fit_design(fit)
+        index = np.arange(design.n)
+        new_levels: dict[str, list[str]] = {}
+    else:
+        design, new_levels = new_design(fit, newdata, need_trials=kind == "response", need_se=kind == "response")
+        index = newdata.index.to_numpy()
+        if new_levels and groups == "include":
+            listing = "; ".join(f"{f}: {', '.join(map(repr, v[:5]))}{' ...' if len(v) > 5 else ''}"
+                                for f, v in new_levels.items())
+            raise DataError(
+                f"newdata has levels the model was not fitted to ({listing}). Choose groups='new' to draw "
+                "effects for them from the fitted population distribution (wider intervals, as for a new "
+                "group), or groups='exclude' for population-level predictions."
+            )
+    effects = new_level_effects(fit, design, new_levels, seed=s_effects) if groups == "new" and new_levels else None
+    eta = linear_predictor(fit, design, groups="exclude" if groups == "exclude" else "include", effects=effects)
+    if kind == "link":
+        values = eta
+    elif kind == "mean":
+        values = mean_draws(fit, eta)
+    else:
+        values = simulate_response(fit, eta, design, seed=s_response)
+    c, d = values.shape[:2]
+    da = xr.DataArray(
+        np.asarray(values, dtype=float), dims=("chain", "draw", "obs"),
+        coords={"chain": np.arange(c), "draw": np.arange(d), "obs": index},
+        name=kind, attrs={"kind": kind, "groups": groups},
+    )
+    return Prediction(da, kind, groups, new_levels)
+
+
+# -- new-data design ----------------------------------------------------------------------------
+def _training_data(fit) -> pd.DataFrame:
+    data = getattr(fit, "data", None)
+    if data is None:
+        return fit_design(fit).data
+    return data
+
+
+def _encoded(expr: str, training: pd.DataFrame, newdata: pd.DataFrame, what: str):
+    """Evaluate ``expr`` on ``newdata`` with the encoding learnt from ``training``."""
+    import formulae as fm
+
+    try:
+        dm = fm.design_matrices(expr, training, na_action="error").common
+    except Exception as exc:  # the fit's own data: should not fail
+        raise SpecificationError(f"Could not rebuild the {what} {expr!r} from the fitted data: {exc}") from None
+    try:
+        new = dm.evaluate_new_data(newdata)
+    except Exception as exc:
+        raise DataError(f"Could not evaluate the {what} {expr!r} on newdata: {exc}") from None
+    return np.asarray(new.design_matrix if hasattr(new, "design_matrix") else new, dtype=float), \
+        [str(c) for c in dm.as_dataframe().columns]
+
+
+def _labels(group, data: pd.DataFrame) -> np.ndarray:
+    cols = list(group.columns)
+    if len(cols) == 1:
+        return data[cols[0]].astype(str).to_numpy()
+    return data[cols].astype(str).agg(":".join, axis=1).to_numpy()
+
+
+def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: bool = False):
+    """Encode ``newdata`` like the fitted data.
+
+    Returns
+    -------
+    (Design, dict)
+        The design (levels of each factor: the fitted levels, then unseen ones) and the unseen
+        levels by factor. ``y`` is the outcome where ``newdata`` has it, else NaN.
+
+    Examples
+    --------
+    >>> d, unseen = new_design(fit, pd.DataFrame({"Days": [1], "Subject": ["308"]}))  # doctest: +SKIP
+    """
+    if not isinstance(newdata, pd.DataFrame):
+        raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
+    if len(newdata) == 0:
+        raise DataError("newdata is empty (0 rows).")
+    spec = fit.spec
+    training = _training_data(fit)
+    extras = {spec.response, spec.trials, spec.se}
+    needed = [c for c in used_columns(spec) if c not in extras]
+    for c in needed:
+        if c not in newdata.columns:
+            raise MissingColumnError(
+                f"Column {c!r} is needed for prediction but is not in newdata.{closest(c, newdata.columns)} "
+                f"The model uses: {', '.join(needed)}."
+            )
+    nd = newdata.reset_index(drop=True)
+    bad = [c for c in needed if nd[c].isna().any()]
+    if bad:
+        raise DataError(f"newdata has missing values in {', '.join(map(repr, bad))}; fill or drop those rows first.")
+    factor_cols = {c for g in spec.groups for c in g.columns}
+    for c in needed:  # unseen categories of a population-level predictor
+        if c in factor_cols or c not in training.columns:
+            continue
+        col = training[c]
+        if pd.api.types.is_numeric_dtype(col) and not isinstance(col.dtype, pd.CategoricalDtype):
+            continue
+        known = set(map(str, col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype) else col.unique()))
+        unseen = sorted(set(map(str, nd[c].unique())) - known)
+        if unseen:
+            raise DataError(
+                f"newdata column {c!r} has categories the model was not fitted with: {', '.join(map(repr, unseen[:5]))}. "
+                f"A population-level effect exists only for the fitted categories ({', '.join(sorted(known)[:10])}); "
+                "predict for those, or refit with data that include the new category."
+            )
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            nd[c] = pd.Categorical(nd[c].astype(str).map({str(k): k for k in col.cat.categories}),
+                                   categories=col.cat.categories, ordered=col.cat.ordered)
+
+    fixed_terms = list(fit.meta["fixed_terms"])
+    rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
+    if rhs == "0":
+        X = np.zeros((len(nd), 0))
+    else:
+        X, names = _encoded(rhs, training, nd, "population-level terms")
+        if names != fixed_terms:
+            raise SpecificationError(f"The rebuilt population-level terms {names} differ from the fitted {fixed_terms}.")
+
+    factors, unseen_levels = [], {}
+    for g in spec.groups:
+        meta = fit.meta["factors"][g.factor]
+        levels = list(meta["levels"])
+        labels = _labels(g, nd)
+        lookup = {lv: i for i, lv in enumerate(levels)}
+        unseen = [lv for lv in dict.fromkeys(labels) if lv not in lookup]
+        if unseen:
+            unseen_levels[g.factor] = unseen
+            for lv in unseen:
+                lookup[lv] = len(lookup)
+        codes = np.array([lookup[lv] for lv in labels], dtype=np.int64)
+        Zs, terms, blocks, correlated, exprs = [], [], [], [], []
+        for b in g.blocks:
+            Zb, names = _encoded(b.expression, training, nd, f"group-specific terms of {g.factor!r}")
+            start = len(terms)
+            Zs.append(Zb)
+            terms.extend(names)
+            blocks.append(list(range(start, start + len(names))))
+            correlated.append(bool(b.correlated and len(names) > 1))
+            exprs.append(b.expression)
+        if terms != list(meta["terms"]):
+            raise SpecificationError(f"The rebuilt terms of {g.factor!r} {terms} differ from the fitted {meta['terms']}.")
+        factors.append(FactorDesign(g.factor, levels + unseen, codes, np.concatenate(Zs, axis=1), terms, blocks,
+                                    correlated, exprs))
+
+    y = nd[spec.response].to_numpy(dtype=float) if spec.response in nd.columns else np.full(len(nd), np.nan)
+    trials = se = None
+    for col, need, label in ((spec.trials, need_trials, "trials"), (spec.se, need_se, "standard-error")):
+        if col is None:
+            continue
+        if col not in nd.columns:
+            if need:
+                raise MissingColumnError(
+                    f"Predicting outcomes needs the {label} column {col!r} in newdata (the {label} of each new row); "
+                    f"add it, or ask for kind='mean' / 'link'."
+                )
+            continue
+        values = nd[col].to_numpy(dtype=float)
+        if label == "trials":
+            trials = np.round(values).astype(np.int64)
+        else:
+            se = values
+    x_means = X.mean(axis=0) if X.size else np.zeros(X.shape[1])
+    x_sds = X.std(axis=0) if X.size else np.zeros(X.shape[1])
+    design = Design(spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
+                    rows=np.arange(len(nd)), n_dropped=0, data=nd, x_means=x_means, x_sds=x_sds)
+    return design, unseen_levels
+
+
+# -- fresh effects for unseen levels ------------------------------------------------------------
+def _stack(fit, name):
+    return np.asarray(fit.draws[name].transpose("chain", "draw", ...).values, dtype=float)
+
+
+def _cholesky(C: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:  # numerically semi-definite draws: symmetric square root
+        w, V = np.linalg.eigh(C)
+        return V * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
+
+
+def new_level_effects(fit, design, new_levels: dict, seed=None) -> dict[str, np.ndarray]:
+    """Group effects for every level of ``design``: fitted draws, then fresh draws for unseen levels.
+
+    For each posterior draw ``s`` and unseen level, ``u = diag(sd_s) L_s z`` with ``z ~ N(0, I)``
+    and ``L_s L_s' = C_s`` the correlation matrix (identity outside correlated blocks).
+
+    Returns
+    -------
+    dict
+        Factor -> array (chain, draw, fitted + unseen levels, terms).
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for f in design.factors:
+        unseen = new_levels.get(f.factor, [])
+        if not unseen:
+            continue
+        r = _stack(fit, f"r_{f.factor}")
+        sd = _stack(fit, f"sd_{f.factor}")  # (c, d, k)
+        c, d, k = sd.shape
+        C = np.broadcast_to(np.eye(k), (c, d, k, k)).copy()
+        for var, bterms in fit.meta["factors"][f.factor]["cors"]:
+            idx = [f.terms.index(t) for t in bterms]
+            ii, jj = np.ix_(idx, idx)
+            C[:, :, ii, jj] = _stack(fit, var)
+        L = sd[..., :, None] * _cholesky(C)
+        z = rng.standard_normal((c, d, len(unseen), k))
+        u = np.einsum("cdkj,cdnj->cdnk", L, z)
+        out[f.factor] = np.concatenate([r, u], axis=2)
+    return out

@@ -1,0 +1,64 @@
+"""Small simulated fits shared by test_diagnostics, test_components and test_checks (fitted once per session)."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import pandas as pd
+
+import hmodels as hm
+
+SLOPE = dict(groups=20, per_group=10, sd_intercept=1.0, sigma=0.5, b0=1.0, b1=0.5)
+COUNTS = dict(groups=20, per_group=15, sd_intercept=0.5, alpha=2.0, b0=1.5, b1=0.4)
+SETTINGS = dict(draws=500, tune=500, chains=2, seed=1, progressbar=False)
+
+
+def slope_data(sd_slope: float, seed: int = 3) -> pd.DataFrame:
+    """y = b0 + a_g + (b1 + s_g) x + e, x evenly spaced in [-1, 1] within each group."""
+    p = SLOPE
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(p["groups"]), p["per_group"])
+    x = np.tile(np.linspace(-1, 1, p["per_group"]), p["groups"])
+    a = rng.normal(0, p["sd_intercept"], p["groups"])
+    s = rng.normal(0, sd_slope, p["groups"])
+    mu = p["b0"] + a[g] + (p["b1"] + s[g]) * x
+    y = mu + rng.normal(0, p["sigma"], g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g], "mu": mu})
+
+
+@functools.cache
+def slope_fit(sd_slope: float) -> hm.Fit:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hm.Model("y ~ x + (x | g)", slope_data(sd_slope)).fit(**SETTINGS)
+
+
+def count_data(seed: int = 5) -> pd.DataFrame:
+    """Negative-binomial counts (shape alpha) with a random intercept per group."""
+    p = COUNTS
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(p["groups"]), p["per_group"])
+    x = rng.normal(size=g.size)
+    a = rng.normal(0, p["sd_intercept"], p["groups"])
+    mu = np.exp(p["b0"] + p["b1"] * x + a[g])
+    y = rng.poisson(rng.gamma(p["alpha"], mu / p["alpha"]))
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+
+
+@functools.cache
+def count_fit(family: str) -> hm.Fit:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hm.Model("y ~ x + (1 | g)", count_data(), family=family).fit(**SETTINGS)
+
+
+@functools.cache
+def centred_schools_fit() -> hm.Fit:
+    """Centred eight schools with a low target_accept: the classic funnel with divergences."""
+    model = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"), centered=True,
+                     priors={"Intercept": hm.Normal(0, 5), "sd": hm.HalfCauchy(5)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(draws=500, tune=500, chains=2, seed=2, target_accept=0.6, progressbar=False)
