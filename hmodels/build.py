@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import SpecificationError
+from .parameterisation import resolve_centering
 from .families import get_family, inverse_link
 from .priors.distributions import Prior
 from .priors.resolve import PriorTable
@@ -41,21 +42,6 @@ class BuiltModel:
 def obs_name(spec) -> str:
     """Name of the observed variable (the response column)."""
     return spec.response
-
-
-def resolve_centering(design, centered) -> dict[str, bool]:
-    """Per-factor centring from ``False`` / ``True`` / ``{factor: bool}``."""
-    names = [f.factor for f in design.factors]
-    if isinstance(centered, bool):
-        return dict.fromkeys(names, centered)
-    if isinstance(centered, dict):
-        unknown = [k for k in centered if k not in names]
-        if unknown:
-            raise SpecificationError(
-                f"centered names {unknown[0]!r}, which is not a grouping factor; factors: {', '.join(names)}."
-            )
-        return {n: bool(centered.get(n, False)) for n in names}
-    raise SpecificationError(f"centered must be True, False or a dict per grouping factor, got {centered!r}.")
 
 
 def _vector_rv(name: str, priors: list[Prior], dims: str | None, pm):
@@ -86,8 +72,9 @@ def build_model(design, priors: PriorTable, centered=False) -> BuiltModel:
     ----------
     design : Design
     priors : PriorTable
-    centered : bool or dict
-        Centred (``True``) or non-centred (``False``, default) group effects, globally or per factor.
+    centered : bool, "auto" or dict
+        Centred (``True``) or non-centred (``False``) group effects, globally or per factor; ``"auto"``
+        decides per factor from the data (:mod:`hmodels.parameterisation`).
 
     Returns
     -------

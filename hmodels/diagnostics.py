@@ -29,6 +29,9 @@ MAX_TREEDEPTH = 10  # numpyro's, nutpie's and PyMC's default
 SINGULAR_DENSITY_RATIO = 0.8
 #: Singular correlation rule: posterior median |cor| >= this.
 SINGULAR_COR = 0.9
+#: Divergences "concentrate" at small (large) values of an SD when a one-sided Mann-Whitney test of
+#: divergent against other draws gives a p-value below this.
+DIVERGENCE_P = 0.01
 
 
 @dataclass(frozen=True)
@@ -238,12 +241,18 @@ def _convergence_table(params, chains: int) -> pd.DataFrame:
     return t
 
 
-def _divergence_location(params, diverging: np.ndarray) -> pd.DataFrame:
-    """Where divergent draws sit within each hyper-parameter's posterior.
+def _divergence_location(params, diverging: np.ndarray, points=None) -> pd.DataFrame:
+    """Where divergences happen within each hyper-parameter's posterior.
 
-    ``mean_percentile`` is the average empirical-CDF value of the divergent draws: 0.5 when they
-    are spread like the rest, near 0 when they pile up at small values (a funnel neck).
+    The values compared are those where the trajectories diverged when the sampler recorded them
+    (the fit's ``divergences`` group: hmodels' default sampler), else the draws kept at divergent
+    transitions. ``mean_percentile`` is their average empirical-CDF value within the posterior: 0.5
+    when they are spread like the rest, near 0 when they pile up at small values (a funnel neck).
+    ``p_low`` / ``p_high`` are one-sided Mann-Whitney p-values that they sit lower / higher than
+    the posterior draws (:data:`DIVERGENCE_P`).
     """
+    from scipy.stats import mannwhitneyu
+
     div = diverging.astype(bool)
     rows = []
     for label, var, kind, x in params:
@@ -253,11 +262,20 @@ def _divergence_location(params, diverging: np.ndarray) -> pd.DataFrame:
         d = div.ravel()
         if not d.any() or d.all():
             continue
+        at, rest = flat[d], flat[~d]
+        if points is not None and var in points:
+            pv = points[var]
+            if kind == "sd":
+                pv = pv.sel({pv.dims[1]: label[label.index(",") + 1:-1].strip()})
+            at, rest = np.asarray(pv.values, dtype=float).ravel(), flat
         order = np.sort(flat)
-        pct = np.searchsorted(order, flat[d], side="right") / flat.size
-        rows.append((label, kind, float(np.median(flat[d])), float(np.median(flat[~d])), float(pct.mean())))
-    return pd.DataFrame(rows, columns=["parameter", "kind", "median_divergent", "median_other", "mean_percentile"]
-                        ).set_index("parameter")
+        pct = np.searchsorted(order, at, side="right") / flat.size
+        p_low = float(mannwhitneyu(at, rest, alternative="less").pvalue)
+        p_high = float(mannwhitneyu(at, rest, alternative="greater").pvalue)
+        rows.append((label, kind, float(np.median(at)), float(np.median(rest)), float(pct.mean()),
+                     p_low, p_high))
+    return pd.DataFrame(rows, columns=["parameter", "kind", "median_divergent", "median_other", "mean_percentile",
+                                       "p_low", "p_high"]).set_index("parameter")
 
 
 def _reflected_density_ratio(x: np.ndarray) -> float:
@@ -398,10 +416,10 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     -----
     R-hat is the rank-normalised split R-hat and ESS the bulk / tail effective sample sizes of
     Vehtari et al. (2021), computed by ArviZ; E-BFMI is Betancourt's (2016) energy diagnostic.
-    Divergences are located by the mean percentile of divergent draws in each group SD's and
-    family parameter's posterior; a mean percentile below 0.3 is the signature of a funnel (the
-    sampler cannot reach small SDs) and above 0.7 of the opposite geometry (large SDs with
-    informative groups, where the centred parameterisation is better).
+    Divergences are located by comparing, for each group SD and family parameter, the divergent
+    draws with the others (one-sided Mann-Whitney test, p < :data:`DIVERGENCE_P`): divergences
+    at small SDs are the signature of a funnel (the sampler cannot reach small SDs), at large SDs
+    of the opposite geometry (informative groups, where the centred parameterisation is better).
 
     Examples
     --------
@@ -417,7 +435,8 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     ss = fit.posterior["sample_stats"]
     diverging = np.asarray(ss["diverging"].transpose("chain", "draw").values) if "diverging" in ss else np.zeros((chains, n_draws), bool)
     n_div = int(diverging.sum())
-    location = _divergence_location(params, diverging)
+    points = fit.posterior["divergences"].to_dataset() if "divergences" in fit.posterior.children else None
+    location = _divergence_location(params, diverging, points)
     hits, max_depth = _tree_depth_hits(ss)
     bfmi = _bfmi(fit)
     singular = singular_components(fit)
@@ -433,8 +452,8 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
                "posterior's curvature, so estimates may be biased.")
         remedy = f"Refit with target_accept={higher} (it was {target:g})."
         concentrated = location[(location["kind"] == "sd")] if not location.empty else location
-        low = concentrated[concentrated["mean_percentile"] < 0.3] if not concentrated.empty else concentrated
-        high = concentrated[concentrated["mean_percentile"] > 0.7] if not concentrated.empty else concentrated
+        low = concentrated[concentrated["p_low"] < DIVERGENCE_P] if not concentrated.empty else concentrated
+        high = concentrated[concentrated["p_high"] < DIVERGENCE_P] if not concentrated.empty else concentrated
         involved = []
         if len(low):
             label = low["mean_percentile"].idxmin()

@@ -6,11 +6,12 @@ import os
 
 import pandas as pd
 
-from .build import build_model, resolve_centering
+from .build import build_model
 from .design import make_design
 from .errors import SpecificationError
 from .families import get_family
 from .formula import parse_formula
+from .parameterisation import resolve_centering
 from .priors.resolve import resolve_priors
 from .sampling import check_settings, sample
 from .spec import ModelSpec
@@ -41,8 +42,11 @@ class Model:
         ``"sigma"``, ``"nu"``, ``"alpha"``) — or the name/path of a prior set.
     prior_set : str, optional
         Named prior set under ``priors`` (default: ``"default"``, data-scaled weakly informative).
-    centered : bool or dict
-        Centred group effects (default ``False``: non-centred), globally or per factor.
+    centered : "auto", bool or dict
+        Centred (``True``) or non-centred (``False``) group effects, globally or per factor
+        (``{"Subject": True}``). ``"auto"`` (default) decides per factor from how informative each
+        level's data are (:mod:`hmodels.parameterisation`); the choice is in ``model.centered`` and
+        ``fit.meta["centered"]``.
     intercept_prior : {"centered", "raw"}
         ``"centered"`` (default, as brms): the Intercept prior is on the intercept at the
         predictors' means; ``"raw"``: on the intercept with predictors as given. Either way the
@@ -60,7 +64,7 @@ class Model:
     """
 
     def __init__(self, formula, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
-                 priors=None, prior_set: str | None = None, centered=False, intercept_prior: str = "centered",
+                 priors=None, prior_set: str | None = None, centered="auto", intercept_prior: str = "centered",
                  missing: str = "drop"):
         if isinstance(formula, ModelSpec):
             self.spec = formula
@@ -73,16 +77,26 @@ class Model:
         self.family = get_family(self.spec.family, self.spec.link)
         self.design = make_design(self.spec, data, missing=missing)
         self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
-        self.centered = resolve_centering(self.design, centered)
+        self._centered_request = centered
+        from .engine.fit import collapse_plan
+
+        self._centerings: dict = {}
+        self.centered = self.centering(collapse_plan(self.design, "auto"))
         self.intercept_prior = intercept_prior
         self.prior_set = prior_set if prior_set is not None else (priors if isinstance(priors, str) else "default")
         self._built = None
+
+    def centering(self, collapsed: str | None = None) -> dict[str, bool]:
+        """Centred (True) or not, per grouping factor, when ``collapsed`` is integrated out."""
+        if collapsed not in self._centerings:
+            self._centerings[collapsed] = resolve_centering(self.design, self._centered_request, collapsed)
+        return self._centerings[collapsed]
 
     @property
     def built(self):
         """The :class:`~hmodels.build.BuiltModel` (built on first use)."""
         if self._built is None:
-            self._built = build_model(self.design, self.priors, self.centered)
+            self._built = build_model(self.design, self.priors, self.centering(None))
         return self._built
 
     @property
@@ -91,7 +105,7 @@ class Model:
         return self.built.model
 
     def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
-            seed: int | None = None, target_accept: float = 0.9, sampler: str | None = None,
+            seed: int | None = None, target_accept: float | None = None, sampler: str | None = None,
             progressbar: bool = True, log_likelihood: bool = False, method: str = "auto"):
         """Sample the posterior with NUTS.
 
@@ -103,18 +117,24 @@ class Model:
             Parallel chains (default: ``min(chains, CPU count)``).
         seed : int, optional
             Random seed; the same seed gives the same draws.
-        target_accept : float
-            NUTS target acceptance rate (default 0.9; raise towards 0.99 if there are divergences).
-        sampler : {"numpyro", "nutpie", "pymc"}, optional
-            NUTS backend (default: numpyro when installed; it compiles fastest).
+        target_accept : float, optional
+            NUTS target acceptance rate. Default: 0.8 when every grouping factor is integrated
+            out, 0.9 otherwise (0.9 on the PyMC/numpyro samplers). Raise towards 0.99 if there
+            are divergences.
+        sampler : {"nutpie", "numpyro", "pymc"}, optional
+            ``"nutpie"`` (default): nutpie's NUTS on hmodels' compiled log density — compiled once
+            per installation, so no model pays compilation. ``"numpyro"`` / ``"pymc"``: the
+            PyMC graph (:mod:`hmodels.build`), compiled per model.
         progressbar : bool
         log_likelihood : bool
             Store pointwise log-likelihood (needed for LOO).
         method : {"auto", "joint", "collapsed"}
-            ``"collapsed"``: gaussian models with the group effects integrated out analytically
-            (NUTS on b, SDs, correlations and sigma only; group effects drawn exactly afterwards;
-            see :mod:`hmodels.collapsed`). ``"joint"``: NUTS on everything. ``"auto"`` (default)
-            picks collapsed when valid. Recorded in ``fit.meta["method"]``.
+            Gaussian identity-link models can integrate group effects out analytically, so NUTS
+            samples only the coefficients, SDs, correlations and sigma (and any other factor's
+            effects), and the integrated-out effects are drawn exactly afterwards: the Fit holds
+            the same variables either way. ``"auto"`` (default) and ``"collapsed"`` integrate out
+            the factor with most effects; ``"joint"`` samples everything. Recorded in
+            ``fit.meta["method"]`` and ``fit.meta["collapsed_factor"]``.
 
         Returns
         -------
@@ -124,16 +144,22 @@ class Model:
         --------
         >>> import hmodels as hm
         >>> m = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"))
-        >>> fit = m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)  # doctest: +SKIP
-        >>> fit.divergences  # doctest: +SKIP
+        >>> fit = m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.divergences
         0
         """
         from .fit import Fit
 
         cores = min(chains, os.cpu_count() or 1) if cores is None else cores
         settings = check_settings(sampler, draws, tune, chains, cores, seed, target_accept)
+        if settings.sampler == "nutpie":
+            from .engine.fit import fit_engine
+
+            return fit_engine(self, settings, method=method, progressbar=progressbar, log_likelihood=log_likelihood)
         from .collapsed import choose_method, fit_collapsed
 
+        if settings.target_accept is None:
+            settings = type(settings)(**{**settings.to_dict(), "target_accept": 0.9})
         if choose_method(self, method) == "collapsed":
             return fit_collapsed(self, settings, progressbar=progressbar, log_likelihood=log_likelihood)
         built = self.built

@@ -15,24 +15,34 @@ COUNTS = dict(groups=20, per_group=15, sd_intercept=0.5, alpha=2.0, b0=1.5, b1=0
 SETTINGS = dict(draws=500, tune=500, chains=2, seed=1, progressbar=False)
 
 
+def _exact(z: np.ndarray, sd: float) -> np.ndarray:
+    """Group effects with realised mean 0 and SD exactly ``sd`` (so the truth is the realisation)."""
+    z = z - z.mean()
+    return sd * z / z.std(ddof=1) if sd > 0 else np.zeros_like(z)
+
+
 def slope_data(sd_slope: float, seed: int = 3) -> pd.DataFrame:
-    """y = b0 + a_g + (b1 + s_g) x + e, x evenly spaced in [-1, 1] within each group."""
+    """y = b0 + a_g + (b1 + s_g) x + e, x evenly spaced in [-1, 1] within each group.
+
+    The group intercepts and slopes are standardised to their nominal SDs (mean 0), so that the
+    variance components of this data set are the nominal ones, not a noisy realisation of them.
+    """
     p = SLOPE
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(p["groups"]), p["per_group"])
     x = np.tile(np.linspace(-1, 1, p["per_group"]), p["groups"])
-    a = rng.normal(0, p["sd_intercept"], p["groups"])
-    s = rng.normal(0, sd_slope, p["groups"])
+    a = _exact(rng.normal(size=p["groups"]), p["sd_intercept"])
+    s = _exact(rng.normal(size=p["groups"]), sd_slope)
     mu = p["b0"] + a[g] + (p["b1"] + s[g]) * x
     y = mu + rng.normal(0, p["sigma"], g.size)
     return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g], "mu": mu})
 
 
 @functools.cache
-def slope_fit(sd_slope: float) -> hm.Fit:
+def slope_fit(sd_slope: float, seed: int = 3) -> hm.Fit:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return hm.Model("y ~ x + (x | g)", slope_data(sd_slope)).fit(**SETTINGS)
+        return hm.Model("y ~ x + (x | g)", slope_data(sd_slope, seed)).fit(**SETTINGS)
 
 
 def count_data(seed: int = 5) -> pd.DataFrame:
@@ -61,4 +71,5 @@ def centred_schools_fit() -> hm.Fit:
                      priors={"Intercept": hm.Normal(0, 5), "sd": hm.HalfCauchy(5)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return model.fit(draws=500, tune=500, chains=2, seed=2, target_accept=0.6, progressbar=False)
+        return model.fit(draws=500, tune=500, chains=2, seed=2, target_accept=0.6, progressbar=False,
+                         method="joint")

@@ -184,7 +184,7 @@ def test_sleepstudy_collapsed_equals_joint():
     # one draw of the group effects reproduces the draw of r: r = B z per level
     r, z = coll.draws["r_Subject"].values[0, 0], coll.draws["z_Subject"].values[0, 0]
     sd = coll.draws["sd_Subject"].values[0, 0]
-    L = coll.draws["L_cor_Subject"].values[0, 0]
+    L = np.linalg.cholesky(coll.draws["cor_Subject"].values[0, 0])
     assert np.allclose(r, z @ (sd[:, None] * L).T)
 
 

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hmodels as hm
@@ -55,12 +56,41 @@ def test_settings_default_sampler():
 
 def test_centered_option_changes_parameterisation():
     data = hm.datasets.load("dyestuff")
-    nc = hm.Model("Yield ~ 1 + (1 | Batch)", data).pymc_model
+    nc = hm.Model("Yield ~ 1 + (1 | Batch)", data, centered=False).pymc_model
     c = hm.Model("Yield ~ 1 + (1 | Batch)", data, centered=True).pymc_model
     assert "z_Batch" in nc.named_vars and "z_Batch" not in c.named_vars
     assert "r_Batch" in {v.name for v in c.free_RVs}
     with pytest.raises(hm.SpecificationError, match="not a grouping factor"):
         hm.Model("Yield ~ 1 + (1 | Batch)", data, centered={"batch": True})
+    with pytest.raises(hm.SpecificationError, match="'auto', True, False"):
+        hm.Model("Yield ~ 1 + (1 | Batch)", data, centered="yes")
+    # a centred factor samples its effects directly, a non-centred one standardised effects
+    fc = hm.Model("Yield ~ 1 + (1 | Batch)", data, centered=True).fit(draws=100, tune=100, chains=1, seed=1,
+                                                                       method="joint", progressbar=False)
+    fn = hm.Model("Yield ~ 1 + (1 | Batch)", data, centered=False).fit(draws=100, tune=100, chains=1, seed=1,
+                                                                        method="joint", progressbar=False)
+    assert "z_Batch" in fn.draws and "z_Batch" not in fc.draws
+    assert fc.meta["centered"] == {"Batch": True} and fn.meta["centered"] == {"Batch": False}
+
+
+def test_auto_centring_follows_the_information_in_each_level():
+    """centered='auto' centres well-informed factors and keeps weakly informed ones non-centred."""
+    schools = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"))
+    assert schools.centering(None) == {"school": False}  # one noisy observation per school
+    cbpp = hm.Model("p(incidence, size) ~ period + (1 | herd)", hm.datasets.load("cbpp"), family="binomial")
+    assert cbpp.centered == {"herd": True}  # 15 herds, about 56 animals each
+    pen = hm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", hm.datasets.load("penicillin"))
+    assert pen.centering("plate")["sample"] is True  # 24 plates per sample
+    pastes = hm.Model("strength ~ 1 + (1 | batch/cask)", hm.datasets.load("pastes"))
+    # with the casks integrated out they are noise for the batches: 10 batches, weakly informed
+    assert pastes.centering("batch:cask")["batch"] is False
+    # a random slope without between-group variance keeps its factor non-centred
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(60), 8)
+    x = rng.normal(size=g.size)
+    d = pd.DataFrame({"y": rng.poisson(np.exp(0.5 + 0.3 * x + rng.normal(0, 0.6, 60)[g])), "x": x, "g": g})
+    assert hm.Model("y ~ x + (1 | g)", d, family="poisson").centered == {"g": True}
+    assert hm.Model("y ~ x + (x | g)", d, family="poisson").centered == {"g": False}
 
 
 def test_convergence_warning_is_plain_language():
@@ -68,5 +98,5 @@ def test_convergence_warning_is_plain_language():
     m = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"),
                  priors={"Intercept": hm.Normal(0, 5), "sd": hm.HalfCauchy(5)}, centered=True)
     with pytest.warns(hm.ConvergenceWarning, match="divergent transitions.*target_accept"):
-        fit = m.fit(draws=500, tune=300, chains=2, seed=2, target_accept=0.6, progressbar=False)
+        fit = m.fit(draws=500, tune=300, chains=2, seed=2, target_accept=0.6, progressbar=False, method="joint")
     assert fit.divergences > 0 and not fit.converged

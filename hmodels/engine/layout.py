@@ -1,0 +1,468 @@
+"""A model as two flat buffers for the compiled kernels, and its draws back as named variables.
+
+:class:`EngineModel` writes a :class:`~hmodels.design.Design` and its
+:class:`~hmodels.priors.resolve.PriorTable` into ``F`` (float64) and ``I`` (int64) in the layout
+that :mod:`hmodels.engine.kernels` reads (header slots, factor and block tables), fixes where
+each parameter lives in the unconstrained vector ``x``, proposes initial points, and turns
+draws of ``x`` into the posterior variables of the joint model (``b``, ``sd_<factor>``,
+``cor_<factor>``, ``r_<factor>``, ``z_<factor>``, ``sigma``, ``nu``, ``alpha``) — including exact
+draws of an integrated-out factor's effects from their conditional posterior.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import gammaln
+
+from . import kernels as K
+
+__all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES"]
+
+FAMILY_CODES = {"gaussian": K.GAUSSIAN, "student_t": K.STUDENT, "bernoulli": K.BERNOULLI,
+                "binomial": K.BINOMIAL, "poisson": K.POISSON, "negativebinomial": K.NEGBIN}
+LINK_CODES = {"identity": K.IDENTITY, "log": K.LOG, "logit": K.LOGIT, "probit": K.PROBIT, "cloglog": K.CLOGLOG}
+PRIOR_CODES = {
+    "Normal": (K.NORMAL, ("mu", "sigma")), "StudentT": (K.STUDENT_T, ("nu", "mu", "sigma")),
+    "Cauchy": (K.CAUCHY, ("alpha", "beta")), "Laplace": (K.LAPLACE, ("mu", "b")),
+    "HalfNormal": (K.HALF_NORMAL, ("sigma",)), "HalfStudentT": (K.HALF_STUDENT_T, ("nu", "sigma")),
+    "HalfCauchy": (K.HALF_CAUCHY, ("beta",)), "Exponential": (K.EXPONENTIAL, ("lam",)),
+    "Gamma": (K.GAMMA, ("alpha", "beta")), "InverseGamma": (K.INVERSE_GAMMA, ("alpha", "beta")),
+    "LogNormal": (K.LOGNORMAL, ("mu", "sigma")), "Uniform": (K.UNIFORM, ("lower", "upper")),
+}
+
+
+def lkj_log_normaliser(eta: float, n: int) -> float:
+    """PyMC's log normalising constant of the LKJ density of an ``n x n`` correlation matrix."""
+    k = np.arange(1, n)
+    return float((n - 1) * gammaln(eta + 0.5 * (n - 1)) - (0.5 * k * np.log(np.pi) + gammaln(eta + 0.5 * (n - 1 - k))).sum())
+
+
+class _Buffer:
+    """Grows a flat array; ``add`` returns the offset of what it appended."""
+
+    def __init__(self, dtype):
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+        self.dtype = dtype
+
+    def add(self, values) -> int:
+        a = np.ascontiguousarray(np.asarray(values, dtype=self.dtype).ravel())
+        off = self.size
+        self.parts.append(a)
+        self.size += a.size
+        return off
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)
+
+
+@dataclass
+class FactorPlan:
+    """Where one grouping factor's parameters live in x, and how it is treated."""
+
+    name: str
+    levels: int
+    terms: list[str]
+    blocks: list[list[int]]
+    correlated: list[bool]
+    x_sd: int
+    x_lkj: list[int]  # per block (-1 when uncorrelated)
+    x_eff: int  # -1 when integrated out
+    centred: bool
+    collapsed: bool
+    cor_names: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+class EngineModel:
+    """A model ready for the compiled kernels.
+
+    Parameters
+    ----------
+    design : Design
+    priors : PriorTable
+    centered : dict
+        Per grouping factor: centred (True) or non-centred (False) group effects.
+    collapse : str, optional
+        Name of a grouping factor to integrate out analytically (gaussian identity-link models only).
+    integrate_coefficients : bool, optional
+        Integrate the population-level coefficients out too (default: whenever a factor is
+        integrated out and every coefficient has a Normal prior).
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> from hmodels.engine.layout import EngineModel
+    >>> m = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy"))
+    >>> em = EngineModel(m.design, m.priors, {"Subject": False}, collapse="Subject")
+    >>> em.ndim  # 2 coefficients, 2 SDs, 1 correlation, sigma
+    6
+    """
+
+    def __init__(self, design, priors, centered: dict, collapse: str | None = None,
+                 integrate_coefficients: bool | None = None):
+        spec = design.spec
+        self.design = design
+        self.family = spec.family
+        self.link = spec.link
+        self.known_se = design.se is not None
+        by_param = {r.slot.param: r.prior for r in priors}
+        self.intercept_prior = priors.intercept_prior
+        F, I = _Buffer(np.float64), _Buffer(np.int64)
+        header = np.zeros(K.HEADER, np.int64)
+        I.add(header)  # placeholder, rewritten at the end
+        n, p = design.X.shape
+        self.n, self.p = n, p
+        prior_rows: list[list[float]] = []
+
+        def prior_row(prior, support: str) -> int:
+            prior_rows.append(_prior_row(prior, support))
+            return len(prior_rows) - 1
+
+        # -- population level
+        terms = list(design.fixed_terms)
+        icol = terms.index("Intercept") if "Intercept" in terms else -1
+        mode = 0
+        if icol >= 0:
+            mode = 1 if priors.intercept_prior == "centered" else 2
+            if mode == 2 and by_param["Intercept"].name == "Uniform":
+                mode = 0  # a bounded prior on the raw intercept: sample it directly
+        xmeans = np.where(np.arange(p) == icol, 0.0, design.X.mean(axis=0)) if (mode and p) else np.zeros(p)
+        Xc = design.X - xmeans
+        self.mode, self.icol, self.xmeans, self.Xc = mode, icol, xmeans, Xc
+        p_beta = len(prior_rows)
+        for t in terms:
+            prior_row(by_param[t], "real")
+        # gaussian model with an integrated-out factor and Normal priors on every coefficient:
+        # the coefficients are integrated out too (their prior is beta_c = m0 + L0 zeta, zeta ~ N(0, I))
+        possible = bool(collapse is not None and p > 0 and all(by_param[t].name == "Normal" for t in terms))
+        self.intbeta = possible if integrate_coefficients is None else bool(integrate_coefficients and possible)
+        m0, L0 = _coefficient_prior(terms, by_param, icol, mode, xmeans) if self.intbeta else (np.zeros(p), np.eye(p))
+        self.m0, self.L0 = m0, L0
+        x = 0
+        self.x_beta = x
+        if not self.intbeta:
+            x += p
+        y = np.asarray(design.y, dtype=float)
+        w = 1.0 / design.se**2 if self.known_se else np.ones(n)
+        self.w = w
+
+        # -- grouping factors
+        names = [f.factor for f in design.factors]
+        if collapse is not None and collapse not in names:
+            raise ValueError(f"collapse={collapse!r} is not a grouping factor")
+        self.collapsed = names.index(collapse) if collapse is not None else -1
+        sampled = [f for f in design.factors if f.factor != collapse]
+        self.full = self.collapsed >= 0 and not sampled
+        fac_rows, blk_rows = [], []
+        self.factors: list[FactorPlan] = []
+        for fi, f in enumerate(design.factors):
+            k, L = len(f.terms), f.n_levels
+            ones = int(k == 1 and np.all(f.Z[:, 0] == 1.0))
+            p_sd = len(prior_rows)
+            for t in f.terms:
+                prior_row(by_param[f"sd({f.factor}, {t})"], "positive")
+            x_sd = x
+            x += k
+            n_cor = sum(f.correlated)
+            x_lkj, cors = [], []
+            blk0 = len(blk_rows)
+            for bi, (block, cor) in enumerate(zip(f.blocks, f.correlated)):
+                m = len(block)
+                if cor:
+                    label = f"cor({f.factor})" if n_cor == 1 else f"cor({f.factor}, {', '.join(f.terms[i] for i in block)})"
+                    cname = f"cor_{f.factor}" if n_cor == 1 else f"cor_{f.factor}_{bi}"
+                    eta = by_param[label].params["eta"]
+                    prior_rows.append([K.LKJ, eta, lkj_log_normaliser(eta, m), 0.0, K.T_IDENTITY, 0.0, 0.0])
+                    plkj = len(prior_rows) - 1
+                    blk_rows.append([block[0], m, 1, x, plkj, 0])
+                    x_lkj.append(x)
+                    x += m * (m - 1) // 2
+                    cors.append((cname, [f.terms[i] for i in block]))
+                else:
+                    blk_rows.append([block[0], m, 0, -1, -1, 0])
+                    x_lkj.append(-1)
+            is_collapsed = fi == self.collapsed
+            x_eff = -1
+            if not is_collapsed:
+                x_eff = x
+                x += L * k
+            codes_off = I.add(f.codes)
+            z_off = F.add(f.Z)
+            a_off = zty_off = ztx_off = 0
+            if is_collapsed:
+                A = np.zeros((L, k, k))
+                np.add.at(A, f.codes, (f.Z * w[:, None])[:, :, None] * f.Z[:, None, :])
+                a_off = F.add(A)
+                Zty = np.zeros((L, k))
+                np.add.at(Zty, f.codes, f.Z * (w * y)[:, None])
+                ZtX = np.zeros((L, k, p))
+                np.add.at(ZtX, f.codes, (f.Z * w[:, None])[:, :, None] * Xc[:, None, :])
+                zty_off, ztx_off = F.add(Zty), F.add(ZtX)
+            centred = bool(centered.get(f.factor, False)) and not is_collapsed
+            row = np.zeros(K.FW, np.int64)
+            row[[K.F_L, K.F_K, K.F_CODES, K.F_Z, K.F_XSD, K.F_PSD, K.F_XEFF, K.F_CENTRED, K.F_NBLK, K.F_BLK0,
+                 K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES]] = [
+                L, k, codes_off, z_off, x_sd, p_sd, x_eff, int(centred), len(f.blocks), blk0,
+                a_off, zty_off, ztx_off, ones]
+            fac_rows.append(row)
+            self.factors.append(FactorPlan(f.factor, L, list(f.terms), [list(b) for b in f.blocks],
+                                           list(f.correlated), x_sd, x_lkj, x_eff, centred, is_collapsed, cors))
+
+        # -- family parameters
+        self.x_aux = {}
+        p_aux = {}
+        for a in ("sigma", "nu", "alpha"):
+            if a in _family_aux(self.family) and not (a == "sigma" and self.known_se):
+                p_aux[a] = prior_row(by_param[a], "positive")
+                self.x_aux[a] = x
+                x += 1
+        self.ndim = x
+
+        # -- data
+        y_off = F.add(y)
+        x_off = F.add(Xc)
+        xm_off = F.add(xmeans)
+        w_off = F.add(w)
+        trials = design.trials if design.trials is not None else np.zeros(n)
+        tr_off = F.add(trials)
+        cross_off = 0
+        if self.collapsed >= 0:
+            Xw = Xc * w[:, None]
+            cross_off = F.add(np.concatenate([(Xw.T @ Xc).ravel(), Xw.T @ y, [float(w * y @ y)],
+                                              [float(np.log(w).sum())]]))
+        m0_off = F.add(m0)
+        l0_off = F.add(L0)
+        const_off = F.add([_loglik_constant(self.family, y, design.trials, w, self.known_se, self.collapsed >= 0)])
+        prior_off = F.add(np.asarray(prior_rows, dtype=float)) if prior_rows else F.add([])
+        self.prior_rows = np.asarray(prior_rows, dtype=float)
+        fac_off = I.add(np.concatenate(fac_rows) if fac_rows else np.zeros(0))
+        blk_off = I.add(np.concatenate([np.asarray(b, np.int64) for b in blk_rows]) if blk_rows else np.zeros(0))
+        h = header
+        h[K.H_N], h[K.H_P] = n, p
+        h[K.H_FAMILY], h[K.H_LINK] = FAMILY_CODES[self.family], LINK_CODES[self.link]
+        h[K.H_NFAC], h[K.H_COLLAPSED], h[K.H_KNOWN_SE] = len(design.factors), self.collapsed, int(self.known_se)
+        h[K.H_INTERCEPT], h[K.H_INT_COL], h[K.H_FULL], h[K.H_NDIM] = mode, icol, int(self.full), self.ndim
+        h[K.O_Y], h[K.O_X], h[K.O_XMEANS], h[K.O_W], h[K.O_TRIALS] = y_off, x_off, xm_off, w_off, tr_off
+        h[K.O_PRIORS], h[K.O_FAC], h[K.O_BLK] = prior_off, fac_off, blk_off
+        h[K.X_BETA] = self.x_beta
+        h[K.X_SIGMA] = self.x_aux.get("sigma", -1)
+        h[K.X_NU] = self.x_aux.get("nu", -1)
+        h[K.X_ALPHA] = self.x_aux.get("alpha", -1)
+        h[K.P_BETA] = p_beta
+        h[K.P_SIGMA], h[K.P_NU], h[K.P_ALPHA] = p_aux.get("sigma", -1), p_aux.get("nu", -1), p_aux.get("alpha", -1)
+        h[K.O_CROSS], h[K.O_CONST] = cross_off, const_off
+        h[K.H_INTBETA], h[K.O_M0], h[K.O_L0] = int(self.intbeta), m0_off, l0_off
+        I.parts[0] = h
+        self.F = F.array()
+        self.I = I.array()
+        self.F.flags.writeable = False
+        self.I.flags.writeable = False
+        self._slots = priors
+        self.p_beta = p_beta
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def logp_grad(self, x, jacobian: bool = True):
+        """(log density, gradient) at one unconstrained point (for checks; NUTS calls the cfunc)."""
+        x = np.ascontiguousarray(x, dtype=float)
+        grad = np.zeros(self.ndim)
+        lp = K.logp_grad(x, grad, self.F, self.I, jacobian)
+        return float(lp), grad
+
+    # -- initial points -----------------------------------------------------------------------------------
+    def initial_point(self, seed=None, jitter: float = 0.5) -> np.ndarray:
+        """A point near the data's scale (intercept at the link of the mean outcome, SDs at half the
+        data scale, effects at 0), jittered uniformly by ``jitter`` on the unconstrained scale."""
+        x0 = np.zeros(self.ndim)
+        rows = {r.slot.param: r for r in self._slots}
+        pr = self.prior_rows
+        for j, t in enumerate(self.design.fixed_terms if not self.intbeta else ()):
+            if t == "Intercept":
+                x0[self.x_beta + j] = _unconstrain(rows[t].slot.loc, pr[self.p_beta + j])
+            else:
+                x0[self.x_beta + j] = _unconstrain(0.0, pr[self.p_beta + j])
+        for f in self.factors:
+            for j, t in enumerate(f.terms):
+                slot = rows[f"sd({f.name}, {t})"].slot
+                row = self._row_of(f.x_sd + j)
+                x0[f.x_sd + j] = _unconstrain(0.5 * slot.scale, pr[row])
+        unit = float(np.std(self.design.y)) if self.link == "identity" else 1.0
+        for a, xa in self.x_aux.items():
+            guess = {"sigma": 0.5 * (unit if unit > 0 else 1.0), "nu": 10.0, "alpha": 5.0}[a]
+            x0[xa] = _unconstrain(guess, pr[self._row_of(xa)])
+        rng = np.random.default_rng(seed)
+        return x0 + rng.uniform(-jitter, jitter, self.ndim)
+
+    def _row_of(self, xi: int) -> int:
+        """Prior row of the scalar parameter at x[xi] (SDs and family parameters)."""
+        I = self.I
+        for fi, f in enumerate(self.factors):
+            if f.x_sd <= xi < f.x_sd + len(f.terms):
+                fac = I[K.O_FAC] + fi * K.FW
+                return int(I[fac + K.F_PSD] + xi - f.x_sd)
+        for a, slot in (("sigma", K.P_SIGMA), ("nu", K.P_NU), ("alpha", K.P_ALPHA)):
+            if self.x_aux.get(a) == xi:
+                return int(I[slot])
+        raise KeyError(xi)
+
+    # -- draws -> named variables ------------------------------------------------------------------------
+    def constrained(self, xd: np.ndarray) -> dict[str, np.ndarray]:
+        """Named posterior variables from draws of x, shape (S, ndim) -> {name: (S, ...)}.
+
+        The integrated-out factor's effects are not included (see :meth:`conditional_effects`).
+        """
+        pr = self.prior_rows
+        S = xd.shape[0]
+        out: dict[str, np.ndarray] = {}
+        if self.p and not self.intbeta:
+            beta = np.empty((S, self.p))
+            for j in range(self.p):
+                beta[:, j] = _constrain(xd[:, self.x_beta + j], pr[self.p_beta + j])
+            out.update(self._coefficients(beta))
+        for fi, f in enumerate(self.factors):
+            k = len(f.terms)
+            sd = np.empty((S, k))
+            for j in range(k):
+                sd[:, j] = _constrain(xd[:, f.x_sd + j], pr[self._row_of(f.x_sd + j)])
+            out[f"sd_{f.name}"] = sd
+            Lc = np.broadcast_to(np.eye(k), (S, k, k)).copy()
+            ci = 0
+            for block, cor, xl in zip(f.blocks, f.correlated, f.x_lkj):
+                if not cor:
+                    continue
+                m = len(block)
+                Lb = lkj_cholesky(xd[:, xl:xl + m * (m - 1) // 2], m)
+                idx = np.asarray(block)
+                Lc[:, idx[:, None], idx[None, :]] = Lb
+                out[f.cor_names[ci][0]] = Lb @ np.swapaxes(Lb, 1, 2)
+                ci += 1
+            B = sd[:, :, None] * Lc
+            out[f"_B_{f.name}"] = B
+            if not f.collapsed:
+                e = xd[:, f.x_eff:f.x_eff + f.levels * k].reshape(S, f.levels, k)
+                if f.centred:
+                    out[f"r_{f.name}"] = e
+                else:
+                    out[f"z_{f.name}"] = e
+                    out[f"r_{f.name}"] = np.einsum("slb,sab->sla", e, B)
+        for a, xa in self.x_aux.items():
+            out[a] = _constrain(xd[:, xa], pr[self._row_of(xa)])
+        return out
+
+    def _coefficients(self, beta: np.ndarray) -> dict[str, np.ndarray]:
+        """``b`` (as reported: the raw intercept) and ``_beta_c`` (centred design) from centred draws."""
+        b = beta.copy()
+        if self.mode in (1, 2):
+            b[:, self.icol] = beta[:, self.icol] - beta @ self.xmeans
+        return {"b": b, "_beta_c": beta}
+
+    def conditional_effects(self, xd: np.ndarray, seed=None, chunk: int = 256) -> dict[str, np.ndarray]:
+        """Exact draws of what was integrated out, one per draw of x: the coefficients (when
+        integrated out) and the integrated-out factor's effects (``z_`` and ``r_``).
+
+        Given everything else, the coefficients are Gaussian (``zeta ~ N(P^-1 h, P^-1)``), and then
+        the effects of level l are ``z_l ~ N(s M_l^-1 c_l, M_l^-1)``, ``r_l = B z_l`` with
+        ``M_l = I + s B' A_l B`` and ``c_l = B' Z_l' W (y - mean)`` (see :mod:`~hmodels.engine.kernels`).
+        """
+        if self.collapsed < 0:
+            return {}
+        f = self.factors[self.collapsed]
+        S, k = xd.shape[0], len(f.terms)
+        rng = np.random.default_rng(seed)
+        z = np.empty((S, f.levels, k))
+        r = np.empty((S, f.levels, k))
+        beta = np.empty((S, self.p))
+        for lo in range(0, S, chunk):
+            hi = min(S, lo + chunk)
+            noise_beta = rng.standard_normal((hi - lo, self.p))
+            noise = rng.standard_normal((hi - lo, f.levels, k))
+            K.conditional_draws(np.ascontiguousarray(xd[lo:hi]), self.F, self.I, noise_beta, noise,
+                                beta[lo:hi], z[lo:hi], r[lo:hi])
+        out = {f"z_{f.name}": z, f"r_{f.name}": r}
+        if self.intbeta:
+            out.update(self._coefficients(beta))
+        return out
+
+
+def _coefficient_prior(terms, by_param, icol, mode, xmeans):
+    """Mean m0 and Cholesky factor L0 of the Normal prior of the centred coefficients.
+
+    Priors are independent Normals on the coefficients as reported; with the prior on the raw
+    intercept (mode 2), the centred intercept is ``b0 + sum_j mean_j b_j``, a linear map ``T``.
+    """
+    p = len(terms)
+    mu = np.array([by_param[t].params["mu"] for t in terms], dtype=float)
+    sd = np.array([by_param[t].params["sigma"] for t in terms], dtype=float)
+    T = np.eye(p)
+    if mode == 2:
+        T[icol, :] += np.where(np.arange(p) == icol, 0.0, xmeans)
+    return T @ mu, T @ np.diag(sd)
+
+
+def _family_aux(family: str) -> tuple[str, ...]:
+    from ..families import FAMILIES
+
+    return FAMILIES[family]["aux"]
+
+
+def _prior_row(prior, support: str) -> list[float]:
+    code, names = PRIOR_CODES[prior.name]
+    vals = [float(prior.params[nm]) for nm in names] + [0.0] * (3 - len(names))
+    if prior.name == "Uniform":
+        lo, hi = vals[0], vals[1]
+        return [code, lo, hi, 0.0, K.T_INTERVAL, lo, hi]
+    transform = K.T_LOG if support == "positive" else K.T_IDENTITY
+    return [code, *vals, transform, 0.0, 0.0]
+
+
+def _constrain(x: np.ndarray, row) -> np.ndarray:
+    t, lo, hi = int(row[4]), row[5], row[6]
+    if t == K.T_LOG:
+        return np.exp(x)
+    if t == K.T_INTERVAL:
+        from scipy.special import expit
+
+        return lo + (hi - lo) * expit(x)
+    return np.asarray(x, dtype=float)
+
+
+def _unconstrain(v: float, row) -> float:
+    t, lo, hi = int(row[4]), row[5], row[6]
+    if t == K.T_LOG:
+        return math.log(max(v, 1e-8))
+    if t == K.T_INTERVAL:
+        q = min(max((v - lo) / (hi - lo), 0.05), 0.95)
+        return math.log(q / (1 - q))
+    return float(v)
+
+
+def lkj_cholesky(y: np.ndarray, m: int) -> np.ndarray:
+    """Vectorised Stan Cholesky-correlation transform: (S, m(m-1)/2) -> (S, m, m)."""
+    S = y.shape[0]
+    L = np.zeros((S, m, m))
+    L[:, 0, 0] = 1.0
+    z = np.tanh(y)
+    k = 0
+    for i in range(1, m):
+        acc = np.ones(S)
+        for j in range(i):
+            L[:, i, j] = z[:, k] * np.sqrt(acc)
+            acc = acc - L[:, i, j] ** 2
+            k += 1
+        L[:, i, i] = np.sqrt(np.maximum(acc, 0.0))
+    return L
+
+
+def _loglik_constant(family, y, trials, w, known_se, collapsed) -> float:
+    """Terms of the log likelihood that do not depend on parameters (as PyMC includes them)."""
+    if family == "poisson":
+        return float(-gammaln(y + 1).sum())
+    if family == "negativebinomial":
+        return float(-gammaln(y + 1).sum())
+    if family == "binomial":
+        return float((gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)).sum())
+    if family == "gaussian" and known_se and not collapsed:
+        return float(0.5 * np.log(w).sum())
+    return 0.0

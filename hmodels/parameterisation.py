@@ -1,0 +1,215 @@
+"""Centred or non-centred group effects, chosen per grouping factor from the data.
+
+NUTS struggles with a hierarchical posterior in one of two shapes. When each level's data say
+little about its effects, they are pinned to the population SD and the *centred* form
+``r_l ~ N(0, sd)`` is a funnel; the *non-centred* form ``r_l = sd * z_l`` removes it. When each
+level is well informed, the non-centred form couples ``z_l`` and ``sd`` tightly instead, and the
+centred form is the easy one (Papaspiliopoulos, Roberts & Sköld 2007; Betancourt & Girolami 2015).
+
+The deciding quantity is how informative a level's data are about each of its effects, relative
+to the population distribution: ``ratio = tau_t^2 / v_lt``, where ``v_lt`` is the sampling
+variance of level ``l``'s own estimate of term ``t`` (weighted least squares on the working
+response of one IRLS step, so the same rule serves gaussian, binomial and count models) and
+``tau_t^2`` a moment estimate of the between-level variance of that term (``var_l`` of the
+estimates minus their mean sampling variance, floored at 0). ``centered="auto"`` centres a factor
+when, for every one of its terms, the median ratio over levels is at least :data:`CENTRE_AT`;
+otherwise — including whenever a term shows no between-level variation — it stays non-centred.
+With crossed factors each factor's level estimates are taken net of the others (backfitting); a
+factor that is integrated out analytically counts as noise for the others.
+
+Measured with hmodels' sampler (4 x 1000 draws, min bulk ESS of coefficients and SDs): cbpp
+``(1 | herd)`` ratio 2.8, centred 3164 vs non-centred 1411; penicillin ``(1 | sample)`` ratio
+87, centred 3365 vs 306; pastes ``(1 | batch)`` with casks integrated out, ratio 1.3, non-centred
+1178 (no divergences) vs centred 272 (divergences); a poisson ``(x | g)`` with no slope variance,
+non-centred 669 vs centred 18.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SpecificationError
+from .families import get_family
+
+__all__ = ["resolve_centering", "information_ratios", "CENTRE_AT"]
+
+#: Median information ratio (for every term of a factor) from which ``centered="auto"`` centres it.
+CENTRE_AT = 2.0
+
+
+def _working(design):
+    """Working residuals r = (y - mu) / mu'(eta) and weights w = mu'^2 / Var(y) of a pooled GLM fit."""
+    fam = get_family(design.spec.family, design.spec.link)
+    y = np.asarray(design.y, dtype=float)
+    X = design.X if design.X.shape[1] else np.ones((len(y), 1))
+    if fam.link == "identity":
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        r = y - X @ beta
+        if design.se is not None:
+            return r, 1.0 / design.se**2
+        return r, np.ones(len(y))  # rescaled by the within-level residual variance later
+    trials = design.trials if design.trials is not None else np.ones_like(y)
+    binary = fam.outcome in ("binary", "binomial")
+    mean = (y.sum() + 0.5) / (trials.sum() + 1.0) if binary else (y.mean() + 0.1)
+    eta = np.full(len(y), _link(fam.link, mean))
+    for _ in range(8):  # IRLS
+        mu, dmu = _inverse(fam.link, eta)
+        var = trials * mu * (1 - mu) if binary else mu
+        w = np.maximum(dmu**2 * (trials**2 if binary else 1.0) / np.maximum(var, 1e-12), 1e-12)
+        z = eta + (y - (trials * mu if binary else mu)) / np.maximum(dmu * (trials if binary else 1.0), 1e-12)
+        sw = np.sqrt(w)
+        beta, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
+        eta = np.clip(X @ beta, -30, 30)
+    mu, dmu = _inverse(fam.link, eta)
+    scale = trials if binary else 1.0
+    var = trials * mu * (1 - mu) if binary else mu
+    r = (y - scale * mu) / np.maximum(dmu * scale, 1e-12)
+    w = np.maximum((dmu * scale) ** 2 / np.maximum(var, 1e-12), 1e-12)
+    return r, w
+
+
+def _link(link, m):
+    if link == "log":
+        return float(np.log(m))
+    from scipy import stats
+
+    m = min(max(m, 1e-3), 1 - 1e-3)
+    if link == "probit":
+        return float(stats.norm.ppf(m))
+    if link == "cloglog":
+        return float(np.log(-np.log1p(-m)))
+    return float(np.log(m / (1 - m)))
+
+
+def _inverse(link, eta):
+    """(mean, d mean / d eta)."""
+    from scipy import special, stats
+
+    if link == "log":
+        mu = np.exp(eta)
+        return mu, mu
+    if link == "probit":
+        return np.clip(stats.norm.cdf(eta), 1e-9, 1 - 1e-9), stats.norm.pdf(eta)
+    if link == "cloglog":
+        e = np.exp(eta)
+        return np.clip(-np.expm1(-e), 1e-9, 1 - 1e-9), e * np.exp(-e)
+    p = special.expit(eta)
+    return np.clip(p, 1e-9, 1 - 1e-9), p * (1 - p)
+
+
+def _level_fits(f, r, w):
+    """Per level: WLS estimates of the factor's terms on r, and their sampling variances (nan if singular)."""
+    k = f.Z.shape[1]
+    est = np.full((f.n_levels, k), np.nan)
+    var = np.full((f.n_levels, k), np.nan)
+    Zw = f.Z * w[:, None]
+    A = np.zeros((f.n_levels, k, k))
+    np.add.at(A, f.codes, Zw[:, :, None] * f.Z[:, None, :])
+    b = np.zeros((f.n_levels, k))
+    np.add.at(b, f.codes, Zw * r[:, None])
+    for lv in range(f.n_levels):
+        try:
+            cov = np.linalg.inv(A[lv])
+        except np.linalg.LinAlgError:
+            continue
+        if np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0) and np.linalg.cond(A[lv]) < 1e10:
+            est[lv] = cov @ b[lv]
+            var[lv] = np.diag(cov)
+    return est, var
+
+
+def _tau2(est, var) -> float:
+    ok = np.isfinite(est) & np.isfinite(var)
+    if ok.sum() < 2:
+        return 0.0
+    return max(float(np.var(est[ok], ddof=1) - np.mean(var[ok])), 0.0)
+
+
+def information_ratios(design, collapsed: str | None = None) -> dict[str, float]:
+    """Per grouping factor: the smallest, over its terms, median-over-levels ``tau_t^2 / v_lt``.
+
+    ``collapsed`` names a factor that is integrated out analytically: for the other factors its
+    effects are noise, which lowers their information.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> from hmodels.parameterisation import information_ratios
+    >>> d = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy")).design
+    >>> information_ratios(d)["Subject"] > 2
+    True
+    """
+    if not design.factors:
+        return {}
+    r, w = _working(design)
+    fits = {f.factor: np.zeros((f.n_levels, f.Z.shape[1])) for f in design.factors}
+    results = {}
+    for _ in range(10 if len(design.factors) > 1 else 1):  # backfitting over crossed / nested factors
+        for f in design.factors:
+            others = sum(((g.Z * fits[g.factor][g.codes]).sum(axis=1) for g in design.factors if g is not f),
+                         np.zeros_like(r))
+            est, var = _level_fits(f, r - others, w)
+            fits[f.factor] = np.nan_to_num(est)
+            results[f.factor] = (est, var)
+    if design.spec.link == "identity" and design.se is None:
+        # sampling variances in units of the residual variance left by every factor's level fits
+        fitted = sum(((f.Z * fits[f.factor][f.codes]).sum(axis=1) for f in design.factors), np.zeros_like(r))
+        dof = len(r) - sum(f.n_levels * f.Z.shape[1] for f in design.factors)
+        resid = r - fitted
+        sigma2 = float(resid @ resid) / dof if dof > 0 else float(np.var(r))
+        results = {k: (e, v * max(sigma2, 1e-12)) for k, (e, v) in results.items()}
+    out = {}
+    for f in design.factors:
+        est, var = results[f.factor]
+        var = var.copy()
+        if collapsed is not None and collapsed != f.factor:
+            g = design.factor(collapsed)
+            g_est, g_var = results[collapsed]
+            tau_g = _tau2(g_est[:, 0], g_var[:, 0])
+            pair = np.bincount(f.codes * g.n_levels + g.codes, weights=w,
+                               minlength=f.n_levels * g.n_levels).reshape(f.n_levels, g.n_levels)
+            share = pair / np.maximum(pair.sum(axis=1, keepdims=True), 1e-300)
+            var = var + tau_g * (share**2).sum(axis=1)[:, None]
+        ratios = []
+        for t in range(est.shape[1]):
+            tau = _tau2(est[:, t], var[:, t])
+            ok = np.isfinite(var[:, t])
+            ratios.append(float(np.median(tau / var[ok, t])) if ok.any() else 0.0)
+        out[f.factor] = min(ratios)
+    return out
+
+
+def resolve_centering(design, centered, collapsed: str | None = None) -> dict[str, bool]:
+    """Per-factor centring from ``"auto"`` / ``False`` / ``True`` / ``{factor: bool or "auto"}``.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> d = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools")).design
+    >>> resolve_centering(d, "auto")
+    {'school': False}
+    """
+    names = [f.factor for f in design.factors]
+    if isinstance(centered, dict):
+        unknown = [k for k in centered if k not in names]
+        if unknown:
+            raise SpecificationError(
+                f"centered names {unknown[0]!r}, which is not a grouping factor; factors: {', '.join(names)}."
+            )
+        wanted = {n: centered.get(n, "auto") for n in names}
+    elif isinstance(centered, bool) or centered == "auto":
+        wanted = dict.fromkeys(names, centered)
+    else:
+        raise SpecificationError(
+            f"centered must be 'auto', True, False or a dict per grouping factor, got {centered!r}."
+        )
+    ratios = information_ratios(design, collapsed) if any(v == "auto" for v in wanted.values()) else {}
+    out = {}
+    for n, v in wanted.items():
+        if v == "auto":
+            out[n] = bool(ratios[n] >= CENTRE_AT)
+        elif isinstance(v, bool):
+            out[n] = v
+        else:
+            raise SpecificationError(f"centered[{n!r}] must be True, False or 'auto', got {v!r}.")
+    return out
