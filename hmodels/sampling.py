@@ -9,7 +9,6 @@ compile every new model and are kept as independent checks.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -39,7 +38,7 @@ class SamplerSettings:
 
 
 def available_samplers() -> list[str]:
-    """Samplers usable in this environment.
+    """Samplers usable in this environment (checked from package metadata, without importing them).
 
     Examples
     --------
@@ -47,7 +46,19 @@ def available_samplers() -> list[str]:
     >>> "pymc" in hm.sampling.available_samplers()
     True
     """
-    return [name for name, mod in SAMPLERS.items() if mod is None or importlib.util.find_spec(mod) is not None]
+    from importlib import metadata
+
+    out = []
+    for name, dist in SAMPLERS.items():
+        if dist is None:
+            out.append(name)
+            continue
+        try:
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        out.append(name)
+    return out
 
 
 def default_sampler() -> str:

@@ -25,7 +25,8 @@ from scipy import stats
 import hmodels as hm
 from hmodels.build import build_model
 from hmodels.collapsed import build_collapsed
-from hmodels.engine import kernels as K
+from hmodels.engine import codes as K
+from hmodels.engine import native
 from hmodels.engine.layout import EngineModel, _prior_row, lkj_cholesky
 
 rng0 = np.random.default_rng(11)
@@ -260,11 +261,11 @@ def test_prior_log_density_matches_scipy(prior):
     row = _prior_row(prior, prior.support)
     values = np.linspace(0.6, 3.9, 9) if prior.support == "positive" else np.linspace(-4, 4, 9)
     for v in values:
-        lp, dlp = K.prior_logp(int(row[0]), row[1], row[2], row[3], v)
+        lp, dlp = native.prior_logp(int(row[0]), row[1], row[2], row[3], v)
         assert math.isclose(lp, float(prior.scipy().logpdf(v)), rel_tol=1e-10, abs_tol=1e-12)
         h = 1e-6
-        fd = (K.prior_logp(int(row[0]), row[1], row[2], row[3], v + h)[0]
-              - K.prior_logp(int(row[0]), row[1], row[2], row[3], v - h)[0]) / (2 * h)
+        fd = (native.prior_logp(int(row[0]), row[1], row[2], row[3], v + h)[0]
+              - native.prior_logp(int(row[0]), row[1], row[2], row[3], v - h)[0]) / (2 * h)
         assert math.isclose(dlp, fd, rel_tol=1e-6, abs_tol=1e-7)
 
 
@@ -313,7 +314,7 @@ def test_conditional_draws_are_the_exact_gaussian_conditional(case):
     r = np.zeros((1, L, k))
 
     def draw(noise):
-        K.conditional_draws(x[None], em.F, em.I, noise[None, :p], noise[None, p:].reshape(1, L, k), beta, z, r)
+        native.conditional_draws(x[None], em.F, em.I, noise[None, :p], noise[None, p:].reshape(1, L, k), beta, z, r)
         return np.concatenate([beta[0], r[0].ravel()]) if em.intbeta else r[0].ravel().copy()
 
     zero = draw(np.zeros(p + L * k))

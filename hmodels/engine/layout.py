@@ -2,7 +2,7 @@
 
 :class:`EngineModel` writes a :class:`~hmodels.design.Design` and its
 :class:`~hmodels.priors.resolve.PriorTable` into ``F`` (float64) and ``I`` (int64) in the layout
-that :mod:`hmodels.engine.kernels` reads (header slots, factor and block tables), fixes where
+that ``kernels.c`` reads (header slots, factor and block tables), fixes where
 each parameter lives in the unconstrained vector ``x``, proposes initial points, and turns
 draws of ``x`` into the posterior variables of the joint model (``b``, ``sd_<factor>``,
 ``cor_<factor>``, ``r_<factor>``, ``z_<factor>``, ``sigma``, ``nu``, ``alpha``) — including exact
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import gammaln
 
-from . import kernels as K
+from . import codes as K
+from . import native
 
 __all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES"]
 
@@ -258,8 +259,6 @@ class EngineModel:
         I.parts[0] = h
         self.F = F.array()
         self.I = I.array()
-        self.F.flags.writeable = False
-        self.I.flags.writeable = False
         self._slots = priors
         self.p_beta = p_beta
 
@@ -268,7 +267,7 @@ class EngineModel:
         """(log density, gradient) at one unconstrained point (for checks; NUTS calls the cfunc)."""
         x = np.ascontiguousarray(x, dtype=float)
         grad = np.zeros(self.ndim)
-        lp = K.logp_grad(x, grad, self.F, self.I, jacobian)
+        lp = native.logp_grad(x, grad, self.F, self.I, jacobian)
         return float(lp), grad
 
     # -- initial points -----------------------------------------------------------------------------------
@@ -343,7 +342,7 @@ class EngineModel:
             if not f.collapsed:
                 e = xd[:, f.x_eff:f.x_eff + f.levels * k].reshape(S, f.levels, k)
                 if f.centred:
-                    out[f"r_{f.name}"] = e
+                    out[f"r_{f.name}"] = reflect_levels(e)
                 else:
                     out[f"z_{f.name}"] = e
                     out[f"r_{f.name}"] = np.einsum("slb,sab->sla", e, B)
@@ -364,7 +363,7 @@ class EngineModel:
 
         Given everything else, the coefficients are Gaussian (``zeta ~ N(P^-1 h, P^-1)``), and then
         the effects of level l are ``z_l ~ N(s M_l^-1 c_l, M_l^-1)``, ``r_l = B z_l`` with
-        ``M_l = I + s B' A_l B`` and ``c_l = B' Z_l' W (y - mean)`` (see :mod:`~hmodels.engine.kernels`).
+        ``M_l = I + s B' A_l B`` and ``c_l = B' Z_l' W (y - mean)`` (see ``kernels.c``).
         """
         if self.collapsed < 0:
             return {}
@@ -378,8 +377,8 @@ class EngineModel:
             hi = min(S, lo + chunk)
             noise_beta = rng.standard_normal((hi - lo, self.p))
             noise = rng.standard_normal((hi - lo, f.levels, k))
-            K.conditional_draws(np.ascontiguousarray(xd[lo:hi]), self.F, self.I, noise_beta, noise,
-                                beta[lo:hi], z[lo:hi], r[lo:hi])
+            native.conditional_draws(xd[lo:hi], self.F, self.I, noise_beta, noise, beta[lo:hi], z[lo:hi],
+                                     r[lo:hi])
         out = {f"z_{f.name}": z, f"r_{f.name}": r}
         if self.intbeta:
             out.update(self._coefficients(beta))
@@ -436,6 +435,16 @@ def _unconstrain(v: float, row) -> float:
         q = min(max((v - lo) / (hi - lo), 0.05), 0.95)
         return math.log(q / (1 - q))
     return float(v)
+
+
+def reflect_levels(w: np.ndarray) -> np.ndarray:
+    """r = Q w along the level axis (axis 1) of (S, L, k) draws (see ``reflect`` in kernels.c)."""
+    L = w.shape[1]
+    ra = 1.0 / math.sqrt(L)
+    f = 2.0 * (w[:, 0] - ra * w.sum(axis=1)) / (2.0 - 2.0 * ra)  # (S, k)
+    r = w + f[:, None, :] * ra
+    r[:, 0] = w[:, 0] - f * (1.0 - ra)
+    return r
 
 
 def lkj_cholesky(y: np.ndarray, m: int) -> np.ndarray:

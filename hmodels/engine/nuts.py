@@ -1,9 +1,9 @@
 """Run nutpie's NUTS (Rust) on the compiled log density of an :class:`~hmodels.engine.layout.EngineModel`.
 
-The log density is a numba ``cfunc`` (C calling convention) that nutpie calls directly from its
-sampler threads — no Python and no GIL per gradient — with the model's buffers passed through
-nutpie's ``user_data`` pointer. The cfunc is compiled once per installation (numba's on-disk
-cache), so no fit, of any model, pays compilation again.
+The log density is a C function (``kernels.c``, built by :mod:`hmodels.engine.native`) that
+nutpie calls directly from its sampler threads — no Python and no GIL per gradient — with the
+model's buffers passed through nutpie's ``user_data`` pointer. It is compiled once (about a
+second) and cached on disk, so no fit, of any model, pays compilation again.
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ def nutpie_sample(engine_model, draws: int, tune: int, chains: int, cores: int, 
     import nutpie
     from nutpie.compile_pymc import CompiledPyMCModel
 
-    from .kernels import expand_cfunc as expand_c
-    from .kernels import logp_cfunc as logp_c
+    from types import SimpleNamespace
+
+    from .native import function_address
+
+    logp_c = SimpleNamespace(address=function_address("hm_logp"))
+    expand_c = SimpleNamespace(address=function_address("hm_expand"))
 
     em = engine_model
     user = np.array([em.F.ctypes.data, em.F.size, em.I.ctypes.data, em.I.size], dtype=np.int64)

@@ -1,0 +1,1180 @@
+/*
+ * hmodels: log posterior density and gradient of every model hmodels builds, in C.
+ *
+ * One generic function, hm_logp_grad, reads the model from two flat buffers written by
+ * hmodels/engine/layout.py: F (double: data, cross-products, prior parameters) and I (int64:
+ * header of offsets, level codes, factor and block tables). The layout constants (H_*, O_*,
+ * F_*, B_*, PW, prior / family / link codes) are prepended as #define lines generated from
+ * hmodels/engine/codes.py. Because the model is data, not code, this file is compiled once per
+ * installation and reused for every model, data set and prior.
+ *
+ * Parameterisation of the unconstrained vector x that NUTS moves in:
+ *  - population-level coefficients beta on the centred design (identity transform; interval
+ *    under a Uniform prior), unless integrated out (H_INTBETA);
+ *  - per grouping factor: SDs (log; interval under a Uniform prior), each correlated block's
+ *    Cholesky factor through Stan's transform (tanh of canonical partial correlations), and,
+ *    unless the factor is integrated out, its effects: standardised z (non-centred, r_l = B z_l)
+ *    or w = Q' r (centred; Q a Householder reflection across levels, see reflect());
+ *  - family parameters sigma, nu, alpha (log transform).
+ * A gaussian identity-link model integrates one factor out analytically (block Woodbury), and with
+ * it the coefficients when their priors are all Normal (gaussian_marginal).
+ *
+ * Every gradient is derived by hand; tests/test_engine.py checks each against central finite
+ * differences, the log density against PyMC's and a dense multivariate normal, priors against
+ * scipy, and the conditional draws against the dense Gaussian conditional.
+ *
+ * Thread safety: no global state; nutpie calls hm_logp from several threads at once.
+ */
+#define _DEFAULT_SOURCE
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_2PI 1.8378770664093453
+#define LOG_2 0.6931471805599453
+#define LOG_PI 1.1447298858494002
+#define SQRT_2 1.4142135623730951
+
+typedef int64_t i64;
+
+static inline double lgam(double x) { int s; return lgamma_r(x, &s); }
+static inline i64 imax(i64 a, i64 b) { return a > b ? a : b; }
+
+/* ---- special functions ---------------------------------------------------------------------- */
+static double digamma(double x) {
+    if (!(x > 0.0 && x < INFINITY)) return x == INFINITY ? INFINITY : NAN;
+    double result = 0.0;
+    while (x < 6.0) { result -= 1.0 / x; x += 1.0; }
+    double f = 1.0 / (x * x);
+    return result + log(x) - 0.5 / x
+        - f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f / 132))));
+}
+
+static inline double log1pexp(double x) {
+    if (x > 35.0) return x;
+    if (x < -35.0) return exp(x);
+    return log1p(exp(x));
+}
+
+static inline double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* log Phi(x) and phi(x) / Phi(x), accurate in both tails */
+static void log_ndtr_and_mills(double x, double *logcdf, double *mills) {
+    if (x > -37.0) {
+        double cdf = 0.5 * erfc(-x / SQRT_2);
+        double pdf = exp(-0.5 * x * x - 0.5 * LOG_2PI);
+        *logcdf = log(cdf);
+        *mills = pdf / cdf;
+        return;
+    }
+    double z = 1.0 / (x * x);  /* asymptotic series (Abramowitz & Stegun 26.2.12) */
+    double series = 1.0 - z + 3.0 * z * z - 15.0 * z * z * z;
+    *logcdf = -0.5 * x * x - 0.5 * LOG_2PI - log(-x) + log(series);
+    *mills = -x / series;
+}
+
+/* ---- priors and transforms -------------------------------------------------------------------- */
+/* log density of a scalar prior at v (constrained scale) and its derivative */
+static double prior_logp(int code, double p1, double p2, double p3, double v, double *dlp) {
+    double t, s, mu, nu, lp;
+    switch (code) {
+    case NORMAL:
+    case HALF_NORMAL:
+        if (code == NORMAL) { t = (v - p1) / p2; s = p2; } else { t = v / p1; s = p1; }
+        lp = -0.5 * t * t - log(s) - 0.5 * LOG_2PI + (code == HALF_NORMAL ? LOG_2 : 0.0);
+        *dlp = -t / s;
+        return lp;
+    case STUDENT_T:
+    case HALF_STUDENT_T:
+        nu = p1;
+        if (code == STUDENT_T) { mu = p2; s = p3; } else { mu = 0.0; s = p2; }
+        t = (v - mu) / s;
+        lp = lgam(0.5 * (nu + 1.0)) - lgam(0.5 * nu) - 0.5 * log(nu * M_PI) - log(s)
+            - 0.5 * (nu + 1.0) * log1p(t * t / nu) + (code == HALF_STUDENT_T ? LOG_2 : 0.0);
+        *dlp = -(nu + 1.0) * t / (s * (nu + t * t));
+        return lp;
+    case CAUCHY:
+    case HALF_CAUCHY:
+        if (code == CAUCHY) { mu = p1; s = p2; } else { mu = 0.0; s = p1; }
+        t = (v - mu) / s;
+        lp = -LOG_PI - log(s) - log1p(t * t) + (code == HALF_CAUCHY ? LOG_2 : 0.0);
+        *dlp = -2.0 * t / (s * (1.0 + t * t));
+        return lp;
+    case LAPLACE:
+        t = v - p1;
+        *dlp = -(t > 0 ? 1.0 : (t < 0 ? -1.0 : 0.0)) / p2;
+        return -log(2.0 * p2) - fabs(t) / p2;
+    case EXPONENTIAL:
+        *dlp = -p1;
+        return log(p1) - p1 * v;
+    case GAMMA:
+        *dlp = (p1 - 1.0) / v - p2;
+        return p1 * log(p2) - lgam(p1) + (p1 - 1.0) * log(v) - p2 * v;
+    case INVERSE_GAMMA:
+        *dlp = -(p1 + 1.0) / v + p2 / (v * v);
+        return p1 * log(p2) - lgam(p1) - (p1 + 1.0) * log(v) - p2 / v;
+    case LOGNORMAL: {
+        double lv = log(v);
+        t = (lv - p1) / p2;
+        *dlp = -1.0 / v - t / (p2 * v);
+        return -lv - log(p2) - 0.5 * LOG_2PI - 0.5 * t * t;
+    }
+    case UNIFORM:
+        *dlp = 0.0;
+        return -log(p2 - p1);
+    }
+    *dlp = 0.0;
+    return -INFINITY;
+}
+
+/* value = g(x) for the transform; fills dv = dg/dx, lj = log Jacobian, dlj = d lj / dx */
+static double constrain(double x, int transform, double lower, double upper,
+                        double *dv, double *lj, double *dlj) {
+    if (transform == T_LOG) {
+        double v = exp(x);
+        *dv = v; *lj = x; *dlj = 1.0;
+        return v;
+    }
+    if (transform == T_INTERVAL) {
+        double s = sigmoid(x), width = upper - lower;
+        *dv = width * s * (1.0 - s);
+        *lj = log(width) - log1pexp(-x) - log1pexp(x);
+        *dlj = 1.0 - 2.0 * s;
+        return lower + width * s;
+    }
+    *dv = 1.0; *lj = 0.0; *dlj = 0.0;
+    return x;
+}
+
+/* Constrain x[ix] under prior row prow (offset into F); add prior (and Jacobian) gradient to grad[ix].
+ * Returns the value; *dv = d value / dx; *lp += log prior (+ log Jacobian). */
+static double scalar_param(const double *x, double *grad, i64 ix, const double *F, i64 prow,
+                           int jacobian, double *dv, double *lp) {
+    const double *r = F + prow;
+    double lj, dlj, dlp;
+    double v = constrain(x[ix], (int)r[4], r[5], r[6], dv, &lj, &dlj);
+    *lp += prior_logp((int)r[0], r[1], r[2], r[3], v, &dlp);
+    grad[ix] += dlp * (*dv);
+    if (jacobian) { *lp += lj; grad[ix] += dlj; }
+    return v;
+}
+
+/* ---- LKJ Cholesky factor (m x m, row-major) ---------------------------------------------------- */
+/* Stan's transform y -> L; w[i*m+j] = 1 - sum_{c<j} L[i,c]^2 (w[i,i] = L[i,i]^2). Returns log Jacobian. */
+static double lkj_forward(const double *y, i64 m, double *L, double *w) {
+    double lj = 0.0;
+    memset(L, 0, sizeof(double) * m * m);
+    L[0] = 1.0;
+    w[0] = 1.0;
+    i64 k = 0;
+    for (i64 i = 1; i < m; i++) {
+        double acc = 1.0;
+        for (i64 j = 0; j < i; j++) {
+            double z = tanh(y[k]);
+            lj += log1p(-z * z);
+            w[i * m + j] = acc;
+            if (j > 0) lj += 0.5 * log(acc);
+            L[i * m + j] = z * sqrt(acc);
+            acc -= L[i * m + j] * L[i * m + j];
+            k++;
+        }
+        w[i * m + i] = acc;
+        L[i * m + i] = sqrt(acc);
+    }
+    return lj;
+}
+
+/* Add to gy the gradient of G(L) + LKJ(eta) log density [+ log Jacobian] given gL = dG/dL.
+ * Returns the LKJ log density without its normalising constant. */
+static double lkj_backward(const double *y, i64 m, const double *L, const double *w, const double *gL,
+                           double eta, double *gy, int jacobian) {
+    double lp = 0.0;
+    i64 k0 = 0;
+    for (i64 i = 1; i < m; i++) {
+        double c = (double)(m - i - 1) + 2.0 * eta - 2.0;  /* exponent of log L[i,i] */
+        lp += 0.5 * c * log(w[i * m + i]);
+        double adj_w = gL[i * m + i] / (2.0 * L[i * m + i]) + 0.5 * c / w[i * m + i];
+        for (i64 j = i - 1; j >= 0; j--) {
+            i64 kk = k0 + j;
+            double z = tanh(y[kk]);
+            double sw = sqrt(w[i * m + j]);
+            double adj_L = gL[i * m + j] - 2.0 * L[i * m + j] * adj_w;  /* w[i,j+1] = w[i,j] - L[i,j]^2 */
+            double adj_wj = adj_w;
+            if (jacobian && j > 0) adj_wj += 0.5 / w[i * m + j];
+            double adj_z = adj_L * sw;
+            adj_wj += adj_L * z / (2.0 * sw);
+            gy[kk] += adj_z * (1.0 - z * z);
+            if (jacobian) gy[kk] += -2.0 * z;
+            adj_w = adj_wj;
+        }
+        k0 += i;
+    }
+    return lp;
+}
+
+/* ---- families ------------------------------------------------------------------------------------ */
+static inline double mean_of(int link, double eta, double *dmu) {
+    if (link == LOG) { double m = exp(eta); *dmu = m; return m; }
+    *dmu = 1.0;
+    return eta;
+}
+
+/* log p, log(1-p) and their derivatives in eta for logit, probit, cloglog */
+static void binary_parts(int link, double eta, double *lp1, double *lp0, double *d1, double *d0) {
+    if (link == LOGIT) {
+        double p = sigmoid(eta);
+        *lp1 = -log1pexp(-eta); *lp0 = -log1pexp(eta); *d1 = 1.0 - p; *d0 = -p;
+        return;
+    }
+    if (link == PROBIT) {
+        double ma, mb;
+        log_ndtr_and_mills(eta, lp1, &ma);
+        log_ndtr_and_mills(-eta, lp0, &mb);
+        *d1 = ma; *d0 = -mb;
+        return;
+    }
+    double e = eta < 700.0 ? exp(eta) : INFINITY;  /* cloglog: p = 1 - exp(-exp(eta)) */
+    *lp0 = -e;
+    *d0 = -e;
+    if (e < 1e-8) {
+        *lp1 = log(e) - 0.5 * e;
+        *d1 = 1.0 - 0.5 * e;
+    } else {
+        double q = -expm1(-e);
+        *lp1 = log(q);
+        *d1 = e < 700.0 ? e * exp(-e) / q : 0.0;
+    }
+}
+
+/* Sum of log likelihood over observations (without the constant); fills g_eta and adds to g_aux
+ * (d/dsigma, d/dnu, d/dalpha). aux = (sigma, nu, alpha). */
+static double family_loglik(int family, int link, i64 n, const double *y, const double *eta,
+                            const double *trials, const double *w, const double *aux, double *g_eta,
+                            double *g_aux, int known_se) {
+    double ll = 0.0, dmu;
+    if (family == GAUSSIAN) {
+        if (known_se) {
+            for (i64 i = 0; i < n; i++) {
+                double r = y[i] - mean_of(link, eta[i], &dmu);
+                ll += -0.5 * w[i] * r * r;
+                g_eta[i] = w[i] * r * dmu;
+            }
+            return ll - 0.5 * n * LOG_2PI;
+        }
+        double sigma = aux[0], inv = 1.0 / (sigma * sigma), ss = 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double r = y[i] - mean_of(link, eta[i], &dmu);
+            ss += r * r;
+            g_eta[i] = inv * r * dmu;
+        }
+        g_aux[0] += ss / (sigma * sigma * sigma) - n / sigma;
+        return -0.5 * inv * ss - n * log(sigma) - 0.5 * n * LOG_2PI;
+    }
+    if (family == STUDENT) {
+        double sigma = aux[0], nu = aux[1];
+        double c = lgam(0.5 * (nu + 1.0)) - lgam(0.5 * nu) - 0.5 * log(nu * M_PI) - log(sigma);
+        double dc = 0.5 * digamma(0.5 * (nu + 1.0)) - 0.5 * digamma(0.5 * nu) - 0.5 / nu;
+        double gs = 0.0, gn = 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double t = (y[i] - mean_of(link, eta[i], &dmu)) / sigma;
+            double q = t * t / nu;
+            ll += c - 0.5 * (nu + 1.0) * log1p(q);
+            double dl_dt = -(nu + 1.0) * t / (nu + t * t);
+            g_eta[i] = -dl_dt / sigma * dmu;
+            gs += -1.0 / sigma - dl_dt * t / sigma;
+            gn += dc - 0.5 * log1p(q) + 0.5 * (nu + 1.0) * q / (nu * (1.0 + q));
+        }
+        g_aux[0] += gs;
+        g_aux[1] += gn;
+        return ll;
+    }
+    if (family == BERNOULLI || family == BINOMIAL) {
+        for (i64 i = 0; i < n; i++) {
+            double lp1, lp0, d1, d0;
+            binary_parts(link, eta[i], &lp1, &lp0, &d1, &d0);
+            if (family == BERNOULLI) {
+                if (y[i] > 0.5) { ll += lp1; g_eta[i] = d1; } else { ll += lp0; g_eta[i] = d0; }
+            } else {
+                double k = y[i], f = trials[i] - y[i];
+                ll += k * lp1 + f * lp0;
+                g_eta[i] = k * d1 + f * d0;
+            }
+        }
+        return ll;
+    }
+    if (family == POISSON) {
+        for (i64 i = 0; i < n; i++) {
+            double mu = exp(eta[i]);
+            ll += y[i] * eta[i] - mu;
+            g_eta[i] = y[i] - mu;
+        }
+        return ll;
+    }
+    if (family == NEGBIN) {
+        double alpha = aux[2], la = log(alpha), lga = lgam(alpha), dga = digamma(alpha), ga = 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double mu = exp(eta[i]), lam = log(alpha + mu);
+            ll += lgam(y[i] + alpha) - lga + alpha * (la - lam) + y[i] * (eta[i] - lam);
+            g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu);
+            ga += digamma(y[i] + alpha) - dga + la - lam + 1.0 - (alpha + y[i]) / (alpha + mu);
+        }
+        g_aux[2] += ga;
+        return ll;
+    }
+    return -INFINITY;
+}
+
+/* ---- one factor's B = diag(sd) Lc (k x k, kmax stride) -------------------------------------------- */
+typedef struct {
+    i64 k, L;
+    double sd[16];        /* k SDs */
+    double Lc[256];       /* correlation Cholesky factors, block diagonal (k x k, stride k) */
+    double B[256];        /* diag(sd) Lc */
+    double gB[256];       /* d(log density) / dB */
+    double W[16 * 256];   /* per block: LKJ work matrix */
+} Factor;
+
+#define KMAX 16
+
+/* SDs (with priors) and LKJ correlation factors of one factor. Returns their log prior (+ Jacobian). */
+static double factor_B(const double *x, double *grad, const double *F, const i64 *I, i64 fac, Factor *fc,
+                       int jacobian) {
+    i64 k = I[fac + F_K];
+    i64 xs = I[fac + F_XSD], ps = I[fac + F_PSD], pr = I[O_PRIORS];
+    double lp = 0.0, dv;
+    fc->k = k;
+    fc->L = I[fac + F_L];
+    for (i64 j = 0; j < k; j++)
+        fc->sd[j] = scalar_param(x, grad, xs + j, F, pr + (ps + j) * PW, jacobian, &dv, &lp);
+    memset(fc->Lc, 0, sizeof(double) * k * k);
+    memset(fc->gB, 0, sizeof(double) * k * k);
+    i64 nb = I[fac + F_NBLK];
+    i64 b0 = I[O_BLK] + I[fac + F_BLK0] * BW;
+    double Lb[256];
+    for (i64 bi = 0; bi < nb; bi++) {
+        i64 row = b0 + bi * BW, start = I[row + B_START], m = I[row + B_SIZE];
+        if (I[row + B_COR] == 1) {
+            double lj = lkj_forward(x + I[row + B_XLKJ], m, Lb, fc->W + bi * 256);
+            if (jacobian) lp += lj;
+            for (i64 a = 0; a < m; a++)
+                for (i64 b = 0; b < m; b++) fc->Lc[(start + a) * k + start + b] = Lb[a * m + b];
+        } else {
+            for (i64 a = 0; a < m; a++) fc->Lc[(start + a) * k + start + a] = 1.0;
+        }
+    }
+    for (i64 a = 0; a < k; a++)
+        for (i64 b = 0; b < k; b++) fc->B[a * k + b] = fc->sd[a] * fc->Lc[a * k + b];
+    return lp;
+}
+
+/* Push gB (dG/dB) back to the SDs and LKJ parameters; returns the LKJ log densities. */
+static double factor_B_backward(const double *x, double *grad, const double *F, const i64 *I, i64 fac,
+                                const Factor *fc, int jacobian) {
+    i64 k = fc->k, xs = I[fac + F_XSD], ps = I[fac + F_PSD], pr = I[O_PRIORS];
+    for (i64 a = 0; a < k; a++) {
+        double gsd = 0.0;
+        for (i64 b = 0; b < k; b++) gsd += fc->gB[a * k + b] * fc->Lc[a * k + b];
+        const double *r = F + pr + (ps + a) * PW;
+        double dv, lj, dlj;
+        constrain(x[xs + a], (int)r[4], r[5], r[6], &dv, &lj, &dlj);
+        grad[xs + a] += gsd * dv;
+    }
+    double lp = 0.0;
+    i64 nb = I[fac + F_NBLK];
+    i64 b0 = I[O_BLK] + I[fac + F_BLK0] * BW;
+    double gL[256], Lb[256];
+    for (i64 bi = 0; bi < nb; bi++) {
+        i64 row = b0 + bi * BW;
+        if (I[row + B_COR] != 1) continue;
+        i64 start = I[row + B_START], m = I[row + B_SIZE], xl = I[row + B_XLKJ];
+        const double *prow = F + pr + I[row + B_PLKJ] * PW;
+        for (i64 a = 0; a < m; a++)
+            for (i64 b = 0; b < m; b++) {
+                gL[a * m + b] = fc->gB[(start + a) * k + start + b] * fc->sd[start + a];
+                Lb[a * m + b] = fc->Lc[(start + a) * k + start + b];
+            }
+        lp += prow[2] + lkj_backward(x + xl, m, Lb, fc->W + bi * 256, gL, prow[1], grad + xl, jacobian);
+    }
+    return lp;
+}
+
+/* ---- group effects of a sampled factor ------------------------------------------------------------ */
+/* out = Q v, Q the Householder reflection mapping e_1 to ones / sqrt(L) (Q = Q' = Q^-1). Centred
+ * effects are sampled as w = Q' r, so that their common mode (which an intercept absorbs, leaving it
+ * weakly identified) is one coordinate, w_1, and the others stay close to the individual levels. */
+static void reflect(const double *v, i64 L, i64 stride, double *out, i64 ostride) {
+    double ra = 1.0 / sqrt((double)L), c2 = 2.0 - 2.0 * ra, total = 0.0;
+    for (i64 i = 0; i < L; i++) total += v[i * stride];
+    double f = 2.0 * (v[0] - ra * total) / c2;
+    double first = v[0] - f * (1.0 - ra);
+    for (i64 i = 1; i < L; i++) out[i * ostride] = v[i * stride] + f * ra;
+    out[0] = first;
+}
+
+/* effects r (L x k, row-major) from x: r = Q w per term (centred) or r_l = B z_l (non-centred) */
+static void effects_forward(const double *x, const i64 *I, i64 fac, const Factor *fc, double *r) {
+    i64 L = fc->L, k = fc->k, xe = I[fac + F_XEFF];
+    if (I[fac + F_CENTRED] == 1) {
+        for (i64 a = 0; a < k; a++) reflect(x + xe + a, L, k, r + a, k);
+        return;
+    }
+    for (i64 lv = 0; lv < L; lv++) {
+        const double *z = x + xe + lv * k;
+        for (i64 a = 0; a < k; a++) {
+            double acc = 0.0;
+            for (i64 b = 0; b <= a; b++) acc += fc->B[a * k + b] * z[b];
+            r[lv * k + a] = acc;
+        }
+    }
+}
+
+/* Given gr = d loglik / d r, add the gradient of loglik + the effects' prior to grad and fc->gB.
+ * Returns the effects' log prior: N(0, 1) for z; MVN(0, B B') on the rows of w (= the density of r). */
+static double effects_backward(const double *x, double *grad, const i64 *I, i64 fac, Factor *fc,
+                               const double *gr) {
+    i64 L = fc->L, k = fc->k, xe = I[fac + F_XEFF];
+    const double *B = fc->B;
+    double *gB = fc->gB, lp = 0.0;
+    if (I[fac + F_CENTRED] != 1) {
+        for (i64 lv = 0; lv < L; lv++) {
+            const double *z = x + xe + lv * k;
+            for (i64 a = 0; a < k; a++) {
+                lp += -0.5 * z[a] * z[a];
+                double acc = -z[a];
+                for (i64 b = a; b < k; b++) acc += B[b * k + a] * gr[lv * k + b];
+                grad[xe + lv * k + a] += acc;
+                for (i64 b = 0; b <= a; b++) gB[a * k + b] += gr[lv * k + a] * z[b];
+            }
+        }
+        return lp - 0.5 * L * k * LOG_2PI;
+    }
+    for (i64 a = 0; a < k; a++) reflect(gr + a, L, k, grad + xe + a, k);  /* adds below */
+    /* reflect() wrote Q gr into grad (overwriting): the effects' entries of grad were 0 before */
+    double wv[KMAX], vv[KMAX], logdiag = 0.0;
+    for (i64 a = 0; a < k; a++) logdiag += log(B[a * k + a]);
+    for (i64 lv = 0; lv < L; lv++) {
+        const double *w = x + xe + lv * k;
+        for (i64 a = 0; a < k; a++) {  /* B u = w */
+            double acc = w[a];
+            for (i64 b = 0; b < a; b++) acc -= B[a * k + b] * wv[b];
+            wv[a] = acc / B[a * k + a];
+        }
+        for (i64 a = k - 1; a >= 0; a--) {  /* B' v = u */
+            double acc = wv[a];
+            for (i64 b = a + 1; b < k; b++) acc -= B[b * k + a] * vv[b];
+            vv[a] = acc / B[a * k + a];
+        }
+        for (i64 a = 0; a < k; a++) {
+            lp += -0.5 * wv[a] * wv[a];
+            grad[xe + lv * k + a] -= vv[a];
+            for (i64 b = 0; b <= a; b++) gB[a * k + b] += vv[a] * wv[b];
+        }
+    }
+    for (i64 a = 0; a < k; a++) gB[a * k + a] -= L / B[a * k + a];
+    return lp - L * logdiag - 0.5 * L * k * LOG_2PI;
+}
+
+/* ---- small dense linear algebra (row-major) --------------------------------------------------------- */
+/* lower Cholesky factor C of the SPD k x k matrix M; returns log det M (NAN if not SPD) */
+static double chol(const double *M, i64 k, double *C) {
+    double logdet = 0.0;
+    for (i64 a = 0; a < k; a++) {
+        for (i64 b = 0; b <= a; b++) {
+            double acc = M[a * k + b];
+            for (i64 c = 0; c < b; c++) acc -= C[a * k + c] * C[b * k + c];
+            if (a == b) {
+                if (!(acc > 0.0)) return NAN;
+                C[a * k + a] = sqrt(acc);
+                logdet += 2.0 * log(C[a * k + a]);
+            } else {
+                C[a * k + b] = acc / C[b * k + b];
+            }
+        }
+        for (i64 b = a + 1; b < k; b++) C[a * k + b] = 0.0;
+    }
+    return logdet;
+}
+
+/* Cholesky C of M and the inverse Minv; returns log det M */
+static double chol_inverse(const double *M, i64 k, double *C, double *Minv) {
+    double logdet = chol(M, k, C);
+    double Ci[256];
+    for (i64 a = 0; a < k; a++) {
+        Ci[a * k + a] = 1.0 / C[a * k + a];
+        for (i64 b = 0; b < a; b++) {
+            double acc = 0.0;
+            for (i64 c = b; c < a; c++) acc -= C[a * k + c] * Ci[c * k + b];
+            Ci[a * k + b] = acc / C[a * k + a];
+        }
+        for (i64 b = a + 1; b < k; b++) Ci[a * k + b] = 0.0;
+    }
+    for (i64 a = 0; a < k; a++)
+        for (i64 b = 0; b < k; b++) {
+            double acc = 0.0;
+            for (i64 c = (a > b ? a : b); c < k; c++) acc += Ci[c * k + a] * Ci[c * k + b];
+            Minv[a * k + b] = acc;
+        }
+    return logdet;
+}
+
+/* ---- one factor (and the coefficients) integrated out ----------------------------------------------- */
+/* Per level M_l = I + s B'A_l B: fills Minv, BAB (L x k x k); adds d(-1/2 sum log|M_l|)/dB to gB.
+ * Returns sum_l log|M_l|; *gs = d(-1/2 sum log|M_l|)/ds. */
+static double level_factorisations(const double *F, const i64 *I, i64 fac, const double *B, i64 k, double s,
+                                   double *Minv, double *BAB, double *gB, double *gs) {
+    i64 L = I[fac + F_L];
+    const double *A0 = F + I[fac + F_A];
+    double logdet = 0.0;
+    *gs = 0.0;
+    if (k == 1) {
+        double b = B[0];
+        for (i64 lv = 0; lv < L; lv++) {
+            double a = A0[lv], m = 1.0 + s * b * b * a;
+            Minv[lv] = 1.0 / m;
+            BAB[lv] = b * b * a;
+            logdet += log(m);
+            *gs += -0.5 * b * b * a / m;
+            gB[0] += -s * a * b / m;
+        }
+        return logdet;
+    }
+    double AB[256], M[256], C[256];
+    for (i64 lv = 0; lv < L; lv++) {
+        const double *A = A0 + lv * k * k;
+        double *mi = Minv + lv * k * k, *bab = BAB + lv * k * k;
+        for (i64 a = 0; a < k; a++)
+            for (i64 b = 0; b < k; b++) {
+                double acc = 0.0;
+                for (i64 t = b; t < k; t++) acc += A[a * k + t] * B[t * k + b];
+                AB[a * k + b] = acc;
+            }
+        for (i64 a = 0; a < k; a++)
+            for (i64 b = 0; b < k; b++) {
+                double acc = 0.0;
+                for (i64 t = a; t < k; t++) acc += B[t * k + a] * AB[t * k + b];
+                bab[a * k + b] = acc;
+                M[a * k + b] = s * acc + (a == b ? 1.0 : 0.0);
+            }
+        logdet += chol_inverse(M, k, C, mi);
+        double tr = 0.0;
+        for (i64 a = 0; a < k; a++)
+            for (i64 b = 0; b < k; b++) tr += mi[a * k + b] * bab[b * k + a];
+        *gs += -0.5 * tr;
+        for (i64 a = 0; a < k; a++)
+            for (i64 b = 0; b < k; b++) {
+                double acc = 0.0;
+                for (i64 t = 0; t < k; t++) acc += AB[a * k + t] * mi[t * k + b];
+                gB[a * k + b] += -s * acc;
+            }
+    }
+    return logdet;
+}
+
+/* Q = w'V^-1 w = s w'Ww - s^2 sum_l c_l' M_l^-1 c_l (c_l = B'g_l, g_l = Z_l'Ww). Adds d(-Q/2)/dB
+ * (w fixed) to gB, fills u_l = M_l^-1 c_l, returns Q; *gs = d(-Q/2)/ds. */
+static double quad_part(const double *F, const i64 *I, i64 fac, const double *B, i64 k, double s,
+                        const double *Minv, const double *BAB, const double *g, double wWw, double *gB,
+                        double *u, double *gs) {
+    i64 L = I[fac + F_L];
+    const double *A0 = F + I[fac + F_A];
+    double Q = s * wWw;
+    *gs = -0.5 * wWw;
+    if (k == 1) {
+        double b = B[0];
+        for (i64 lv = 0; lv < L; lv++) {
+            double c = b * g[lv], uu = Minv[lv] * c, a = A0[lv];
+            u[lv] = uu;
+            Q -= s * s * c * uu;
+            *gs += s * c * uu - 0.5 * s * s * uu * uu * b * b * a;
+            gB[0] += s * s * g[lv] * uu - s * s * s * a * b * uu * uu;
+        }
+        return Q;
+    }
+    double c[KMAX], Bu[KMAX], ABu[KMAX];
+    for (i64 lv = 0; lv < L; lv++) {
+        const double *A = A0 + lv * k * k, *mi = Minv + lv * k * k, *bab = BAB + lv * k * k, *gl = g + lv * k;
+        double *ul = u + lv * k;
+        for (i64 a = 0; a < k; a++) {
+            double acc = 0.0;
+            for (i64 t = a; t < k; t++) acc += B[t * k + a] * gl[t];
+            c[a] = acc;
+        }
+        double cu = 0.0;
+        for (i64 a = 0; a < k; a++) {
+            double acc = 0.0;
+            for (i64 b = 0; b < k; b++) acc += mi[a * k + b] * c[b];
+            ul[a] = acc;
+            cu += c[a] * acc;
+        }
+        Q -= s * s * cu;
+        double uBABu = 0.0;
+        for (i64 a = 0; a < k; a++)
+            for (i64 b = 0; b < k; b++) uBABu += ul[a] * bab[a * k + b] * ul[b];
+        *gs += s * cu - 0.5 * s * s * uBABu;
+        for (i64 t = 0; t < k; t++) {
+            double acc = 0.0;
+            for (i64 b = 0; b <= t; b++) acc += B[t * k + b] * ul[b];
+            Bu[t] = acc;
+        }
+        for (i64 a = 0; a < k; a++) {
+            double acc = 0.0;
+            for (i64 t = 0; t < k; t++) acc += A[a * k + t] * Bu[t];
+            ABu[a] = acc;
+        }
+        for (i64 a = 0; a < k; a++)
+            for (i64 b = 0; b < k; b++) gB[a * k + b] += s * s * gl[a] * ul[b] - s * s * s * ABu[a] * ul[b];
+    }
+    return Q;
+}
+
+/* Work arrays of gaussian_marginal, sized for one model (L levels, k terms, p coefficients). */
+typedef struct {
+    double *Minv, *BAB, *gt, *gj, *scratch;  /* L*k*k, L*k*k, L*k, L*k, L*k */
+} MarginalWork;
+
+static int marginal_work_alloc(MarginalWork *mw, i64 L, i64 k) {
+    mw->Minv = malloc(sizeof(double) * L * k * k);
+    mw->BAB = malloc(sizeof(double) * L * k * k);
+    mw->gt = malloc(sizeof(double) * L * k);
+    mw->gj = malloc(sizeof(double) * L * k);
+    mw->scratch = malloc(sizeof(double) * L * k);
+    return mw->Minv && mw->BAB && mw->gt && mw->gj && mw->scratch;
+}
+
+static void marginal_work_free(MarginalWork *mw) {
+    free(mw->Minv); free(mw->BAB); free(mw->gt); free(mw->gj); free(mw->scratch);
+}
+
+/* log N(e | 0, Z B B'Z' + W^-1/s), with the coefficients integrated out too when H_INTBETA.
+ * e is the residual from the sampled part of the mean, given by eWe = e'We, XtWe = Xc'We and
+ * ge_l = Z_l'We. With the coefficients integrated out (beta = m0 + L0 zeta, zeta ~ N(0, I)):
+ * P = I + L0'Xc'V^-1 Xc L0, h = L0'Xc'V^-1 e, v = P^-1 h, and the log likelihood gains
+ * -1/2 log|P| + 1/2 h'v. Returns the log likelihood; *gs = d/ds; adds d/dB to gB. Fills a_out = L0 v
+ * (the residual at the coefficients' posterior mean is e - Xc a_out), ut = M^-1 c(that residual),
+ * v_out and LP (Cholesky factor of P, p x p) for drawing the coefficients. */
+static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const double *B, i64 k, double s,
+                                double logdet_noise, double eWe, const double *XtWe, const double *ge,
+                                double *gB, double *a_out, double *ut, double *v_out, double *LP,
+                                MarginalWork *mw, double *gs_out) {
+    i64 n = I[H_N], p = I[H_P], L = I[fac + F_L];
+    double gs, gq;
+    double logdetM = level_factorisations(F, I, fac, B, k, s, mw->Minv, mw->BAB, gB, &gs);
+    double ll = -0.5 * (n * LOG_2PI + logdet_noise + logdetM);
+    for (i64 j = 0; j < p; j++) a_out[j] = 0.0;
+    if (I[H_INTBETA] != 1) {
+        double Q = quad_part(F, I, fac, B, k, s, mw->Minv, mw->BAB, ge, eWe, gB, ut, &gq);
+        *gs_out = gs + gq;
+        return ll - 0.5 * Q;
+    }
+    i64 cr = I[O_CROSS];
+    const double *XtX = F + cr;
+    const double *ZtX = F + I[fac + F_ZTX];
+    const double *L0 = F + I[O_L0];
+    double Km[256], ke[KMAX], T[256], MT[256], ce[KMAX];
+    for (i64 a = 0; a < p; a++) {
+        ke[a] = s * XtWe[a];
+        for (i64 b = 0; b < p; b++) Km[a * p + b] = s * XtX[a * p + b];
+    }
+    for (i64 lv = 0; lv < L; lv++) {
+        const double *mi = mw->Minv + lv * k * k, *zx = ZtX + lv * k * p, *gl = ge + lv * k;
+        for (i64 a = 0; a < k; a++) {  /* T = B' ZtX_l (k x p), ce = B' ge_l */
+            double acc2 = 0.0;
+            for (i64 t = a; t < k; t++) acc2 += B[t * k + a] * gl[t];
+            ce[a] = acc2;
+            for (i64 j = 0; j < p; j++) {
+                double acc = 0.0;
+                for (i64 t = a; t < k; t++) acc += B[t * k + a] * zx[t * p + j];
+                T[a * p + j] = acc;
+            }
+        }
+        for (i64 a = 0; a < k; a++)
+            for (i64 j = 0; j < p; j++) {
+                double acc = 0.0;
+                for (i64 b = 0; b < k; b++) acc += mi[a * k + b] * T[b * p + j];
+                MT[a * p + j] = acc;
+            }
+        for (i64 i = 0; i < p; i++) {
+            double acc2 = 0.0;
+            for (i64 a = 0; a < k; a++) acc2 += MT[a * p + i] * ce[a];
+            ke[i] -= s * s * acc2;
+            for (i64 j = 0; j < p; j++) {
+                double acc = 0.0;
+                for (i64 a = 0; a < k; a++) acc += T[a * p + i] * MT[a * p + j];
+                Km[i * p + j] -= s * s * acc;
+            }
+        }
+    }
+    double KL[256], P[256] = {0}, h[KMAX];
+    for (i64 i = 0; i < p; i++)
+        for (i64 j = 0; j < p; j++) {
+            double acc = 0.0;
+            for (i64 t = 0; t < p; t++) acc += Km[i * p + t] * L0[t * p + j];
+            KL[i * p + j] = acc;
+        }
+    for (i64 i = 0; i < p; i++) {
+        double acc2 = 0.0;
+        for (i64 t = 0; t < p; t++) acc2 += L0[t * p + i] * ke[t];
+        h[i] = acc2;
+        for (i64 j = 0; j < p; j++) {
+            double acc = 0.0;
+            for (i64 t = 0; t < p; t++) acc += L0[t * p + i] * KL[t * p + j];
+            P[i * p + j] = acc + (i == j ? 1.0 : 0.0);
+        }
+    }
+    double logdetP = chol(P, p, LP);
+    double wv[KMAX];
+    for (i64 i = 0; i < p; i++) {  /* v = P^-1 h */
+        double acc = h[i];
+        for (i64 j = 0; j < i; j++) acc -= LP[i * p + j] * wv[j];
+        wv[i] = acc / LP[i * p + i];
+    }
+    for (i64 i = p - 1; i >= 0; i--) {
+        double acc = wv[i];
+        for (i64 j = i + 1; j < p; j++) acc -= LP[j * p + i] * v_out[j];
+        v_out[i] = acc / LP[i * p + i];
+    }
+    double vv = 0.0;
+    for (i64 i = 0; i < p; i++) {
+        vv += v_out[i] * v_out[i];
+        double acc = 0.0;
+        for (i64 j = 0; j < p; j++) acc += L0[i * p + j] * v_out[j];
+        a_out[i] = acc;
+    }
+    /* the residual at the coefficients' posterior mean, as sufficient statistics */
+    for (i64 lv = 0; lv < L; lv++)
+        for (i64 t = 0; t < k; t++) {
+            double acc = ge[lv * k + t];
+            for (i64 j = 0; j < p; j++) acc -= ZtX[(lv * k + t) * p + j] * a_out[j];
+            mw->gt[lv * k + t] = acc;
+        }
+    double tWt = eWe;
+    for (i64 i = 0; i < p; i++) {
+        double acc = 0.0;
+        for (i64 j = 0; j < p; j++) acc += XtX[i * p + j] * a_out[j];
+        tWt += -2.0 * a_out[i] * XtWe[i] + a_out[i] * acc;
+    }
+    double Qt = quad_part(F, I, fac, B, k, s, mw->Minv, mw->BAB, mw->gt, tWt, gB, ut, &gq);
+    ll += -0.5 * (Qt + vv) - 0.5 * logdetP;
+    gs += gq;
+    /* -1/2 log|P|: one quadratic part per column of Xc L0 LP^-T */
+    double ve[KMAX], aj[KMAX];
+    for (i64 jcol = 0; jcol < p; jcol++) {
+        for (i64 i = p - 1; i >= 0; i--) {
+            double acc = i == jcol ? 1.0 : 0.0;
+            for (i64 j = i + 1; j < p; j++) acc -= LP[j * p + i] * ve[j];
+            ve[i] = acc / LP[i * p + i];
+        }
+        for (i64 i = 0; i < p; i++) {
+            double acc = 0.0;
+            for (i64 j = 0; j < p; j++) acc += L0[i * p + j] * ve[j];
+            aj[i] = acc;
+        }
+        double wWw = 0.0;
+        for (i64 i = 0; i < p; i++) {
+            double acc = 0.0;
+            for (i64 j = 0; j < p; j++) acc += XtX[i * p + j] * aj[j];
+            wWw += aj[i] * acc;
+        }
+        for (i64 lv = 0; lv < L; lv++)
+            for (i64 t = 0; t < k; t++) {
+                double acc = 0.0;
+                for (i64 j = 0; j < p; j++) acc += ZtX[(lv * k + t) * p + j] * aj[j];
+                mw->gj[lv * k + t] = acc;
+            }
+        quad_part(F, I, fac, B, k, s, mw->Minv, mw->BAB, mw->gj, wWw, gB, mw->scratch, &gq);
+        gs += gq;
+    }
+    *gs_out = gs;
+    return ll;
+}
+
+/* s = 1/sigma^2 (1 with known SEs) and log det of the residual covariance W^-1/s */
+static double noise_terms(const double *F, const i64 *I, const double *aux, int known_se, double *logdet) {
+    i64 n = I[H_N], p = I[H_P];
+    if (known_se) {
+        *logdet = -F[I[O_CROSS] + p * p + p + 1];
+        return 1.0;
+    }
+    *logdet = 2.0 * n * log(aux[0]);
+    return 1.0 / (aux[0] * aux[0]);
+}
+
+/* e = y - offset and e'We, Xc'We, Z_l'We (of the integrated-out factor) over rows; returns e'We */
+static double residual_stats(const double *F, const i64 *I, i64 fac, const double *y, const double *offset,
+                             int known_se, double *e, double *XtWe, double *ge) {
+    i64 n = I[H_N], p = I[H_P], k = I[fac + F_K], L = I[fac + F_L];
+    const i64 *codes = I + I[fac + F_CODES];
+    const double *Z = F + I[fac + F_Z], *Xc = F + I[O_X], *w = F + I[O_W];
+    int ones = I[fac + F_ONES] == 1;
+    double eWe = 0.0;
+    for (i64 j = 0; j < p; j++) XtWe[j] = 0.0;
+    memset(ge, 0, sizeof(double) * L * k);
+    for (i64 i = 0; i < n; i++) {
+        e[i] = y[i] - offset[i];
+        double we = (known_se ? w[i] : 1.0) * e[i];
+        eWe += we * e[i];
+        for (i64 j = 0; j < p; j++) XtWe[j] += Xc[i * p + j] * we;
+        if (ones) ge[codes[i]] += we;
+        else
+            for (i64 a = 0; a < k; a++) ge[codes[i] * k + a] += Z[i * k + a] * we;
+    }
+    return eWe;
+}
+
+/* e = y - Xc beta from cross-products: Xc'We, Z_l'We; returns e'We */
+static double cross_stats(const double *F, const i64 *I, i64 fac, const double *beta, double *XtWe, double *ge) {
+    i64 p = I[H_P], L = I[fac + F_L], k = I[fac + F_K], cr = I[O_CROSS];
+    const double *XtX = F + cr, *Xty = F + cr + p * p;
+    const double *ZtX = F + I[fac + F_ZTX], *Zty = F + I[fac + F_ZTY];
+    double eWe = F[cr + p * p + p];
+    for (i64 a = 0; a < p; a++) {
+        double acc = 0.0;
+        for (i64 b = 0; b < p; b++) acc += XtX[a * p + b] * beta[b];
+        XtWe[a] = Xty[a] - acc;
+        eWe += -2.0 * beta[a] * Xty[a] + beta[a] * acc;
+    }
+    for (i64 lv = 0; lv < L; lv++)
+        for (i64 a = 0; a < k; a++) {
+            double acc = Zty[lv * k + a];
+            for (i64 b = 0; b < p; b++) acc -= ZtX[(lv * k + a) * p + b] * beta[b];
+            ge[lv * k + a] = acc;
+        }
+    return eWe;
+}
+
+/* ---- the whole model -------------------------------------------------------------------------------- */
+/* Coefficients on the centred design with their priors (or their prior mean when integrated out). */
+static double coefficients(const double *x, double *grad, const double *F, const i64 *I, int jacobian,
+                           double *beta, double *dbeta) {
+    i64 p = I[H_P], pr = I[O_PRIORS];
+    if (I[H_INTBETA] == 1) {
+        for (i64 j = 0; j < p; j++) { beta[j] = F[I[O_M0] + j]; dbeta[j] = 0.0; }
+        return 0.0;
+    }
+    i64 xb = I[X_BETA], mode = I[H_INTERCEPT], icol = I[H_INT_COL];
+    double lp = 0.0;
+    for (i64 j = 0; j < p; j++) {
+        if (mode == 2 && j == icol) { beta[j] = x[xb + j]; dbeta[j] = 1.0; continue; }
+        beta[j] = scalar_param(x, grad, xb + j, F, pr + (I[P_BETA] + j) * PW, jacobian, &dbeta[j], &lp);
+    }
+    if (mode == 2) {  /* prior on the raw intercept: b0 = beta_c0 - sum_j mean_j beta_j */
+        const double *xmeans = F + I[O_XMEANS];
+        double raw = beta[icol], dl;
+        for (i64 j = 0; j < p; j++) if (j != icol) raw -= xmeans[j] * beta[j];
+        const double *r0 = F + pr + (I[P_BETA] + icol) * PW;
+        lp += prior_logp((int)r0[0], r0[1], r0[2], r0[3], raw, &dl);
+        grad[xb + icol] += dl;
+        for (i64 j = 0; j < p; j++) if (j != icol) grad[xb + j] += -xmeans[j] * dl * dbeta[j];
+    }
+    return lp;
+}
+
+/* eta = Xc beta + the sampled factors' effects R[f] */
+static void linear_predictor(const double *F, const i64 *I, const double *beta, double **R, i64 collapsed,
+                             double *eta) {
+    i64 n = I[H_N], p = I[H_P], nfac = I[H_NFAC];
+    const double *Xc = F + I[O_X];
+    for (i64 i = 0; i < n; i++) {
+        double acc = 0.0;
+        for (i64 j = 0; j < p; j++) acc += Xc[i * p + j] * beta[j];
+        eta[i] = acc;
+    }
+    for (i64 f = 0; f < nfac; f++) {
+        if (f == collapsed) continue;
+        i64 fac = I[O_FAC] + f * FW, k = I[fac + F_K];
+        const i64 *codes = I + I[fac + F_CODES];
+        const double *r = R[f];
+        if (I[fac + F_ONES] == 1) {
+            for (i64 i = 0; i < n; i++) eta[i] += r[codes[i]];
+        } else {
+            const double *Z = F + I[fac + F_Z];
+            for (i64 i = 0; i < n; i++) {
+                double acc = 0.0;
+                for (i64 a = 0; a < k; a++) acc += Z[i * k + a] * r[codes[i] * k + a];
+                eta[i] += acc;
+            }
+        }
+    }
+}
+
+/* All per-call state of hm_logp_grad, allocated once per call. */
+typedef struct {
+    i64 nfac;
+    Factor *fc;          /* nfac */
+    double **R, **gr;    /* per factor: effects and their gradients (L x k) */
+    double *eta, *g_eta, *e;  /* n */
+    double *ge, *ut;     /* L_c * k_c */
+    MarginalWork mw;
+    int has_mw;
+} State;
+
+static void state_free(State *st) {
+    if (st->R) for (i64 f = 0; f < st->nfac; f++) { free(st->R[f]); free(st->gr[f]); }
+    free(st->R); free(st->gr); free(st->fc);
+    free(st->eta); free(st->g_eta); free(st->e); free(st->ge); free(st->ut);
+    if (st->has_mw) marginal_work_free(&st->mw);
+}
+
+static int state_alloc(State *st, const i64 *I) {
+    memset(st, 0, sizeof(State));
+    i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED];
+    st->nfac = nfac;
+    st->fc = calloc(nfac > 0 ? nfac : 1, sizeof(Factor));
+    st->R = calloc(nfac > 0 ? nfac : 1, sizeof(double *));
+    st->gr = calloc(nfac > 0 ? nfac : 1, sizeof(double *));
+    st->eta = malloc(sizeof(double) * (n > 0 ? n : 1));
+    st->g_eta = calloc(n > 0 ? n : 1, sizeof(double));
+    st->e = malloc(sizeof(double) * (n > 0 ? n : 1));
+    if (!st->fc || !st->R || !st->gr || !st->eta || !st->g_eta || !st->e) return 0;
+    for (i64 f = 0; f < nfac; f++) {
+        i64 fac = I[O_FAC] + f * FW, L = I[fac + F_L], k = I[fac + F_K];
+        if (k > KMAX) return 0;
+        st->R[f] = calloc(L * k, sizeof(double));
+        st->gr[f] = calloc(L * k, sizeof(double));
+        if (!st->R[f] || !st->gr[f]) return 0;
+    }
+    if (c >= 0) {
+        i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
+        st->ge = malloc(sizeof(double) * L * k);
+        st->ut = malloc(sizeof(double) * L * k);
+        st->has_mw = marginal_work_alloc(&st->mw, L, k);
+        if (!st->ge || !st->ut || !st->has_mw) return 0;
+    }
+    return 1;
+}
+
+/* Log posterior density (up to a constant when jacobian) at x; fills grad. NAN on failure. */
+double hm_logp_grad(const double *x, double *grad, const double *F, const i64 *I, i64 ndim, int jacobian) {
+    i64 n = I[H_N], p = I[H_P], nfac = I[H_NFAC], c = I[H_COLLAPSED], pr = I[O_PRIORS];
+    int known_se = I[H_KNOWN_SE] == 1;
+    if (p > KMAX) return NAN;
+    State st;
+    if (!state_alloc(&st, I)) { state_free(&st); return NAN; }
+    for (i64 j = 0; j < ndim; j++) grad[j] = 0.0;
+    double beta[KMAX], dbeta[KMAX];
+    double lp = coefficients(x, grad, F, I, jacobian, beta, dbeta);
+    double aux[3] = {0, 0, 0}, daux[3] = {0, 0, 0}, g_aux[3] = {0, 0, 0};
+    for (int slot = 0; slot < 3; slot++) {
+        i64 xs = I[X_SIGMA + slot];
+        if (xs >= 0) aux[slot] = scalar_param(x, grad, xs, F, pr + I[P_SIGMA + slot] * PW, jacobian, &daux[slot], &lp);
+    }
+    for (i64 f = 0; f < nfac; f++) lp += factor_B(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
+    for (i64 f = 0; f < nfac; f++)
+        if (f != c) effects_forward(x, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
+    const double *y = F + I[O_Y];
+    i64 xb = I[X_BETA];
+    int full = I[H_FULL] == 1;
+    if (c >= 0) {
+        i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
+        Factor *fcc = &st.fc[c];
+        double logdet_noise, eWe, XtWe[KMAX], a[KMAX], v[KMAX], LP[256], gs;
+        double s = noise_terms(F, I, aux, known_se, &logdet_noise);
+        if (full) {
+            eWe = cross_stats(F, I, fac, beta, XtWe, st.ge);
+        } else {
+            linear_predictor(F, I, beta, st.R, c, st.eta);
+            eWe = residual_stats(F, I, fac, y, st.eta, known_se, st.e, XtWe, st.ge);
+        }
+        lp += gaussian_marginal(F, I, fac, fcc->B, k, s, logdet_noise, eWe, XtWe, st.ge, fcc->gB, a, st.ut, v, LP,
+                                &st.mw, &gs);
+        if (!known_se) {
+            gs += 0.5 * n / s;  /* -n log(sigma) = (n/2) log s */
+            grad[I[X_SIGMA]] += gs * (-2.0 * s / aux[0]) * daux[0];
+        }
+        const double *B = fcc->B;
+        double *Bu = st.ge;  /* ge is no longer needed: reuse for B u_l */
+        for (i64 lv = 0; lv < L; lv++)
+            for (i64 t = 0; t < k; t++) {
+                double acc = 0.0;
+                for (i64 b = 0; b <= t; b++) acc += B[t * k + b] * st.ut[lv * k + b];
+                Bu[lv * k + t] = acc;
+            }
+        if (full) {
+            if (I[H_INTBETA] != 1) {  /* d/dbeta = Xc'V^-1 e = s Xc'We - s^2 sum_l ZtX_l' B u_l */
+                const double *ZtX = F + I[fac + F_ZTX];
+                for (i64 j = 0; j < p; j++) {
+                    double acc = s * XtWe[j];
+                    for (i64 q = 0; q < L * k; q++) acc -= s * s * ZtX[q * p + j] * Bu[q];
+                    grad[xb + j] += acc * dbeta[j];
+                }
+            }
+        } else {  /* d loglik / d offset_i = s w_i et_i - s^2 w_i Z_i'B u_l, et = e - Xc a */
+            const i64 *codes = I + I[fac + F_CODES];
+            const double *Z = F + I[fac + F_Z], *Xc = F + I[O_X], *w = F + I[O_W];
+            int ones = I[fac + F_ONES] == 1;
+            for (i64 i = 0; i < n; i++) {
+                double et = st.e[i];
+                for (i64 j = 0; j < p; j++) et -= Xc[i * p + j] * a[j];
+                double acc = 0.0;
+                if (ones) acc = Bu[codes[i]];
+                else for (i64 t = 0; t < k; t++) acc += Z[i * k + t] * Bu[codes[i] * k + t];
+                st.g_eta[i] = (known_se ? w[i] : 1.0) * (s * et - s * s * acc);
+            }
+        }
+    } else {
+        linear_predictor(F, I, beta, st.R, -1, st.eta);
+        const double *w = F + I[O_W], *trials = F + I[O_TRIALS];
+        lp += family_loglik((int)I[H_FAMILY], (int)I[H_LINK], n, y, st.eta, trials, w, aux, st.g_eta, g_aux,
+                            known_se);
+        for (int slot = 0; slot < 3; slot++) {
+            i64 xs = I[X_SIGMA + slot];
+            if (xs >= 0) grad[xs] += g_aux[slot] * daux[slot];
+        }
+    }
+    if (c < 0 || !full) {  /* back to the coefficients and the sampled group effects */
+        if (I[H_INTBETA] != 1) {
+            const double *Xc = F + I[O_X];
+            double acc[KMAX];
+            for (i64 j = 0; j < p; j++) acc[j] = 0.0;
+            for (i64 i = 0; i < n; i++)
+                for (i64 j = 0; j < p; j++) acc[j] += Xc[i * p + j] * st.g_eta[i];
+            for (i64 j = 0; j < p; j++) grad[xb + j] += acc[j] * dbeta[j];
+        }
+        for (i64 f = 0; f < nfac; f++) {
+            if (f == c) continue;
+            i64 fac = I[O_FAC] + f * FW, k = I[fac + F_K];
+            const i64 *codes = I + I[fac + F_CODES];
+            double *gr = st.gr[f];
+            if (I[fac + F_ONES] == 1) {
+                for (i64 i = 0; i < n; i++) gr[codes[i]] += st.g_eta[i];
+            } else {
+                const double *Z = F + I[fac + F_Z];
+                for (i64 i = 0; i < n; i++)
+                    for (i64 a2 = 0; a2 < k; a2++) gr[codes[i] * k + a2] += Z[i * k + a2] * st.g_eta[i];
+            }
+            lp += effects_backward(x, grad, I, fac, &st.fc[f], gr);
+        }
+    }
+    for (i64 f = 0; f < nfac; f++) lp += factor_B_backward(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
+    state_free(&st);
+    return lp + F[I[O_CONST]];
+}
+
+/* ---- C entry points for nutpie (its logp / expand signatures) --------------------------------------- */
+/* user_data points at four int64: address and size of F, address and size of I */
+int64_t hm_logp(uint64_t dim, const double *x, double *grad, double *logp, void *user_data) {
+    const i64 *meta = (const i64 *)user_data;
+    const double *F = (const double *)(intptr_t)meta[0];
+    const i64 *I = (const i64 *)(intptr_t)meta[2];
+    if ((i64)dim != I[H_NDIM]) return -1;
+    double value = hm_logp_grad(x, grad, F, I, (i64)dim, 1);
+    *logp = value;
+    if (!isfinite(value)) return 4;
+    for (uint64_t i = 0; i < dim; i++) if (!isfinite(grad[i])) return 3;
+    return 0;
+}
+
+/* nutpie's expand: store the unconstrained draw as is (hmodels constrains draws afterwards) */
+int64_t hm_expand(uint64_t dim, uint64_t n_expanded, const double *x, double *out, void *user_data) {
+    (void)user_data;
+    if (n_expanded != dim) return -1;
+    memcpy(out, x, sizeof(double) * dim);
+    return 0;
+}
+
+/* ---- exact draws of what was integrated out ------------------------------------------------------------ */
+/* For each of S draws of x (rows of xd, ndim each): the integrated-out coefficients (zeta ~ N(v, P^-1),
+ * beta = m0 + L0 zeta) and the integrated-out factor's effects (z_l ~ N(s M_l^-1 c_l, M_l^-1),
+ * r_l = B z_l, c_l from the residual given the drawn coefficients). beta_out (S x p) receives the
+ * centred coefficients (drawn, or as sampled); zout, rout are S x L x k. Returns 0 on success. */
+int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F, const i64 *I,
+                             const double *noise_beta, const double *noise, double *beta_out, double *zout,
+                             double *rout) {
+    i64 p = I[H_P], nfac = I[H_NFAC], c = I[H_COLLAPSED], pr = I[O_PRIORS];
+    if (c < 0 || p > KMAX) return -1;
+    int known_se = I[H_KNOWN_SE] == 1, full = I[H_FULL] == 1, intbeta = I[H_INTBETA] == 1;
+    i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
+    const double *A0 = F + I[fac + F_A], *L0 = F + I[O_L0], *ZtX = F + I[fac + F_ZTX], *y = F + I[O_Y];
+    State st;
+    double *scratch = calloc(ndim > 0 ? ndim : 1, sizeof(double));
+    if (!state_alloc(&st, I) || !scratch) { state_free(&st); free(scratch); return -2; }
+    double M[256], C[256], Minv[256], cv[KMAX], vz[KMAX];
+    for (i64 d = 0; d < S; d++) {
+        const double *x = xd + d * ndim;
+        double beta[KMAX], dbeta[KMAX], aux[3] = {0, 0, 0}, dv, lpd = 0.0, logdet_noise;
+        coefficients(x, scratch, F, I, 0, beta, dbeta);
+        if (!known_se) aux[0] = scalar_param(x, scratch, I[X_SIGMA], F, pr + I[P_SIGMA] * PW, 0, &dv, &lpd);
+        double s = noise_terms(F, I, aux, known_se, &logdet_noise);
+        for (i64 f = 0; f < nfac; f++) factor_B(x, scratch, F, I, I[O_FAC] + f * FW, &st.fc[f], 0);
+        for (i64 f = 0; f < nfac; f++)
+            if (f != c) effects_forward(x, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
+        const double *B = st.fc[c].B;
+        double XtWe[KMAX], eWe;
+        if (full) {
+            eWe = cross_stats(F, I, fac, beta, XtWe, st.ge);
+        } else {
+            linear_predictor(F, I, beta, st.R, c, st.eta);
+            eWe = residual_stats(F, I, fac, y, st.eta, known_se, st.e, XtWe, st.ge);
+        }
+        if (intbeta) {
+            double a[KMAX], v[KMAX], LP[256], gs, zeta[KMAX], gBs[256];
+            memset(gBs, 0, sizeof(gBs));
+            gaussian_marginal(F, I, fac, B, k, s, logdet_noise, eWe, XtWe, st.ge, gBs, a, st.ut, v, LP, &st.mw, &gs);
+            for (i64 i = p - 1; i >= 0; i--) {  /* zeta = v + LP^-T xi */
+                double acc = noise_beta[d * p + i];
+                for (i64 j = i + 1; j < p; j++) acc -= LP[j * p + i] * zeta[j];
+                zeta[i] = acc / LP[i * p + i];
+            }
+            double shift[KMAX];
+            for (i64 i = 0; i < p; i++) zeta[i] += v[i];
+            for (i64 i = 0; i < p; i++) {
+                double acc = 0.0;
+                for (i64 j = 0; j < p; j++) acc += L0[i * p + j] * zeta[j];
+                shift[i] = acc;
+                beta[i] += acc;
+            }
+            for (i64 q = 0; q < L * k; q++) {  /* residual statistics at the drawn coefficients */
+                double acc = 0.0;
+                for (i64 j = 0; j < p; j++) acc += ZtX[q * p + j] * shift[j];
+                st.ge[q] -= acc;
+            }
+        }
+        for (i64 j = 0; j < p; j++) beta_out[d * p + j] = beta[j];
+        for (i64 lv = 0; lv < L; lv++) {
+            const double *A = A0 + lv * k * k;
+            for (i64 a2 = 0; a2 < k; a2++)
+                for (i64 b = 0; b < k; b++) {
+                    double acc = 0.0;
+                    for (i64 t = a2; t < k; t++)
+                        for (i64 u = b; u < k; u++) acc += B[t * k + a2] * A[t * k + u] * B[u * k + b];
+                    M[a2 * k + b] = s * acc + (a2 == b ? 1.0 : 0.0);
+                }
+            chol_inverse(M, k, C, Minv);
+            for (i64 a2 = 0; a2 < k; a2++) {
+                double acc = 0.0;
+                for (i64 t = a2; t < k; t++) acc += B[t * k + a2] * st.ge[lv * k + t];
+                cv[a2] = acc;
+            }
+            const double *xi = noise + (d * L + lv) * k;
+            for (i64 a2 = k - 1; a2 >= 0; a2--) {  /* C^-T xi */
+                double acc = xi[a2];
+                for (i64 b = a2 + 1; b < k; b++) acc -= C[b * k + a2] * vz[b];
+                vz[a2] = acc / C[a2 * k + a2];
+            }
+            double *zl = zout + (d * L + lv) * k, *rl = rout + (d * L + lv) * k;
+            for (i64 a2 = 0; a2 < k; a2++) {
+                double acc = 0.0;
+                for (i64 b = 0; b < k; b++) acc += Minv[a2 * k + b] * cv[b];
+                zl[a2] = s * acc + vz[a2];
+            }
+            for (i64 a2 = 0; a2 < k; a2++) {
+                double acc = 0.0;
+                for (i64 b = 0; b <= a2; b++) acc += B[a2 * k + b] * zl[b];
+                rl[a2] = acc;
+            }
+        }
+    }
+    state_free(&st);
+    free(scratch);
+    return 0;
+}
+
+/* ---- for tests: one prior's log density and derivative ------------------------------------------------ */
+double hm_prior_logp(int64_t code, double p1, double p2, double p3, double v, double *dlp) {
+    return prior_logp((int)code, p1, p2, p3, v, dlp);
+}
