@@ -43,7 +43,8 @@ O_CONST = 28  # F: constant of the log likelihood (log factorials, binomial coef
 H_INTBETA = 29  # 1: the coefficients are integrated out too (gaussian, Normal priors on all of them)
 O_M0 = 30  # F: prior mean of the centred coefficients (p)
 O_L0 = 31  # F: Cholesky factor of their prior covariance (p * p)
-HEADER = 32
+H_SHIFT = 32  # 1: the sampled intercept is the grand mean (see ``shift_coordinates`` in kernels.c)
+HEADER = 40
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
 F_L = 0  # levels
@@ -60,6 +61,7 @@ F_A = 10  # F offset of per-level Z'WZ (L * k * k), integrated-out factor
 F_ZTY = 11  # F offset of per-level Z'Wy (L * k), full collapse
 F_ZTX = 12  # F offset of per-level Z'WX (L * k * p), full collapse
 F_ONES = 13  # 1 when Z is a single column of ones
+F_INTTERM = 14  # index of the factor's intercept term, -1 for none
 FW = 16
 
 # ---- block table (BW ints per block) -----------------------------------------------------------------

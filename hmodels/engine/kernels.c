@@ -874,6 +874,34 @@ static double coefficients(const double *x, double *grad, const double *F, const
     return lp;
 }
 
+/* Sampler coordinates -> model coordinates. With H_SHIFT, the sampled intercept is the grand mean
+ * the data see, beta0' = beta0 + sum_f w1_f / sqrt(L_f), where w1_f is the common-mode coordinate of a
+ * centred factor's intercepts (r = Q w puts w1 / sqrt(L) on every level). The likelihood depends on
+ * beta0' and the contrasts only, so beta0' is well identified while w1_f is informed by its prior:
+ * without the shift the intercept and the factors' common modes form a ridge. The map is linear with
+ * unit Jacobian: xx = x except xx[beta0] = x[beta0] - sum_f x[w1_f] / sqrt(L_f). */
+static void shift_coordinates(const double *x, const i64 *I, i64 ndim, double *xx) {
+    memcpy(xx, x, sizeof(double) * ndim);
+    if (I[H_SHIFT] != 1) return;
+    i64 ib = I[X_BETA] + I[H_INT_COL];
+    for (i64 f = 0; f < I[H_NFAC]; f++) {
+        i64 fac = I[O_FAC] + f * FW, t = I[fac + F_INTTERM];
+        if (I[fac + F_CENTRED] == 1 && t >= 0 && I[fac + F_XEFF] >= 0)
+            xx[ib] -= x[I[fac + F_XEFF] + t] / sqrt((double)I[fac + F_L]);
+    }
+}
+
+/* gradient in model coordinates -> gradient in sampler coordinates (the chain rule of the map above) */
+static void shift_gradient(const i64 *I, double *grad) {
+    if (I[H_SHIFT] != 1) return;
+    double g0 = grad[I[X_BETA] + I[H_INT_COL]];
+    for (i64 f = 0; f < I[H_NFAC]; f++) {
+        i64 fac = I[O_FAC] + f * FW, t = I[fac + F_INTTERM];
+        if (I[fac + F_CENTRED] == 1 && t >= 0 && I[fac + F_XEFF] >= 0)
+            grad[I[fac + F_XEFF] + t] -= g0 / sqrt((double)I[fac + F_L]);
+    }
+}
+
 /* eta = Xc beta + the sampled factors' effects R[f] */
 static void linear_predictor(const double *F, const i64 *I, const double *beta, double **R, i64 collapsed,
                              double *eta) {
@@ -949,12 +977,14 @@ static int state_alloc(State *st, const i64 *I) {
 }
 
 /* Log posterior density (up to a constant when jacobian) at x; fills grad. NAN on failure. */
-double hm_logp_grad(const double *x, double *grad, const double *F, const i64 *I, i64 ndim, int jacobian) {
+double hm_logp_grad(const double *x_sampler, double *grad, const double *F, const i64 *I, i64 ndim, int jacobian) {
     i64 n = I[H_N], p = I[H_P], nfac = I[H_NFAC], c = I[H_COLLAPSED], pr = I[O_PRIORS];
     int known_se = I[H_KNOWN_SE] == 1;
     if (p > KMAX) return NAN;
     State st;
-    if (!state_alloc(&st, I)) { state_free(&st); return NAN; }
+    double *x = malloc(sizeof(double) * (ndim > 0 ? ndim : 1));
+    if (!x || !state_alloc(&st, I)) { state_free(&st); free(x); return NAN; }
+    shift_coordinates(x_sampler, I, ndim, x);
     for (i64 j = 0; j < ndim; j++) grad[j] = 0.0;
     double beta[KMAX], dbeta[KMAX];
     double lp = coefficients(x, grad, F, I, jacobian, beta, dbeta);
@@ -1051,7 +1081,9 @@ double hm_logp_grad(const double *x, double *grad, const double *F, const i64 *I
         }
     }
     for (i64 f = 0; f < nfac; f++) lp += factor_B_backward(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
+    shift_gradient(I, grad);
     state_free(&st);
+    free(x);
     return lp + F[I[O_CONST]];
 }
 
@@ -1094,8 +1126,10 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
     double *scratch = calloc(ndim > 0 ? ndim : 1, sizeof(double));
     if (!state_alloc(&st, I) || !scratch) { state_free(&st); free(scratch); return -2; }
     double M[256], C[256], Minv[256], cv[KMAX], vz[KMAX];
+    double *x = malloc(sizeof(double) * (ndim > 0 ? ndim : 1));
+    if (!x) { state_free(&st); free(scratch); return -2; }
     for (i64 d = 0; d < S; d++) {
-        const double *x = xd + d * ndim;
+        shift_coordinates(xd + d * ndim, I, ndim, x);
         double beta[KMAX], dbeta[KMAX], aux[3] = {0, 0, 0}, dv, lpd = 0.0, logdet_noise;
         coefficients(x, scratch, F, I, 0, beta, dbeta);
         if (!known_se) aux[0] = scalar_param(x, scratch, I[X_SIGMA], F, pr + I[P_SIGMA] * PW, 0, &dv, &lpd);
@@ -1171,6 +1205,7 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
     }
     state_free(&st);
     free(scratch);
+    free(x);
     return 0;
 }
 

@@ -204,10 +204,11 @@ class EngineModel:
                 zty_off, ztx_off = F.add(Zty), F.add(ZtX)
             centred = bool(centered.get(f.factor, False)) and not is_collapsed
             row = np.zeros(K.FW, np.int64)
+            int_term = f.terms.index("Intercept") if "Intercept" in f.terms else -1
             row[[K.F_L, K.F_K, K.F_CODES, K.F_Z, K.F_XSD, K.F_PSD, K.F_XEFF, K.F_CENTRED, K.F_NBLK, K.F_BLK0,
-                 K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES]] = [
+                 K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES, K.F_INTTERM]] = [
                 L, k, codes_off, z_off, x_sd, p_sd, x_eff, int(centred), len(f.blocks), blk0,
-                a_off, zty_off, ztx_off, ones]
+                a_off, zty_off, ztx_off, ones, int_term]
             fac_rows.append(row)
             self.factors.append(FactorPlan(f.factor, L, list(f.terms), [list(b) for b in f.blocks],
                                            list(f.correlated), x_sd, x_lkj, x_eff, centred, is_collapsed, cors))
@@ -256,6 +257,11 @@ class EngineModel:
         h[K.P_SIGMA], h[K.P_NU], h[K.P_ALPHA] = p_aux.get("sigma", -1), p_aux.get("nu", -1), p_aux.get("alpha", -1)
         h[K.O_CROSS], h[K.O_CONST] = cross_off, const_off
         h[K.H_INTBETA], h[K.O_M0], h[K.O_L0] = int(self.intbeta), m0_off, l0_off
+        # the sampled intercept is the grand mean when a centred factor has intercepts (kernels.c)
+        intercept_sampled = icol >= 0 and not self.intbeta and by_param["Intercept"].name != "Uniform"
+        self.shift = [(f.x_eff + f.terms.index("Intercept"), f.levels) for f in self.factors
+                      if intercept_sampled and f.centred and not f.collapsed and "Intercept" in f.terms]
+        h[K.H_SHIFT] = int(bool(self.shift))
         I.parts[0] = h
         self.F = F.array()
         self.I = I.array()
@@ -319,6 +325,8 @@ class EngineModel:
             beta = np.empty((S, self.p))
             for j in range(self.p):
                 beta[:, j] = _constrain(xd[:, self.x_beta + j], pr[self.p_beta + j])
+            for xi, L in self.shift:  # sampler's intercept is the grand mean (see kernels.c)
+                beta[:, self.icol] -= xd[:, xi] / math.sqrt(L)
             out.update(self._coefficients(beta))
         for fi, f in enumerate(self.factors):
             k = len(f.terms)
