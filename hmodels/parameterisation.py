@@ -107,14 +107,12 @@ def _level_fits(f, r, w):
     np.add.at(A, f.codes, Zw[:, :, None] * f.Z[:, None, :])
     b = np.zeros((f.n_levels, k))
     np.add.at(b, f.codes, Zw * r[:, None])
-    for lv in range(f.n_levels):
-        try:
-            cov = np.linalg.inv(A[lv])
-        except np.linalg.LinAlgError:
-            continue
-        if np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0) and np.linalg.cond(A[lv]) < 1e10:
-            est[lv] = cov @ b[lv]
-            var[lv] = np.diag(cov)
+    eig = np.linalg.eigvalsh(A)  # batched over levels
+    ok = (eig[:, 0] > 1e-10 * np.maximum(eig[:, -1], 1e-300)) & np.isfinite(eig).all(axis=1)
+    if ok.any():
+        cov = np.linalg.inv(A[ok])
+        est[ok] = np.einsum("lij,lj->li", cov, b[ok])
+        var[ok] = np.diagonal(cov, axis1=1, axis2=2)
     return est, var
 
 

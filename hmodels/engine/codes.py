@@ -44,6 +44,8 @@ H_INTBETA = 29  # 1: the coefficients are integrated out too (gaussian, Normal p
 O_M0 = 30  # F: prior mean of the centred coefficients (p)
 O_L0 = 31  # F: Cholesky factor of their prior covariance (p * p)
 H_SHIFT = 32  # 1: the sampled intercept is the grand mean (see ``shift_coordinates`` in kernels.c)
+O_Y0 = 33  # F: y - Xc m0 (n), when the coefficients are integrated out and a factor is sampled
+O_XWY0 = 34  # F: Xc'W(y - Xc m0) (p), same condition
 HEADER = 40
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
@@ -62,6 +64,7 @@ F_ZTY = 11  # F offset of per-level Z'Wy (L * k), full collapse
 F_ZTX = 12  # F offset of per-level Z'WX (L * k * p), full collapse
 F_ONES = 13  # 1 when Z is a single column of ones
 F_INTTERM = 14  # index of the factor's intercept term, -1 for none
+F_ZWX = 15  # F offset of per-level Z'WXc (L * k * p) of a sampled factor, when coefficients are integrated out
 FW = 16
 
 # ---- block table (BW ints per block) -----------------------------------------------------------------

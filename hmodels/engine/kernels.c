@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 #define LOG_2PI 1.8378770664093453
 #define LOG_2 0.6931471805599453
@@ -637,19 +638,6 @@ typedef struct {
     double *Minv, *BAB, *gt, *gj, *scratch;  /* L*k*k, L*k*k, L*k, L*k, L*k */
 } MarginalWork;
 
-static int marginal_work_alloc(MarginalWork *mw, i64 L, i64 k) {
-    mw->Minv = malloc(sizeof(double) * L * k * k);
-    mw->BAB = malloc(sizeof(double) * L * k * k);
-    mw->gt = malloc(sizeof(double) * L * k);
-    mw->gj = malloc(sizeof(double) * L * k);
-    mw->scratch = malloc(sizeof(double) * L * k);
-    return mw->Minv && mw->BAB && mw->gt && mw->gj && mw->scratch;
-}
-
-static void marginal_work_free(MarginalWork *mw) {
-    free(mw->Minv); free(mw->BAB); free(mw->gt); free(mw->gj); free(mw->scratch);
-}
-
 /* log N(e | 0, Z B B'Z' + W^-1/s), with the coefficients integrated out too when H_INTBETA.
  * e is the residual from the sampled part of the mean, given by eWe = e'We, XtWe = Xc'We and
  * ge_l = Z_l'We. With the coefficients integrated out (beta = m0 + L0 zeta, zeta ~ N(0, I)):
@@ -847,6 +835,112 @@ static double cross_stats(const double *F, const i64 *I, i64 fac, const double *
     return eWe;
 }
 
+/* ---- a sampled factor beside integrated-out coefficients: fused passes over the rows ------------------- */
+/* With the coefficients integrated out, the residual is e = y0 - sum_f Z_f r_f (y0 = y - Xc m0, stored)
+ * and Xc'We follows from per-level cross-products (Z_f'WXc), so neither pass reads Xc: one forward pass
+ * (e, e'We, Z_c'We) and one backward pass (d/d offset scattered into the sampled factors' gradients). */
+#define MAXSAMPLED 8
+
+typedef struct {
+    i64 ns, k[MAXSAMPLED], L[MAXSAMPLED], f[MAXSAMPLED];
+    const i64 *codes[MAXSAMPLED];
+    const double *Z[MAXSAMPLED], *ZWX[MAXSAMPLED];
+    int ones[MAXSAMPLED];
+} Sampled;
+
+static int sampled_factors(const double *F, const i64 *I, i64 c, Sampled *sf) {
+    sf->ns = 0;
+    for (i64 f = 0; f < I[H_NFAC]; f++) {
+        if (f == c) continue;
+        if (sf->ns == MAXSAMPLED) return 0;
+        i64 fac = I[O_FAC] + f * FW, q = sf->ns++;
+        sf->f[q] = f;
+        sf->k[q] = I[fac + F_K];
+        sf->L[q] = I[fac + F_L];
+        sf->codes[q] = I + I[fac + F_CODES];
+        sf->Z[q] = F + I[fac + F_Z];
+        sf->ZWX[q] = F + I[fac + F_ZWX];
+        sf->ones[q] = I[fac + F_ONES] == 1;
+    }
+    return 1;
+}
+
+static double fused_forward(const double *F, const i64 *I, i64 c, const Sampled *sf, double **R, int known_se,
+                            double *e, double *XtWe, double *ge) {
+    i64 n = I[H_N], p = I[H_P], fac = I[O_FAC] + c * FW, k = I[fac + F_K], L = I[fac + F_L];
+    const double *y0 = F + I[O_Y0], *w = F + I[O_W], *Zc = F + I[fac + F_Z], *xwy0 = F + I[O_XWY0];
+    const i64 *codes_c = I + I[fac + F_CODES];
+    int ones_c = I[fac + F_ONES] == 1;
+    double eWe = 0.0;
+    memset(ge, 0, sizeof(double) * L * k);
+    if (sf->ns == 1 && sf->ones[0] && ones_c && !known_se) {  /* the common case, as a tight loop */
+        const double *restrict r = R[sf->f[0]];
+        const i64 *restrict cf = sf->codes[0];
+        double *restrict er = e, *restrict gr_ = ge;
+        for (i64 i = 0; i < n; i++) {
+            double ei = y0[i] - r[cf[i]];
+            er[i] = ei;
+            eWe += ei * ei;
+            gr_[codes_c[i]] += ei;
+        }
+    } else for (i64 i = 0; i < n; i++) {
+        double ei = y0[i];
+        for (i64 q = 0; q < sf->ns; q++) {
+            const double *r = R[sf->f[q]];
+            i64 kq = sf->k[q], lv = sf->codes[q][i];
+            if (sf->ones[q]) ei -= r[lv];
+            else for (i64 a = 0; a < kq; a++) ei -= sf->Z[q][i * kq + a] * r[lv * kq + a];
+        }
+        e[i] = ei;
+        double we = (known_se ? w[i] : 1.0) * ei;
+        eWe += we * ei;
+        if (ones_c) ge[codes_c[i]] += we;
+        else for (i64 a = 0; a < k; a++) ge[codes_c[i] * k + a] += Zc[i * k + a] * we;
+    }
+    for (i64 j = 0; j < p; j++) XtWe[j] = xwy0[j];
+    for (i64 q = 0; q < sf->ns; q++) {
+        const double *r = R[sf->f[q]];
+        for (i64 m = 0; m < sf->L[q] * sf->k[q]; m++)
+            for (i64 j = 0; j < p; j++) XtWe[j] -= sf->ZWX[q][m * p + j] * r[m];
+    }
+    return eWe;
+}
+
+/* gr_f += d loglik / d r_f for every sampled factor, given Bu_l = B u_l and a (see gaussian_marginal) */
+static void fused_backward(const double *F, const i64 *I, i64 c, const Sampled *sf, const double *e,
+                           const double *Bu, const double *a, double s, int known_se, double **gr) {
+    i64 n = I[H_N], p = I[H_P], fac = I[O_FAC] + c * FW, k = I[fac + F_K];
+    const double *w = F + I[O_W], *Zc = F + I[fac + F_Z];
+    const i64 *codes_c = I + I[fac + F_CODES];
+    int ones_c = I[fac + F_ONES] == 1;
+    if (sf->ns == 1 && sf->ones[0] && ones_c && !known_se) {  /* the common case, as a tight loop */
+        double *restrict gq = gr[sf->f[0]];
+        const i64 *restrict cf = sf->codes[0];
+        const double *restrict bu = Bu;
+        double s2 = s * s;
+        for (i64 i = 0; i < n; i++) gq[cf[i]] += s * e[i] - s2 * bu[codes_c[i]];
+    } else for (i64 i = 0; i < n; i++) {
+        double acc = 0.0;
+        if (ones_c) acc = Bu[codes_c[i]];
+        else for (i64 t = 0; t < k; t++) acc += Zc[i * k + t] * Bu[codes_c[i] * k + t];
+        double g = (known_se ? w[i] : 1.0) * (s * e[i] - s * s * acc);
+        for (i64 q = 0; q < sf->ns; q++) {
+            double *gq = gr[sf->f[q]];
+            i64 kq = sf->k[q], lv = sf->codes[q][i];
+            if (sf->ones[q]) gq[lv] += g;
+            else for (i64 t = 0; t < kq; t++) gq[lv * kq + t] += sf->Z[q][i * kq + t] * g;
+        }
+    }
+    for (i64 q = 0; q < sf->ns; q++) {  /* the -s w Xc a part of d/d offset, through Z_f'WXc */
+        double *gq = gr[sf->f[q]];
+        for (i64 m = 0; m < sf->L[q] * sf->k[q]; m++) {
+            double acc = 0.0;
+            for (i64 j = 0; j < p; j++) acc += sf->ZWX[q][m * p + j] * a[j];
+            gq[m] -= s * acc;
+        }
+    }
+}
+
 /* ---- the whole model -------------------------------------------------------------------------------- */
 /* Coefficients on the centred design with their priors (or their prior mean when integrated out). */
 static double coefficients(const double *x, double *grad, const double *F, const i64 *I, int jacobian,
@@ -930,48 +1024,107 @@ static void linear_predictor(const double *F, const i64 *I, const double *beta, 
     }
 }
 
-/* All per-call state of hm_logp_grad, allocated once per call. */
-typedef struct {
-    i64 nfac;
-    Factor *fc;          /* nfac */
-    double **R, **gr;    /* per factor: effects and their gradients (L x k) */
-    double *eta, *g_eta, *e;  /* n */
-    double *ge, *ut;     /* L_c * k_c */
-    MarginalWork mw;
-    int has_mw;
-} State;
+/* ---- per-thread work space ------------------------------------------------------------------------------ */
+/* Every call needs arrays of the model's size (n-vectors for a 73,000-row model). Allocating them per
+ * call costs page faults that dominated large models, so each thread (nutpie runs one chain per
+ * thread) keeps one growing arena, freed when the thread ends. */
+typedef struct { char *buf; size_t cap, used; } Arena;
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
 
-static void state_free(State *st) {
-    if (st->R) for (i64 f = 0; f < st->nfac; f++) { free(st->R[f]); free(st->gr[f]); }
-    free(st->R); free(st->gr); free(st->fc);
-    free(st->eta); free(st->g_eta); free(st->e); free(st->ge); free(st->ut);
-    if (st->has_mw) marginal_work_free(&st->mw);
+static void arena_destroy(void *p) {
+    Arena *a = p;
+    if (a) { free(a->buf); free(a); }
+}
+static void arena_key_init(void) { pthread_key_create(&arena_key, arena_destroy); }
+
+/* this thread's arena with room for at least `need` bytes (contents undefined); NULL on failure */
+static Arena *arena(size_t need) {
+    pthread_once(&arena_once, arena_key_init);
+    Arena *a = pthread_getspecific(arena_key);
+    if (!a) {
+        a = calloc(1, sizeof(Arena));
+        if (!a || pthread_setspecific(arena_key, a) != 0) { free(a); return NULL; }
+    }
+    if (a->cap < need) {
+        free(a->buf);
+        a->buf = malloc(need);
+        a->cap = a->buf ? need : 0;
+        if (!a->buf) return NULL;
+    }
+    a->used = 0;
+    return a;
 }
 
-static int state_alloc(State *st, const i64 *I) {
-    memset(st, 0, sizeof(State));
+#define ALIGNED(b) (((b) + 63) & ~(size_t)63)
+static void *carve(Arena *a, size_t bytes) {
+    void *p = a->buf + a->used;
+    a->used += ALIGNED(bytes);
+    return p;
+}
+
+/* All per-call state of hm_logp_grad and hm_conditional_draws, carved from the thread's arena. */
+typedef struct {
+    i64 nfac;
+    Factor *fc;               /* nfac */
+    double **R, **gr;         /* per factor: effects and d loglik / d effects (L x k) */
+    double *eta, *g_eta, *e;  /* n */
+    double *ge, *ut;          /* L_c * k_c */
+    double *x, *scratch;      /* ndim */
+    MarginalWork mw;
+} State;
+
+static size_t state_bytes(const i64 *I, i64 ndim) {
     i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED];
-    st->nfac = nfac;
-    st->fc = calloc(nfac > 0 ? nfac : 1, sizeof(Factor));
-    st->R = calloc(nfac > 0 ? nfac : 1, sizeof(double *));
-    st->gr = calloc(nfac > 0 ? nfac : 1, sizeof(double *));
-    st->eta = malloc(sizeof(double) * (n > 0 ? n : 1));
-    st->g_eta = calloc(n > 0 ? n : 1, sizeof(double));
-    st->e = malloc(sizeof(double) * (n > 0 ? n : 1));
-    if (!st->fc || !st->R || !st->gr || !st->eta || !st->g_eta || !st->e) return 0;
+    size_t b = ALIGNED(sizeof(Factor) * (nfac + 1)) + 2 * ALIGNED(sizeof(double *) * (nfac + 1))
+        + 3 * ALIGNED(sizeof(double) * (n + 1)) + 2 * ALIGNED(sizeof(double) * (ndim + 1));
     for (i64 f = 0; f < nfac; f++) {
-        i64 fac = I[O_FAC] + f * FW, L = I[fac + F_L], k = I[fac + F_K];
-        if (k > KMAX) return 0;
-        st->R[f] = calloc(L * k, sizeof(double));
-        st->gr[f] = calloc(L * k, sizeof(double));
-        if (!st->R[f] || !st->gr[f]) return 0;
+        i64 fac = I[O_FAC] + f * FW;
+        b += 2 * ALIGNED(sizeof(double) * I[fac + F_L] * I[fac + F_K]);
     }
     if (c >= 0) {
-        i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
-        st->ge = malloc(sizeof(double) * L * k);
-        st->ut = malloc(sizeof(double) * L * k);
-        st->has_mw = marginal_work_alloc(&st->mw, L, k);
-        if (!st->ge || !st->ut || !st->has_mw) return 0;
+        i64 fac = I[O_FAC] + c * FW, lk = I[fac + F_L] * I[fac + F_K];
+        b += 5 * ALIGNED(sizeof(double) * lk) + 2 * ALIGNED(sizeof(double) * lk * I[fac + F_K])
+            + 2 * ALIGNED(sizeof(double) * lk);
+    }
+    return b;
+}
+
+/* Carve the state; zeroes what is accumulated into (gr, g_eta). Returns 0 if the model is too large
+ * for the fixed-size parts (more than KMAX terms per factor or coefficients) or memory is short. */
+static int state_alloc(State *st, const i64 *I, i64 ndim) {
+    i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED];
+    if (I[H_P] > KMAX) return 0;
+    Arena *a = arena(state_bytes(I, ndim));
+    if (!a) return 0;
+    st->nfac = nfac;
+    st->fc = carve(a, sizeof(Factor) * (nfac + 1));
+    st->R = carve(a, sizeof(double *) * (nfac + 1));
+    st->gr = carve(a, sizeof(double *) * (nfac + 1));
+    st->eta = carve(a, sizeof(double) * (n + 1));
+    st->g_eta = carve(a, sizeof(double) * (n + 1));
+    st->e = carve(a, sizeof(double) * (n + 1));
+    st->x = carve(a, sizeof(double) * (ndim + 1));
+    st->scratch = carve(a, sizeof(double) * (ndim + 1));
+    memset(st->g_eta, 0, sizeof(double) * n);
+    memset(st->scratch, 0, sizeof(double) * ndim);
+    for (i64 f = 0; f < nfac; f++) {
+        i64 fac = I[O_FAC] + f * FW, lk = I[fac + F_L] * I[fac + F_K];
+        if (I[fac + F_K] > KMAX) return 0;
+        st->R[f] = carve(a, sizeof(double) * lk);
+        st->gr[f] = carve(a, sizeof(double) * lk);
+        memset(st->gr[f], 0, sizeof(double) * lk);
+    }
+    st->ge = st->ut = NULL;
+    if (c >= 0) {
+        i64 fac = I[O_FAC] + c * FW, k = I[fac + F_K], lk = I[fac + F_L] * k;
+        st->ge = carve(a, sizeof(double) * lk);
+        st->ut = carve(a, sizeof(double) * lk);
+        st->mw.Minv = carve(a, sizeof(double) * lk * k);
+        st->mw.BAB = carve(a, sizeof(double) * lk * k);
+        st->mw.gt = carve(a, sizeof(double) * lk);
+        st->mw.gj = carve(a, sizeof(double) * lk);
+        st->mw.scratch = carve(a, sizeof(double) * lk);
     }
     return 1;
 }
@@ -982,8 +1135,8 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     int known_se = I[H_KNOWN_SE] == 1;
     if (p > KMAX) return NAN;
     State st;
-    double *x = malloc(sizeof(double) * (ndim > 0 ? ndim : 1));
-    if (!x || !state_alloc(&st, I)) { state_free(&st); free(x); return NAN; }
+    if (!state_alloc(&st, I, ndim)) return NAN;
+    double *x = st.x;
     shift_coordinates(x_sampler, I, ndim, x);
     for (i64 j = 0; j < ndim; j++) grad[j] = 0.0;
     double beta[KMAX], dbeta[KMAX];
@@ -998,14 +1151,18 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
         if (f != c) effects_forward(x, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
     const double *y = F + I[O_Y];
     i64 xb = I[X_BETA];
-    int full = I[H_FULL] == 1;
+    int full = I[H_FULL] == 1, fused = 0;
     if (c >= 0) {
         i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
         Factor *fcc = &st.fc[c];
         double logdet_noise, eWe, XtWe[KMAX], a[KMAX], v[KMAX], LP[256], gs;
         double s = noise_terms(F, I, aux, known_se, &logdet_noise);
+        Sampled sf;
+        fused = !full && I[H_INTBETA] == 1 && sampled_factors(F, I, c, &sf);
         if (full) {
             eWe = cross_stats(F, I, fac, beta, XtWe, st.ge);
+        } else if (fused) {
+            eWe = fused_forward(F, I, c, &sf, st.R, known_se, st.e, XtWe, st.ge);
         } else {
             linear_predictor(F, I, beta, st.R, c, st.eta);
             eWe = residual_stats(F, I, fac, y, st.eta, known_se, st.e, XtWe, st.ge);
@@ -1033,6 +1190,8 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
                     grad[xb + j] += acc * dbeta[j];
                 }
             }
+        } else if (fused) {
+            fused_backward(F, I, c, &sf, st.e, Bu, a, s, known_se, st.gr);
         } else {  /* d loglik / d offset_i = s w_i et_i - s^2 w_i Z_i'B u_l, et = e - Xc a */
             const i64 *codes = I + I[fac + F_CODES];
             const double *Z = F + I[fac + F_Z], *Xc = F + I[O_X], *w = F + I[O_W];
@@ -1070,7 +1229,9 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
             i64 fac = I[O_FAC] + f * FW, k = I[fac + F_K];
             const i64 *codes = I + I[fac + F_CODES];
             double *gr = st.gr[f];
-            if (I[fac + F_ONES] == 1) {
+            if (fused) {
+                /* fused_backward filled gr already */
+            } else if (I[fac + F_ONES] == 1) {
                 for (i64 i = 0; i < n; i++) gr[codes[i]] += st.g_eta[i];
             } else {
                 const double *Z = F + I[fac + F_Z];
@@ -1082,8 +1243,6 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     }
     for (i64 f = 0; f < nfac; f++) lp += factor_B_backward(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
     shift_gradient(I, grad);
-    state_free(&st);
-    free(x);
     return lp + F[I[O_CONST]];
 }
 
@@ -1123,11 +1282,9 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
     i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
     const double *A0 = F + I[fac + F_A], *L0 = F + I[O_L0], *ZtX = F + I[fac + F_ZTX], *y = F + I[O_Y];
     State st;
-    double *scratch = calloc(ndim > 0 ? ndim : 1, sizeof(double));
-    if (!state_alloc(&st, I) || !scratch) { state_free(&st); free(scratch); return -2; }
+    if (!state_alloc(&st, I, ndim)) return -2;
+    double *scratch = st.scratch, *x = st.x;
     double M[256], C[256], Minv[256], cv[KMAX], vz[KMAX];
-    double *x = malloc(sizeof(double) * (ndim > 0 ? ndim : 1));
-    if (!x) { state_free(&st); free(scratch); return -2; }
     for (i64 d = 0; d < S; d++) {
         shift_coordinates(xd + d * ndim, I, ndim, x);
         double beta[KMAX], dbeta[KMAX], aux[3] = {0, 0, 0}, dv, lpd = 0.0, logdet_noise;
@@ -1139,8 +1296,11 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
             if (f != c) effects_forward(x, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
         const double *B = st.fc[c].B;
         double XtWe[KMAX], eWe;
+        Sampled sf;
         if (full) {
             eWe = cross_stats(F, I, fac, beta, XtWe, st.ge);
+        } else if (intbeta && sampled_factors(F, I, c, &sf)) {
+            eWe = fused_forward(F, I, c, &sf, st.R, known_se, st.e, XtWe, st.ge);
         } else {
             linear_predictor(F, I, beta, st.R, c, st.eta);
             eWe = residual_stats(F, I, fac, y, st.eta, known_se, st.e, XtWe, st.ge);
@@ -1203,9 +1363,6 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
             }
         }
     }
-    state_free(&st);
-    free(scratch);
-    free(x);
     return 0;
 }
 

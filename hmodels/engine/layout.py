@@ -192,7 +192,11 @@ class EngineModel:
                 x += L * k
             codes_off = I.add(f.codes)
             z_off = F.add(f.Z)
-            a_off = zty_off = ztx_off = 0
+            a_off = zty_off = ztx_off = zwx_off = 0
+            if self.intbeta and not is_collapsed:  # sampled factor beside integrated-out coefficients
+                ZWX = np.zeros((L, k, p))
+                np.add.at(ZWX, f.codes, (f.Z * w[:, None])[:, :, None] * Xc[:, None, :])
+                zwx_off = F.add(ZWX)
             if is_collapsed:
                 A = np.zeros((L, k, k))
                 np.add.at(A, f.codes, (f.Z * w[:, None])[:, :, None] * f.Z[:, None, :])
@@ -206,9 +210,9 @@ class EngineModel:
             row = np.zeros(K.FW, np.int64)
             int_term = f.terms.index("Intercept") if "Intercept" in f.terms else -1
             row[[K.F_L, K.F_K, K.F_CODES, K.F_Z, K.F_XSD, K.F_PSD, K.F_XEFF, K.F_CENTRED, K.F_NBLK, K.F_BLK0,
-                 K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES, K.F_INTTERM]] = [
+                 K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES, K.F_INTTERM, K.F_ZWX]] = [
                 L, k, codes_off, z_off, x_sd, p_sd, x_eff, int(centred), len(f.blocks), blk0,
-                a_off, zty_off, ztx_off, ones, int_term]
+                a_off, zty_off, ztx_off, ones, int_term, zwx_off]
             fac_rows.append(row)
             self.factors.append(FactorPlan(f.factor, L, list(f.terms), [list(b) for b in f.blocks],
                                            list(f.correlated), x_sd, x_lkj, x_eff, centred, is_collapsed, cors))
@@ -237,6 +241,9 @@ class EngineModel:
                                               [float(np.log(w).sum())]]))
         m0_off = F.add(m0)
         l0_off = F.add(L0)
+        y0 = y - Xc @ m0
+        y0_off = F.add(y0)
+        xwy0_off = F.add(Xc.T @ (w * y0))
         const_off = F.add([_loglik_constant(self.family, y, design.trials, w, self.known_se, self.collapsed >= 0)])
         prior_off = F.add(np.asarray(prior_rows, dtype=float)) if prior_rows else F.add([])
         self.prior_rows = np.asarray(prior_rows, dtype=float)
@@ -262,6 +269,7 @@ class EngineModel:
         self.shift = [(f.x_eff + f.terms.index("Intercept"), f.levels) for f in self.factors
                       if intercept_sampled and f.centred and not f.collapsed and "Intercept" in f.terms]
         h[K.H_SHIFT] = int(bool(self.shift))
+        h[K.O_Y0], h[K.O_XWY0] = y0_off, xwy0_off
         I.parts[0] = h
         self.F = F.array()
         self.I = I.array()
