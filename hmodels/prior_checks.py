@@ -734,8 +734,8 @@ def prior_sensitivity(fit, var_names=None, threshold: float = 0.05, prior_var_na
     finally:
         logger.setLevel(level)
     tab = tab[np.isfinite(tab["prior"].astype(float)) & np.isfinite(tab["likelihood"].astype(float))]
-    # constant diagonal of correlation matrices carries no information
-    keep = [not (str(i).startswith("cor_") and _is_diagonal(str(i))) for i in tab.index]
+    # a correlation matrix's diagonal is constant and its upper triangle repeats the lower one
+    keep = [not (str(i).startswith("cor_") and not _is_lower_offdiagonal(str(i), fit)) for i in tab.index]
     tab = tab[keep].copy()
     tab["verdict"] = [_VERDICTS.get(d, d) for d in tab["diagnosis"]]
     tab["message"] = [_sensitivity_message(i, v) for i, v in zip(tab.index, tab["verdict"])]
@@ -743,12 +743,17 @@ def prior_sensitivity(fit, var_names=None, threshold: float = 0.05, prior_var_na
     return tab
 
 
-def _is_diagonal(label: str) -> bool:
+def _is_lower_offdiagonal(label: str, fit) -> bool:
+    """Whether ``cor_g[a, b]`` names a correlation below the diagonal (term a after term b)."""
     if "[" not in label:
         return False
+    var = label[:label.index("[")]
     inner = label[label.index("[") + 1:label.rindex("]")]
     parts = [p.strip() for p in inner.split(",")]
-    return len(parts) == 2 and parts[0] == parts[1]
+    if len(parts) != 2 or parts[0] == parts[1]:
+        return False
+    terms = [str(t) for t in fit.draws[var].coords[f"{var}__row"].values]
+    return terms.index(parts[0]) > terms.index(parts[1])
 
 
 def _sensitivity_message(param: str, verdict: str) -> str:
