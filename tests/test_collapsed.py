@@ -196,7 +196,6 @@ def test_eight_schools_known_se_collapsed_equals_joint():
     _compare("eight_schools")
 
 
-@pytest.mark.slow
 def test_radon_collapsed_equals_joint():
     _compare("radon")
 
