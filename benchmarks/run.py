@@ -1,21 +1,26 @@
-"""Side-by-side benchmark: hmodels vs bambi on the same models, same priors, chains and draws.
+"""Side-by-side benchmark: hmodels vs bambi (same models, priors, chains, draws) and frequentist references.
 
-Every fit runs in its own subprocess (cold process: imports, graph building and JIT compilation
-all paid), tools alternate within each repetition, and the worker reports wall time split into
-import (libraries and data; not in the total), build (model construction) and fit (compile +
-sampling; ``total_s`` = build + fit), minimum bulk ESS and maximum
-R-hat over the population-level effects, group SDs, correlations and sigma, divergences and peak
-resident memory (``ru_maxrss`` of the worker). Output: ``benchmarks/results/<stamp>.json`` and
-``.md`` (and ``latest.*``).
+Every fit runs in its own fresh subprocess. The Bayesian tools (hmodels's default sampler, bambi
+with the PyMC, nutpie and numpyro samplers) run in two cache states:
+
+* ``cold``: the tool's on-disk compile caches (``HMODELS_CACHE_DIR``, PyTensor's ``compiledir``,
+  ``NUMBA_CACHE_DIR``) point at fresh, empty temporary directories;
+* ``warm``: a second new process with the same cache directories, so whatever the cold run
+  compiled is reused.
+
+statsmodels' MixedLM (gaussian models) and lme4 (via ``Rscript``) are timed once per repetition
+as frequentist references. Tools alternate order on every repetition. Results go to
+``<out>/<stamp>.{json,md}`` and ``<out>/latest.{json,md}``; see ``benchmarks/README.md`` for the
+columns and the exact definitions.
 
 Usage::
 
-    python benchmarks/run.py                          # small models, 4 chains x 1000 + 1000
-    python benchmarks/run.py --models sleepstudy radon --reps 2 --bambi-samplers numpyro nutpie
-    python benchmarks/run.py --models insteval        # the large crossed model (slow for bambi)
+    python benchmarks/run.py                                   # small models, every tool, cold + warm
+    python benchmarks/run.py --models sleepstudy cbpp --tools hmodels bambi-nutpie lme4 --reps 2
+    python benchmarks/run.py --models insteval                 # 73,421 rows; 300 + 300 draws for every tool
 
-bambi's ``(x | g)`` has no correlation, so hmodels fits ``(x || g)`` here (like with like);
-bambi receives hmodels's resolved default priors (same families and scales).
+bambi 0.21's ``(x | g)`` has no correlation, so hmodels (and lme4, statsmodels) fit ``(x || g)``
+here; bambi receives hmodels's resolved default priors (same families and scales).
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +45,44 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 MODELS = {
-    "sleepstudy": dict(formula="Reaction ~ Days + (Days || Subject)", bambi="Reaction ~ Days + (Days | Subject)",
-                       data="sleepstudy", family="gaussian"),
-    "radon": dict(formula="log_radon ~ floor + (floor || county)", bambi="log_radon ~ floor + (floor | county)",
-                  data="radon", family="gaussian"),
-    "penicillin": dict(formula="diameter ~ 1 + (1 | plate) + (1 | sample)",
-                       bambi="diameter ~ 1 + (1 | plate) + (1 | sample)", data="penicillin", family="gaussian"),
-    "cbpp": dict(formula="p(incidence, size) ~ period + (1 | herd)", bambi="p(incidence, size) ~ period + (1 | herd)",
-                 data="cbpp", family="binomial"),
-    "poisson_crossed": dict(formula="y ~ x + (1 | site) + (1 | item)", bambi="y ~ x + (1 | site) + (1 | item)",
-                            data="sim_poisson", family="poisson"),
-    "insteval": dict(formula="y ~ x + (1 | s) + (1 | d)", bambi="y ~ x + (1 | s) + (1 | d)",
-                     data="sim_insteval", family="gaussian"),
+    "sleepstudy": dict(
+        formula="Reaction ~ Days + (Days || Subject)", bambi="Reaction ~ Days + (Days | Subject)",
+        lme4="Reaction ~ Days + (Days || Subject)", data="sleepstudy", family="gaussian",
+        statsmodels=dict(formula="Reaction ~ Days", groups="Subject", re_formula="~Days", independent=True)),
+    "radon": dict(
+        formula="log_radon ~ floor + (floor || county)", bambi="log_radon ~ floor + (floor | county)",
+        lme4="log_radon ~ floor + (floor || county)", data="radon", family="gaussian",
+        statsmodels=dict(formula="log_radon ~ floor", groups="county", re_formula="~floor", independent=True)),
+    "penicillin": dict(
+        formula="diameter ~ 1 + (1 | plate) + (1 | sample)", bambi="diameter ~ 1 + (1 | plate) + (1 | sample)",
+        lme4="diameter ~ 1 + (1 | plate) + (1 | sample)", data="penicillin", family="gaussian",
+        statsmodels=dict(formula="diameter ~ 1", re_formula="0",
+                         vc_formula={"plate": "0 + C(plate)", "sample": "0 + C(sample)"})),
+    "cbpp": dict(
+        formula="p(incidence, size) ~ period + (1 | herd)", bambi="p(incidence, size) ~ period + (1 | herd)",
+        lme4="cbind(incidence, size - incidence) ~ period + (1 | herd)", data="cbpp", family="binomial"),
+    "poisson_crossed": dict(
+        formula="y ~ x + (1 | site) + (1 | item)", bambi="y ~ x + (1 | site) + (1 | item)",
+        lme4="y ~ x + (1 | site) + (1 | item)", data="sim_poisson", family="poisson"),
+    "insteval": dict(
+        formula="y ~ x + (1 | s) + (1 | d)", bambi="y ~ x + (1 | s) + (1 | d)", lme4="y ~ x + (1 | s) + (1 | d)",
+        data="sim_insteval", family="gaussian", draws=300, tune=300,
+        statsmodels_skip=("not attempted: MixedLM needs the crossed design as one dense 73,421 x 4,100 "
+                          "variance-component matrix (~2.4 GB), far beyond a couple of minutes")),
 }
 SMALL = ["sleepstudy", "radon", "penicillin", "cbpp", "poisson_crossed"]
+BAYES_TOOLS = ["hmodels", "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]
+FREQ_TOOLS = ["statsmodels", "lme4"]
+STATES = ["cold", "warm"]
+DEFAULT_DRAWS = DEFAULT_TUNE = 1000
+#: statsmodels is a reference, not a contender: a fit that needs longer than this is recorded as timed out.
+STATSMODELS_TIMEOUT = 120
+#: Seed of the row bootstrap that makes the data of hmodels's second fit.
+SECOND_FIT_SEED = 20240603
+PACKAGES = ["hmodels", "bambi", "pymc", "pytensor", "nutpie", "numpyro", "jax", "arviz", "numba", "statsmodels"]
 
 
+# -- data -----------------------------------------------------------------------------------------
 def load_data(name: str):
     """Bundled data, or simulated data for the synthetic models (fixed seeds)."""
     import pandas as pd
@@ -73,36 +106,66 @@ def load_data(name: str):
     return hm.datasets.load(name)
 
 
+def bootstrap_within(data, factor: str, seed: int = SECOND_FIT_SEED):
+    """Rows resampled with replacement within each level of ``factor`` (same rows per level, fixed seed)."""
+    rng = np.random.default_rng(seed)
+    groups = data.groupby(data[factor].astype(str), sort=True, observed=True).indices
+    idx = np.concatenate([rng.choice(ix, size=ix.size, replace=True) for ix in groups.values()])
+    return data.iloc[np.sort(idx)].reset_index(drop=True)
+
+
+def design_shape(model) -> tuple:
+    """What fixes the size of an hmodels model: rows, levels per factor, population-level terms."""
+    d = model.design
+    return d.n, tuple((f.factor, f.n_levels, len(f.terms)) for f in d.factors), tuple(d.fixed_terms)
+
+
+def draws_tune(name: str, args) -> tuple[int, int]:
+    """Draws and warm-up for a model: the CLI values, else the model's own default, else 1000 + 1000."""
+    cfg = MODELS[name]
+    draws = args.draws if args.draws is not None else cfg.get("draws", DEFAULT_DRAWS)
+    tune = args.tune if args.tune is not None else cfg.get("tune", DEFAULT_TUNE)
+    return draws, tune
+
+
 # -- priors: hmodels's resolved table, handed to bambi ---------------------------------------------
 def bambi_priors(model):
-    """bambi priors equal to an hmodels Model's resolved priors (fixed terms, group SDs, sigma)."""
+    """bambi priors equal to an hmodels Model's resolved priors (fixed terms, group SDs, sigma).
+
+    A categorical term's levels share one bambi prior; where hmodels's scales differ by level
+    they are passed as arrays (in the design's level order, which bambi shares).
+    """
     import bambi as bmb
 
-    def bp(p):
-        return bmb.Prior(p.pymc_class().__name__, **p.params)
-
-    out = {}
+    out, levels = {}, {}
     for row in model.priors:
         key, p = row.slot.param, row.prior
         if key.startswith("sd("):
             factor, term = [s.strip() for s in key[3:-1].split(",")]
             name = f"1|{factor}" if term == "Intercept" else f"{term}|{factor}"
-            out[name] = bmb.Prior("Normal", mu=0, sigma=bp(p))
+            out[name] = bmb.Prior("Normal", mu=0, sigma=bmb.Prior(p.pymc_class().__name__, **p.params))
         elif key == "sigma":
-            out["sigma"] = bp(p)
+            out["sigma"] = bmb.Prior(p.pymc_class().__name__, **p.params)
         elif key in model.design.fixed_terms:
-            base = key.split("[")[0]
-            out.setdefault(base, bp(p))
+            levels.setdefault(key.split("[")[0], []).append(p)
+    for base, ps in levels.items():
+        dist = ps[0].pymc_class().__name__
+        if len(ps) == 1 or all(q.params == ps[0].params for q in ps):
+            out[base] = bmb.Prior(dist, **ps[0].params)
+        else:
+            out[base] = bmb.Prior(dist, **{k: np.array([q.params[k] for q in ps]) for k in ps[0].params})
     return out
 
 
-# -- worker: one fit in this process --------------------------------------------------------------
-def _key_summary(post, names):
+# -- posterior summaries --------------------------------------------------------------------------
+def ess_rhat(post, names: list[str]) -> tuple[float, float]:
+    """Minimum bulk ESS and maximum R-hat over the non-constant elements of ``names`` (ArviZ)."""
     import arviz as az
 
     ds = post[names]
-    ess = az.ess(ds, method="bulk")
-    rhat = az.rhat(ds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ess = az.ess(ds, method="bulk")
+        rhat = az.rhat(ds)
     e, r = [], []
     for v in ds.data_vars:
         ev, rv = np.asarray(ess[v].values, float).ravel(), np.asarray(rhat[v].values, float).ravel()
@@ -112,53 +175,8 @@ def _key_summary(post, names):
     return float(np.min(e)), float(np.max(r))
 
 
-def worker(tool: str, name: str, sampler: str, draws: int, tune: int, chains: int, seed: int) -> dict:
-    import warnings
-
-    warnings.simplefilter("ignore")
-    cfg = MODELS[name]
-    t0 = time.perf_counter()
-    import hmodels as hm
-
-    data = load_data(cfg["data"])
-    hmodel = hm.Model(cfg["formula"], data, family=cfg["family"])
-    if tool == "bambi":
-        import bambi as bmb
-
-        priors = bambi_priors(hmodel)
-        t1 = time.perf_counter()
-        m = bmb.Model(cfg["bambi"], data, family=cfg["family"], priors=priors)
-        m.build()
-        t2 = time.perf_counter()
-        idata = m.fit(draws=draws, tune=tune, chains=chains, random_seed=seed, inference_method=sampler,
-                      progressbar=False)
-        t3 = time.perf_counter()
-        post = idata["posterior"].to_dataset()
-        names = [v for v in post.data_vars if ("|" not in v or v.endswith("_sigma")) and not v.endswith("_offset")
-                 and v not in ("mu", "p")]
-        div = int(np.asarray(idata["sample_stats"]["diverging"].values).sum())
-        means = _flat_means(post, [v for v in names if "|" not in v and v != "sigma"])
-        method = sampler
-    else:
-        t1 = time.perf_counter()
-        _ = hmodel.priors
-        t2 = time.perf_counter()
-        fit = hmodel.fit(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, progressbar=False)
-        t3 = time.perf_counter()
-        post = fit.draws
-        names = fit._key_vars()
-        div = fit.divergences
-        fe = fit.fixed_effects()
-        means = {t: (float(fe.loc[t, "mean"]), float(fe.loc[t, "sd"])) for t in fe.index}
-        method = f"{sampler}/{fit.meta['method']}"
-    min_ess, max_rhat = _key_summary(post, names)
-    total = t3 - t1  # build + compile + sampling; imports and data loading are reported apart
-    return dict(tool=tool, model=name, method=method, import_s=t1 - t0, build_s=t2 - t1, fit_s=t3 - t2,
-                total_s=total, min_ess=min_ess, ess_per_s=min_ess / total, max_rhat=max_rhat, divergences=div,
-                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, means=means)
-
-
-def _flat_means(post, names):
+def flat_means(post, names: list[str]) -> dict[str, tuple[float, float]]:
+    """(posterior mean, sd) per scalar element, a vector's elements named ``var[label]``."""
     out = {}
     for v in names:
         da = post[v]
@@ -172,92 +190,550 @@ def _flat_means(post, names):
     return out
 
 
-def run_one(tool, name, sampler, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", tool, name, sampler, "--draws", str(args.draws), "--tune",
-           str(args.tune), "--chains", str(args.chains), "--seed", str(args.seed)]
+def bambi_to_hmodels(name: str) -> str:
+    """bambi's name of a parameter in hmodels's naming (``Days|Subject_sigma`` -> ``sd(Subject, Days)``)."""
+    if "|" in name and name.endswith("_sigma"):
+        term, factor = name[: -len("_sigma")].split("|")
+        return f"sd({factor}, {'Intercept' if term == '1' else term})"
+    return name
+
+
+def sampling_time(idata) -> float | None:
+    """The ``sampling_time`` attribute PyMC/nutpie leave on the posterior or sample_stats group, if any."""
+    for group in ("sample_stats", "posterior"):
+        if group in idata.children and "sampling_time" in idata[group].attrs:
+            return float(idata[group].attrs["sampling_time"])
+    return None
+
+
+def peak_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (plus its largest finished child) in MB."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if children:
+        kb += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return kb / 1024
+
+
+# -- workers: one fit in this (fresh) process -----------------------------------------------------
+def worker_hmodels(name: str, draws: int, tune: int, chains: int, seed: int) -> dict:
+    """hmodels with its default sampler, timed by phase, then a second fit of the same structure."""
+    cfg = MODELS[name]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return dict(tool=tool, model=name, method=sampler, error=proc.stderr.strip().splitlines()[-1:], wall_s=wall)
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    import nutpie  # noqa: F401  (the sampler; imported lazily by fit(), timed here with the imports)
+
+    import hmodels as hm
+    from hmodels.engine import native
+
+    t1 = time.perf_counter()
+    data = load_data(cfg["data"])
+    t2 = time.perf_counter()
+    model = hm.Model(cfg["formula"], data, family=cfg["family"])
+    t3 = time.perf_counter()
+    native.library()
+    t4 = time.perf_counter()
+    fit = model.fit(draws=draws, tune=tune, chains=chains, seed=seed, progressbar=False)
+    t5 = time.perf_counter()
+    post = fit.draws
+    keys = fit._key_vars()
+    ess_key, rhat = ess_rhat(post, keys)
+    ess_all, _ = ess_rhat(post, [v for v in post.data_vars if not v.startswith("z_")])
+    fe, vc = fit.fixed_effects(), fit.variance_components()
+    means = {t: (float(fe.loc[t, "mean"]), float(fe.loc[t, "sd"])) for t in fe.index}
+    means.update({k: (float(vc.loc[k, "mean"]), float(vc.loc[k, "sd"])) for k in vc.index
+                  if vc.loc[k, "kind"] in ("sd", "sigma")})
+    res = dict(build_s=t3 - t2, compile_s=t4 - t3, sampling_s=t5 - t4, total_s=t5 - t2, ess_key=ess_key,
+               ess_all=ess_all,
+               max_rhat=rhat, divergences=fit.divergences, peak_mb=peak_mb(), means=means,
+               import_s=t1 - t0, data_s=t2 - t1, fit_timing=dict(fit.timing),
+               method=fit.meta["method"], collapsed_factor=fit.meta.get("collapsed_factor"),
+               centered=fit.meta["centered"], target_accept=fit.settings.target_accept,
+               mass_matrix=fit.meta.get("mass_matrix"))
+    res.update(second_fit(cfg, model, draws, tune, chains, seed))
+    return res
+
+
+def second_fit(cfg: dict, model, draws: int, tune: int, chains: int, seed: int) -> dict:
+    """A second hmodels fit in the same process, of the same structure on new data: Model + fit wall time.
+
+    The data are the first fit's rows bootstrapped within the levels of the first grouping factor
+    (fixed seed), so the rows, levels and terms (the shape) stay the same and the posterior similar.
+    ``second_fit_new_cache_files`` counts what was added to hmodels's kernel cache (0: nothing compiled).
+    """
+    import hmodels as hm
+    from hmodels.engine import native
+
+    data = bootstrap_within(model.design.data, model.design.factors[0].factor)
+    cache_before = set(os.listdir(native.cache_dir()))
+    t0 = time.perf_counter()
+    model2 = hm.Model(cfg["formula"], data, family=cfg["family"])
+    fit2 = model2.fit(draws=draws, tune=tune, chains=chains, seed=seed + 1, progressbar=False)
+    t1 = time.perf_counter()
+    return dict(second_fit_s=t1 - t0, second_fit_sample_s=fit2.timing["sample_s"],
+                second_fit_same_shape=design_shape(model2) == design_shape(model),
+                second_fit_new_cache_files=len(set(os.listdir(native.cache_dir())) - cache_before))
+
+
+def worker_bambi(name: str, sampler: str, draws: int, tune: int, chains: int, seed: int) -> dict:
+    """bambi with one PyMC sampler backend; the priors are hmodels's resolved defaults."""
+    cfg = MODELS[name]
+    t0 = time.perf_counter()
+    import bambi as bmb
+
+    if sampler == "nutpie":
+        import nutpie  # noqa: F401
+    elif sampler == "numpyro":
+        import numpyro  # noqa: F401
+        import pymc.sampling.jax  # noqa: F401
+    t1 = time.perf_counter()
+    import hmodels as hm  # only for its resolved priors: counted with data loading, not in the total
+
+    data = load_data(cfg["data"])
+    priors = bambi_priors(hm.Model(cfg["formula"], data, family=cfg["family"]))
+    t2 = time.perf_counter()
+    model = bmb.Model(cfg["bambi"], data, family=cfg["family"], priors=priors)
+    model.build()
+    t3 = time.perf_counter()
+    idata = model.fit(draws=draws, tune=tune, chains=chains, cores=min(chains, os.cpu_count() or 1),
+                      random_seed=seed, inference_method=sampler, progressbar=False)
+    t4 = time.perf_counter()
+    post = idata["posterior"].to_dataset()
+    keys = [v for v in post.data_vars
+            if ("|" not in v or v.endswith("_sigma")) and not v.endswith("_offset") and v not in ("mu", "p")]
+    ess_key, rhat = ess_rhat(post, keys)
+    ess_all, _ = ess_rhat(post, [v for v in post.data_vars if not v.endswith("_offset") and v not in ("mu", "p")])
+    means = {bambi_to_hmodels(k): v for k, v in flat_means(post, keys).items()}
+    fit_s, sample_s = t4 - t3, sampling_time(idata)
+    return dict(build_s=t3 - t2, compile_s=None if sample_s is None else fit_s - sample_s,
+                sampling_s=fit_s if sample_s is None else sample_s, total_s=t4 - t2, ess_key=ess_key, ess_all=ess_all,
+                max_rhat=rhat, divergences=int(np.asarray(idata["sample_stats"]["diverging"].values).sum()),
+                peak_mb=peak_mb(), means=means, import_s=t1 - t0, data_s=t2 - t1, fit_s=fit_s,
+                method=sampler, target_accept=0.8)
+
+
+def worker_statsmodels(name: str) -> dict:
+    """statsmodels MixedLM by REML (uncorrelated random effects where the model says ``||``)."""
+    spec = MODELS[name]["statsmodels"]
+    t0 = time.perf_counter()
+    import statsmodels.formula.api as smf
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
+    t1 = time.perf_counter()
+    data = load_data(MODELS[name]["data"])
+    groups = data[spec["groups"]] if "groups" in spec else np.ones(len(data))  # crossed: one all-rows group
+    t2 = time.perf_counter()
+    model = smf.mixedlm(spec["formula"], data, groups=groups, re_formula=spec.get("re_formula"),
+                        vc_formula=spec.get("vc_formula"))
+    free = MixedLMParams.from_components(np.ones(model.k_fe), np.eye(model.k_re)) if spec.get("independent") else None
+    t3 = time.perf_counter()
+    res = model.fit(reml=True, free=free)
+    t4 = time.perf_counter()
+    fe = {k.replace("[T.", "["): (float(res.fe_params[k]), float(res.bse_fe[k])) for k in res.fe_params.index}
+    return dict(build_s=t3 - t2, fit_s=t4 - t3, total_s=t4 - t2, fixed=fe, converged=bool(res.converged),
+                peak_mb=peak_mb(),
+                import_s=t1 - t0, data_s=t2 - t1, method="MixedLM REML")
+
+
+R_SCRIPT = r"""
+args <- commandArgs(trailingOnly = TRUE)
+t0 <- proc.time()[["elapsed"]]
+suppressPackageStartupMessages(library(lme4))
+import_s <- proc.time()[["elapsed"]] - t0
+bench_data <- read.csv(args[1], colClasses = COLCLASSES)
+warns <- character(0)
+st <- system.time(m <- withCallingHandlers(FIT, warning = function(w) {
+  warns <<- c(warns, conditionMessage(w)); invokeRestart("muffleWarning")
+}))
+fe <- fixef(m)
+se <- sqrt(diag(as.matrix(vcov(m))))
+con <- file(args[2], "w")
+writeLines(sprintf("import\t%.6f", import_s), con)
+writeLines(sprintf("elapsed\t%.6f", st[["elapsed"]]), con)
+for (i in seq_along(fe)) writeLines(sprintf("fixef\t%s\t%.17g\t%.17g", names(fe)[i], fe[[i]], se[[i]]), con)
+for (w in warns) writeLines(paste0("warning\t", gsub("[\t\n]", " ", w)), con)
+writeLines(paste0("version\t", R.version$major, ".", R.version$minor, "\t", packageVersion("lme4")), con)
+close(con)
+"""
+
+
+def lme4_call(name: str) -> tuple[str, str]:
+    """The R colClasses vector and the lmer (REML) / glmer call for a model."""
+    from pandas.api.types import is_numeric_dtype
+
+    cfg = MODELS[name]
+    data = load_data(cfg["data"])
+    factors = [c for c in data.columns if not is_numeric_dtype(data[c])]
+    colclasses = "c(" + ", ".join(f'{c} = "factor"' for c in factors) + ")" if factors else "NA"
+    if cfg["family"] == "gaussian":
+        call = f"lmer({cfg['lme4']}, data = bench_data, REML = TRUE)"
+    else:
+        call = f"glmer({cfg['lme4']}, data = bench_data, family = {cfg['family']})"
+    return colclasses, call
+
+
+def r_to_hmodels(term: str, data) -> str:
+    """lme4's coefficient name in hmodels's naming (``(Intercept)`` -> ``Intercept``, ``period2`` -> ``period[2]``)."""
+    from pandas.api.types import is_numeric_dtype
+
+    if term == "(Intercept)":
+        return "Intercept"
+    for c in data.columns:
+        if term.startswith(c) and term != c and not is_numeric_dtype(data[c]):
+            return f"{c}[{term[len(c):]}]"
+    return term
+
+
+def worker_lme4(name: str) -> dict:
+    """lme4 in a child Rscript: the data go through a temporary CSV; R times the fit with system.time."""
+    t0 = time.perf_counter()
+    data = load_data(MODELS[name]["data"])
+    colclasses, call = lme4_call(name)
+    with tempfile.TemporaryDirectory(prefix="hmbench-r-") as tmp:
+        csv, script, out = Path(tmp) / "data.csv", Path(tmp) / "fit.R", Path(tmp) / "out.tsv"
+        data.to_csv(csv, index=False)
+        script.write_text(R_SCRIPT.replace("COLCLASSES", colclasses).replace("FIT", call))
+        t1 = time.perf_counter()
+        proc = subprocess.run(["Rscript", str(script), str(csv), str(out)], capture_output=True, text=True)
+        t2 = time.perf_counter()
+        if proc.returncode != 0:
+            raise RuntimeError(f"Rscript failed: {proc.stderr.strip()[-500:]}")
+        lines = [ln.split("\t") for ln in out.read_text().splitlines()]
+    fixed = {r_to_hmodels(p[1], data): (float(p[2]), float(p[3])) for p in lines if p[0] == "fixef"}
+    info = {p[0]: p[1:] for p in lines if p[0] != "fixef"}
+    elapsed = float(info["elapsed"][0])  # lmer/glmer build and fit in one call
+    return dict(fit_s=elapsed, total_s=elapsed, fixed=fixed, peak_mb=peak_mb(children=True),
+                r_peak_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                import_s=float(info["import"][0]), data_s=t1 - t0, rscript_wall_s=t2 - t1, method=call.split("(")[0],
+                warnings=[p[1] for p in lines if p[0] == "warning"], r_version=info["version"][0],
+                lme4_version=info["version"][1])
+
+
+def worker(tool: str, name: str, args) -> dict:
+    """Run one fit of ``tool`` on model ``name`` in this process (adds ESS per second of total time)."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    draws, tune = draws_tune(name, args)
+    if tool == "hmodels":
+        res = worker_hmodels(name, draws, tune, args.chains, args.seed)
+    elif tool.startswith("bambi-"):
+        res = worker_bambi(name, tool.split("-", 1)[1], draws, tune, args.chains, args.seed)
+    elif tool == "statsmodels":
+        res = worker_statsmodels(name)
+    else:
+        res = worker_lme4(name)
+    if "ess_key" in res:
+        res["ess_per_s"] = res["ess_key"] / res["total_s"]
+    return res
+
+
+# -- orchestration: one subprocess per fit ---------------------------------------------------------
+def cache_env(root: Path) -> dict:
+    """Environment that points hmodels's, PyTensor's and numba's compile caches under ``root``."""
+    dirs = {k: root / k for k in ("hmodels", "pytensor", "numba")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    flags = ",".join(f for f in (os.environ.get("PYTENSOR_FLAGS"), f"compiledir={dirs['pytensor']}") if f)
+    return {"HMODELS_CACHE_DIR": str(dirs["hmodels"]), "PYTENSOR_FLAGS": flags, "NUMBA_CACHE_DIR": str(dirs["numba"])}
+
+
+def run_fit(tool: str, name: str, args, env: dict, timeout: float) -> dict:
+    """One fit in a fresh subprocess; returns its record (status ok / error / timeout) with the process wall time."""
+    with tempfile.TemporaryDirectory(prefix="hmbench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, __file__, "--worker", tool, name, "--result", str(out), "--chains", str(args.chains),
+               "--seed", str(args.seed)]
+        for flag in ("draws", "tune"):
+            if getattr(args, flag) is not None:
+                cmd += [f"--{flag}", str(getattr(args, flag))]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, start_new_session=True)
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the worker's own process group: it and its children (R, chains)
+            proc.communicate()
+            return dict(status="timeout", error=f"timed out after {timeout:.0f} s", process_s=time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        if out.exists():
+            res = json.loads(out.read_text())
+        else:
+            tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-3:]
+            res = dict(status="error", error=" | ".join(tail) or f"exit code {proc.returncode}")
     res["process_s"] = wall
     return res
 
 
-def agreement(h: dict, b: dict) -> float | None:
-    """Largest |mean difference| / hmodels posterior SD over the shared population-level terms."""
-    common = [k for k in h if k in b]
+def worker_main(args) -> None:
+    """Entry point of a worker process: run the fit, write the record (or the error) to ``--result``."""
+    tool, name = args.worker
+    try:
+        res = dict(status="ok", **worker(tool, name, args))
+    except Exception as exc:  # recorded, never dropped: the table shows the error
+        traceback.print_exc()
+        res = dict(status="error", error=f"{type(exc).__name__}: {str(exc).strip()[:400]}")
+    Path(args.result).write_text(json.dumps(res))
+
+
+def lme4_unavailable() -> str | None:
+    """Why lme4 cannot run here (no Rscript, or R without lme4), or None."""
+    if shutil.which("Rscript") is None:
+        return "Rscript not found"
+    proc = subprocess.run(["Rscript", "-e", 'quit(status = !requireNamespace("lme4", quietly = TRUE))'],
+                          capture_output=True, text=True)
+    return None if proc.returncode == 0 else "R package lme4 not installed"
+
+
+def skip_reason(tool: str, name: str, unavailable: dict) -> str | None:
+    """Why ``tool`` is not run on model ``name`` (recorded as skipped), or None."""
+    if tool in unavailable:
+        return f"unavailable: {unavailable[tool]}"
+    if tool == "statsmodels":
+        if "statsmodels" not in MODELS[name]:
+            return MODELS[name].get("statsmodels_skip", "not applicable: MixedLM is for gaussian models only")
+    return None
+
+
+def run_all(args) -> list[dict]:
+    """Every (model, repetition, tool, state) fit, tools alternating order on every repetition."""
+    unavailable = {}
+    if "lme4" in args.tools and (why := lme4_unavailable()):
+        unavailable["lme4"] = why
+    results = []
+
+    def record(res, **key):
+        res = {**key, **res}
+        results.append(res)
+        status = (f"{res['total_s']:7.1f} s" + (f"  ESS {res['ess_key']:.0f}" if "ess_key" in res else "")
+                  if res["status"] == "ok" else f"{res['status'].upper()}: {res.get('error', '')}")
+        print(f"{key['model']:16s} {key['tool']:14s} {key['state']:5s} rep {key['rep']}: {status}", flush=True)
+
+    for name in args.models:
+        for rep in range(args.reps):
+            order = args.tools if rep % 2 == 0 else args.tools[::-1]
+            for tool in order:
+                key = dict(model=name, tool=tool, rep=rep)
+                if (why := skip_reason(tool, name, unavailable)) is not None:
+                    for state in ([None] if tool in FREQ_TOOLS else args.states):
+                        record(dict(status="skipped", error=why), state=state or "-", **key)
+                    continue
+                if tool in FREQ_TOOLS:
+                    timeout = min(args.timeout, STATSMODELS_TIMEOUT) if tool == "statsmodels" else args.timeout
+                    record(run_fit(tool, name, args, {}, timeout), state="-", **key)
+                    continue
+                root = Path(tempfile.mkdtemp(prefix="hmbench-cache-"))
+                try:
+                    env = cache_env(root)
+                    for state in STATES[: 1 + ("warm" in args.states)]:  # warm needs the cold run first
+                        res = run_fit(tool, name, args, env, args.timeout)
+                        if state in args.states:
+                            record(res, state=state, **key)
+                finally:
+                    shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+# -- report ---------------------------------------------------------------------------------------
+def agreement(ref: dict, other: dict) -> tuple[float, str] | None:
+    """Largest |mean difference| / reference posterior SD over shared parameters, and which parameter."""
+    common = [k for k in ref if k in other]
     if not common:
         return None
-    return max(abs(h[k][0] - b[k][0]) / h[k][1] for k in common)
+    worst = max(common, key=lambda k: abs(ref[k][0] - other[k][0]) / ref[k][1])
+    return abs(ref[worst][0] - other[worst][0]) / ref[worst][1], worst
 
 
-def table(results: list[dict]) -> str:
-    head = ("| model | tool | sampler/method | build s | fit s | total s | min ESS | ESS/s | max R-hat | div "
-            "| peak MB | ESS/s ratio hm/bambi | max Δmean/sd |\n|" + "---|" * 13)
-    lines = [head]
-    by_model = {}
+def attach_agreement(results: list[dict]) -> None:
+    """Agreement with hmodels (same model, repetition and state; the frequentist tools: cold, else warm)."""
+    hm = {(r["model"], r["rep"], r["state"]): r for r in results if r["tool"] == "hmodels" and r["status"] == "ok"}
     for r in results:
-        by_model.setdefault(r["model"], []).append(r)
-    for model, rs in by_model.items():
-        hm_ok = [r for r in rs if r["tool"] == "hmodels" and "error" not in r]
-        for r in rs:
-            if "error" in r:
-                lines.append(f"| {model} | {r['tool']} | {r['method']} | error: {r['error']} |" + " |" * 9)
-                continue
-            ratio, agree = "", ""
-            if r["tool"] == "bambi" and hm_ok:
-                h = hm_ok[0]
-                ratio = f"{h['ess_per_s'] / r['ess_per_s']:.2f}" if r["ess_per_s"] > 0 else ""
-                a = agreement(h["means"], r["means"])
-                agree = "" if a is None else f"{a:.3f}"
-            lines.append(
-                f"| {model} | {r['tool']} | {r['method']} | {r['build_s']:.2f} | {r['fit_s']:.1f} | {r['total_s']:.1f} "
-                f"| {r['min_ess']:.0f} | {r['ess_per_s']:.0f} | {r['max_rhat']:.3f} | {r['divergences']} "
-                f"| {r['peak_mb']:.0f} | {ratio} | {agree} |"
-            )
+        if r["tool"] == "hmodels" or r["status"] != "ok":
+            continue
+        h = hm.get((r["model"], r["rep"], r["state"])) or hm.get((r["model"], r["rep"], "cold")) \
+            or hm.get((r["model"], r["rep"], "warm"))
+        a = h and agreement(h["means"], r.get("means") or r["fixed"])
+        if a:
+            r["agreement"], r["agreement_worst"] = a
+
+
+def median(rs: list[dict], field: str) -> float | None:
+    """Median of a numeric field over successful runs (None when no run has it)."""
+    vals = [r[field] for r in rs if r["status"] == "ok" and r.get(field) is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def fmt(x, spec: str = ".1f") -> str:
+    """A number for the tables ('' when missing)."""
+    return "" if x is None else format(x, spec)
+
+
+def grouped(results: list[dict], state: str) -> dict:
+    """Runs of one state by (model, tool), in first-seen order."""
+    out = {}
+    for r in results:
+        if r["state"] == state:
+            out.setdefault((r["model"], r["tool"]), []).append(r)
+    return out
+
+
+def failures(rs: list[dict]) -> str:
+    """The errors of the failed/skipped runs of one row."""
+    return "; ".join(sorted({f"{r['status']}: {r['error']}" for r in rs if r["status"] != "ok"}))
+
+
+def setup_of(r: dict) -> str:
+    """How a Bayesian run sampled: hmodels's method, collapsed factor, mass matrix and target_accept."""
+    if r["tool"] != "hmodels":
+        return f"ta {r['target_accept']} (default)"
+    method = r["method"] + (f"({r['collapsed_factor']})" if r.get("collapsed_factor") else "")
+    return f"{method}, {r['mass_matrix']}, ta {r['target_accept']}"
+
+
+def bayes_table(results: list[dict], state: str) -> str:
+    """Main table of one cache state: one row per (model, tool), medians over successful repetitions."""
+    head = ["model", "tool", "setup", "ok/runs", "import s", "build s", "compile s", "sampling s", "total s",
+            "min ESS key", "min ESS all", "ESS/s", "max R-hat", "div", "peak MB", "hm ESS/s ÷ this",
+            "max Δmean/sd", "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = grouped(results, state)
+    for (model, tool), rs in groups.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        h = groups.get((model, "hmodels"), [])
+        hm_rate, rate = median(h, "ess_per_s"), median(rs, "ess_per_s")
+        ratio = hm_rate / rate if tool != "hmodels" and hm_rate and rate else None
+        agree = max((r["agreement"] for r in ok if "agreement" in r), default=None)
+        cells = [model, tool, setup_of(ok[0]) if ok else "", f"{len(ok)}/{len(rs)}",
+                 fmt(median(rs, "import_s")), fmt(median(rs, "build_s"), ".2f"), fmt(median(rs, "compile_s")),
+                 fmt(median(rs, "sampling_s")), fmt(median(rs, "total_s")), fmt(median(rs, "ess_key"), ".0f"),
+                 fmt(median(rs, "ess_all"), ".0f"), fmt(rate, ".0f"), fmt(median(rs, "max_rhat"), ".3f"),
+                 fmt(median(rs, "divergences"), ".0f"), fmt(median(rs, "peak_mb"), ".0f"), fmt(ratio, ".2f"),
+                 fmt(agree, ".3f"), failures(rs)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def freq_table(results: list[dict]) -> str:
+    """Frequentist references: time (R's system.time for lme4), fixed effects, agreement with hmodels."""
+    head = ["model", "tool", "ok/runs", "import s", "build s", "fit s", "total s", "process s", "peak MB",
+            "fixed effects (estimate ± se)", "max Δfixed/sd vs hmodels", "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (model, tool), rs in grouped(results, "-").items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        fixed = ", ".join(f"{k} {v[0]:.4g} ± {v[1]:.2g}" for k, v in ok[0]["fixed"].items()) if ok else ""
+        notes = [failures(rs)] + sorted({w for r in ok for w in r.get("warnings", [])})
+        notes += ["not converged"] if any(r.get("converged") is False for r in ok) else []
+        agree = max((r["agreement"] for r in ok if "agreement" in r), default=None)
+        cells = [model, tool, f"{len(ok)}/{len(rs)}", fmt(median(rs, "import_s")), fmt(median(rs, "build_s"), ".2f"),
+                 fmt(median(rs, "fit_s"), ".2f"), fmt(median(rs, "total_s"), ".2f"),
+                 fmt(median(rs, "process_s")), fmt(median(rs, "peak_mb"), ".0f"), fixed, fmt(agree, ".3f"),
+                 "; ".join(n for n in notes if n)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_table(results: list[dict], models: list[str]) -> str:
+    """Per model: hmodels vs the best bambi sampler (cold, warm), agreement, second fit, lme4."""
+    head = ["model", "hm ESS/s cold", "best bambi ESS/s cold", "ratio cold", "hm ESS/s warm",
+            "best bambi ESS/s warm", "ratio warm", "max Δmean/sd (bambi)", "hm second fit s", "lme4 s",
+            "hm total / lme4 cold", "hm total / lme4 warm"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in models:
+        cells = [model]
+        for state in STATES:
+            g = {tool: rs for (m, tool), rs in grouped(results, state).items() if m == model}
+            hm_rate = median(g.get("hmodels", []), "ess_per_s")
+            bambi = {t: median(rs, "ess_per_s") for t, rs in g.items() if t.startswith("bambi-")}
+            bambi = {t: v for t, v in bambi.items() if v is not None}
+            best = max(bambi, key=bambi.get) if bambi else None
+            cells += [fmt(hm_rate, ".0f"), f"{bambi[best]:.0f} ({best[6:]})" if best else "",
+                      fmt(hm_rate / bambi[best] if best and hm_rate else None, ".2f")]
+        agree = [r["agreement"] for r in results
+                 if r["model"] == model and r["tool"].startswith("bambi-") and "agreement" in r]
+        hm_runs = [r for r in results if r["model"] == model and r["tool"] == "hmodels"]
+        lme4 = median([r for r in results if r["model"] == model and r["tool"] == "lme4"], "total_s")
+        cells += [fmt(max(agree, default=None), ".3f"), fmt(median(hm_runs, "second_fit_s")), fmt(lme4, ".2f")]
+        for state in STATES:
+            hm_total = median([r for r in hm_runs if r["state"] == state], "total_s")
+            cells.append(fmt(hm_total / lme4 if hm_total and lme4 else None, ".1f"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    """CPU count and model, platform, Python and package versions."""
+    cpu = ""
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = "not installed"
+    return dict(cpus=os.cpu_count(), cpu=cpu or platform.processor(), platform=platform.platform(),
+                python=sys.version.split()[0], versions=versions)
+
+
+def markdown(settings: dict, machine: dict, results: list[dict], models: list[str]) -> str:
+    """The Markdown report: settings and machine, one table per cache state, frequentist references, summary."""
+    per_model = ", ".join(f"{m} {d} + {t}" for m, (d, t) in settings["draws_tune"].items())
+    lme4 = next((r for r in results if r["tool"] == "lme4" and r["status"] == "ok"), None)
+    versions = dict(machine["versions"])
+    if lme4:
+        versions.update(R=lme4["r_version"], lme4=lme4["lme4_version"])
+    out = [
+        f"# hmodels vs bambi benchmark ({settings['stamp']})", "",
+        f"* Settings: {settings['chains']} chains, seed {settings['seed']}, {settings['reps']} repetition(s), "
+        f"timeout {settings['timeout']} s per fit (statsmodels {min(settings['timeout'], STATSMODELS_TIMEOUT)} s).",
+        f"* Draws + warm-up per chain (the same for every tool on a model): {per_model}.",
+        f"* Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['platform']}, Python {machine['python']}.",
+        "* Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        "* Times in seconds, medians over successful repetitions; total = build + compile + sampling "
+        "(imports and data loading apart). See benchmarks/README.md for every column.", "",
+    ]
+    for state in settings["states"]:
+        out += [f"## Bayesian fits, {state} caches", "", bayes_table(results, state), ""]
+    if any(r["state"] == "-" for r in results):
+        out += ["## Frequentist references (no compile cache; one process per fit)", "", freq_table(results), ""]
+    out += ["## Summary per model", "", summary_table(results, models), ""]
+    return "\n".join(out)
+
+
 def main(argv=None):
+    """Parse the CLI; run a worker, or the whole benchmark and write the reports."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", nargs=3, metavar=("TOOL", "MODEL", "SAMPLER"))
+    ap.add_argument("--worker", nargs=2, metavar=("TOOL", "MODEL"), help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--models", nargs="+", default=SMALL, choices=list(MODELS))
-    ap.add_argument("--bambi-samplers", nargs="+", default=["numpyro"])
-    ap.add_argument("--hmodels-sampler", default="numpyro")
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--tools", nargs="+", default=BAYES_TOOLS + FREQ_TOOLS, choices=BAYES_TOOLS + FREQ_TOOLS)
+    ap.add_argument("--states", nargs="+", default=STATES, choices=STATES)
+    ap.add_argument("--draws", type=int, default=None, help="draws per chain (default 1000; insteval 300)")
+    ap.add_argument("--tune", type=int, default=None, help="warm-up per chain (default 1000; insteval 300)")
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per fit")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
     if args.worker:
-        tool, name, sampler = args.worker
-        print(json.dumps(worker(tool, name, sampler, args.draws, args.tune, args.chains, args.seed)))
+        worker_main(args)
         return
-    runs = [("hmodels", args.hmodels_sampler)] + [("bambi", s) for s in args.bambi_samplers]
-    results = []
-    for name in args.models:
-        for rep in range(args.reps):
-            order = runs if rep % 2 == 0 else runs[::-1]  # alternate who goes first
-            for tool, sampler in order:
-                r = run_one(tool, name, sampler, args)
-                r["rep"] = rep
-                results.append(r)
-                print(f"{name:16s} {tool:8s} {sampler:8s} rep {rep}: "
-                      + (f"{r['total_s']:.1f} s, min ESS {r['min_ess']:.0f}, div {r['divergences']}, "
-                         f"R-hat {r['max_rhat']:.3f}" if "error" not in r else f"ERROR {r['error']}"), flush=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    settings = dict(stamp=stamp, models=args.models, tools=args.tools, states=args.states, chains=args.chains,
+                    seed=args.seed, reps=args.reps, timeout=args.timeout,
+                    draws_tune={m: draws_tune(m, args) for m in args.models})
+    machine = machine_info()
+    results = run_all(args)
+    attach_agreement(results)
+    md = markdown(settings, machine, results, args.models)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    meta = dict(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, cpus=os.cpu_count(),
-                python=sys.version.split()[0])
-    payload = {"settings": meta, "results": results}
-    md = (f"Settings: {meta}\n\n" + table(results) + "\n")
+    payload = json.dumps({"settings": settings, "machine": machine, "results": results}, indent=1)
     for stem in (stamp, "latest"):
-        (out / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+        (out / f"{stem}.json").write_text(payload)
         (out / f"{stem}.md").write_text(md)
     print(md)
 

@@ -41,6 +41,7 @@ BASE["yk"] = rng0.binomial(BASE["n"], 0.4)
 BASE["yc"] = rng0.poisson(4, N)
 BASE["ypos"] = np.exp(0.3 * BASE["yg"])
 BASE["se"] = rng0.uniform(0.5, 2.0, N)
+BASE["cat"] = np.array(list("uvw"))[rng0.integers(0, 3, N)]  # with g: repeated rows, which are aggregated
 
 MIXED = {"Intercept": hm.StudentT(4, 1, 3), "x": hm.Laplace(0, 2), "x2": hm.Cauchy(0, 2),
          "sd(g, Intercept)": hm.HalfStudentT(3, 2), "sd(g, x)": hm.Gamma(2, 2), "sd(h)": hm.Uniform(0, 5),
@@ -66,6 +67,9 @@ CASES = {
     "poisson": ("yc ~ x + (x | g) + (1 | h)", "poisson", None, None, {"h": True}, None, "centered"),
     "negbin": ("yc ~ x + (1 | g)", "negativebinomial", None, None, False, None, "centered"),
     "no-intercept": ("yg ~ 0 + x + (1 | g)", "gaussian", None, None, False, None, "centered"),
+    "bern-aggregated": ("yb ~ cat + (1 | g)", "bernoulli", "logit", None, False, None, "centered"),
+    "binom-aggregated": ("p(yk, n) ~ cat + (1 | g)", "binomial", "probit", None, True, None, "centered"),
+    "pois-aggregated": ("yc ~ cat + (1 | g)", "poisson", None, None, True, None, "raw"),
     "collapsed-k2": ("yg ~ x + (x | g)", "gaussian", None, None, False, "g", "centered"),
     "collapsed-k3-raw": ("yg ~ x + (x + x2 | g)", "gaussian", None, None, False, "g", "raw"),
     "collapsed-uncor": ("yg ~ x + (x || g)", "gaussian", None, None, False, "g", "centered"),
@@ -254,6 +258,14 @@ def _log_prior_only(m, em, x):
 PRIORS = [hm.Normal(1, 2), hm.StudentT(3, -1, 2), hm.Cauchy(0.5, 1.5), hm.Laplace(0, 2), hm.HalfNormal(3),
           hm.HalfStudentT(4, 2), hm.HalfCauchy(2), hm.Exponential(0.7), hm.Gamma(2, 3), hm.InverseGamma(3, 2),
           hm.LogNormal(0.2, 0.8), hm.Uniform(0.5, 4)]
+
+
+def test_repeated_rows_are_aggregated_only_where_exact():
+    for case in ("bern-aggregated", "binom-aggregated", "pois-aggregated"):
+        _, em = _model(case)
+        assert em.aggregated is not None and em.aggregated["unique"] <= 24 < N, case
+    for case in ("bern-logit", "negbin", "gauss-cor-nc"):  # continuous x, or a family without sums
+        assert _model(case)[1].aggregated is None, case
 
 
 @pytest.mark.parametrize("prior", PRIORS, ids=repr)

@@ -308,9 +308,9 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
         }
         return ll;
     }
-    if (family == POISSON) {
+    if (family == POISSON) {  /* w: number of identical rows aggregated into this one (1 otherwise) */
         for (i64 i = 0; i < n; i++) {
-            double mu = exp(eta[i]);
+            double mu = w[i] * exp(eta[i]);
             ll += y[i] * eta[i] - mu;
             g_eta[i] = y[i] - mu;
         }

@@ -149,6 +149,20 @@ class EngineModel:
         y = np.asarray(design.y, dtype=float)
         w = 1.0 / design.se**2 if self.known_se else np.ones(n)
         self.w = w
+        const = _loglik_constant(self.family, y, design.trials, w, self.known_se, collapse is not None)
+        trials = design.trials if design.trials is not None else np.zeros(n)
+        codes = [f.codes for f in design.factors]
+        Zs = [f.Z for f in design.factors]
+        family_code = FAMILY_CODES[self.family]
+        # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
+        self.aggregated = _aggregate(self.family, Xc, codes, Zs, y, trials) if collapse is None else None
+        Xs = Xc  # the rows the kernels see
+        if self.aggregated is not None:
+            a = self.aggregated
+            y, Xs, trials, codes, Zs = a["y"], a["X"], a["trials"], a["codes"], a["Z"]
+            w = a["w"]
+            family_code = K.BINOMIAL if self.family in ("bernoulli", "binomial") else K.POISSON
+            n = len(y)
 
         # -- grouping factors
         names = [f.factor for f in design.factors]
@@ -161,7 +175,7 @@ class EngineModel:
         self.factors: list[FactorPlan] = []
         for fi, f in enumerate(design.factors):
             k, L = len(f.terms), f.n_levels
-            ones = int(k == 1 and np.all(f.Z[:, 0] == 1.0))
+            ones = int(k == 1 and np.all(Zs[fi][:, 0] == 1.0))
             p_sd = len(prior_rows)
             for t in f.terms:
                 prior_row(by_param[f"sd({f.factor}, {t})"], "positive")
@@ -190,8 +204,8 @@ class EngineModel:
             if not is_collapsed:
                 x_eff = x
                 x += L * k
-            codes_off = I.add(f.codes)
-            z_off = F.add(f.Z)
+            codes_off = I.add(codes[fi])
+            z_off = F.add(Zs[fi])
             a_off = zty_off = ztx_off = zwx_off = 0
             if self.intbeta and not is_collapsed:  # sampled factor beside integrated-out coefficients
                 ZWX = np.zeros((L, k, p))
@@ -229,10 +243,9 @@ class EngineModel:
 
         # -- data
         y_off = F.add(y)
-        x_off = F.add(Xc)
+        x_off = F.add(Xs)
         xm_off = F.add(xmeans)
         w_off = F.add(w)
-        trials = design.trials if design.trials is not None else np.zeros(n)
         tr_off = F.add(trials)
         cross_off = 0
         if self.collapsed >= 0:
@@ -241,17 +254,17 @@ class EngineModel:
                                               [float(np.log(w).sum())]]))
         m0_off = F.add(m0)
         l0_off = F.add(L0)
-        y0 = y - Xc @ m0
+        y0 = y - Xs @ m0
         y0_off = F.add(y0)
-        xwy0_off = F.add(Xc.T @ (w * y0))
-        const_off = F.add([_loglik_constant(self.family, y, design.trials, w, self.known_se, self.collapsed >= 0)])
+        xwy0_off = F.add(Xs.T @ (w * y0))
+        const_off = F.add([const])
         prior_off = F.add(np.asarray(prior_rows, dtype=float)) if prior_rows else F.add([])
         self.prior_rows = np.asarray(prior_rows, dtype=float)
         fac_off = I.add(np.concatenate(fac_rows) if fac_rows else np.zeros(0))
         blk_off = I.add(np.concatenate([np.asarray(b, np.int64) for b in blk_rows]) if blk_rows else np.zeros(0))
         h = header
         h[K.H_N], h[K.H_P] = n, p
-        h[K.H_FAMILY], h[K.H_LINK] = FAMILY_CODES[self.family], LINK_CODES[self.link]
+        h[K.H_FAMILY], h[K.H_LINK] = family_code, LINK_CODES[self.link]
         h[K.H_NFAC], h[K.H_COLLAPSED], h[K.H_KNOWN_SE] = len(design.factors), self.collapsed, int(self.known_se)
         h[K.H_INTERCEPT], h[K.H_INT_COL], h[K.H_FULL], h[K.H_NDIM] = mode, icol, int(self.full), self.ndim
         h[K.O_Y], h[K.O_X], h[K.O_XMEANS], h[K.O_W], h[K.O_TRIALS] = y_off, x_off, xm_off, w_off, tr_off
@@ -478,6 +491,33 @@ def lkj_cholesky(y: np.ndarray, m: int) -> np.ndarray:
             k += 1
         L[:, i, i] = np.sqrt(np.maximum(acc, 0.0))
     return L
+
+
+def _aggregate(family, X, codes, Zs, y, trials, max_share: float = 0.8):
+    """Identical rows summed into one, for families whose likelihood depends on them only through sums.
+
+    Rows with the same design (population-level row, level codes and group-specific row of every
+    factor) share the linear predictor, so k successes in n trials over them — or a count total
+    over m rows with mean m * exp(eta) — give exactly the same likelihood up to a constant as the
+    rows one by one. Returns None when fewer than ``1 - max_share`` of the rows would be saved.
+    """
+    if family not in ("bernoulli", "binomial", "poisson") or len(y) < 2:
+        return None
+    key = np.hstack([X] + [c[:, None].astype(float) for c in codes] + list(Zs))
+    _, first, inverse, counts = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    m = len(first)
+    if m > max_share * len(y):
+        return None
+    sums = np.bincount(inverse, weights=y, minlength=m)
+    if family == "poisson":
+        tr, w = np.zeros(m), counts.astype(float)
+    elif family == "bernoulli":
+        tr, w = counts.astype(float), np.ones(m)
+    else:
+        tr, w = np.bincount(inverse, weights=trials, minlength=m), np.ones(m)
+    return {"y": sums, "X": X[first], "trials": tr, "w": w, "codes": [c[first] for c in codes],
+            "Z": [z[first] for z in Zs], "rows": len(y), "unique": m}
 
 
 def _loglik_constant(family, y, trials, w, known_se, collapsed) -> float:
