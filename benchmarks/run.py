@@ -3,8 +3,8 @@
 Every fit runs in its own fresh subprocess. The Bayesian tools (hmodels's default sampler, bambi
 with the PyMC, nutpie and numpyro samplers) run in two cache states:
 
-* ``cold``: the tool's on-disk compile caches (``HMODELS_CACHE_DIR``, PyTensor's ``compiledir``,
-  ``NUMBA_CACHE_DIR``) point at fresh, empty temporary directories;
+* ``cold``: the tool's on-disk compile caches (``HMODELS_CACHE_DIR``, PyTensor's ``base_compiledir``
+  and ``compiledir``, ``NUMBA_CACHE_DIR``) point at fresh, empty temporary directories;
 * ``warm``: a second new process with the same cache directories, so whatever the cold run
   compiled is reused.
 
@@ -242,8 +242,7 @@ def worker_hmodels(name: str, draws: int, tune: int, chains: int, seed: int) -> 
     means.update({k: (float(vc.loc[k, "mean"]), float(vc.loc[k, "sd"])) for k in vc.index
                   if vc.loc[k, "kind"] in ("sd", "sigma")})
     res = dict(build_s=t3 - t2, compile_s=t4 - t3, sampling_s=t5 - t4, total_s=t5 - t2, ess_key=ess_key,
-               ess_all=ess_all,
-               max_rhat=rhat, divergences=fit.divergences, peak_mb=peak_mb(), means=means,
+               ess_all=ess_all, max_rhat=rhat, divergences=fit.divergences, peak_mb=peak_mb(), means=means,
                import_s=t1 - t0, data_s=t2 - t1, fit_timing=dict(fit.timing),
                method=fit.meta["method"], collapsed_factor=fit.meta.get("collapsed_factor"),
                centered=fit.meta["centered"], target_accept=fit.settings.target_accept,
@@ -428,11 +427,15 @@ def worker(tool: str, name: str, args) -> dict:
 
 # -- orchestration: one subprocess per fit ---------------------------------------------------------
 def cache_env(root: Path) -> dict:
-    """Environment that points hmodels's, PyTensor's and numba's compile caches under ``root``."""
+    """Environment that points hmodels's, PyTensor's and numba's compile caches under ``root``.
+
+    PyTensor keeps its numba cache in ``base_compiledir/numba``, not in ``compiledir``, so both are set.
+    """
     dirs = {k: root / k for k in ("hmodels", "pytensor", "numba")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
-    flags = ",".join(f for f in (os.environ.get("PYTENSOR_FLAGS"), f"compiledir={dirs['pytensor']}") if f)
+    ours = f"base_compiledir={dirs['pytensor']},compiledir={dirs['pytensor'] / 'compiledir'}"
+    flags = ",".join(f for f in (os.environ.get("PYTENSOR_FLAGS"), ours) if f)
     return {"HMODELS_CACHE_DIR": str(dirs["hmodels"]), "PYTENSOR_FLAGS": flags, "NUMBA_CACHE_DIR": str(dirs["numba"])}
 
 
@@ -581,6 +584,12 @@ def failures(rs: list[dict]) -> str:
     return "; ".join(sorted({f"{r['status']}: {r['error']}" for r in rs if r["status"] != "ok"}))
 
 
+def ok_runs(rs: list[dict]) -> str:
+    """``ok/attempted`` for one row (skipped runs are not attempts), or ``skipped``."""
+    tried = [r for r in rs if r["status"] != "skipped"]
+    return f"{sum(r['status'] == 'ok' for r in tried)}/{len(tried)}" if tried else "skipped"
+
+
 def setup_of(r: dict) -> str:
     """How a Bayesian run sampled: hmodels's method, collapsed factor, mass matrix and target_accept."""
     if r["tool"] != "hmodels":
@@ -602,7 +611,7 @@ def bayes_table(results: list[dict], state: str) -> str:
         hm_rate, rate = median(h, "ess_per_s"), median(rs, "ess_per_s")
         ratio = hm_rate / rate if tool != "hmodels" and hm_rate and rate else None
         agree = max((r["agreement"] for r in ok if "agreement" in r), default=None)
-        cells = [model, tool, setup_of(ok[0]) if ok else "", f"{len(ok)}/{len(rs)}",
+        cells = [model, tool, setup_of(ok[0]) if ok else "", ok_runs(rs),
                  fmt(median(rs, "import_s")), fmt(median(rs, "build_s"), ".2f"), fmt(median(rs, "compile_s")),
                  fmt(median(rs, "sampling_s")), fmt(median(rs, "total_s")), fmt(median(rs, "ess_key"), ".0f"),
                  fmt(median(rs, "ess_all"), ".0f"), fmt(rate, ".0f"), fmt(median(rs, "max_rhat"), ".3f"),
@@ -623,7 +632,7 @@ def freq_table(results: list[dict]) -> str:
         notes = [failures(rs)] + sorted({w for r in ok for w in r.get("warnings", [])})
         notes += ["not converged"] if any(r.get("converged") is False for r in ok) else []
         agree = max((r["agreement"] for r in ok if "agreement" in r), default=None)
-        cells = [model, tool, f"{len(ok)}/{len(rs)}", fmt(median(rs, "import_s")), fmt(median(rs, "build_s"), ".2f"),
+        cells = [model, tool, ok_runs(rs), fmt(median(rs, "import_s")), fmt(median(rs, "build_s"), ".2f"),
                  fmt(median(rs, "fit_s"), ".2f"), fmt(median(rs, "total_s"), ".2f"),
                  fmt(median(rs, "process_s")), fmt(median(rs, "peak_mb"), ".0f"), fixed, fmt(agree, ".3f"),
                  "; ".join(n for n in notes if n)]

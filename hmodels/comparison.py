@@ -119,60 +119,76 @@ def loo(fit, by: str | None = None, pointwise: bool = True):
     return res
 
 
-def _make_wrapper(fit, fit_kwargs: dict, seed: int | None):
-    """An ArviZ SamplingWrapper that refits the fit's model on subsets and scores held-out rows."""
-    from arviz_stats.loo import SamplingWrapper
+def _fold_assignments(n: int, k: int, groups: np.ndarray | None, seed: int | None) -> np.ndarray:
+    """Fold number (1..k) of each row: random, balanced, whole groups together when ``groups`` is given."""
+    rng = np.random.default_rng(271 if seed is None else seed)
+    if groups is None:
+        return (rng.permutation(n) % k) + 1
+    uniq = np.unique(groups)
+    fold_of_group = dict(zip(rng.permutation(uniq), (np.arange(len(uniq)) % k) + 1))
+    return np.array([fold_of_group[g] for g in groups])
 
+
+def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: dict, test_idx: np.ndarray,
+                 fit_kwargs: dict, seed: int | None) -> np.ndarray:
+    """Fit on all rows but ``test_idx`` and return the held-out rows' log likelihood (chain, draw, n_test).
+
+    A module-level function of plain inputs, so that Dask can run it on any worker. Held-out rows of
+    levels absent from the training rows get group effects drawn from the fitted population
+    distribution (:func:`hmodels.predict.new_level_effects`).
+    """
     from .model import Model
     from .predict import new_design, new_level_effects
+    from .spec import ModelSpec
 
-    data = fit.data if fit.data is not None else fit_design(fit).data
-    priors = {r.slot.param: r.prior for r in fit.priors}
-    s = fit.settings
-    kwargs = dict(draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores, target_accept=s.target_accept,
-                  sampler=s.sampler, progressbar=False)
-    if "method" in fit.meta:
-        kwargs["method"] = fit.meta["method"]
-    kwargs.update(fit_kwargs)
+    keep = np.setdiff1d(np.arange(len(data)), test_idx)
+    train, test = data.iloc[keep].reset_index(drop=True), data.iloc[test_idx].reset_index(drop=True)
+    model = Model(ModelSpec.from_dict(spec_dict), train, priors=priors, centered=fit_meta.get("centered", "auto"),
+                  intercept_prior=fit_meta.get("intercept_prior", "centered"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refit = model.fit(seed=seed, **fit_kwargs)
+    design, unseen = new_design(refit, test, need_trials=True, need_se=True)
+    effects = new_level_effects(refit, design, unseen, seed=seed) if unseen else None
+    return pointwise_loglik(refit, linear_predictor(refit, design, effects=effects), design)
 
-    class Wrapper(SamplingWrapper):
+
+def _precomputed_folds(results: dict):
+    """An ArviZ SamplingWrapper that hands ``az.loo_kfold`` the held-out log likelihoods computed in parallel.
+
+    ``results`` maps the sorted test rows of each fold (a tuple) to their (chain, draw, n_test) log likelihood.
+    """
+    from arviz_stats.loo import SamplingWrapper
+
+    class PrecomputedFolds(SamplingWrapper):
         def __init__(self):
             super().__init__(model=None)
-            self.fold = 0
 
         def sel_observations(self, idx):
-            idx = np.asarray(idx, dtype=int)
-            keep = np.setdiff1d(np.arange(len(data)), idx)
-            return data.iloc[keep].reset_index(drop=True), data.iloc[idx].reset_index(drop=True)
+            key = tuple(int(i) for i in np.sort(np.asarray(idx, dtype=int)))
+            return key, key
 
         def sample(self, modified_observed_data):
-            self.fold += 1
-            model = Model(fit.spec, modified_observed_data, priors=priors, centered=fit.meta.get("centered", False),
-                          intercept_prior=fit.meta.get("intercept_prior", "centered"))
-            fold_seed = None if seed is None else seed + self.fold
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return model.fit(seed=fold_seed, **kwargs)
+            return results[modified_observed_data]
 
         def get_inference_data(self, fitted_model):
             return fitted_model
 
         def log_likelihood__i(self, excluded_obs, idata__i):
-            design, unseen = new_design(idata__i, excluded_obs, need_trials=True, need_se=True)
-            effects = new_level_effects(idata__i, design, unseen, seed=seed) if unseen else None
-            ll = pointwise_loglik(idata__i, linear_predictor(idata__i, design, effects=effects), design)
-            return xr.DataArray(ll, dims=("chain", "draw", "obs"))
+            return xr.DataArray(idata__i, dims=("chain", "draw", "obs"))
 
-    return Wrapper()
+    return PrecomputedFolds()
 
 
-def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, **fit_kwargs):
+def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, scheduler=None, **fit_kwargs):
     """Exact K-fold cross-validation: refit on K-1 folds, score the held-out fold (``az.loo_kfold``).
 
-    Each refit uses the fit's spec, its resolved priors (the same prior objects, not re-derived
-    from the subset), centring and sampler settings. Held-out rows of levels absent from the
-    training folds get group effects drawn from the fitted population distribution
-    (:func:`hmodels.predict.new_level_effects`).
+    The K refits are independent and run in parallel through Dask: on local threads by default, or
+    on a Dask cluster when a ``dask.distributed`` client is active (or ``scheduler=`` names one).
+    Each refit uses the fit's spec, its resolved priors (the same prior objects, not re-derived from
+    the subset), centring and sampler settings; ArviZ then combines the held-out log likelihoods.
+    Held-out rows of levels absent from the training folds get group effects drawn from the fitted
+    population distribution (:func:`hmodels.predict.new_level_effects`).
 
     Parameters
     ----------
@@ -184,6 +200,9 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, **fi
         Keep each group of this factor or column in one fold (leave-groups-out).
     seed : int, optional
         Seed of the fold split and the refits.
+    scheduler : optional
+        Dask scheduler (``"threads"``, ``"processes"``, ``"synchronous"`` or a distributed client);
+        default: Dask's default (an active distributed client, else threads).
     **fit_kwargs
         Overrides of the refits' sampler settings (e.g. ``draws=500, chains=2``).
 
@@ -196,16 +215,28 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, **fi
     >>> fit.kfold(k=5, by="Subject", seed=1, draws=500)  # doctest: +SKIP
     """
     import arviz as az
+    import dask
 
     if not isinstance(k, int) or isinstance(k, bool) or k < 2:
         raise SpecificationError(f"k must be an integer >= 2, got {k!r}.")
-    group_by = _group_codes(fit, by)[0] if by is not None else None
-    if group_by is not None and k > len(np.unique(group_by)):
-        raise SpecificationError(f"k={k} folds but {by!r} has only {len(np.unique(group_by))} groups; use k <= that.")
+    groups = _group_codes(fit, by)[0] if by is not None else None
+    if groups is not None and k > len(np.unique(groups)):
+        raise SpecificationError(f"k={k} folds but {by!r} has only {len(np.unique(groups))} groups; use k <= that.")
+    data = fit.data if fit.data is not None else fit_design(fit).data
+    folds = _fold_assignments(len(data), k, groups, seed)
+    s = fit.settings
+    kwargs = dict(draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores, target_accept=s.target_accept,
+                  sampler=s.sampler, progressbar=False, method=fit.meta.get("method", "auto"))
+    kwargs.update(fit_kwargs)
+    priors = {r.slot.param: r.prior for r in fit.priors}
+    tests = [np.flatnonzero(folds == j) for j in range(1, k + 1)]
+    tasks = [dask.delayed(_fold_loglik)(fit.spec.to_dict(), data, priors, dict(fit.meta), idx, kwargs,
+                                        None if seed is None else seed + j + 1)
+             for j, idx in enumerate(tests)]
+    results = dask.compute(*tasks, scheduler=scheduler)
+    wrapper = _precomputed_folds({tuple(int(i) for i in idx): ll for idx, ll in zip(tests, results)})
     tree = log_likelihood_tree(fit)
-    wrapper = _make_wrapper(fit, fit_kwargs, seed)
-    return az.loo_kfold(tree, wrapper, pointwise=True, k=k, group_by=group_by,
-                        seed=271 if seed is None else seed)
+    return az.loo_kfold(tree, wrapper, pointwise=True, k=k, folds=folds)
 
 
 class Comparison:

@@ -110,3 +110,20 @@ def test_kfold_refits_and_scores_held_out_groups():
     assert np.all(np.isfinite(kf.elpd_i.values))
     # predicting a new batch is harder than a new observation of a known batch
     assert kf.elpd < loo.elpd and kf.se > 0
+
+
+def test_kfold_folds_run_in_parallel_and_reproducibly():
+    """The refits run through Dask; threads and a sequential scheduler give identical results."""
+    from hmodels.comparison import _fold_assignments
+
+    data = hm.datasets.load("dyestuff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("Yield ~ 1 + (1 | Batch)", data).fit(draws=150, tune=150, chains=2, seed=1, progressbar=False)
+        parallel = fit.kfold(k=3, by="Batch", seed=2, draws=150, tune=150, scheduler="threads")
+        sequential = fit.kfold(k=3, by="Batch", seed=2, draws=150, tune=150, scheduler="synchronous")
+    np.testing.assert_array_equal(parallel.elpd_i.values, sequential.elpd_i.values)
+    folds = _fold_assignments(30, 3, data["Batch"].to_numpy(), seed=2)
+    for batch in data["Batch"].unique():  # every batch in one fold, folds of whole batches
+        assert len(set(folds[data["Batch"].to_numpy() == batch])) == 1
+    assert sorted(np.bincount(folds)[1:]) == [10, 10, 10]

@@ -161,6 +161,7 @@ def fit_engine(model, settings, method: str = "auto", progressbar: bool = True, 
     fit.meta["coefficients_integrated"] = bool(em.intbeta)
     fit.meta["mass_matrix"] = mass_matrix_adaptation(em.ndim)
     fit.meta["n_sampled_parameters"] = int(em.ndim)
+    fit.meta["aggregated_rows"] = None if em.aggregated is None else int(em.aggregated["unique"])
     if log_likelihood:
         from ..linpred import linear_predictor, pointwise_loglik
 
