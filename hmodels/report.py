@@ -168,6 +168,32 @@ def _components_figure(vc: pd.DataFrame):
     return fig
 
 
+def _sampler_words(fit) -> str:
+    if fit.settings.sampler == "nutpie":
+        return "nutpie, on hmodels' compiled log density and gradient"
+    return f"{fit.settings.sampler}, on the PyMC model"
+
+
+def _method_words(fit) -> list[str]:
+    """How the posterior was computed: what was integrated out, and the parameterisation per factor."""
+    out = []
+    factor = fit.meta.get("collapsed_factor")
+    if fit.meta.get("method") == "collapsed" and factor:
+        what = f"the group effects of {factor}"
+        if fit.meta.get("coefficients_integrated"):
+            what += " and the population-level coefficients"
+        out.append(f"Gaussian likelihood: {what} were integrated out analytically, and drawn exactly from their "
+                   "conditional posterior for every posterior draw (the same posterior as sampling them).")
+    centred = fit.meta.get("centered") or {}
+    if centred:
+        out.append("Group effects sampled " + "; ".join(
+            f"{f}: {'centred' if c else 'non-centred'}" for f, c in centred.items())
+            + " (chosen from how informative each level's data are).")
+    if fit.meta.get("mass_matrix"):
+        out.append(f"Mass matrix adaptation: {fit.meta['mass_matrix']}.")
+    return out
+
+
 def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path | None = None, seed: int = 0,
            plots: bool = True) -> str:
     """Write a report of the fit following the mixed-model reporting checklist.
@@ -249,12 +275,13 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
         f"{fam.link} scale" + (" (the scale of the outcome)." if fam.link == "identity" else
                                f" (transform with the inverse {fam.link} for the outcome scale)."), fe]
     sec["Random-effects structure"].append(_random_structure(fit) or ["No group-specific effects."])
-    pri = fit.priors.to_frame() if hasattr(fit.priors, "to_frame") else pd.DataFrame()
+    pri = fit.priors.to_frame()
     sec["Priors"] += [f"Prior set: {fit.meta.get('prior_set', 'default')}; intercept prior on the "
                       f"{fit.meta.get('intercept_prior', 'centered')} intercept. The priors actually used:", pri]
     versions = ", ".join(f"{k} {v}" for k, v in fit.versions.items() if v != "not installed")
     sec["Estimation"].append([
-        f"Method: Bayesian estimation by Hamiltonian Monte Carlo (NUTS), sampler: {s.sampler}",
+        f"Method: Bayesian estimation by Hamiltonian Monte Carlo (NUTS), sampler: {_sampler_words(fit)}",
+        *_method_words(fit),
         f"Chains: {s.chains}; draws per chain: {s.draws}; warm-up per chain: {s.tune}; target_accept: {s.target_accept:g}",
         f"Seed: {s.seed}",
         f"Software: {versions}",
