@@ -449,7 +449,7 @@ def run_fit(tool: str, name: str, args, env: dict, timeout: float) -> dict:
             if getattr(args, flag) is not None:
                 cmd += [f"--{flag}", str(getattr(args, flag))]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, start_new_session=True)
         try:
             _, stderr = proc.communicate(timeout=timeout)
@@ -488,12 +488,11 @@ def lme4_unavailable() -> str | None:
 
 
 def skip_reason(tool: str, name: str, unavailable: dict) -> str | None:
-    """Why ``tool`` is not run on model ``name`` (recorded as skipped), or None."""
+    """Why a frequentist ``tool`` is not run on model ``name`` (recorded as skipped), or None."""
     if tool in unavailable:
         return f"unavailable: {unavailable[tool]}"
-    if tool == "statsmodels":
-        if "statsmodels" not in MODELS[name]:
-            return MODELS[name].get("statsmodels_skip", "not applicable: MixedLM is for gaussian models only")
+    if tool == "statsmodels" and "statsmodels" not in MODELS[name]:
+        return MODELS[name].get("statsmodels_skip", "not applicable: MixedLM is for gaussian models only")
     return None
 
 
@@ -516,13 +515,11 @@ def run_all(args) -> list[dict]:
             order = args.tools if rep % 2 == 0 else args.tools[::-1]
             for tool in order:
                 key = dict(model=name, tool=tool, rep=rep)
-                if (why := skip_reason(tool, name, unavailable)) is not None:
-                    for state in ([None] if tool in FREQ_TOOLS else args.states):
-                        record(dict(status="skipped", error=why), state=state or "-", **key)
-                    continue
                 if tool in FREQ_TOOLS:
                     timeout = min(args.timeout, STATSMODELS_TIMEOUT) if tool == "statsmodels" else args.timeout
-                    record(run_fit(tool, name, args, {}, timeout), state="-", **key)
+                    why = skip_reason(tool, name, unavailable)
+                    res = dict(status="skipped", error=why) if why else run_fit(tool, name, args, {}, timeout)
+                    record(res, state="-", **key)
                     continue
                 root = Path(tempfile.mkdtemp(prefix="hmbench-cache-"))
                 try:
@@ -707,7 +704,10 @@ def markdown(settings: dict, machine: dict, results: list[dict], models: list[st
         out += [f"## Bayesian fits, {state} caches", "", bayes_table(results, state), ""]
     if any(r["state"] == "-" for r in results):
         out += ["## Frequentist references (no compile cache; one process per fit)", "", freq_table(results), ""]
-    out += ["## Summary per model", "", summary_table(results, models), ""]
+    out += ["## Summary per model", "",
+            "ratio = hmodels ESS/s ÷ best bambi ESS/s; hm total / lme4 = hmodels total s ÷ lme4 fit s "
+            "(the insteval target is < 3); second fit = hmodels's in-process refit on bootstrapped rows.", "",
+            summary_table(results, models), ""]
     return "\n".join(out)
 
 
