@@ -118,9 +118,9 @@ class Model:
         seed : int, optional
             Random seed; the same seed gives the same draws.
         target_accept : float, optional
-            NUTS target acceptance rate. Default: 0.8 when every grouping factor is integrated
-            out, 0.9 otherwise (0.9 on the PyMC/numpyro samplers). Raise towards 0.99 if there
-            are divergences.
+            NUTS target acceptance rate. Default 0.9, or 0.8 when more than 200 parameters are
+            sampled (:func:`hmodels.engine.fit.auto_target_accept`); 0.9 on the PyMC/numpyro
+            samplers. Raise towards 0.99 if there are divergences.
         sampler : {"nutpie", "numpyro", "pymc"}, optional
             ``"nutpie"`` (default): nutpie's NUTS on hmodels' compiled log density — compiled once
             per installation, so no model pays compilation. ``"numpyro"`` / ``"pymc"``: the
