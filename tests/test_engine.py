@@ -42,6 +42,7 @@ BASE["yc"] = rng0.poisson(4, N)
 BASE["ypos"] = np.exp(0.3 * BASE["yg"])
 BASE["se"] = rng0.uniform(0.5, 2.0, N)
 BASE["cat"] = np.array(list("uvw"))[rng0.integers(0, 3, N)]  # with g: repeated rows, which are aggregated
+BASE["wide"] = [f"w{i:02d}" for i in rng0.permutation(np.arange(N) % 20)]  # 19 dummies: > 16 coefficients
 
 MIXED = {"Intercept": hm.StudentT(4, 1, 3), "x": hm.Laplace(0, 2), "x2": hm.Cauchy(0, 2),
          "sd(g, Intercept)": hm.HalfStudentT(3, 2), "sd(g, x)": hm.Gamma(2, 2), "sd(h)": hm.Uniform(0, 5),
@@ -67,6 +68,8 @@ CASES = {
     "poisson": ("yc ~ x + (x | g) + (1 | h)", "poisson", None, None, {"h": True}, None, "centered"),
     "negbin": ("yc ~ x + (1 | g)", "negativebinomial", None, None, False, None, "centered"),
     "no-intercept": ("yg ~ 0 + x + (1 | g)", "gaussian", None, None, False, None, "centered"),
+    "many-coefficients": ("yg ~ x + wide + (1 | g)", "gaussian", None, None, True, None, "centered"),
+    "collapsed-many-coefficients": ("yg ~ x + wide + (x | g)", "gaussian", None, None, False, "g", "raw"),
     "bern-aggregated": ("yb ~ cat + (1 | g)", "bernoulli", "logit", None, False, None, "centered"),
     "binom-aggregated": ("p(yk, n) ~ cat + (1 | g)", "binomial", "probit", None, True, None, "centered"),
     "pois-aggregated": ("yc ~ cat + (1 | g)", "poisson", None, None, True, None, "raw"),
@@ -338,3 +341,9 @@ def test_conditional_draws_are_the_exact_gaussian_conditional(case):
         cols.append(draw(e) - zero)
     A = np.array(cols).T
     np.testing.assert_allclose(A @ A.T, cov, rtol=1e-7, atol=1e-9)
+
+
+def test_too_many_group_terms_is_a_clear_error_before_sampling():
+    m = hm.Model("yg ~ x + (wide || g)", BASE)  # intercept + 20 levels of wide: 21 terms for g
+    with pytest.raises(hm.SpecificationError, match="'g' has 21 group-specific terms.*sampler='numpyro'"):
+        m.fit(draws=10, tune=10, chains=1, progressbar=False)

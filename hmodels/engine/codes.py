@@ -66,6 +66,7 @@ F_ONES = 13  # 1 when Z is a single column of ones
 F_INTTERM = 14  # index of the factor's intercept term, -1 for none
 F_ZWX = 15  # F offset of per-level Z'WXc (L * k * p) of a sampled factor, when coefficients are integrated out
 FW = 16
+KMAX = 16  # most group-specific terms of one grouping factor (fixed-size work arrays in kernels.c)
 
 # ---- block table (BW ints per block) -----------------------------------------------------------------
 B_START = 0  # first term of the block

@@ -340,7 +340,6 @@ typedef struct {
     double W[16 * 256];   /* per block: LKJ work matrix */
 } Factor;
 
-#define KMAX 16
 
 /* SDs (with priors) and LKJ correlation factors of one factor. Returns their log prior (+ Jacobian). */
 static double factor_B(const double *x, double *grad, const double *F, const i64 *I, i64 fac, Factor *fc,
@@ -636,6 +635,9 @@ static double quad_part(const double *F, const i64 *I, i64 fac, const double *B,
 /* Work arrays of gaussian_marginal, sized for one model (L levels, k terms, p coefficients). */
 typedef struct {
     double *Minv, *BAB, *gt, *gj, *scratch;  /* L*k*k, L*k*k, L*k, L*k, L*k */
+    double *Km, *KL, *P;                     /* p*p */
+    double *ke, *h, *wv, *ve, *aj;           /* p */
+    double *T, *MT;                          /* k*p */
 } MarginalWork;
 
 /* log N(e | 0, Z B B'Z' + W^-1/s), with the coefficients integrated out too when H_INTBETA.
@@ -663,7 +665,7 @@ static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const do
     const double *XtX = F + cr;
     const double *ZtX = F + I[fac + F_ZTX];
     const double *L0 = F + I[O_L0];
-    double Km[256], ke[KMAX], T[256], MT[256], ce[KMAX];
+    double *Km = mw->Km, *ke = mw->ke, *T = mw->T, *MT = mw->MT, ce[KMAX];
     for (i64 a = 0; a < p; a++) {
         ke[a] = s * XtWe[a];
         for (i64 b = 0; b < p; b++) Km[a * p + b] = s * XtX[a * p + b];
@@ -697,7 +699,7 @@ static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const do
             }
         }
     }
-    double KL[256], P[256] = {0}, h[KMAX];
+    double *KL = mw->KL, *P = mw->P, *h = mw->h;
     for (i64 i = 0; i < p; i++)
         for (i64 j = 0; j < p; j++) {
             double acc = 0.0;
@@ -715,7 +717,7 @@ static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const do
         }
     }
     double logdetP = chol(P, p, LP);
-    double wv[KMAX];
+    double *wv = mw->wv;
     for (i64 i = 0; i < p; i++) {  /* v = P^-1 h */
         double acc = h[i];
         for (i64 j = 0; j < i; j++) acc -= LP[i * p + j] * wv[j];
@@ -750,7 +752,7 @@ static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const do
     ll += -0.5 * (Qt + vv) - 0.5 * logdetP;
     gs += gq;
     /* -1/2 log|P|: one quadratic part per column of Xc L0 LP^-T */
-    double ve[KMAX], aj[KMAX];
+    double *ve = mw->ve, *aj = mw->aj;
     for (i64 jcol = 0; jcol < p; jcol++) {
         for (i64 i = p - 1; i >= 0; i--) {
             double acc = i == jcol ? 1.0 : 0.0;
@@ -1071,13 +1073,16 @@ typedef struct {
     double *eta, *g_eta, *e;  /* n */
     double *ge, *ut;          /* L_c * k_c */
     double *x, *scratch;      /* ndim */
+    double *beta, *dbeta, *XtWe, *a, *v, *accp, *zeta, *shift;  /* p */
+    double *LP;               /* p*p */
     MarginalWork mw;
 } State;
 
 static size_t state_bytes(const i64 *I, i64 ndim) {
-    i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED];
+    i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED], p = I[H_P];
     size_t b = ALIGNED(sizeof(Factor) * (nfac + 1)) + 2 * ALIGNED(sizeof(double *) * (nfac + 1))
-        + 3 * ALIGNED(sizeof(double) * (n + 1)) + 2 * ALIGNED(sizeof(double) * (ndim + 1));
+        + 3 * ALIGNED(sizeof(double) * (n + 1)) + 2 * ALIGNED(sizeof(double) * (ndim + 1))
+        + 8 * ALIGNED(sizeof(double) * (p + 1)) + ALIGNED(sizeof(double) * (p * p + 1));
     for (i64 f = 0; f < nfac; f++) {
         i64 fac = I[O_FAC] + f * FW;
         b += 2 * ALIGNED(sizeof(double) * I[fac + F_L] * I[fac + F_K]);
@@ -1085,16 +1090,16 @@ static size_t state_bytes(const i64 *I, i64 ndim) {
     if (c >= 0) {
         i64 fac = I[O_FAC] + c * FW, lk = I[fac + F_L] * I[fac + F_K];
         b += 5 * ALIGNED(sizeof(double) * lk) + 2 * ALIGNED(sizeof(double) * lk * I[fac + F_K])
-            + 2 * ALIGNED(sizeof(double) * lk);
+            + 2 * ALIGNED(sizeof(double) * lk) + 3 * ALIGNED(sizeof(double) * (p * p + 1))
+            + 5 * ALIGNED(sizeof(double) * (p + 1)) + 2 * ALIGNED(sizeof(double) * (I[fac + F_K] * p + 1));
     }
     return b;
 }
 
-/* Carve the state; zeroes what is accumulated into (gr, g_eta). Returns 0 if the model is too large
- * for the fixed-size parts (more than KMAX terms per factor or coefficients) or memory is short. */
+/* Carve the state; zeroes what is accumulated into (gr, g_eta). Returns 0 if a factor has more than
+ * KMAX terms (checked by the Python layout before any fit) or memory is short. */
 static int state_alloc(State *st, const i64 *I, i64 ndim) {
-    i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED];
-    if (I[H_P] > KMAX) return 0;
+    i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED], p = I[H_P];
     Arena *a = arena(state_bytes(I, ndim));
     if (!a) return 0;
     st->nfac = nfac;
@@ -1106,6 +1111,9 @@ static int state_alloc(State *st, const i64 *I, i64 ndim) {
     st->e = carve(a, sizeof(double) * (n + 1));
     st->x = carve(a, sizeof(double) * (ndim + 1));
     st->scratch = carve(a, sizeof(double) * (ndim + 1));
+    double **pv[8] = {&st->beta, &st->dbeta, &st->XtWe, &st->a, &st->v, &st->accp, &st->zeta, &st->shift};
+    for (int q = 0; q < 8; q++) *pv[q] = carve(a, sizeof(double) * (p + 1));
+    st->LP = carve(a, sizeof(double) * (p * p + 1));
     memset(st->g_eta, 0, sizeof(double) * n);
     memset(st->scratch, 0, sizeof(double) * ndim);
     for (i64 f = 0; f < nfac; f++) {
@@ -1125,6 +1133,13 @@ static int state_alloc(State *st, const i64 *I, i64 ndim) {
         st->mw.gt = carve(a, sizeof(double) * lk);
         st->mw.gj = carve(a, sizeof(double) * lk);
         st->mw.scratch = carve(a, sizeof(double) * lk);
+        st->mw.Km = carve(a, sizeof(double) * (p * p + 1));
+        st->mw.KL = carve(a, sizeof(double) * (p * p + 1));
+        st->mw.P = carve(a, sizeof(double) * (p * p + 1));
+        double **mp[5] = {&st->mw.ke, &st->mw.h, &st->mw.wv, &st->mw.ve, &st->mw.aj};
+        for (int q = 0; q < 5; q++) *mp[q] = carve(a, sizeof(double) * (p + 1));
+        st->mw.T = carve(a, sizeof(double) * (k * p + 1));
+        st->mw.MT = carve(a, sizeof(double) * (k * p + 1));
     }
     return 1;
 }
@@ -1133,13 +1148,12 @@ static int state_alloc(State *st, const i64 *I, i64 ndim) {
 double hm_logp_grad(const double *x_sampler, double *grad, const double *F, const i64 *I, i64 ndim, int jacobian) {
     i64 n = I[H_N], p = I[H_P], nfac = I[H_NFAC], c = I[H_COLLAPSED], pr = I[O_PRIORS];
     int known_se = I[H_KNOWN_SE] == 1;
-    if (p > KMAX) return NAN;
     State st;
     if (!state_alloc(&st, I, ndim)) return NAN;
     double *x = st.x;
     shift_coordinates(x_sampler, I, ndim, x);
     for (i64 j = 0; j < ndim; j++) grad[j] = 0.0;
-    double beta[KMAX], dbeta[KMAX];
+    double *beta = st.beta, *dbeta = st.dbeta;
     double lp = coefficients(x, grad, F, I, jacobian, beta, dbeta);
     double aux[3] = {0, 0, 0}, daux[3] = {0, 0, 0}, g_aux[3] = {0, 0, 0};
     for (int slot = 0; slot < 3; slot++) {
@@ -1155,7 +1169,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     if (c >= 0) {
         i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
         Factor *fcc = &st.fc[c];
-        double logdet_noise, eWe, XtWe[KMAX], a[KMAX], v[KMAX], LP[256], gs;
+        double logdet_noise, eWe, *XtWe = st.XtWe, *a = st.a, *v = st.v, *LP = st.LP, gs;
         double s = noise_terms(F, I, aux, known_se, &logdet_noise);
         Sampled sf;
         fused = !full && I[H_INTBETA] == 1 && sampled_factors(F, I, c, &sf);
@@ -1218,7 +1232,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     if (c < 0 || !full) {  /* back to the coefficients and the sampled group effects */
         if (I[H_INTBETA] != 1) {
             const double *Xc = F + I[O_X];
-            double acc[KMAX];
+            double *acc = st.accp;
             for (i64 j = 0; j < p; j++) acc[j] = 0.0;
             for (i64 i = 0; i < n; i++)
                 for (i64 j = 0; j < p; j++) acc[j] += Xc[i * p + j] * st.g_eta[i];
@@ -1277,7 +1291,7 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
                              const double *noise_beta, const double *noise, double *beta_out, double *zout,
                              double *rout) {
     i64 p = I[H_P], nfac = I[H_NFAC], c = I[H_COLLAPSED], pr = I[O_PRIORS];
-    if (c < 0 || p > KMAX) return -1;
+    if (c < 0) return -1;
     int known_se = I[H_KNOWN_SE] == 1, full = I[H_FULL] == 1, intbeta = I[H_INTBETA] == 1;
     i64 fac = I[O_FAC] + c * FW, L = I[fac + F_L], k = I[fac + F_K];
     const double *A0 = F + I[fac + F_A], *L0 = F + I[O_L0], *ZtX = F + I[fac + F_ZTX], *y = F + I[O_Y];
@@ -1287,7 +1301,7 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
     double M[256], C[256], Minv[256], cv[KMAX], vz[KMAX];
     for (i64 d = 0; d < S; d++) {
         shift_coordinates(xd + d * ndim, I, ndim, x);
-        double beta[KMAX], dbeta[KMAX], aux[3] = {0, 0, 0}, dv, lpd = 0.0, logdet_noise;
+        double *beta = st.beta, *dbeta = st.dbeta, aux[3] = {0, 0, 0}, dv, lpd = 0.0, logdet_noise;
         coefficients(x, scratch, F, I, 0, beta, dbeta);
         if (!known_se) aux[0] = scalar_param(x, scratch, I[X_SIGMA], F, pr + I[P_SIGMA] * PW, 0, &dv, &lpd);
         double s = noise_terms(F, I, aux, known_se, &logdet_noise);
@@ -1295,7 +1309,7 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
         for (i64 f = 0; f < nfac; f++)
             if (f != c) effects_forward(x, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
         const double *B = st.fc[c].B;
-        double XtWe[KMAX], eWe;
+        double *XtWe = st.XtWe, eWe;
         Sampled sf;
         if (full) {
             eWe = cross_stats(F, I, fac, beta, XtWe, st.ge);
@@ -1306,7 +1320,7 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
             eWe = residual_stats(F, I, fac, y, st.eta, known_se, st.e, XtWe, st.ge);
         }
         if (intbeta) {
-            double a[KMAX], v[KMAX], LP[256], gs, zeta[KMAX], gBs[256];
+            double *a = st.a, *v = st.v, *LP = st.LP, gs, *zeta = st.zeta, gBs[256];
             memset(gBs, 0, sizeof(gBs));
             gaussian_marginal(F, I, fac, B, k, s, logdet_noise, eWe, XtWe, st.ge, gBs, a, st.ut, v, LP, &st.mw, &gs);
             for (i64 i = p - 1; i >= 0; i--) {  /* zeta = v + LP^-T xi */
@@ -1314,7 +1328,7 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
                 for (i64 j = i + 1; j < p; j++) acc -= LP[j * p + i] * zeta[j];
                 zeta[i] = acc / LP[i * p + i];
             }
-            double shift[KMAX];
+            double *shift = st.shift;
             for (i64 i = 0; i < p; i++) zeta[i] += v[i];
             for (i64 i = 0; i < p; i++) {
                 double acc = 0.0;

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import gammaln
 
+from ..errors import SpecificationError
 from . import codes as K
 from . import native
 
@@ -171,6 +172,13 @@ class EngineModel:
         self.collapsed = names.index(collapse) if collapse is not None else -1
         sampled = [f for f in design.factors if f.factor != collapse]
         self.full = self.collapsed >= 0 and not sampled
+        for f in design.factors:
+            if len(f.terms) > K.KMAX:
+                raise SpecificationError(
+                    f"The grouping factor {f.factor!r} has {len(f.terms)} group-specific terms; hmodels' compiled "
+                    f"sampler handles up to {K.KMAX} per factor. Fit this model with sampler='numpyro', or with "
+                    f"fewer group-specific terms for {f.factor!r}."
+                )
         fac_rows, blk_rows = [], []
         self.factors: list[FactorPlan] = []
         for fi, f in enumerate(design.factors):
