@@ -40,7 +40,6 @@
 typedef int64_t i64;
 
 static inline double lgam(double x) { int s; return lgamma_r(x, &s); }
-static inline i64 imax(i64 a, i64 b) { return a > b ? a : b; }
 
 /* ---- special functions ---------------------------------------------------------------------- */
 static double digamma(double x) {

@@ -111,7 +111,6 @@ class EngineModel:
         self.link = spec.link
         self.known_se = design.se is not None
         by_param = {r.slot.param: r.prior for r in priors}
-        self.intercept_prior = priors.intercept_prior
         F, I = _Buffer(np.float64), _Buffer(np.int64)
         header = np.zeros(K.HEADER, np.int64)
         I.add(header)  # placeholder, rewritten at the end
@@ -149,7 +148,6 @@ class EngineModel:
             x += p
         y = np.asarray(design.y, dtype=float)
         w = 1.0 / design.se**2 if self.known_se else np.ones(n)
-        self.w = w
         const = _loglik_constant(self.family, y, design.trials, w, self.known_se, collapse is not None)
         trials = design.trials if design.trials is not None else np.zeros(n)
         codes = [f.codes for f in design.factors]
