@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import SpecificationError
-from .parameterisation import resolve_centering
 from .families import get_family, inverse_link
+from .parameterisation import resolve_centering
 from .priors.distributions import Prior
 from .priors.resolve import PriorTable
 
-__all__ = ["BuiltModel", "build_model", "resolve_centering", "obs_name"]
+__all__ = ["BuiltModel", "build_model", "resolve_centering", "obs_name", "collapsed_crossproducts"]
 
 
 @dataclass
@@ -44,8 +44,27 @@ def obs_name(spec) -> str:
     return spec.response
 
 
-def _vector_rv(name: str, priors: list[Prior], dims: str | None, pm):
-    """One RV when all priors are of one kind (vectorised parameters), else one per kind, stacked."""
+def _scaled(prior, scale):
+    """Sampling-space options for a real-line prior: NUTS sees ``value / scale`` (unit scale), exactly.
+
+    A coefficient of a response measured in nanoseconds (or of a predictor in years since 1970)
+    lives on a scale of 1e-9 or 1e9; PyMC starts and adapts every sampled value near unit scale,
+    so the graph samples ``value / scale`` through an exact linear transform instead. The prior is
+    unchanged (the transform's Jacobian is accounted for). Bounded priors keep their own transform.
+    """
+    if scale is None or prior.support != "real" or prior.name == "Uniform":
+        return {}
+    from pymc.logprob.transforms import ScaleTransform
+
+    inverse = np.asarray(1.0 / np.asarray(scale, dtype=float))
+    return {"default_transform": ScaleTransform(lambda *inputs: inverse)}
+
+
+def _vector_rv(name: str, priors: list[Prior], dims: str | None, pm, scales=None):
+    """One RV when all priors are of one kind (vectorised parameters), else one per kind, stacked.
+
+    ``scales`` (one per parameter): the natural scale of each, sampled as ``value / scale``.
+    """
     import pytensor.tensor as pt
 
     kinds: dict[str, list[int]] = {}
@@ -54,18 +73,37 @@ def _vector_rv(name: str, priors: list[Prior], dims: str | None, pm):
     if len(kinds) == 1:
         p0 = priors[0]
         params = {k: np.array([p.params[k] for p in priors]) for k in p0.params}
-        return p0.pymc_class()(name, **params, dims=dims)
+        return p0.pymc_class()(name, **params, dims=dims, **_scaled(p0, scales))
     parts = [None] * len(priors)
     for kind, idx in kinds.items():
         p0 = priors[idx[0]]
         params = {k: np.array([priors[i].params[k] for i in idx]) for k in p0.params}
-        rv = p0.pymc_class()(f"{name}_{kind}", **params, shape=len(idx))
+        sub = None if scales is None else np.asarray(scales)[idx]
+        rv = p0.pymc_class()(f"{name}_{kind}", **params, shape=len(idx), **_scaled(p0, sub))
         for j, i in enumerate(idx):
             parts[i] = rv[j]
     return pm.Deterministic(name, pt.stack(parts), dims=dims)
 
 
-def build_model(design, priors: PriorTable, centered=False) -> BuiltModel:
+def coefficient_scales(design) -> tuple[float, np.ndarray]:
+    """Natural scales: of the response on the link scale (``sd(y)`` for identity links, else 1) and of each coefficient.
+
+    A coefficient's scale is the response scale over its column's spread (about the column mean
+    when there is an intercept); the intercept's is the response scale.
+    """
+    from .families import get_family
+
+    fam = get_family(design.spec.family, design.spec.link)
+    y = np.asarray(design.y, dtype=float)
+    s_y = float(np.std(y)) if fam.link == "identity" and len(y) > 1 else 1.0
+    s_y = s_y if np.isfinite(s_y) and s_y > 0 else 1.0
+    X = design.X
+    spread = X.std(axis=0) if design.has_intercept else np.sqrt((X**2).mean(axis=0))
+    out = np.where(spread > 0, s_y / np.where(spread > 0, spread, 1.0), s_y)
+    return s_y, out
+
+
+def build_model(design, priors: PriorTable, centered=False, collapse: str | None = None) -> BuiltModel:
     """Build the PyMC model.
 
     Parameters
@@ -75,6 +113,12 @@ def build_model(design, priors: PriorTable, centered=False) -> BuiltModel:
     centered : bool, "auto" or dict
         Centred (``True``) or non-centred (``False``) group effects, globally or per factor; ``"auto"``
         decides per factor from the data (:mod:`hmodels.parameterisation`).
+    collapse : str, optional
+        A grouping factor whose effects are integrated out analytically (gaussian, identity link):
+        the likelihood is then ``N(y | eta, Z_c Λ Λᵀ Z_cᵀ + σ² I)`` with ``eta`` every other term,
+        evaluated on the residual ``y - eta`` row by row (no cross-products of the raw response, so
+        the location of the data cannot cost precision). ``sd_<collapse>`` and ``cor_<collapse>``
+        are sampled; its effects are drawn afterwards (:func:`hmodels.pymc_backend.sample_pymc`).
 
     Returns
     -------
@@ -98,6 +142,7 @@ def build_model(design, priors: PriorTable, centered=False) -> BuiltModel:
         coords[f.factor] = list(f.levels)
         coords[f"{f.factor}__term"] = list(f.terms)
     by_param = {r.slot.param: r.prior for r in priors}
+    s_y, _ = coefficient_scales(design)
     built = BuiltModel(None, centering, obs_name(spec))
     with pm.Model(coords=coords) as model:
         eta = pt.zeros(design.n)
@@ -105,15 +150,22 @@ def build_model(design, priors: PriorTable, centered=False) -> BuiltModel:
         if design.fixed_terms:
             eta = eta + _fixed_effects(design, by_param, priors.intercept_prior, pm, pt)
         # group level
+        collapsed = None
         for f in design.factors:
-            r = _group_effects(f, by_param, centering[f.factor], built, pm, pt)
+            if f.factor == collapse:
+                collapsed = (f, _collapsed_B(f, by_param, built, pm, pt))
+                continue
+            r = _group_effects(f, by_param, centering[f.factor], built, pm, pt, response_scale=s_y)
             Z = f.Z
             codes = f.codes
             if Z.shape[1] == 1 and np.all(Z[:, 0] == 1.0):
                 eta = eta + r[codes, 0]
             else:
                 eta = eta + (pt.as_tensor_variable(Z) * r[codes]).sum(axis=1)
-        _likelihood(design, fam, eta, by_param, built.observed, pm, pt)
+        if collapsed is None:
+            _likelihood(design, fam, eta, by_param, built.observed, pm, pt)
+        else:
+            _collapsed_likelihood(design, *collapsed, eta, by_param, pm, pt)
     built.model = model
     return built
 
@@ -123,17 +175,19 @@ def _fixed_effects(design, by_param, intercept_prior, pm, pt):
     terms = design.fixed_terms
     has_int = design.has_intercept
     slopes = [t for t in terms if t != "Intercept"]
+    s_y, scales = coefficient_scales(design)
     if not has_int or intercept_prior == "raw":
-        b = _vector_rv("b", [by_param[t] for t in terms], "term", pm)
+        b = _vector_rv("b", [by_param[t] for t in terms], "term", pm, scales=scales)
         return pt.dot(pt.as_tensor_variable(X), b)
     # centred: prior on the intercept at the predictors' means
     means = design.x_means[1:]
     Xc = X[:, 1:] - means
-    b0c = by_param["Intercept"].pymc_class()("Intercept_centered", **by_param["Intercept"].params)
+    pi = by_param["Intercept"]
+    b0c = pi.pymc_class()("Intercept_centered", **pi.params, **_scaled(pi, s_y))
     if slopes:
         coords_name = "slope_term"
         pm.modelcontext(None).add_coord(coords_name, slopes)
-        bs = _vector_rv("b_slopes", [by_param[t] for t in slopes], coords_name, pm)
+        bs = _vector_rv("b_slopes", [by_param[t] for t in slopes], coords_name, pm, scales=scales[1:])
         b0 = b0c - pt.dot(means, bs)
         pm.Deterministic("b", pt.concatenate([b0[None], bs]), dims="term")
         return b0c + pt.dot(pt.as_tensor_variable(Xc), bs)
@@ -161,7 +215,28 @@ def _cor_cholesky(f, k, block, n_cor, by_param, pm, pt):
     return L, cname, blabels
 
 
-def _group_effects(f, by_param, centered, built, pm, pt):
+def _vector_scale_transform():
+    from pymc.logprob.transforms import ScaleTransform
+
+    class VectorScale(ScaleTransform):
+        """``value * scale`` per element of a multivariate value (Jacobian summed over its last axis)."""
+
+        ndim_supp = 1
+
+        def log_jac_det(self, value, *inputs):
+            return super().log_jac_det(value, *inputs).sum(axis=-1)
+
+    return VectorScale
+
+
+def _VectorScale(fn):
+    return _vector_scale_transform()(fn)
+
+
+def _group_effects(f, by_param, centered, built, pm, pt, response_scale: float = 1.0):
+    """Group effects of one factor (centred or non-centred), sampled at their natural scale."""
+    from pymc.logprob.transforms import ScaleTransform
+
     name = f.factor
     sd = _group_sd(f, by_param, pm)
     built.group_vars[name] = f"r_{name}"
@@ -180,12 +255,18 @@ def _group_effects(f, by_param, centered, built, pm, pt):
             cors.append((cname, blabels))
             if centered:
                 chol = sd[idx][:, None] * L
-                piece = pm.MvNormal(rv_name, mu=np.zeros(len(block)), chol=chol, **rv_shape)
+                rms = np.sqrt((f.Z[:, idx] ** 2).mean(axis=0))
+                term_scale = response_scale / np.where(rms > 0, rms, 1.0)
+                piece = pm.MvNormal(rv_name, mu=np.zeros(len(block)), chol=chol, **rv_shape,
+                                    default_transform=_VectorScale(lambda *a, inv=1.0 / term_scale: inv))
             else:
                 piece = pt.dot(z[:, idx], L.T) * sd[idx]
         else:
             if centered:
-                piece = pm.Normal(rv_name, 0.0, sd[idx], **rv_shape)
+                rms = np.sqrt((f.Z[:, idx] ** 2).mean(axis=0))
+                term_scale = response_scale / np.where(rms > 0, rms, 1.0)
+                piece = pm.Normal(rv_name, 0.0, sd[idx], **rv_shape,
+                                  default_transform=ScaleTransform(lambda *a, inv=1.0 / term_scale: inv))
             else:
                 piece = z[:, idx] * sd[idx]
         pieces.append(piece)
@@ -194,6 +275,68 @@ def _group_effects(f, by_param, centered, built, pm, pt):
         return pieces[0]  # the centred RV is r_<factor> itself
     r = pieces[0] if single else pt.concatenate(pieces, axis=1)
     return pm.Deterministic(f"r_{name}", r, dims=(name, f"{name}__term"))
+
+
+def _collapsed_B(f, by_param, built, pm, pt):
+    """``B = diag(sd) L`` (k × k) of an integrated-out factor: its SDs and LKJ Cholesky factors."""
+    sd = _group_sd(f, by_param, pm)
+    n_cor = sum(f.correlated)
+    B = pt.diag(sd)
+    cors = []
+    for j, (block, cor) in enumerate(zip(f.blocks, f.correlated)):
+        if cor:
+            idx = np.array(block)
+            L, cname, blabels = _cor_cholesky(f, j, block, n_cor, by_param, pm, pt)
+            cors.append((cname, blabels))
+            B = pt.set_subtensor(B[idx[:, None], idx[None, :]], sd[idx][:, None] * L)
+    built.cor_vars[f.factor] = cors
+    return B
+
+
+def collapsed_crossproducts(design, f) -> tuple[np.ndarray, np.ndarray]:
+    """Row weights ``w`` (1, or 1/se²) and per-level ``A_l = Σ_i w_i z_i z_iᵀ`` (levels, k, k) of factor ``f``.
+
+    These do not involve the response, so they are exact whatever its location and scale.
+    """
+    w = 1.0 / design.se**2 if design.se is not None else np.ones(design.n)
+    k = f.Z.shape[1]
+    A = np.zeros((f.n_levels, k, k))
+    np.add.at(A, f.codes, (f.Z * w[:, None])[:, :, None] * f.Z[:, None, :])
+    return w, A
+
+
+def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
+    """``log N(y | eta, Z_c B Bᵀ Z_cᵀ + diag(1/(s w)))`` by Woodbury, per level of the integrated factor.
+
+    With ``e = y - eta``, ``s = 1/σ²`` (1 for known se) and ``M_l = I + s Bᵀ A_l B``:
+    ``log|V| = -n log s - Σ log w + Σ_l log|M_l|`` and
+    ``eᵀV⁻¹e = s Σ w e² - s² Σ_l c_lᵀ M_l⁻¹ c_l`` with ``c_l = Bᵀ Σ_{i∈l} w_i z_i e_i``.
+    """
+    w, A = collapsed_crossproducts(design, f)
+    n, k, L = design.n, f.Z.shape[1], f.n_levels
+    if design.se is not None:
+        s = pt.as_tensor_variable(1.0)
+        logdet_noise = -float(np.log(w).sum())
+    else:
+        p = by_param["sigma"]
+        sigma = p.pymc_class()("sigma", **p.params)
+        s = 1.0 / sigma**2
+        logdet_noise = 2.0 * n * pt.log(sigma) - float(np.log(w).sum())
+    e = pt.as_tensor_variable(design.y.astype(float)) - eta
+    eOe = (w * e**2).sum()
+    Zte = pt.inc_subtensor(pt.zeros((L, k))[f.codes], pt.as_tensor_variable(f.Z * w[:, None]) * e[:, None])
+    M = pt.eye(k) + s * pt.matmul(pt.matmul(B.T, A), B)  # (L, k, k)
+    c = pt.dot(Zte, B)  # rows: Bᵀ (Zᵀ W e)_l
+    if k == 1:
+        m = M[:, 0, 0]
+        logdet, quad = pt.log(m).sum(), (c[:, 0] ** 2 / m).sum()
+    else:
+        C = pt.linalg.cholesky(M)
+        v = pt.linalg.solve_triangular(C, c[..., None], lower=True)
+        logdet = 2.0 * pt.log(pt.diagonal(C, axis1=-2, axis2=-1)).sum()
+        quad = (v**2).sum()
+    pm.Potential("marginal_loglik",
+                 -0.5 * (n * np.log(2 * np.pi) + logdet_noise + logdet + s * eOe - s**2 * quad))
 
 
 def _likelihood(design, fam, eta, by_param, obs, pm, pt):

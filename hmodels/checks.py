@@ -76,7 +76,8 @@ class PPCResult:
         parts = []
         if len(bad):
             parts.append("The model does not reproduce " + ", ".join(
-                f"the {i} (observed {r.observed:.3g}, replicated {r.rep_low:.3g} to {r.rep_high:.3g}, p = {r.p_value:.3f})"
+                f"the {i} (observed {r.observed:.3g}, replicated {r.rep_low:.3g} to {r.rep_high:.3g}, "
+                f"p = {r.p_value:.3f})"
                 for i, r in bad.iterrows()) + ".")
         else:
             parts.append("All overall test statistics (" + ", ".join(overall.index) +
@@ -118,13 +119,18 @@ class PPCResult:
 
         dt = self.to_datatree()
         if kind is None:
-            kind = {"poisson": "rootogram", "negativebinomial": "rootogram", "bernoulli": "hist"}.get(self.family, "kde")
+            kind = {"poisson": "rootogram", "negativebinomial": "rootogram", "bernoulli": "hist"}.get(
+                self.family, "kde"
+            )
         if kind == "rootogram":
             return az.plot_ppc_rootogram(dt, backend="matplotlib")
         return az.plot_ppc_dist(dt, kind=kind, num_samples=num_samples, backend="matplotlib")
 
     def __repr__(self) -> str:
-        return f"hmodels.PPCResult ({self.y_rep.shape[0]} replicates)\n{self.table.round(3).to_string()}\n\n{self.summary()}"
+        return (
+            f"hmodels.PPCResult ({self.y_rep.shape[0]} replicates)\n"
+            f"{self.table.round(3).to_string()}\n\n{self.summary()}"
+        )
 
     def _repr_html_(self) -> str:
         from html import escape
@@ -270,7 +276,7 @@ def _variance_function(fit, design, mu, idx=None):
 
 
 def overdispersion(fit, seed: int = 0, draws: int | None = None, alpha: float = 0.05) -> Overdispersion:
-    """Is the outcome more variable than the family allows? (Pearson discrepancy check.)
+    """Check whether the outcome is more variable than the family allows (Pearson discrepancy check).
 
     Per draw, ``D(y) = sum_i (y_i - E_i)² / V_i`` with the draw's fitted means ``E_i`` (group
     effects included) and the family's variance ``V_i``, against the same discrepancy of a

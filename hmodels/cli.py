@@ -3,7 +3,10 @@
 Sub-commands: ``fit`` (fit a formula to a bundled dataset or a CSV, print rich tables, optionally
 write a report and save the fit), ``datasets`` (the bundled data), ``priors`` (the shipped prior
 sets, or one set's entries), ``report`` (a report from a saved fit) and ``demo`` (fit sleepstudy
-and write a report). Bad input ends with exit code 2 and a one-line ``hmodels: error: ...``.
+and write a report). Bad input ends with exit code 2 and a one-line ``hmodels: error: ...``;
+output paths (``--save``, ``--report``, ``-o``) are checked before any sampling. Ctrl-C, or a
+sampler that returns a partial fit, ends with exit code 130 and writes no fit or report; files are
+written atomically, so an interrupted write leaves no half-written file.
 
 Examples
 --------
@@ -17,9 +20,12 @@ Examples
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
 import time
 import warnings
+from contextlib import suppress
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +34,7 @@ from .errors import HModelsError
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_ERROR = 0, 2
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 
 
 class CLIError(HModelsError):
@@ -48,15 +54,19 @@ def _read_data(name_or_path: str) -> pd.DataFrame:
     if p.suffix.lower() == ".csv" or p.exists():
         if not p.exists():
             raise CLIError(f"Data file {name_or_path!r} does not exist.")
+        if p.is_dir():
+            raise CLIError(f"--data {name_or_path!r} is a directory; give a CSV file or a bundled dataset name.")
         try:
             return pd.read_csv(p)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise CLIError(f"Could not read {name_or_path!r} as CSV: {str(exc).splitlines()[0]}") from None
+        except OSError as exc:
+            raise CLIError(f"Could not read {name_or_path!r}: {exc.strerror or exc}.") from None
     return datasets.load(name_or_path)
 
 
 def _table(df: pd.DataFrame, title: str, index: bool = True, digits: int = 3):
-    """A rich Table from a DataFrame (numbers rounded; R-hat > 1.01 in red)."""
+    """Build a rich Table from a DataFrame (numbers rounded; R-hat > 1.01 in red)."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", header_style="bold")
@@ -100,9 +110,30 @@ def _report_format(path: str) -> str:
     return fmt
 
 
+def _check_output(path: str) -> Path:
+    """Return the file to write, raising before anything is computed if ``path`` cannot be written."""
+    from .io import check_target
+
+    return check_target(path)
+
+
 def _write_report(fit, path: str) -> Path:
-    out = Path(path)
-    out.write_text(fit.report(format=_report_format(path)), encoding="utf-8")
+    """Write the report atomically (a temporary file beside it, renamed over it once complete)."""
+    fmt = _report_format(path)
+    out = _check_output(path)
+    text = fit.report(format=fmt)
+    temp = out.with_name(f".{out.name[:120]}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+    done = False
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, out)
+        done = True
+    except OSError as exc:
+        raise CLIError(f"Could not write the report {path!r}: {exc.strerror or exc}.") from None
+    finally:  # also on KeyboardInterrupt
+        if not done:
+            with suppress(OSError):
+                temp.unlink()
     return out
 
 
@@ -150,11 +181,23 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _is_partial(fit) -> bool:
+    """Say so on stderr and return True if the sampler returned a partial fit (one to neither save nor report)."""
+    if not (getattr(fit, "meta", None) or {}).get("partial"):
+        return False
+    print("hmodels: error: sampling stopped early and returned a partial fit; nothing was saved or "
+          "reported. Run the fit again.", file=sys.stderr)
+    return True
+
+
 def _cmd_fit(args, console) -> int:
     from .model import Model
 
-    if args.report:  # check before the (long) sampling
+    if args.report:  # check the outputs before the (long) sampling, so that no fit is lost to a typo
         _report_format(args.report)
+        _check_output(args.report)
+    if args.save:
+        _check_output(args.save)
     data = _read_data(args.data)
     model = Model(args.formula, data, family=args.family, link=args.link, priors=args.priors)
     with warnings.catch_warnings():
@@ -162,6 +205,8 @@ def _cmd_fit(args, console) -> int:
         fit = model.fit(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
                         sampler=args.sampler, target_accept=args.target_accept, method=args.method,
                         progressbar=not args.no_progress)
+    if _is_partial(fit):
+        return EXIT_INTERRUPTED
     _print_fit(fit, console)
     if args.save:
         fit.save(args.save)
@@ -204,8 +249,10 @@ def _cmd_priors(args, console) -> int:
 
 
 def _cmd_report(args, console) -> int:
-    fit = _load(args.fit_file)
     out = args.output or str(Path(args.fit_file).with_suffix(".html"))
+    _report_format(out)
+    _check_output(out)
+    fit = _load(args.fit_file)
     console.print(f"Wrote the report to {_write_report(fit, out)}")
     return EXIT_OK
 
@@ -215,6 +262,8 @@ def _cmd_demo(args, console) -> int:
     from .model import Model
 
     formula = "Reaction ~ Days + (Days | Subject)"
+    _report_format(args.output)  # before the minute of sampling
+    _check_output(args.output)
     console.print(f"[bold]hmodels demo[/]: {formula} on the sleep-deprivation study (lme4::sleepstudy)")
     t0 = time.perf_counter()
     model = Model(formula, datasets.load("sleepstudy"))
@@ -222,6 +271,8 @@ def _cmd_demo(args, console) -> int:
         warnings.simplefilter("ignore")
         fit = model.fit(draws=args.draws, tune=args.draws, chains=args.chains, seed=1,
                         progressbar=not args.no_progress)
+    if _is_partial(fit):
+        return EXIT_INTERRUPTED
     _print_fit(fit, console)
     console.print(f"Wrote the report to {_write_report(fit, args.output)}")
     console.print(f"Done in {time.perf_counter() - t0:.0f} s.")
@@ -229,7 +280,10 @@ def _cmd_demo(args, console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hmodels`` command; returns the exit code (0 ok, 2 bad input).
+    """Entry point of the ``hmodels`` command; returns the exit code.
+
+    0: done; 2: bad input, or a file that cannot be read or written (a one-line message on stderr,
+    no traceback); 130: interrupted (Ctrl-C), or the sampler returned a partial fit (nothing saved).
 
     Examples
     --------
@@ -256,6 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     except HModelsError as exc:
         print(f"hmodels: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:  # a file hmodels could not read or write, outside the checks above
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"hmodels: error: cannot read or write{where}: {' '.join(str(exc.strerror or exc).split())}.",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("hmodels: interrupted (Ctrl-C); stopped without finishing, and no partly written file was left.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_ERROR
 
 

@@ -1,4 +1,10 @@
-"""Collapsed (marginalised) Gaussian mixed model: NUTS on the hyperparameters only.
+"""Reference implementation of the collapsed (marginalised) Gaussian mixed model, every factor at once.
+
+Not a fitting path: fits integrate out the one factor their :class:`~hmodels.plan.FitPlan` names,
+in the engine (:mod:`hmodels.engine`) or the PyMC graph (:func:`hmodels.build.build_model` with
+``collapse=``). This module integrates *all* factors out with a dense Woodbury identity and is kept
+as an independent check of both in the tests (exact likelihood against a dense multivariate
+normal, exact conditional draws against the GLS formulas).
 
 For a gaussian family with identity link, the group effects integrate out analytically:
 ``y ~ N(X b, Z Λ Λᵀ Zᵀ + σ² I)`` (``diag(se²)`` instead of ``σ² I`` for known standard errors),
@@ -11,8 +17,10 @@ determinant lemma give::
     log|V| = -n log s - Σ log ω + log|M|
     eᵀV⁻¹e = s eᵀΩe - s² cᵀ M⁻¹ c,   c = Λᵀ Zᵀ Ω e,   e = y - X b
 
-``eᵀΩe`` and ``ZᵀΩe`` come from the cross-products ``XᵀΩX, XᵀΩy, yᵀΩy, ZᵀΩZ, ZᵀΩy, ZᵀΩX``,
-computed once, so a gradient costs nothing per observation. With one grouping factor ``M``
+``eᵀΩe`` and ``ZᵀΩe`` come from cross-products computed once, so a gradient costs nothing per
+observation. They are of the centred design and of the residual of a least-squares fit
+(:class:`CollapsedStats`), never of the raw response, whose sums of squares would cancel
+catastrophically when the data lie far from zero. With one grouping factor ``M``
 is block diagonal (one ``k × k`` block per level): closed form for ``k ≤ 2`` (elementwise over
 levels), batched Cholesky otherwise. With several factors ``M`` is dense (Cholesky of
 ``q × q``; used when ``q <= MAX_DENSE_Q``).
@@ -26,21 +34,15 @@ variables as the joint (non-centred) model.
 
 from __future__ import annotations
 
-import time
-import warnings
-
 import numpy as np
 
 from .errors import SpecificationError
 
-__all__ = ["collapsible", "choose_method", "build_collapsed", "fit_collapsed", "CollapsedStats",
-           "marginal_loglik_numpy", "draw_group_effects", "MAX_DENSE_Q"]
+__all__ = ["collapsible", "build_collapsed", "CollapsedStats", "marginal_loglik_numpy", "draw_group_effects",
+           "MAX_DENSE_Q"]
 
 #: Largest total number of group effects for the dense (several factors) collapsed likelihood.
 MAX_DENSE_Q = 600
-METHODS = ("auto", "joint", "collapsed")
-#: ``method="auto"`` collapses when there are at least this many observations per group effect.
-AUTO_MIN_OBS_PER_EFFECT = 2
 
 
 def collapsible(design) -> tuple[bool, str]:
@@ -55,7 +57,8 @@ def collapsible(design) -> tuple[bool, str]:
     """
     spec = design.spec
     if spec.family != "gaussian" or (spec.link not in (None, "identity")):
-        return False, f"the collapsed method needs a gaussian family with identity link, not {spec.family} ({spec.link})"
+        return False, (f"the collapsed method needs a gaussian family with identity link, "
+                       f"not {spec.family} ({spec.link})")
     if not design.factors:
         return False, "the model has no grouping factors to integrate out"
     if len(design.factors) > 1:
@@ -66,54 +69,31 @@ def collapsible(design) -> tuple[bool, str]:
     return True, ""
 
 
-def choose_method(model, method: str) -> str:
-    """Resolve ``method="auto" | "joint" | "collapsed"`` for a Model.
-
-    ``collapsed`` is valid for a gaussian family with identity link and group effects (at most
-    :data:`MAX_DENSE_Q` group effects when several factors are crossed or nested). ``auto``
-    picks it when valid and there are at least :data:`AUTO_MIN_OBS_PER_EFFECT` observations per
-    group effect (``n >= 2 q``): there it was measured to need half the leapfrog steps of the
-    joint model and to give 1.5-5x the ESS per draw (sleepstudy, radon, penicillin; see
-    ``benchmarks/README.md``). With about one observation per effect (eight schools) the
-    non-centred joint model mixed better, so ``auto`` keeps ``joint`` there.
-
-    Examples
-    --------
-    >>> import hmodels as hm
-    >>> from hmodels.collapsed import choose_method
-    >>> choose_method(hm.Model("p(incidence, size) ~ period + (1 | herd)", hm.datasets.load("cbpp"),
-    ...                        family="binomial"), "auto")
-    'joint'
-    """
-    if method not in METHODS:
-        raise SpecificationError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
-    if method == "joint":
-        return "joint"
-    ok, why = collapsible(model.design)
-    if method == "collapsed" and not ok:
-        raise SpecificationError(f"method='collapsed' is not available here: {why}. Use method='joint'.")
-    if method == "collapsed":
-        return "collapsed"
-    d = model.design
-    q = sum(f.n_levels * len(f.terms) for f in d.factors)
-    return "collapsed" if ok and d.n >= AUTO_MIN_OBS_PER_EFFECT * q else "joint"
-
-
 class CollapsedStats:
     """Weighted cross-products of one design (the only data the collapsed likelihood reads).
+
+    They are taken of the centred design ``Xc`` (predictors minus their means when there is an
+    intercept) and of the residual ``y_r = y - Xc b_ref`` of a weighted least-squares fit, never of
+    the raw response: with ``y`` near ``1e9``, ``yᵀy ~ 1e20`` and ``eᵀΩe = yᵀΩy - 2bᵀXᵀΩy + bᵀXᵀΩXb``
+    would lose every digit to cancellation. ``eᵀΩe`` is then formed from ``d = T b - b_ref``
+    (:meth:`offset`; ``T b`` are the coefficients on ``Xc``), exactly ``y - X b = y_r - Xc d``.
 
     Attributes
     ----------
     known_se : bool
         Residual SDs are the known ``se`` column (no ``sigma`` parameter).
     XtX, Xty, yty, sum_log_w, n
-        ``XᵀΩX``, ``XᵀΩy``, ``yᵀΩy``, ``Σ log ω``, number of rows.
+        ``XcᵀΩXc``, ``XcᵀΩy_r``, ``y_rᵀΩy_r``, ``Σ log ω``, number of rows.
+    T, b_ref
+        ``(p, p)`` map from the coefficients on ``X`` to those on ``Xc``, and the reference fit on ``Xc``.
     A, Zty, ZtX : list of arrays
-        Single factor: per level ``(levels, k, k)``, ``(levels, k)``, ``(levels, k, p)``.
-        Several factors: one dense ``(q, q)``, ``(q,)``, ``(q, p)`` (``single`` is False).
+        ``ZᵀΩZ``, ``ZᵀΩy_r``, ``ZᵀΩXc``. Single factor: per level ``(levels, k, k)``, ``(levels, k)``,
+        ``(levels, k, p)``. Several factors: one dense ``(q, q)``, ``(q,)``, ``(q, p)`` (``single`` is False).
     """
 
     def __init__(self, design):
+        from .engine.layout import reference_coefficients
+
         y, X = design.y.astype(float), design.X
         n, p = X.shape[0], X.shape[1]
         self.known_se = design.se is not None
@@ -121,6 +101,15 @@ class CollapsedStats:
         self.n = n
         self.p = p
         self.sum_log_w = float(np.log(w).sum())
+        # an exact reparameterisation: centred predictors (with an intercept) and a reference fit
+        icol = list(design.fixed_terms).index("Intercept") if "Intercept" in design.fixed_terms else -1
+        means = np.where(np.arange(p) == icol, 0.0, X.mean(axis=0)) if (icol >= 0 and p) else np.zeros(p)
+        self.T = np.eye(p)
+        if icol >= 0:
+            self.T[icol] += means  # intercept on Xc = b0 + Σ mean_j b_j
+        X = X - means
+        self.b_ref = reference_coefficients(X, y, w)
+        y = y - X @ self.b_ref
         Xw = X * w[:, None]
         self.XtX = Xw.T @ X
         self.Xty = Xw.T @ y
@@ -144,6 +133,13 @@ class CollapsedStats:
             self.A = np.asarray((Zw.T @ Zs).todense())
             self.Zty = np.asarray(Zw.T @ y).ravel()
             self.ZtX = np.asarray(Zw.T @ X).reshape(-1, p)
+
+    def offset(self, b):
+        """The offset ``d = T b - b_ref`` of coefficients ``b`` on ``X`` from the reference fit on ``Xc``.
+
+        ``b`` is a NumPy ``(S, p)`` array or a PyTensor vector; ``y - X b = y_r - Xc d``.
+        """
+        return b @ self.T.T - self.b_ref
 
     @staticmethod
     def _sparse_z(design):
@@ -251,8 +247,9 @@ def build_collapsed(design, priors, centered=None) -> BuiltCollapsed:
 
 
 def _marginal_loglik(st, b, Bs, s, logdet_noise, pt):
-    """Symbolic log N(y | X b, V) from the cross-products (see the module docstring)."""
+    """Symbolic log N(y | X b, V) from the cross-products (see the module docstring and CollapsedStats)."""
     if st.p:
+        b = st.offset(b)  # e = y_r - Xc d: from here on, b is the offset d from the reference fit
         eOe = st.yty - 2.0 * pt.dot(b, st.Xty) + pt.dot(b, pt.dot(st.XtX, b))
     else:
         eOe = pt.as_tensor_variable(st.yty)
@@ -326,7 +323,7 @@ def _factor_B(draws, f, fblocks):
 
 def _conditional(stats, design, blocks, draws, S):
     """(M, c, s) per draw: the conditional posterior of the standardised effects is N(s M⁻¹c, M⁻¹)."""
-    b = draws["b"] if stats.p else np.zeros((S, 0))
+    b = stats.offset(draws["b"]) if stats.p else np.zeros((S, 0))  # offset from the reference fit
     s = np.ones(S) if stats.known_se else 1.0 / draws["sigma"] ** 2
     Bs = [_factor_B(draws, f, fb) for f, fb in zip(design.factors, blocks)]
     if stats.single:
@@ -360,7 +357,7 @@ def marginal_loglik_numpy(built, design, draws: dict) -> np.ndarray:
     st = built.stats
     S = next(iter(draws.values())).shape[0]
     M, c, s, _ = _conditional(st, design, built.blocks, draws, S)
-    b = draws["b"] if st.p else np.zeros((S, 0))
+    b = st.offset(draws["b"]) if st.p else np.zeros((S, 0))
     eOe = st.yty - 2 * b @ st.Xty + np.einsum("si,ij,sj->s", b, st.XtX, b)
     C = np.linalg.cholesky(M)
     logdet = 2 * np.log(np.diagonal(C, axis1=-2, axis2=-1)).reshape(S, -1).sum(-1)
@@ -430,60 +427,3 @@ def draw_group_effects(built, design, posterior, seed=None, chunk: int = 200) ->
         out[f"z_{f.factor}"] = (dims, z.reshape(C_, D_, *z.shape[1:]))
         out[f"r_{f.factor}"] = (dims, r.reshape(C_, D_, *r.shape[1:]))
     return out
-
-
-# -- fitting ----------------------------------------------------------------------------------------
-def fit_collapsed(model, settings, progressbar: bool = True, log_likelihood: bool = False):
-    """Sample the collapsed model and return a :class:`~hmodels.fit.Fit` like the joint model's.
-
-    Called by ``Model.fit(method="collapsed")`` (or ``"auto"``); ``fit.meta["method"]`` is
-    ``"collapsed"`` and ``fit.timing`` splits ``build_s``, ``sample_s`` and ``group_effects_s``.
-
-    Examples
-    --------
-    >>> import hmodels as hm
-    >>> m = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy"))
-    >>> fit = m.fit(draws=300, tune=300, chains=2, seed=1, method="collapsed", progressbar=False)  # doctest: +SKIP
-    >>> fit.meta["method"]  # doctest: +SKIP
-    'collapsed'
-    """
-    import xarray as xr
-
-    from .fit import Fit
-    from .sampling import sample
-
-    t0 = time.perf_counter()
-    built = getattr(model, "_collapsed_built", None)
-    if built is None:
-        built = build_collapsed(model.design, model.priors, model.centered)
-        model._collapsed_built = built
-    t1 = time.perf_counter()
-    idata, timing = sample(built.model, settings, progressbar=progressbar, log_likelihood=False)
-    t2 = time.perf_counter()
-    design = model.design
-    post = idata["posterior"].to_dataset()
-    seed = None if settings.seed is None else settings.seed + 7919
-    post = post.assign(draw_group_effects(built, design, post, seed=seed))
-    post = post.assign_coords({c: list(built.model.coords[c]) for f in design.factors
-                               for c in (f.factor, f"{f.factor}__term")})
-    idata["posterior"] = xr.DataTree(post)
-    obs = xr.Dataset({built.observed: (("obs",), design.y)}, coords={"obs": np.arange(design.n)})
-    idata["observed_data"] = xr.DataTree(obs)
-    t3 = time.perf_counter()
-    timing = {"total_s": t3 - t0, "build_s": t1 - t0, "sample_s": timing["total_s"], "group_effects_s": t3 - t2}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence is re-checked below, once r_ is in place
-        fit = Fit.from_sampling(model, built, idata, settings, timing)
-    fit.meta["method"] = "collapsed"
-    if log_likelihood:
-        from .linpred import linear_predictor, pointwise_loglik
-
-        ll = pointwise_loglik(fit, linear_predictor(fit), design)
-        ds = xr.Dataset({built.observed: (("chain", "draw", "obs"), ll)},
-                        coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": np.arange(design.n)})
-        fit.posterior["log_likelihood"] = xr.DataTree(ds)
-    from .errors import ConvergenceWarning
-
-    for message in fit.convergence_messages():
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
-    return fit

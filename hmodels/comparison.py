@@ -298,7 +298,9 @@ def compare(fits: dict, by: str | None = None, method: str = "stacking") -> Comp
     from .fit import Fit
 
     if not isinstance(fits, dict) or len(fits) < 2:
-        raise SpecificationError("compare needs a dict of at least two named fits, e.g. {'intercepts': f1, 'slopes': f2}.")
+        raise SpecificationError(
+            "compare needs a dict of at least two named fits, e.g. {'intercepts': f1, 'slopes': f2}."
+        )
     ys = {}
     for name, f in fits.items():
         if isinstance(f, Fit):
@@ -308,7 +310,8 @@ def compare(fits: dict, by: str | None = None, method: str = "stacking") -> Comp
         for name, y in ys.items():
             if y.shape != y0.shape or not np.allclose(y, y0, equal_nan=True):
                 raise SpecificationError(
-                    f"Models {first!r} and {name!r} were fitted to different data ({y0.size} vs {y.size} observations); "
+                    f"Models {first!r} and {name!r} were fitted to different data "
+                    f"({y0.size} vs {y.size} observations); "
                     "predictive comparison needs the same observations in every model."
                 )
     elpds = {name: (loo(f, by=by) if isinstance(f, Fit) else f) for name, f in fits.items()}
@@ -327,8 +330,8 @@ def _reading(table: pd.DataFrame, by: str | None) -> str:
         if diff > 2 * dse and diff > 4:
             verdict = f"clearly worse (elpd lower by {diff:.1f} ± {dse:.1f}, more than 2 SE): prefer {best!r}"
         else:
-            verdict = (f"not distinguishable (elpd difference {diff:.1f} ± {dse:.1f}, within 2 SE or below 4): the data "
-                       "do not favour either; the simpler model is adequate")
+            verdict = (f"not distinguishable (elpd difference {diff:.1f} ± {dse:.1f}, within 2 SE or below 4): "
+                       "the data do not favour either; the simpler model is adequate")
         lines.append(f"{name!r} vs {best!r}: {verdict}.")
     if "warning" in table.columns and table["warning"].astype(bool).any():
         bad = ", ".join(map(repr, table.index[table["warning"].astype(bool)]))

@@ -14,12 +14,21 @@ from dataclasses import dataclass, field
 import formulae as fm
 import numpy as np
 import pandas as pd
+from formulae.categorical import ENCODINGS
+from formulae.environment import Environment
 
-from .errors import DataError, MissingColumnError, SpecificationError, closest
+from .errors import DataError, DataWarning, MissingColumnError, SpecificationError, closest
 from .families import get_family
 from .spec import ModelSpec
 
-__all__ = ["Design", "FactorDesign", "make_design", "used_columns"]
+__all__ = ["Design", "FactorDesign", "make_design", "used_columns", "FORMULA_ENV", "evaluate", "row_labels",
+           "check_finite"]
+
+# The names a formula can use besides data columns and formulae's own transformations (C, I, scale,
+# center, poly, bs, ...): NumPy as ``np``. Passed explicitly, so that formulae never looks a name up
+# in the namespace of whichever hmodels function happens to call it.
+_NAMESPACE = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs}
+FORMULA_ENV = Environment([_NAMESPACE])
 
 
 @dataclass
@@ -106,7 +115,7 @@ class Design:
         return bool(self.fixed_terms) and self.fixed_terms[0] == "Intercept"
 
     def factor(self, name: str) -> FactorDesign:
-        """The :class:`FactorDesign` of one grouping factor."""
+        """Return the :class:`FactorDesign` of one grouping factor."""
         for f in self.factors:
             if f.factor == name:
                 return f
@@ -116,8 +125,20 @@ class Design:
         )
 
 
-def used_columns(spec: ModelSpec) -> list[str]:
-    """Columns of the data that a spec reads (outcome, predictors, factors, trials, se)."""
+def used_columns(spec: ModelSpec, columns=None) -> list[str]:
+    """Columns of the data that a spec reads (outcome, predictors, factors, trials, se).
+
+    Every name a term refers to is a column, except the arguments formulae and NumPy give a meaning
+    of their own (``Sum`` in ``C(cond, Sum)``, ``np.pi``) and literals (the ``2`` of ``I(x**2)``);
+    a name that is in ``columns`` (the data's columns) always counts as a column.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> used_columns(hm.parse_formula("y ~ I(x**2) + C(cond, Sum) + (1 | g)"))
+    ['y', 'cond', 'x', 'g']
+    """
+    known = set(columns) if columns is not None else set()
     cols: list[str] = []
 
     def add(names):
@@ -125,27 +146,50 @@ def used_columns(spec: ModelSpec) -> list[str]:
             if n not in cols:
                 cols.append(n)
 
-    add(_vars(spec.response))
+    add([spec.response] if spec.response in known else _vars(spec.response, known))
     if spec.fixed:
-        add(_vars(" + ".join(spec.fixed)))
+        add(_vars(" + ".join(spec.fixed), known))
     for g in spec.groups:
         for b in g.blocks:
             if b.terms:
-                add(_vars(" + ".join(b.terms)))
+                add(_vars(" + ".join(b.terms), known))
         add(g.columns)
     for extra in (spec.trials, spec.se):
         if extra is not None:
-            add(_vars(extra))
+            add([extra] if extra in known else _vars(extra, known))
     return cols
 
 
-def _vars(expr: str) -> list[str]:
+def _vars(expr: str, known=frozenset()) -> list[str]:
+    from .formula import _check_spaced_names, _formulae_error, _show
+
+    _check_spaced_names(expr)
     try:
         desc = fm.model_description(expr)
     except Exception as exc:
-        raise SpecificationError(f"Could not read the expression {expr!r}: {exc}") from None
-    names = sorted(desc.var_names)
-    return names
+        raise SpecificationError(
+            f"Could not read the expression {_show(expr)}: {_formulae_error(exc, expr)}."
+        ) from None
+    return [n for n in sorted(desc.var_names) if n in known or _is_column_name(n)]
+
+
+def _is_column_name(name: str) -> bool:
+    """Whether a name formulae reports in a term refers to data (not a literal, an encoding or ``np.<name>``)."""
+    return bool(name) and name not in ENCODINGS and not ("." in name and name.split(".")[0] in ("np", "numpy"))
+
+
+def row_labels(labels, mask) -> str:
+    """``"3 rows (index 4, 9, 12)"``: how many rows ``mask`` selects and the first few index labels.
+
+    Examples
+    --------
+    >>> row_labels(np.array([10, 11, 12]), np.array([False, True, True]))
+    '2 rows (index 11, 12)'
+    """
+    pos = np.flatnonzero(mask)
+    shown = ", ".join(str(labels[i]) for i in pos[:5])
+    more = ", ..." if len(pos) > 5 else ""
+    return f"{len(pos)} row{'' if len(pos) == 1 else 's'} (index {shown}{more})"
 
 
 def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> Design:
@@ -178,13 +222,21 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
         raise DataError("The data are empty (0 rows): pass a DataFrame with observations.")
     if missing not in ("drop", "raise"):
         raise SpecificationError(f"missing must be 'drop' or 'raise', got {missing!r}.")
-    cols = used_columns(spec)
+    cols = used_columns(spec, data.columns)
     for c in cols:
         if c not in data.columns:
             raise MissingColumnError(
                 f"Column {c!r} is used in the model but is not in the data.{closest(c, data.columns)} "
-                f"Available columns: {', '.join(map(str, data.columns))}."
+                f"Available columns: {', '.join(map(str, data.columns))}.{_quoting_hint(data.columns)}"
             )
+    duplicated = sorted({str(c) for c in data.columns[data.columns.duplicated()] if c in cols})
+    if duplicated:
+        raise DataError(
+            f"The data have more than one column named {', '.join(map(repr, duplicated))}, so the model cannot tell "
+            "which one it uses. Rename or drop the duplicates, e.g. data = data.loc[:, ~data.columns.duplicated()] "
+            "to keep the first of each."
+        )
+    index = data.index
     data = data.reset_index(drop=True)
     bad = np.zeros(len(data), dtype=bool)
     for c in cols:
@@ -210,8 +262,9 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
     rows = np.flatnonzero(~bad)
     used = data.loc[rows, cols].reset_index(drop=True)
     used = _categorise_factors(spec, used)
+    labels = np.asarray(index[rows])  # the data's own index labels of the used rows, for messages
 
-    y, trials, se = _response(spec, family, used)
+    y, trials, se = _response(spec, family, used, labels)
 
     # population-level design
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
@@ -222,11 +275,15 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
         common = _evaluate(rhs, used, "population-level terms")
         X = np.asarray(common.design_matrix, dtype=float)
         fixed_terms = [str(c) for c in common.as_dataframe().columns]
+        check_finite(X, fixed_terms, labels, "population-level")
     _check_rank(X, fixed_terms)
     x_means = X.mean(axis=0) if X.size else np.zeros(0)
     x_sds = X.std(axis=0) if X.size else np.zeros(0)
 
     factors = [_factor_design(g, used) for g in spec.groups]
+    for f in factors:
+        check_finite(f.Z, f.terms, labels, f"group-specific, for {f.factor!r}")
+    _check_information(spec, family, y, trials, se, X, fixed_terms, factors, labels)
     return Design(
         spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
         rows=rows, n_dropped=n_bad, data=used, x_means=x_means, x_sds=x_sds,
@@ -241,8 +298,18 @@ def _bad_mask(col: pd.Series) -> np.ndarray:
     return m
 
 
+def _quoting_hint(columns) -> str:
+    from .spec import quote_name
+
+    odd = [str(c) for c in columns if "`" not in str(c) and quote_name(str(c)) != str(c)]
+    if not odd:
+        return ""
+    return (f" Columns whose names are not plain names must be written in backticks in a formula: "
+            f"{', '.join(quote_name(c) for c in odd[:5])}.")
+
+
 def _categorise_factors(spec: ModelSpec, data: pd.DataFrame) -> pd.DataFrame:
-    """Grouping columns are categorical whatever their dtype (integers in a CSV included)."""
+    """Make grouping columns categorical whatever their dtype (integers in a CSV included)."""
     data = data.copy()
     for g in spec.groups:
         for c in g.columns:
@@ -251,20 +318,60 @@ def _categorise_factors(spec: ModelSpec, data: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
+def evaluate(rhs: str, data: pd.DataFrame):
+    """Build formulae's design matrices of ``rhs`` on ``data``, in hmodels' formula namespace (``FORMULA_ENV``)."""
+    return fm.design_matrices(rhs, data, na_action="error", env=FORMULA_ENV)
+
+
 def _evaluate(rhs: str, data: pd.DataFrame, what: str):
+    from .formula import _show
+
     try:
-        return fm.design_matrices(rhs, data, na_action="error").common
+        with np.errstate(all="ignore"):  # non-finite results are reported by check_finite, with their rows
+            return evaluate(rhs, data).common
     except Exception as exc:
-        raise SpecificationError(f"Could not build the {what} {rhs!r}: {exc}") from None
+        msg = str(exc) if len(str(exc)) <= 300 else str(exc)[:300] + " ..."
+        raise SpecificationError(f"Could not build the {what} {_show(rhs)}: {msg}") from None
 
 
-def _response(spec: ModelSpec, family, data: pd.DataFrame):
+def check_finite(M: np.ndarray, terms: list[str], labels, context: str) -> None:
+    """Refuse non-finite values produced by a term's transformation (``np.log(0)``), naming the term and rows.
+
+    Parameters
+    ----------
+    M : ndarray (n, k)
+        An evaluated design matrix.
+    terms : list of str
+        Its column labels.
+    labels : array
+        Index labels of its rows (for the message).
+    context : str
+        Where the matrix comes from (``"population-level"``), for the message.
+    """
+    if M.size == 0:
+        return
+    finite = np.isfinite(M)
+    if finite.all():
+        return
+    j = int(np.flatnonzero(~finite.all(axis=0))[0])
+    rows = ~finite[:, j]
+    vals = ", ".join(sorted({str(v) for v in M[rows, j]}))
+    raise DataError(
+        f"The term {terms[j]!r} ({context}) is not finite ({vals}) in {row_labels(labels, rows)}: its "
+        "transformation is undefined there (e.g. log of 0 or of a negative number, division by 0). Drop or fix "
+        "those rows, or use a transformation defined for every value (e.g. np.log1p(x) for counts with zeros)."
+    )
+
+
+def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | None = None):
     col = spec.response
+    labels = np.arange(len(data)) if labels is None else labels
     if col in data.columns:
         raw = data[col]
     else:
         try:
-            raw = pd.Series(np.asarray(fm.design_matrices(f"{col} ~ 1", data, na_action="error").response).ravel())
+            with np.errstate(all="ignore"):
+                raw = pd.Series(np.asarray(evaluate(f"{col} ~ 1", data).response).ravel())
         except Exception as exc:
             raise SpecificationError(f"Could not evaluate the outcome {col!r}: {exc}") from None
     outcome = family.outcome
@@ -279,50 +386,236 @@ def _response(spec: ModelSpec, family, data: pd.DataFrame):
             f"{raw.dtype} values such as {raw.iloc[0]!r}.{hint}"
         )
     y = raw.to_numpy(dtype=float)
+    if not np.isfinite(y).all():
+        raise DataError(
+            f"The outcome {col!r} is not finite in {row_labels(labels, ~np.isfinite(y))}: its transformation is "
+            "undefined there (e.g. log of 0). Drop or fix those rows, or transform the outcome differently."
+        )
     trials = se = None
     if outcome == "binary":
         if not np.isin(y, (0.0, 1.0)).all():
-            raise DataError(f"The outcome {col!r} must hold only 0 and 1 for the bernoulli family; found {np.unique(y)[:5]}.")
+            raise DataError(
+                f"The outcome {col!r} must hold only 0 and 1 for the bernoulli family; found {np.unique(y)[:5]} "
+                f"in {row_labels(labels, ~np.isin(y, (0.0, 1.0)))}."
+            )
         y = y.astype(np.int64)
     elif outcome in ("count", "binomial"):
-        if (y < 0).any() or not np.allclose(y, np.round(y)):
-            bad = y[(y < 0) | (y != np.round(y))][:3]
+        if (y < 0).any():
             raise DataError(
-                f"The outcome {col!r} must hold non-negative whole numbers (counts) for the {family.name} "
-                f"family; found values such as {', '.join(map(str, bad))}."
+                f"The outcome {col!r} must hold non-negative whole numbers (counts) for the {family.name} family; "
+                f"found values such as {', '.join(map(_num, y[y < 0][:3]))} in {row_labels(labels, y < 0)}."
             )
-        y = np.round(y).astype(np.int64)
+        y = _whole_numbers(y, f"The outcome {col!r}", f"non-negative whole numbers (counts) for the {family.name} "
+                           "family", labels)
     if spec.trials is not None:
         n = data[spec.trials].to_numpy(dtype=float) if spec.trials in data else None
         if n is None:
-            raise MissingColumnError(f"The trials column {spec.trials!r} is not in the data.{closest(spec.trials, data.columns)}")
-        if (n <= 0).any() or not np.allclose(n, np.round(n)):
-            raise DataError(f"The trials column {spec.trials!r} must hold positive whole numbers.")
-        trials = np.round(n).astype(np.int64)
+            raise MissingColumnError(
+                f"The trials column {spec.trials!r} is not in the data.{closest(spec.trials, data.columns)}"
+            )
+        if (n <= 0).any():
+            raise DataError(
+                f"The trials column {spec.trials!r} must hold positive whole numbers; found "
+                f"{', '.join(map(_num, n[n <= 0][:3]))} in {row_labels(labels, n <= 0)}. Drop rows with no trials."
+            )
+        trials = _whole_numbers(n, f"The trials column {spec.trials!r}", "positive whole numbers", labels)
         if (y > trials).any():
             i = int(np.flatnonzero(y > trials)[0])
             raise DataError(
                 f"The successes {col!r} exceed the trials {spec.trials!r} in {(y > trials).sum()} row(s), "
-                f"e.g. row {i}: {y[i]} > {trials[i]}. Check that the columns are in the order p(successes, trials)."
+                f"e.g. row {labels[i]}: {y[i]} > {trials[i]}. Check that the columns are in the order "
+                "p(successes, trials)."
             )
     if spec.se is not None:
         se = data[spec.se].to_numpy(dtype=float)
         if (se <= 0).any():
-            raise DataError(f"The standard-error column {spec.se!r} must be positive; found {se[se <= 0][:3]}.")
+            raise DataError(
+                f"The standard-error column {spec.se!r} must be positive; found {se[se <= 0][:3]} in "
+                f"{row_labels(labels, se <= 0)}."
+            )
+    _check_outcome_information(spec, family, y, trials, labels)
     return y, trials, se
 
 
+def _num(v) -> str:
+    return f"{float(v):.10g}"
+
+
+def _whole_numbers(values: np.ndarray, what: str, need: str, labels: np.ndarray) -> np.ndarray:
+    """Whole numbers as int64: off by floating-point noise -> rounded with a warning; otherwise an error.
+
+    Noise is a difference of at most 1e-6 relative (``2.0000000001`` from arithmetic or a float32
+    column); anything further from a whole number is a real fraction, which a count cannot be.
+    """
+    r = np.round(values)
+    d = np.abs(values - r)
+    fraction = d > 1e-6 * np.maximum(1.0, np.abs(values))
+    if fraction.any():
+        raise DataError(
+            f"{what} must hold {need}; found values such as {', '.join(map(_num, values[fraction][:3]))} in "
+            f"{row_labels(labels, fraction)}. Counts cannot be fractional: use the counts themselves (not rates "
+            "or averages), or a family for continuous outcomes."
+        )
+    noise = d > 0
+    if noise.any():
+        warnings.warn(
+            f"{what} holds values that differ from whole numbers by floating-point noise (at most "
+            f"{d.max():.2g}), e.g. {', '.join(map(_num, values[noise][:3]))} in {row_labels(labels, noise)}; "
+            "they were rounded to the nearest whole number. Round the column yourself to silence this.",
+            DataWarning,
+            stacklevel=4,
+        )
+    return r.astype(np.int64)
+
+
+def _check_outcome_information(spec, family, y: np.ndarray, trials, labels: np.ndarray) -> None:
+    """Refuse outcomes with nothing to estimate from: constant, all zero, all successes."""
+    col = spec.response
+    n = len(y)
+    if family.outcome == "continuous":
+        if family.link == "log" and (y <= 0).any():
+            raise DataError(
+                f"The {family.name} family with the log link models a positive mean, but the outcome {col!r} is "
+                f"zero or negative in {row_labels(labels, y <= 0)}. Use the identity link (the default), or an "
+                "outcome that is positive."
+            )
+        if spec.se is None and np.ptp(y) == 0:
+            raise DataError(
+                f"The outcome {col!r} has the same value ({_num(y[0])}) in all {n} rows: there is no variation for "
+                "the model to explain, the residual SD would be 0 and no effect can be estimated. Check that the "
+                "outcome column is the right one and that the rows were not filtered down to one value."
+            )
+        return
+    what = None
+    if family.outcome == "binary" and np.ptp(y) == 0:
+        what = f"is {int(y[0])} in all {n} rows"
+    elif family.outcome == "count" and not y.any():
+        what = f"is 0 in all {n} rows"
+    elif family.outcome == "binomial" and trials is not None:
+        if not y.any():
+            what = f"is 0 (no successes) in all {n} rows"
+        elif (y == trials).all():
+            what = f"equals the trials {spec.trials!r} (all successes) in all {n} rows"
+    if what is not None:
+        raise DataError(
+            f"The outcome {col!r} {what}: the data carry no information about any effect ({family.link} of the "
+            "mean is at its boundary, so every estimate would come from the priors alone). Check that the outcome "
+            "column is the right one and that the rows were not filtered down to one outcome."
+        )
+
+
+def _check_information(spec, family, y, trials, se, X, fixed_terms, factors, labels) -> None:
+    """Refuse designs that cannot identify their variance parameters; warn on separation."""
+    n = len(y)
+    has_sigma = "sigma" in family.aux and se is None
+    n_var = sum(len(f.terms) for f in factors) + int(has_sigma)
+    if n < n_var:
+        parts = [f"{len(f.terms)} SD(s) of {f.factor!r}" for f in factors] + (["sigma"] if has_sigma else [])
+        raise DataError(
+            f"The model has {n_var} variance parameters ({', '.join(parts)}) but only {n} row(s) of data: "
+            "fewer rows than variance parameters cannot inform them, so every estimate would come from the priors. "
+            "Collect more data or remove group-specific terms."
+        )
+    if has_sigma:
+        for f in factors:
+            if "Intercept" in f.terms and f.n_levels == n:
+                raise DataError(
+                    f"Every level of the grouping factor {f.factor!r} has exactly one row ({f.n_levels} levels, "
+                    f"{n} rows), so its group-specific intercepts cannot be told apart from the residual noise: "
+                    f"sd({f.factor}) and sigma are not separately identified (only sd² + sigma² is), and each "
+                    f"would come from its prior (lme4 refuses this too). Remove the term '(1 | {f.factor})' — the "
+                    "residual already plays its role — or use data with more than one row per level."
+                )
+    if family.outcome in ("binary", "binomial"):
+        _warn_separation(spec, y, trials, X, fixed_terms)
+
+
+def _warn_separation(spec, y, trials, X, fixed_terms) -> None:
+    """Warn when one predictor separates successes from failures: its coefficient is then prior-driven.
+
+    Univariate check per population-level column: every row with a success has ``x >= c`` and every
+    row with a failure ``x <= c`` (or the reverse); strict inequalities are complete separation,
+    ties at ``c`` quasi-complete. Separation by a combination of predictors is not detected.
+    """
+    succ = y > 0
+    fail = (y == 0) if trials is None else (y < trials)
+    if not succ.any() or not fail.any():
+        return
+    found = []
+    for j, term in enumerate(fixed_terms):
+        x = X[:, j]
+        if term == "Intercept" or np.ptp(x) == 0:
+            continue
+        xs, xf = x[succ], x[fail]
+        for lo, hi, high in ((xf, xs, "1"), (xs, xf, "0")):
+            if lo.max() <= hi.min():
+                kind = "completely" if lo.max() < hi.min() else "quasi-completely"
+                found.append(f"{term!r} ({kind}: every row with {term} > {_num(lo.max())} has outcome {high}"
+                             + ("" if kind == "completely" else f", apart from ties at {_num(lo.max())}") + ")")
+                break
+    if found:
+        warnings.warn(
+            f"Separation in the outcome {spec.response!r}: the predictor(s) {'; '.join(found[:5])}"
+            f"{' ...' if len(found) > 5 else ''} separate successes from failures, so the data only say that "
+            "the effect is large: its estimate and interval come from its prior, not the data (no finite "
+            "maximum-likelihood estimate exists). Report those coefficients as prior-driven, give them an "
+            "informative prior on the link scale, or collect data where the outcomes overlap.",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
 def _check_rank(X: np.ndarray, terms: list[str]) -> None:
+    """Raise a :class:`DataError` when the population-level design matrix is rank deficient.
+
+    The rank is that of the centred, scaled design: each column is scaled to unit root mean square
+    and, when the constant is in the column space (an intercept, or a full set of dummies), the
+    columns are centred and the constant counted once. A shift or a change of units of a predictor
+    is an exact reparameterisation of such a model, so it cannot change the verdict: a Unix
+    timestamp (``Days + 1.7e9``) is not collinear with the intercept. A column whose variation is
+    mostly lost to rounding against its magnitude (fewer than 3 significant digits left) is badly
+    scaled: it is named in the error, or in a :class:`DataWarning` when the rank is full.
+
+    Examples
+    --------
+    >>> x = np.arange(10.0)
+    >>> _check_rank(np.column_stack([np.ones(10), x + 1.7e9]), ["Intercept", "t"])  # no error
+    >>> _check_rank(np.column_stack([np.ones(10), x, 2 * x]), ["Intercept", "x", "x2"])
+    Traceback (most recent call last):
+    ...
+    hmodels.errors.DataError: The population-level design matrix is rank deficient (rank 2 < 3 columns: ...
+    """
     if X.size == 0:
         return
-    rank = np.linalg.matrix_rank(X)
-    if rank < X.shape[1]:
-        const = [t for t, s in zip(terms, X.std(axis=0)) if s == 0 and t != "Intercept"]
+    n, p = X.shape
+    rms = np.sqrt(np.mean(np.square(X), axis=0))
+    Xs = X / np.where(rms > 0, rms, 1.0)
+    ones = np.ones(n)
+    coef = np.linalg.lstsq(Xs, ones, rcond=None)[0]
+    if np.sqrt(np.mean(np.square(ones - Xs @ coef))) < 1e-10:
+        # the constant is in the column space: span(X) = span(1) + span(centred X), orthogonal parts
+        Xc = X - X.mean(axis=0)
+        crms = np.sqrt(np.mean(np.square(Xc), axis=0))
+        # scaled to unit RMS; a column constant up to rounding (of its magnitude) counts as 0
+        Xc = Xc / np.where(crms > 16 * np.finfo(float).eps * rms, crms, np.inf)
+        rank = 1 + int(np.linalg.matrix_rank(Xc)) if Xc.any() else 1
+    else:
+        rank = int(np.linalg.matrix_rank(Xs))
+    sd, mean = X.std(axis=0), np.abs(X.mean(axis=0))
+    lost = np.finfo(float).eps * mean / np.where(sd > 0, sd, np.inf)  # rounding error relative to the variation
+    bad = [f"{t} (SD {s:.3g} around {m:.3g})" for t, s, m, q in zip(terms, sd, mean, lost) if s > 0 and q > 1e-3]
+    scaled = (f" Badly scaled column(s), whose variation is mostly lost to rounding against their magnitude "
+              f"(fewer than 3 significant digits left): {', '.join(bad)}; subtract a constant from them or change "
+              f"their units." if bad else "")
+    if rank < p:
+        const = [t for t, s in zip(terms, sd) if s == 0 and t != "Intercept"]
         which = f" Constant column(s): {', '.join(const)}." if const else ""
         raise DataError(
-            f"The population-level design matrix is rank deficient (rank {rank} < {X.shape[1]} columns: "
-            f"{', '.join(terms)}); some terms are collinear.{which} Drop or combine the redundant terms."
+            f"The population-level design matrix is rank deficient (rank {rank} < {p} columns: "
+            f"{', '.join(terms)}); some terms are collinear.{which}{scaled} Drop or combine the redundant terms."
         )
+    if bad:
+        warnings.warn(scaled.strip(), DataWarning, stacklevel=4)
 
 
 def _factor_design(group, data: pd.DataFrame) -> FactorDesign:

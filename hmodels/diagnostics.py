@@ -7,7 +7,9 @@ singular (boundary) variance components. Every problem becomes a :class:`Verdict
 parameter and the concrete remedy.
 
 Thresholds (Vehtari et al. 2021; Betancourt 2016): R-hat > 1.01, bulk or tail ESS < 100 per
-chain, any divergence, any transition at the maximum tree depth, E-BFMI < 0.3.
+chain, any divergence, any transition at the maximum tree depth, E-BFMI < 0.3. A check that cannot
+be computed (R-hat of a single chain, ESS of fewer than :data:`MIN_DRAWS` draws per chain) fails:
+it is reported as a ``not_computed`` verdict saying why, and ``Diagnosis.ok`` is False.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-__all__ = ["Diagnosis", "Verdict", "diagnose", "singular_components", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
+__all__ = ["Diagnosis", "Verdict", "diagnose", "singular_components", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN",
+           "MIN_DRAWS", "MIN_CHAINS_RHAT"]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 BFMI_MIN = 0.3
 MAX_TREEDEPTH = 10  # numpyro's, nutpie's and PyMC's default
+#: Fewest draws per chain for which ArviZ computes R-hat and ESS (it returns NaN below).
+MIN_DRAWS = 4
+#: Fewest chains for which ArviZ computes R-hat (it compares chains; NaN for one).
+MIN_CHAINS_RHAT = 2
+#: Fewest draws per chain for E-BFMI (it compares successive energies).
+MIN_DRAWS_BFMI = 2
 #: Singular SD rule: boundary-corrected posterior density at 0 >= this share of its maximum.
 SINGULAR_DENSITY_RATIO = 0.8
 #: Singular correlation rule: posterior median |cor| >= this.
@@ -42,7 +51,8 @@ class Verdict:
     ----------
     problem : str
         Short code: ``divergences``, ``r_hat``, ``ess_bulk``, ``ess_tail``, ``tree_depth``,
-        ``bfmi``, ``singular_sd``, ``singular_cor``.
+        ``bfmi``, ``not_computed`` (a check that could not be computed: it fails),
+        ``singular_sd``, ``singular_cor``.
     message : str
         What is wrong and what it means.
     remedy : str
@@ -87,6 +97,9 @@ class Diagnosis:
         Per group SD and correlation: the statistic of the singularity rule and the decision.
     verdicts : list of Verdict
         Plain-language problems with remedies.
+    not_computed : dict
+        Checks that could not be computed (``"r_hat"``, ``"ess_bulk"``, ``"ess_tail"``, ``"bfmi"``)
+        and why; each fails (a ``not_computed`` verdict, ``ok`` False).
     """
 
     table: pd.DataFrame
@@ -99,10 +112,14 @@ class Diagnosis:
     verdicts: list[Verdict] = field(default_factory=list)
     n_draws: int = 0
     chains: int = 0
+    not_computed: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when no sampling problem was found (singular components do not count)."""
+        """True when no sampling problem was found (singular components do not count).
+
+        A check that could not be computed (NaN: too few chains or draws) is a failed check.
+        """
         return not any(v.affects_ok for v in self.verdicts)
 
     @property
@@ -117,22 +134,28 @@ class Diagnosis:
         return [str(v) for v in self.verdicts]
 
     def summary(self) -> pd.DataFrame:
-        """The sampler-level checks as a small table (check, value, threshold, passed)."""
+        """Tabulate the sampler-level checks (check, value, threshold, passed).
+
+        A check that could not be computed for every parameter (or chain) does not pass.
+        """
+        done = {k: k not in self.not_computed for k in ("r_hat", "ess_bulk", "ess_tail", "bfmi")}
         rows = [
             ("divergences", self.divergences, "0", self.divergences == 0),
-            ("max R-hat", _nanmax(self.table["r_hat"]), f"<= {RHAT_MAX}", _nanmax(self.table["r_hat"]) <= RHAT_MAX),
+            ("max R-hat", _nanmax(self.table["r_hat"]), f"<= {RHAT_MAX}",
+             done["r_hat"] and _nanmax(self.table["r_hat"]) <= RHAT_MAX),
             ("min bulk ESS", _nanmin(self.table["ess_bulk"]), f">= {ESS_PER_CHAIN * self.chains}",
-             _nanmin(self.table["ess_bulk"]) >= ESS_PER_CHAIN * self.chains),
+             done["ess_bulk"] and _nanmin(self.table["ess_bulk"]) >= ESS_PER_CHAIN * self.chains),
             ("min tail ESS", _nanmin(self.table["ess_tail"]), f">= {ESS_PER_CHAIN * self.chains}",
-             _nanmin(self.table["ess_tail"]) >= ESS_PER_CHAIN * self.chains),
+             done["ess_tail"] and _nanmin(self.table["ess_tail"]) >= ESS_PER_CHAIN * self.chains),
             ("max tree depth hits", self.tree_depth_hits, "0", self.tree_depth_hits == 0),
-            ("min E-BFMI", float(np.min(self.bfmi)) if self.bfmi.size else np.nan, f">= {BFMI_MIN}",
-             bool(self.bfmi.size == 0 or np.min(self.bfmi) >= BFMI_MIN)),
+            ("min E-BFMI", _nanmin(self.bfmi) if self.bfmi.size else np.nan, f">= {BFMI_MIN}",
+             done["bfmi"] and bool(self.bfmi.size == 0 or _nanmin(self.bfmi) >= BFMI_MIN)),
         ]
         return pd.DataFrame(rows, columns=["check", "value", "threshold", "passed"]).set_index("check")
 
     def __repr__(self) -> str:
-        head = f"hmodels.Diagnosis: {'OK' if self.ok else 'PROBLEMS FOUND'} ({self.chains} chains × {self.n_draws} draws)"
+        verdict = "OK" if self.ok else "PROBLEMS FOUND"
+        head = f"hmodels.Diagnosis: {verdict} ({self.chains} chains × {self.n_draws} draws)"
         lines = [head, "", self.summary().to_string()]
         if self.verdicts:
             lines += ["", "Verdicts:"] + [f"- {v}" for v in self.verdicts]
@@ -219,9 +242,10 @@ def _convergence_table(params, chains: int) -> pd.DataFrame:
         ess_bulk = np.asarray(az.ess(ds, method="bulk")["x"].values, dtype=float)
         ess_tail = np.asarray(az.ess(ds, method="tail")["x"].values, dtype=float)
         mcse = np.asarray(az.mcse(ds, method="mean")["x"].values, dtype=float)
+        mean, sd = draws.mean(axis=(0, 1)), draws.std(axis=(0, 1), ddof=1)  # sd is NaN for a single draw
     t = pd.DataFrame({
         "var": [p[1] for p in params], "kind": [p[2] for p in params],
-        "mean": draws.mean(axis=(0, 1)), "sd": draws.std(axis=(0, 1), ddof=1),
+        "mean": mean, "sd": sd,
         "r_hat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail, "mcse_mean": mcse,
     }, index=pd.Index(labels, name="parameter"))
     constant = t["sd"] == 0
@@ -433,7 +457,8 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     table = _convergence_table(params, chains) if params else pd.DataFrame(
         columns=["var", "kind", "mean", "sd", "r_hat", "ess_bulk", "ess_tail", "mcse_mean", "flag"])
     ss = fit.posterior["sample_stats"]
-    diverging = np.asarray(ss["diverging"].transpose("chain", "draw").values) if "diverging" in ss else np.zeros((chains, n_draws), bool)
+    diverging = (np.asarray(ss["diverging"].transpose("chain", "draw").values) if "diverging" in ss
+                 else np.zeros((chains, n_draws), bool))
     n_div = int(diverging.sum())
     points = fit.posterior["divergences"].to_dataset() if "divergences" in fit.posterior.children else None
     location = _divergence_location(params, diverging, points)
@@ -484,7 +509,8 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     need = ESS_PER_CHAIN * chains
     for col, problem, text, rem in (
         ("r_hat", "r_hat", "R-hat above {thr}: the chains disagree, so these posteriors are not reliably estimated",
-         "Run longer (draws=2000, tune=2000); if it persists the model is poorly identified: simplify the random effects."),
+         "Run longer (draws=2000, tune=2000); if it persists the model is poorly identified: "
+         "simplify the random effects."),
         ("ess_bulk", "ess_bulk", "bulk effective sample size below {thr}: means and medians are imprecise",
          "Run more draws (draws=2000 or more)."),
         ("ess_tail", "ess_tail", "tail effective sample size below {thr}: interval limits are imprecise",
@@ -514,15 +540,19 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
             "intercept and slopes are not strongly correlated; non-centre weakly informed grouping factors."
             + _rescale_hint(fit, []),
         ))
-    if bfmi.size and np.min(bfmi) < BFMI_MIN:
+    if bfmi.size and _nanmin(bfmi) < BFMI_MIN:
         low_chains = [str(i) for i, v in enumerate(bfmi) if v < BFMI_MIN]
         verdicts.append(Verdict(
             "bfmi",
-            f"E-BFMI below {BFMI_MIN} in chain(s) {', '.join(low_chains)} (min {np.min(bfmi):.2f}): the momentum "
+            f"E-BFMI below {BFMI_MIN} in chain(s) {', '.join(low_chains)} (min {_nanmin(bfmi):.2f}): the momentum "
             "resampling cannot reach the tails of the energy distribution, typical of a funnel.",
             "Reparameterise: non-centre the grouping factors with few observations per level "
             "(centered=False), and run a longer warm-up (tune=2000).",
         ))
+
+    not_computed = _not_computed(table, bfmi, chains, n_draws)
+    for check, (message, remedy, names) in not_computed.items():
+        verdicts.append(Verdict("not_computed", message, remedy, names))
 
     for label, row in singular.iterrows():
         if not row["singular"]:
@@ -551,4 +581,57 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
 
     return Diagnosis(table=table, divergences=n_div, divergence_location=location, tree_depth_hits=hits,
                      max_tree_depth=max_depth, bfmi=bfmi, singular=singular, verdicts=verdicts,
-                     n_draws=n_draws, chains=chains)
+                     n_draws=n_draws, chains=chains,
+                     not_computed={check: v[0] for check, v in not_computed.items()})
+
+
+_CHECK_NAMES = {"r_hat": "R-hat", "ess_bulk": "Bulk ESS", "ess_tail": "Tail ESS", "bfmi": "E-BFMI"}
+
+
+def _not_computed(table: pd.DataFrame, bfmi: np.ndarray, chains: int, n_draws: int) -> dict:
+    """Find the checks that came out NaN: {check: (message, remedy, parameters)}.
+
+    A parameter whose draws are all equal (sd 0) has no R-hat or ESS by construction and is not
+    counted; a single draw has an undefined sd and is.
+    """
+    out = {}
+    draws_word = f"{n_draws} draw{'s' if n_draws != 1 else ''} per chain"
+    chains_word = f"{chains} chain{'s' if chains != 1 else ''}"
+    for check in ("r_hat", "ess_bulk", "ess_tail"):
+        if not len(table):
+            continue
+        col = np.asarray(table[check], dtype=float)
+        missing = np.isnan(col) & ~(np.asarray(table["sd"], dtype=float) == 0)
+        if not missing.any():
+            continue
+        names = tuple(table.index[missing])
+        why, fix = [], []
+        if check == "r_hat" and chains < MIN_CHAINS_RHAT:
+            why.append(f"it compares chains and needs at least {MIN_CHAINS_RHAT}, but the fit has {chains_word}")
+            fix.append("chains=4")
+        if n_draws < MIN_DRAWS:
+            why.append(f"it needs at least {MIN_DRAWS} draws per chain, but the fit has {draws_word}")
+            fix.append("draws=1000")
+        if not why:
+            bad_draws = ~np.isfinite(np.asarray(table["mean"], dtype=float)[missing])
+            why.append("the draws of these parameters are not all finite" if bad_draws.any() else
+                       "ArviZ returned NaN for these parameters")
+            remedy = "Refit (with the default settings: draws=1000, tune=1000, chains=4) and check the model."
+        else:
+            remedy = f"Refit with {' and '.join(fix)} (the default{'s' if len(fix) > 1 else ''})."
+        shown = ", ".join(list(names[:5]) + (["..."] if len(names) > 5 else []))
+        message = (f"{_CHECK_NAMES[check]} could not be computed for {len(names)} parameter(s) ({shown}): "
+                   f"{'; '.join(why)}. Without it convergence cannot be confirmed, so the check fails.")
+        out[check] = (message, remedy, names)
+    if bfmi.size and np.isnan(bfmi).any():
+        lost = [str(i) for i in np.flatnonzero(np.isnan(bfmi))]
+        if n_draws < MIN_DRAWS_BFMI:
+            why = (f"it compares successive energies and needs at least {MIN_DRAWS_BFMI} draws per chain, "
+                   f"but the fit has {draws_word}")
+            remedy = "Refit with draws=1000 (the default)."
+        else:
+            why = "the energies recorded by the sampler are not all finite"
+            remedy = "Refit (with the default settings: draws=1000, tune=1000, chains=4) and check the model."
+        out["bfmi"] = (f"E-BFMI could not be computed for chain(s) {', '.join(lost)}: {why}. Without it the energy "
+                       "check cannot be confirmed, so it fails.", remedy, ())
+    return out

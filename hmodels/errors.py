@@ -81,4 +81,11 @@ class ConvergenceWarning(UserWarning):
     """The sampler reported a problem (divergences, R-hat, low ESS); the message gives the remedy."""
 
 
-__all__ += ["ConvergenceWarning"]
+class DataWarning(UserWarning):
+    """The data are usable but carry little information about part of the model, or were adjusted.
+
+    The message names the column, term or rows, says what the consequence is and what to do.
+    """
+
+
+__all__ += ["ConvergenceWarning", "DataWarning"]

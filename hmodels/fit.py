@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import summary as _summary
-from .errors import ConvergenceWarning, SpecificationError
+from .errors import SpecificationError
 from .families import get_family
 
 __all__ = ["Fit", "package_versions"]
@@ -44,7 +44,12 @@ class Fit:
     priors : PriorTable
     settings : SamplerSettings
     meta : dict
-        Plain-data description of the design (terms, factors, levels, correlation blocks).
+        Plain-data description of the design (terms, factors, levels, correlation blocks) and of
+        how it was sampled (``meta["plan"]``, :class:`~hmodels.plan.FitPlan`).
+
+    The analysis methods (``diagnose``, ``ppc``, ``predict``, ``loo``, ``report``, ``save``,
+    ``plot_*``, ...) are the functions of :mod:`hmodels.diagnostics`, :mod:`hmodels.checks`, ...
+    themselves, attached by :mod:`hmodels.fit_methods`: same signature, same docstring.
 
     Examples
     --------
@@ -66,35 +71,17 @@ class Fit:
         self.versions = dict(versions or package_versions())
         self.data = data
         self._design = design
-        self._model = model
+        #: The :class:`~hmodels.model.Model` this fit came from (None for a fit loaded from a file).
+        self.model = model
 
-    @classmethod
-    def from_sampling(cls, model, built, idata, settings, timing) -> Fit:
-        """Assemble a Fit right after sampling and warn about convergence problems."""
-        d = model.design
-        meta = {
-            "fixed_terms": list(d.fixed_terms),
-            "factors": {
-                f.factor: {
-                    "levels": list(f.levels),
-                    "terms": list(f.terms),
-                    "cors": [[var, list(terms)] for var, terms in built.cor_vars.get(f.factor, [])],
-                    "n_per_level": [int(x) for x in f.group_sizes()],
-                }
-                for f in d.factors
-            },
-            "centered": dict(built.centered),
-            "intercept_prior": model.intercept_prior,
-            "prior_set": str(model.prior_set),
-            "observed": built.observed,
-            "n_obs": d.n,
-            "n_dropped": d.n_dropped,
-            "dropped_rows": [int(i) for i in np.setdiff1d(np.arange(d.n + d.n_dropped), d.rows)],
-        }
-        fit = cls(idata, model.spec, model.priors, settings, meta, timing, data=d.data, design=d, model=model)
-        for message in fit.convergence_messages():
-            warnings.warn(message, ConvergenceWarning, stacklevel=3)
-        return fit
+    @property
+    def design(self):
+        """The :class:`~hmodels.design.Design` of the fitted rows (rebuilt from spec and data for a loaded fit)."""
+        if self._design is None:
+            from .design import make_design
+
+            self._design = make_design(self.spec, self.data, missing="drop")
+        return self._design
 
     # -- summaries -------------------------------------------------------------------------
     @property
@@ -143,7 +130,8 @@ class Fit:
         """
         if factor not in self.meta["factors"]:
             raise SpecificationError(
-                f"{factor!r} is not a grouping factor of this model; factors: {', '.join(self.meta['factors']) or 'none'}."
+                f"{factor!r} is not a grouping factor of this model; "
+                f"factors: {', '.join(self.meta['factors']) or 'none'}."
             )
         return _summary.group_effects(self.draws, factor, prob)
 
@@ -186,13 +174,28 @@ class Fit:
     @property
     def converged(self) -> bool:
         """True when there are no divergences, R-hat <= 1.01 and bulk ESS >= 100 per chain."""
+        if self._too_few_draws():
+            return False
         rhat, ess = self._rhat_ess()
         chains = self.posterior["posterior"].sizes["chain"]
         return self.divergences == 0 and rhat <= 1.01 and ess >= 100 * chains
 
+    def _too_few_draws(self) -> bool:
+        """R-hat needs two chains and ESS a few draws per chain: with fewer, convergence is unknown."""
+        sizes = self.posterior["posterior"].sizes
+        return sizes["chain"] < 2 or sizes["draw"] < 4
+
     def convergence_messages(self) -> list[str]:
         """Plain-language problems with the sampling, each with a remedy (empty when all is well)."""
         out = []
+        if self._too_few_draws():
+            sizes = self.posterior["posterior"].sizes
+            out.append(
+                f"Convergence cannot be checked from {sizes['chain']} chain(s) of {sizes['draw']} draws (R-hat needs "
+                "at least 2 chains, ESS at least 4 draws per chain), so nothing says this posterior is reliable. "
+                "Refit with chains=4 and draws=1000."
+            )
+            return out
         n_div = self.divergences
         if n_div:
             out.append(
@@ -214,232 +217,6 @@ class Fit:
             )
         return out
 
-    # -- diagnostics, checks, components, report (issue 3: hmodels.diagnostics/checks/components/report)
-    def diagnose(self, group_effects: bool = True):
-        """Convergence and singularity diagnosis with plain-language verdicts; see :func:`hmodels.diagnostics.diagnose`.
-
-        Examples
-        --------
-        >>> fit.diagnose().ok  # doctest: +SKIP
-        """
-        from .diagnostics import diagnose
-
-        return diagnose(self, group_effects=group_effects)
-
-    def ppc(self, group=None, draws: int | None = None, seed: int = 0, prob: float = 0.95):
-        """Posterior predictive check with Bayesian p-values; see :func:`hmodels.checks.ppc`.
-
-        Examples
-        --------
-        >>> fit.ppc().table  # doctest: +SKIP
-        """
-        from .checks import ppc
-
-        return ppc(self, group=group, draws=draws, seed=seed, prob=prob)
-
-    def overdispersion(self, seed: int = 0):
-        """Observed vs replicated dispersion (count / binomial families); see :func:`hmodels.checks.overdispersion`.
-
-        Examples
-        --------
-        >>> fit.overdispersion().overdispersed  # doctest: +SKIP
-        """
-        from .checks import overdispersion
-
-        return overdispersion(self, seed=seed)
-
-    def residuals(self, seed: int = 0):
-        """Fitted values and residuals per observation; see :func:`hmodels.checks.residuals`.
-
-        Examples
-        --------
-        >>> fit.residuals().head()  # doctest: +SKIP
-        """
-        from .checks import residuals
-
-        return residuals(self, seed=seed)
-
-    def icc(self, prob: float = 0.95, method: str = "lognormal"):
-        """Intraclass correlation per grouping factor; see :func:`hmodels.components.icc`.
-
-        Examples
-        --------
-        >>> fit.icc()  # doctest: +SKIP
-        """
-        from .components import icc
-
-        return icc(self, prob=prob, method=method)
-
-    def r2(self, prob: float = 0.95, method: str = "lognormal"):
-        """Marginal, conditional and Bayesian R²; see :func:`hmodels.components.r2`.
-
-        Examples
-        --------
-        >>> fit.r2()  # doctest: +SKIP
-        """
-        from .components import r2
-
-        return r2(self, prob=prob, method=method)
-
-    def shrinkage(self, factor: str):
-        """Raw vs fitted group means; see :func:`hmodels.components.shrinkage`.
-
-        Examples
-        --------
-        >>> fit.shrinkage("Subject")  # doctest: +SKIP
-        """
-        from .components import shrinkage
-
-        return shrinkage(self, factor)
-
-    def report(self, format: str = "markdown", prob: float = 0.95, path=None, seed: int = 0):
-        """Model report following the reporting checklist; see :func:`hmodels.report.report`.
-
-        Examples
-        --------
-        >>> fit.report(format="html", path="report.html")  # doctest: +SKIP
-        """
-        from .report import report
-
-        return report(self, format=format, prob=prob, path=path, seed=seed)
-
-    # -- priors: prior vs posterior, sensitivity (issue 4: hmodels.prior_checks)
-    def plot_prior_posterior(self, var_names=None, **kwargs):
-        """Prior and posterior overlaid per parameter; see :func:`hmodels.prior_checks.plot_prior_posterior`.
-
-        Examples
-        --------
-        >>> pc = fit.plot_prior_posterior(var_names=["sd_Subject"])  # doctest: +SKIP
-        """
-        from .prior_checks import plot_prior_posterior
-
-        return plot_prior_posterior(self, var_names=var_names, **kwargs)
-
-    def prior_contraction(self) -> pd.DataFrame:
-        """``1 - var_post / var_prior`` per parameter; see :func:`hmodels.prior_checks.prior_contraction`.
-
-        Examples
-        --------
-        >>> fit.prior_contraction()  # doctest: +SKIP
-        """
-        from .prior_checks import prior_contraction
-
-        return prior_contraction(self)
-
-    def prior_sensitivity(self, var_names=None, threshold: float = 0.05, prior_var_names=None) -> pd.DataFrame:
-        """Power-scaling sensitivity with a verdict per parameter; see :func:`hmodels.prior_checks.prior_sensitivity`.
-
-        Examples
-        --------
-        >>> fit.prior_sensitivity()  # doctest: +SKIP
-        """
-        from .prior_checks import prior_sensitivity
-
-        return prior_sensitivity(self, var_names=var_names, threshold=threshold, prior_var_names=prior_var_names)
-
-    # -- predict, loo, save (issue 5: hmodels.predict/comparison/io)
-    def predict(self, newdata=None, kind: str = "mean", groups: str = "include", seed: int | None = None):
-        """Posterior predictions; see :func:`hmodels.predict.predict`.
-
-        Examples
-        --------
-        >>> fit.predict(newdata, groups="new", seed=1).summary()  # doctest: +SKIP
-        """
-        from .predict import predict
-
-        return predict(self, newdata, kind=kind, groups=groups, seed=seed)
-
-    def loo(self, by: str | None = None, pointwise: bool = True):
-        """PSIS-LOO (or leave-one-group-out with ``by=``); see :func:`hmodels.comparison.loo`.
-
-        Examples
-        --------
-        >>> fit.loo(by="Subject")  # doctest: +SKIP
-        """
-        from .comparison import loo
-
-        return loo(self, by=by, pointwise=pointwise)
-
-    def kfold(self, k: int = 10, by: str | None = None, seed: int | None = None, **fit_kwargs):
-        """K-fold cross-validation by refitting; see :func:`hmodels.comparison.kfold`.
-
-        Examples
-        --------
-        >>> fit.kfold(k=5, by="Subject", seed=1)  # doctest: +SKIP
-        """
-        from .comparison import kfold
-
-        return kfold(self, k=k, by=by, seed=seed, **fit_kwargs)
-
-    def save(self, path) -> None:
-        """Save to a NetCDF file (plain data, no pickle); see :func:`hmodels.io.save`.
-
-        Examples
-        --------
-        >>> fit.save("sleep.nc")  # doctest: +SKIP
-        """
-        from .io import save
-
-        save(self, path)
-
-    # -- plots (issue 6: hmodels.plots)
-    def plot_effects(self, prob: float = 0.95, intercept: bool | None = None, **kwargs):
-        """Forest plot of the fixed effects (ArviZ ``plot_forest``); see :func:`hmodels.plots.plot_effects`.
-
-        Examples
-        --------
-        >>> fit.plot_effects()  # doctest: +SKIP
-        """
-        from .plots import plot_effects
-
-        return plot_effects(self, prob=prob, intercept=intercept, **kwargs)
-
-    def plot_groups(self, factor: str, term: str | None = None, prob: float = 0.95):
-        """Caterpillar plot of one factor's group effects; see :func:`hmodels.plots.plot_groups`.
-
-        Examples
-        --------
-        >>> fit.plot_groups("Subject")  # doctest: +SKIP
-        """
-        from .plots import plot_groups
-
-        return plot_groups(self, factor, term=term, prob=prob)
-
-    def plot_trajectories(self, x: str, by: str, prob: float = 0.95, levels=None, ncols: int | None = None):
-        """Fitted lines per group over the data; see :func:`hmodels.plots.plot_trajectories`.
-
-        Examples
-        --------
-        >>> fit.plot_trajectories("Days", by="Subject")  # doctest: +SKIP
-        """
-        from .plots import plot_trajectories
-
-        return plot_trajectories(self, x, by=by, prob=prob, levels=levels, ncols=ncols)
-
-    def plot_components(self, prob: float = 0.95):
-        """Variance components with intervals; see :func:`hmodels.plots.plot_components`.
-
-        Examples
-        --------
-        >>> fit.plot_components()  # doctest: +SKIP
-        """
-        from .plots import plot_components
-
-        return plot_components(self, prob=prob)
-
-    def plot_conditional(self, x: str, prob: float = 0.95, n_points: int = 50, data_points: bool = True):
-        """Outcome vs one predictor on the response scale; see :func:`hmodels.plots.plot_conditional`.
-
-        Examples
-        --------
-        >>> fit.plot_conditional("period")  # doctest: +SKIP
-        """
-        from .plots import plot_conditional
-
-        return plot_conditional(self, x, prob=prob, n_points=n_points, data_points=data_points)
-
-
-    # -- display ---------------------------------------------------------------------------
     def __repr__(self) -> str:
         s = self.settings
         head = (
@@ -448,8 +225,12 @@ class Fit:
             f"(+{s.tune} warm-up), seed {s.seed}; divergences: {self.divergences}"
         )
         fe = self.fixed_effects()[["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]].round(3)
-        vc = self.variance_components()[["group", "term", "kind", "mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]].round(3)
-        return f"{head}\n\nFixed effects (95% HDI):\n{fe.to_string()}\n\nVariance components:\n{vc.to_string(index=False)}"
+        vc_cols = ["group", "term", "kind", "mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]
+        vc = self.variance_components()[vc_cols].round(3)
+        return (
+            f"{head}\n\nFixed effects (95% HDI):\n{fe.to_string()}\n\n"
+            f"Variance components:\n{vc.to_string(index=False)}"
+        )
 
     def _repr_html_(self) -> str:
         from html import escape

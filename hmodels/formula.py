@@ -15,12 +15,38 @@ import formulae as fm
 
 from .errors import FormulaError
 from .families import get_family
-from .spec import GroupBlock, GroupTerm, ModelSpec
+from .spec import GroupBlock, GroupTerm, ModelSpec, quote_name
 
-__all__ = ["parse_formula"]
+__all__ = ["parse_formula", "term_source"]
 
 _PROPORTION = re.compile(r"^\s*p\s*\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)\s*$")
 _ATERM = re.compile(r"^\s*(trials|se)\s*\(\s*([^()]+?)\s*\)\s*$")
+# two names separated by blanks only: formulae silently keeps the first ('my col' -> 'my')
+_SPACED = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)[ \t]+([A-Za-z_][\w.]*)")
+_SHOW = 120  # characters of a formula quoted in a message
+
+
+def _show(text: str) -> str:
+    """``repr`` of a formula (part), shortened for messages."""
+    text = str(text)
+    if len(text) <= _SHOW:
+        return repr(text)
+    return repr(text[: _SHOW - 20] + " ... " + text[-15:]) + f" ({len(text)} characters)"
+
+
+def _formulae_error(exc: BaseException, text: str) -> str:
+    """Explain a formulae error, with a fix for the usual causes; short even for huge formulas."""
+    if isinstance(exc, RecursionError):
+        n = text.count("+") + 1
+        return (f"it has about {n} terms, more than formulae's parser can nest (it recurses once per '+'; "
+                "a few hundred terms at most). Use fewer terms")
+    msg = str(exc)
+    if len(msg) > 200:
+        msg = msg[:200] + " ..."
+    if "Unexpected character" in msg:
+        msg += (". A column whose name is not a plain name (spaces, a leading '_' or digit, symbols) must be "
+                "written in backticks, e.g. `my col` or `_x`, or renamed")
+    return msg
 
 
 def parse_formula(formula: str, family: str = "gaussian", link: str | None = None) -> ModelSpec:
@@ -32,7 +58,10 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
         ``response ~ fixed + (terms | factor) + ...``. Supported: ``(x | g)`` correlated,
         ``(x || g)`` uncorrelated, ``(1 | a/b)`` nested, crossed factors, ``p(k, n)`` or
         ``k | trials(n)`` binomial responses, ``y | se(s)`` known standard errors, and every
-        term formulae understands (``a*b``, ``C(x)``, ``scale(x)``, ``center(x)``).
+        term formulae understands (``a*b``, ``C(x)``, ``C(x, Sum)``, ``scale(x)``, ``center(x)``,
+        ``I(x**2)``, ``poly(x, 2)``, ``bs(x, df=4)``, ``np.log(x)``). A column whose name is not a
+        plain name (spaces, a leading ``_``) is written in backticks: ``y ~ `my col` + (1 | g)``.
+        ``offset(...)`` is not supported yet and raises :class:`~hmodels.errors.FormulaError`.
     family, link : str
         Response family and link.
 
@@ -54,12 +83,13 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
     """
     if not isinstance(formula, str) or formula.count("~") != 1:
         raise FormulaError(
-            f"A formula needs exactly one '~' between the outcome and the predictors, got {formula!r}. "
+            f"A formula needs exactly one '~' between the outcome and the predictors, got {_show(formula)}. "
             "Example: 'Reaction ~ Days + (Days | Subject)'."
         )
+    _check_spaced_names(formula)
     lhs, rhs = (s.strip() for s in formula.split("~"))
     if not lhs:
-        raise FormulaError(f"The formula {formula!r} has no outcome on the left of '~'.")
+        raise FormulaError(f"The formula {_show(formula)} has no outcome on the left of '~'.")
     response, trials, se = _parse_lhs(lhs, formula)
     fixed_text, blocks = _split_random(rhs, formula)
     intercept, fixed = _parse_fixed(fixed_text, formula)
@@ -69,7 +99,7 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
     fam = get_family(family, link)
     if trials is not None and fam.name != "binomial":
         raise FormulaError(
-            f"The outcome in {formula!r} gives a number of trials; use family='binomial' (got {fam.name!r})."
+            f"The outcome in {_show(formula)} gives a number of trials; use family='binomial' (got {fam.name!r})."
         )
     return ModelSpec(
         response=response, fixed=fixed, intercept=intercept, groups=tuple(groups),
@@ -81,13 +111,15 @@ def _parse_lhs(lhs: str, formula: str):
     parts = [p.strip() for p in lhs.split("|")]
     response, trials, se = parts[0], None, None
     if len(parts) > 2:
-        raise FormulaError(f"The outcome {lhs!r} in {formula!r} has more than one '|'; write 'y | trials(n)' or 'y | se(s)'.")
+        raise FormulaError(
+            f"The outcome {lhs!r} in {_show(formula)} has more than one '|'; write 'y | trials(n)' or 'y | se(s)'."
+        )
     if len(parts) == 2:
         for aterm in (a.strip() for a in parts[1].split("+")):
             m = _ATERM.match(aterm)
             if not m:
                 raise FormulaError(
-                    f"Unknown response addition {aterm!r} in {formula!r}; hmodels understands "
+                    f"Unknown response addition {aterm!r} in {_show(formula)}; hmodels understands "
                     "'trials(n)' (binomial) and 'se(s)' (known standard errors)."
                 )
             if m.group(1) == "trials":
@@ -95,11 +127,11 @@ def _parse_lhs(lhs: str, formula: str):
             else:
                 se = m.group(2)
     if not response:
-        raise FormulaError(f"The formula {formula!r} has no outcome before '|'.")
+        raise FormulaError(f"The formula {_show(formula)} has no outcome before '|'.")
     m = _PROPORTION.match(response)
     if m:  # p(k, n) is the same model as k | trials(n)
         if trials is not None:
-            raise FormulaError(f"{formula!r} gives the trials twice: use either 'p(k, n)' or 'k | trials(n)'.")
+            raise FormulaError(f"{_show(formula)} gives the trials twice: use either 'p(k, n)' or 'k | trials(n)'.")
         response, trials = m.group(1), m.group(2)
     return response, trials, se
 
@@ -115,7 +147,7 @@ def _split_random(rhs: str, formula: str):
         elif ch == ")":
             depth -= 1
             if depth < 0:
-                raise FormulaError(f"Unbalanced ')' in {formula!r}.")
+                raise FormulaError(f"Unbalanced ')' in {_show(formula)}.")
             if depth == 0:
                 inner = rhs[start + 1 : i]
                 if "|" in inner and _top_level_bar(inner) is not None:
@@ -123,7 +155,7 @@ def _split_random(rhs: str, formula: str):
                     expr, factor = inner[:pos].strip(), inner[pos + width :].strip()
                     if not expr or not factor:
                         raise FormulaError(
-                            f"The group-specific block '({inner})' in {formula!r} needs terms on the left of "
+                            f"The group-specific block '({inner})' in {_show(formula)} needs terms on the left of "
                             "'|' and a grouping factor on the right, e.g. '(1 | Subject)'."
                         )
                     blocks.append((expr, factor, width == 1))
@@ -134,7 +166,7 @@ def _split_random(rhs: str, formula: str):
         if depth == 0:
             fixed_chars.append(ch)
     if depth != 0:
-        raise FormulaError(f"Unbalanced '(' in {formula!r}.")
+        raise FormulaError(f"Unbalanced '(' in {_show(formula)}.")
     return "".join(fixed_chars), blocks
 
 
@@ -155,19 +187,22 @@ def _parse_fixed(fixed_text: str, formula: str):
         return True, ()
     try:
         desc = fm.model_description(f"yresponse ~ {cleaned}")
-    except Exception as exc:  # formulae raises several types
-        raise FormulaError(f"Could not read the population-level part {cleaned!r} of {formula!r}: {exc}") from None
+    except Exception as exc:  # formulae raises several types (RecursionError for very long formulas)
+        raise FormulaError(
+            f"Could not read the population-level part {_show(cleaned)} of {_show(formula)}: "
+            f"{_formulae_error(exc, cleaned)}."
+        ) from None
     intercept, terms = False, []
     for t in desc.terms:
         kind = type(t).__name__
         if kind == "Intercept":
             intercept = True
         elif kind == "Term":
-            terms.append(t.name)
+            terms.append(term_source(t))
         elif kind in ("GroupSpecificTerm",):
             continue
         else:
-            raise FormulaError(f"Unsupported term {t!r} in {formula!r}.")
+            raise FormulaError(f"Unsupported term {t!r} in {_show(formula)}.")
     return intercept, tuple(terms)
 
 
@@ -175,18 +210,77 @@ def _parse_block(expr: str, factor: str, correlated: bool, formula: str):
     try:
         desc = fm.model_description(f"0 + ({expr} | {factor})")
     except Exception as exc:
-        raise FormulaError(f"Could not read the group-specific block '({expr} | {factor})' of {formula!r}: {exc}") from None
+        raise FormulaError(
+            f"Could not read the group-specific block {_show(f'({expr} | {factor})')} of {_show(formula)}: "
+            f"{_formulae_error(exc, expr)}."
+        ) from None
     per_factor: dict[str, dict] = {}
     for t in desc.terms:
         if type(t).__name__ != "GroupSpecificTerm":
-            raise FormulaError(f"Unexpected term {t!r} inside '({expr} | {factor})' in {formula!r}.")
+            raise FormulaError(f"Unexpected term {t!r} inside '({expr} | {factor})' in {_show(formula)}.")
         fname = ":".join(c.name for c in t.factor.components)
         entry = per_factor.setdefault(fname, {"intercept": False, "terms": []})
         if type(t.expr).__name__ == "Intercept":
             entry["intercept"] = True
         else:
-            entry["terms"].append(t.expr.name)
+            entry["terms"].append(term_source(t.expr))
     return [
         GroupTerm(fname, (GroupBlock(tuple(e["terms"]), e["intercept"], correlated),))
         for fname, e in per_factor.items()
     ]
+
+
+def _check_spaced_names(formula: str) -> None:
+    """Refuse ``my col`` written without backticks (formulae would read it as ``my``)."""
+    bare = re.sub(r"`[^`]*`|'[^']*'|\"[^\"]*\"", " ", formula)
+    m = _SPACED.search(bare)
+    if m:
+        name = f"{m.group(1)} {m.group(2)}"
+        raise FormulaError(
+            f"{name!r} in {_show(formula)} is two names separated by a space; formulae would silently read only "
+            f"{m.group(1)!r}. A column whose name contains spaces must be written in backticks, e.g. `{name}`; "
+            "otherwise join the names with an operator ('+', ':', '*')."
+        )
+
+
+def term_source(term) -> str:
+    """Write one formulae term as formula text that formulae reads back as the same term.
+
+    formulae's own term names drop backticks (``my col``) and the parentheses that group operators
+    inside calls (``I((x + 1)**2)`` is named ``I(x + 1 ** 2)``, which reads back as ``x + 1``), so
+    the term is written out again from its parsed components.
+
+    Examples
+    --------
+    >>> import formulae as fm
+    >>> [term_source(t) for t in fm.model_description("y ~ I((x + 1)**2) + `my col`:z").terms[1:]]
+    ['I((x + 1) ** 2)', '`my col`:z']
+    """
+    parts = []
+    for c in term.components:
+        if type(c).__name__ == "Call":
+            parts.append(_lazy_source(c.call))
+        else:
+            parts.append(quote_name(c.name))
+    return ":".join(parts)
+
+
+def _lazy_source(node) -> str:
+    kind = type(node).__name__
+    if kind == "LazyVariable":
+        return quote_name(node.name)
+    if kind == "LazyValue":
+        return str(node)
+    if kind == "LazyCall":
+        args = [_lazy_source(a) for a in node.args]
+        args += [f"{k}={_lazy_source(v)}" for k, v in node.kwargs.items()]
+        return f"{node.callee}({', '.join(args)})"
+    if kind == "LazyOperator":
+        def operand(a):
+            text = _lazy_source(a)
+            return f"({text})" if type(a).__name__ == "LazyOperator" else text
+
+        if len(node.args) == 1:
+            return f"{node.symbol}{operand(node.args[0])}"
+        return f"{operand(node.args[0])} {node.symbol} {operand(node.args[1])}"
+    raise FormulaError(f"Cannot write back the formula element {node!s} ({kind}).")

@@ -15,12 +15,8 @@ __all__ = ["fit_design", "linear_predictor", "mean_draws", "simulate_response", 
 
 
 def fit_design(fit):
-    """The fit's :class:`~hmodels.design.Design` (rebuilt from the stored data for loaded fits)."""
-    if getattr(fit, "_design", None) is None:
-        from .design import make_design
-
-        fit._design = make_design(fit.spec, fit.data, missing="drop")
-    return fit._design
+    """The Design of a fit's rows (``fit.design``; rebuilt from spec and data for a loaded fit)."""
+    return fit.design
 
 
 def _draws(fit, name):

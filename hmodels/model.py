@@ -12,8 +12,9 @@ from .errors import SpecificationError
 from .families import get_family
 from .formula import parse_formula
 from .parameterisation import resolve_centering
+from .plan import make_plan
 from .priors.resolve import resolve_priors
-from .sampling import check_settings, sample
+from .sampling import check_fit_memory, check_settings
 from .spec import ModelSpec
 
 __all__ = ["Model"]
@@ -45,8 +46,8 @@ class Model:
     centered : "auto", bool or dict
         Centred (``True``) or non-centred (``False``) group effects, globally or per factor
         (``{"Subject": True}``). ``"auto"`` (default) decides per factor from how informative each
-        level's data are (:mod:`hmodels.parameterisation`); the choice is in ``model.centered`` and
-        ``fit.meta["centered"]``.
+        level's data are (:mod:`hmodels.parameterisation`); the choice is in ``model.plan()`` and
+        ``fit.meta["plan"]``.
     intercept_prior : {"centered", "raw"}
         ``"centered"`` (default, as brms): the Intercept prior is on the intercept at the
         predictors' means; ``"raw"``: on the intercept with predictors as given. Either way the
@@ -77,37 +78,79 @@ class Model:
         self.family = get_family(self.spec.family, self.spec.link)
         self.design = make_design(self.spec, data, missing=missing)
         self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
-        self._centered_request = centered
-        from .engine.fit import collapse_plan
-
-        self._centerings: dict = {}
-        self.centered = self.centering(collapse_plan(self.design, "auto"))
+        self.centered_request = centered
         self.intercept_prior = intercept_prior
         self.prior_set = prior_set if prior_set is not None else (priors if isinstance(priors, str) else "default")
-        self._built = None
+        self._centerings: dict = {}
+        self._engine_models: dict = {}
+        self._built: dict = {}
+        if not (isinstance(centered, str) and centered == "auto"):
+            resolve_centering(self.design, centered, None)  # a bad request fails here, before anything compiles
 
     def centering(self, collapsed: str | None = None) -> dict[str, bool]:
-        """Centred (True) or not, per grouping factor, when ``collapsed`` is integrated out."""
+        """Centred (True) or not, per grouping factor, when ``collapsed`` is integrated out.
+
+        Examples
+        --------
+        >>> import hmodels as hm
+        >>> m = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"))
+        >>> m.centering(None)
+        {'school': False}
+        """
         if collapsed not in self._centerings:
-            self._centerings[collapsed] = resolve_centering(self.design, self._centered_request, collapsed)
+            self._centerings[collapsed] = resolve_centering(self.design, self.centered_request, collapsed)
         return self._centerings[collapsed]
+
+    def engine_model(self, collapsed: str | None = None):
+        """The :class:`~hmodels.engine.layout.EngineModel` with ``collapsed`` integrated out (built once)."""
+        if collapsed not in self._engine_models:
+            from .engine.layout import EngineModel
+
+            self._engine_models[collapsed] = EngineModel(self.design, self.priors, self.centering(collapsed),
+                                                         collapse=collapsed)
+        return self._engine_models[collapsed]
+
+    def built_graph(self, collapsed: str | None = None):
+        """The :class:`~hmodels.build.BuiltModel` (PyMC graph) with ``collapsed`` integrated out (built once)."""
+        if collapsed not in self._built:
+            self._built[collapsed] = build_model(
+                self.design, self.priors, self.centering(collapsed), collapse=collapsed
+            )
+        return self._built[collapsed]
 
     @property
     def built(self):
-        """The :class:`~hmodels.build.BuiltModel` (built on first use)."""
-        if self._built is None:
-            self._built = build_model(self.design, self.priors, self.centering(None))
-        return self._built
+        """The joint :class:`~hmodels.build.BuiltModel` (built on first use)."""
+        return self.built_graph(None)
 
     @property
     def pymc_model(self):
-        """The PyMC model (built on first use)."""
+        """The joint PyMC model (built on first use)."""
         return self.built.model
+
+    def plan(self, sampler: str | None = None, method: str = "auto", target_accept: float | None = None):
+        """How :meth:`fit` would sample this model: the :class:`~hmodels.plan.FitPlan` (see :mod:`hmodels.plan`).
+
+        Examples
+        --------
+        >>> import hmodels as hm
+        >>> m = hm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", hm.datasets.load("penicillin"))
+        >>> p = m.plan()
+        >>> p.collapsed_factor, p.centering
+        ('plate', {'sample': True})
+        """
+        from .sampling import default_sampler
+
+        return make_plan(self, default_sampler() if sampler is None else str(sampler).lower(), method, target_accept)
 
     def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
             seed: int | None = None, target_accept: float | None = None, sampler: str | None = None,
             progressbar: bool = True, log_likelihood: bool = False, method: str = "auto"):
         """Sample the posterior with NUTS.
+
+        One policy (:func:`hmodels.plan.make_plan`) decides how, for every sampler; the backend
+        returns draws and :func:`hmodels.assemble.assemble_fit` builds the :class:`~hmodels.fit.Fit`.
+        ``fit.meta["plan"]`` records the plan that was followed.
 
         Parameters
         ----------
@@ -119,22 +162,22 @@ class Model:
             Random seed; the same seed gives the same draws.
         target_accept : float, optional
             NUTS target acceptance rate. Default 0.9, or 0.8 when more than 200 parameters are
-            sampled (:func:`hmodels.engine.fit.auto_target_accept`); 0.9 on the PyMC/numpyro
-            samplers. Raise towards 0.99 if there are divergences.
+            sampled (:func:`hmodels.plan.auto_target_accept`). Raise towards 0.99 if there are
+            divergences.
         sampler : {"nutpie", "numpyro", "pymc"}, optional
             ``"nutpie"`` (default): nutpie's NUTS on hmodels' compiled log density — compiled once
             per installation, so no model pays compilation. ``"numpyro"`` / ``"pymc"``: the
-            PyMC graph (:mod:`hmodels.build`), compiled per model.
+            PyMC graph (:mod:`hmodels.build`), compiled per model, following the same plan.
         progressbar : bool
         log_likelihood : bool
             Store pointwise log-likelihood (needed for LOO).
         method : {"auto", "joint", "collapsed"}
-            Gaussian identity-link models can integrate group effects out analytically, so NUTS
-            samples only the coefficients, SDs, correlations and sigma (and any other factor's
-            effects), and the integrated-out effects are drawn exactly afterwards: the Fit holds
-            the same variables either way. ``"auto"`` (default) and ``"collapsed"`` integrate out
-            the factor with most effects; ``"joint"`` samples everything. Recorded in
-            ``fit.meta["method"]`` and ``fit.meta["collapsed_factor"]``.
+            Gaussian identity-link models can integrate a grouping factor's effects out
+            analytically, so NUTS samples only the coefficients, SDs, correlations and sigma (and
+            any other factor's effects), and the integrated-out effects are drawn exactly
+            afterwards: the Fit holds the same variables either way. ``"auto"`` (default) and
+            ``"collapsed"`` integrate out the factor with most effects; ``"joint"`` samples
+            everything. Recorded in ``fit.meta["method"]`` and ``fit.meta["collapsed_factor"]``.
 
         Returns
         -------
@@ -148,24 +191,29 @@ class Model:
         >>> fit.divergences
         0
         """
-        from .fit import Fit
+        import time
 
+        from .assemble import assemble_fit
+
+        t0 = time.perf_counter()
         cores = min(chains, os.cpu_count() or 1) if cores is None else cores
         settings = check_settings(sampler, draws, tune, chains, cores, seed, target_accept)
-        if settings.sampler == "nutpie":
-            from .engine.fit import fit_engine
+        check_fit_memory(self, settings, log_likelihood)  # refuse a request that cannot fit in memory
+        plan = make_plan(self, settings.sampler, method, settings.target_accept)
+        if plan.backend == "engine":
+            from .engine.fit import sample_engine
 
-            return fit_engine(self, settings, method=method, progressbar=progressbar, log_likelihood=log_likelihood)
-        from .collapsed import choose_method, fit_collapsed
+            em = self.engine_model(plan.collapsed_factor)
+            build_s = time.perf_counter() - t0
+            result = sample_engine(em, plan, settings, progressbar=progressbar)
+        else:
+            from .pymc_backend import sample_pymc
 
-        if settings.target_accept is None:
-            settings = type(settings)(**{**settings.to_dict(), "target_accept": 0.9})
-        if choose_method(self, method) == "collapsed":
-            return fit_collapsed(self, settings, progressbar=progressbar, log_likelihood=log_likelihood)
-        built = self.built
-        idata, timing = sample(built.model, settings, progressbar=progressbar, log_likelihood=log_likelihood)
-        fit = Fit.from_sampling(self, built, idata, settings, timing)
-        fit.meta["method"] = "joint"
+            built = self.built_graph(plan.collapsed_factor)
+            build_s = time.perf_counter() - t0
+            result = sample_pymc(built, self.design, plan, settings, self.family.aux, progressbar=progressbar)
+        fit = assemble_fit(self, result, settings, log_likelihood=log_likelihood, timing={"build_s": build_s})
+        fit.timing["total_s"] = time.perf_counter() - t0
         return fit
 
     # -- priors (issue 4: hmodels.prior_checks)

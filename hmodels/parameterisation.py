@@ -155,7 +155,8 @@ def information_ratios(design, collapsed: str | None = None) -> dict[str, float]
         dof = len(r) - sum(f.n_levels * f.Z.shape[1] for f in design.factors)
         resid = r - fitted
         sigma2 = float(resid @ resid) / dof if dof > 0 else float(np.var(r))
-        results = {k: (e, v * max(sigma2, 1e-12)) for k, (e, v) in results.items()}
+        floor = 1e-12 * max(float(np.var(r)), np.finfo(float).tiny)  # relative: the choice must not depend on units
+        results = {k: (e, v * max(sigma2, floor)) for k, (e, v) in results.items()}
     out = {}
     for f in design.factors:
         est, var = results[f.factor]

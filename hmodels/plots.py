@@ -300,12 +300,12 @@ def plot_components(fit, prob: float = 0.95):
 
 def _population_X(fit, newdata: pd.DataFrame) -> np.ndarray:
     """Population-level design matrix of new rows, with the fitted data's factor levels and scalings."""
-    import formulae as fm
+    from .design import evaluate
 
     d = fit_design(fit)
     spec = fit.spec
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
-    common = fm.design_matrices(rhs, d.data, na_action="error").common
+    common = evaluate(rhs, d.data).common
     return np.asarray(common.evaluate_new_data(newdata).design_matrix, dtype=float)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .design import Design, FactorDesign, used_columns
+from .design import FORMULA_ENV, Design, FactorDesign, check_finite, row_labels, used_columns
 from .errors import DataError, MissingColumnError, SpecificationError, closest
 from .linpred import fit_design, linear_predictor, mean_draws, simulate_response
 
@@ -95,7 +95,11 @@ class Prediction:
 
     def __repr__(self) -> str:
         c, d, n = self.values.shape
-        new = "; new levels: " + ", ".join(f"{f}: {len(v)}" for f, v in self.new_levels.items()) if self.new_levels else ""
+        new = (
+            "; new levels: " + ", ".join(f"{f}: {len(v)}" for f, v in self.new_levels.items())
+            if self.new_levels
+            else ""
+        )
         return (f"hmodels.Prediction: {self.kind} for {n} rows, groups={self.groups!r}, "
                 f"{c} chains × {d} draws{new}\n{self.summary().round(4).to_string()}")
 
@@ -144,7 +148,8 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     if groups not in GROUPS:
         raise SpecificationError(
             f"groups must be one of {', '.join(map(repr, GROUPS))}, got {groups!r}: 'include' uses the fitted "
-            "group effects, 'new' also draws fresh effects for unseen levels, 'exclude' predicts at the population level."
+            "group effects, 'new' also draws fresh effects for unseen levels, 'exclude' predicts at the "
+            "population level."
         )
     ss = np.random.SeedSequence(seed)
     s_effects, s_response = ss.spawn(2)
@@ -193,11 +198,12 @@ def _encoded(expr: str, training: pd.DataFrame, newdata: pd.DataFrame, what: str
     import formulae as fm
 
     try:
-        dm = fm.design_matrices(expr, training, na_action="error").common
+        dm = fm.design_matrices(expr, training, na_action="error", env=FORMULA_ENV).common
     except Exception as exc:  # the fit's own data: should not fail
         raise SpecificationError(f"Could not rebuild the {what} {expr!r} from the fitted data: {exc}") from None
     try:
-        new = dm.evaluate_new_data(newdata)
+        with np.errstate(all="ignore"):  # non-finite results are reported with their rows by the caller
+            new = dm.evaluate_new_data(newdata)
     except Exception as exc:
         raise DataError(f"Could not evaluate the {what} {expr!r} on newdata: {exc}") from None
     return np.asarray(new.design_matrix if hasattr(new, "design_matrix") else new, dtype=float), \
@@ -238,10 +244,27 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
                 f"Column {c!r} is needed for prediction but is not in newdata.{closest(c, newdata.columns)} "
                 f"The model uses: {', '.join(needed)}."
             )
+    duplicated = sorted({str(c) for c in newdata.columns[newdata.columns.duplicated()] if c in needed})
+    if duplicated:
+        raise DataError(
+            f"newdata has more than one column named {', '.join(map(repr, duplicated))}, so it is ambiguous which "
+            "to predict from. Rename or drop the duplicates, e.g. newdata.loc[:, ~newdata.columns.duplicated()]."
+        )
+    labels = newdata.index.to_numpy()
     nd = newdata.reset_index(drop=True)
-    bad = [c for c in needed if nd[c].isna().any()]
-    if bad:
-        raise DataError(f"newdata has missing values in {', '.join(map(repr, bad))}; fill or drop those rows first.")
+    optional = [c for c, need in ((spec.trials, need_trials), (spec.se, need_se)) if need and c in nd.columns]
+    for c in [*needed, *optional]:
+        col = nd[c]
+        bad = col.isna().to_numpy()
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            with np.errstate(invalid="ignore"):
+                bad = bad | ~np.isfinite(col.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            vals = ", ".join(sorted({str(v) for v in col[bad]}))
+            raise DataError(
+                f"newdata column {c!r} has missing or non-finite values ({vals}) in {row_labels(labels, bad)}; a "
+                "prediction needs a finite value in every row. Fill or drop those rows first."
+            )
     factor_cols = {c for g in spec.groups for c in g.columns}
     for c in needed:  # unseen categories of a population-level predictor
         if c in factor_cols or c not in training.columns:
@@ -253,7 +276,8 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
         unseen = sorted(set(map(str, nd[c].unique())) - known)
         if unseen:
             raise DataError(
-                f"newdata column {c!r} has categories the model was not fitted with: {', '.join(map(repr, unseen[:5]))}. "
+                f"newdata column {c!r} has categories the model was not fitted with: "
+                f"{', '.join(map(repr, unseen[:5]))}. "
                 f"A population-level effect exists only for the fitted categories ({', '.join(sorted(known)[:10])}); "
                 "predict for those, or refit with data that include the new category."
             )
@@ -268,7 +292,10 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     else:
         X, names = _encoded(rhs, training, nd, "population-level terms")
         if names != fixed_terms:
-            raise SpecificationError(f"The rebuilt population-level terms {names} differ from the fitted {fixed_terms}.")
+            raise SpecificationError(
+                f"The rebuilt population-level terms {names} differ from the fitted {fixed_terms}."
+            )
+        check_finite(X, fixed_terms, labels, "population-level, in newdata")
 
     factors, unseen_levels = [], {}
     for g in spec.groups:
@@ -292,7 +319,10 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
             correlated.append(bool(b.correlated and len(names) > 1))
             exprs.append(b.expression)
         if terms != list(meta["terms"]):
-            raise SpecificationError(f"The rebuilt terms of {g.factor!r} {terms} differ from the fitted {meta['terms']}.")
+            raise SpecificationError(
+                f"The rebuilt terms of {g.factor!r} {terms} differ from the fitted {meta['terms']}."
+            )
+        check_finite(np.concatenate(Zs, axis=1), terms, labels, f"group-specific, for {g.factor!r}, in newdata")
         factors.append(FactorDesign(g.factor, levels + unseen, codes, np.concatenate(Zs, axis=1), terms, blocks,
                                     correlated, exprs))
 

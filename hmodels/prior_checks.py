@@ -333,8 +333,10 @@ def _obs_name(model) -> str:
 
 
 def _sample_prior(pmodel, draws: int, seed, var_names=None):
-    """``pm.sample_prior_predictive`` compiled with FAST_COMPILE (forward sampling needs no speed;
-    it compiles in ~2 s instead of ~20 s with numba), quietly."""
+    """Run ``pm.sample_prior_predictive`` quietly, compiled with FAST_COMPILE.
+
+    Forward sampling needs no speed; it compiles in ~2 s instead of ~20 s with numba.
+    """
     import logging
 
     import pymc as pm
@@ -353,7 +355,7 @@ def _sample_prior(pmodel, draws: int, seed, var_names=None):
 
 def _as_fit(draws, model):
     """A Fit-like view of prior draws, so the :mod:`hmodels.linpred` helpers apply."""
-    return SimpleNamespace(draws=draws, spec=model.spec, _design=model.design)
+    return SimpleNamespace(draws=draws, spec=model.spec, design=model.design)
 
 
 def prior_predictive(model, draws: int = 500, seed: int | None = None) -> PriorPredictive:
@@ -507,7 +509,8 @@ def _element_priors(fit):
         out.append(("b", {"term": t}, f"b[{t}]", float(v)))
     for g, m in fit.meta["factors"].items():
         for t in m["terms"]:
-            out.append((f"sd_{g}", {f"{g}__term": t}, f"sd_{g}[{t}]", float(slots[f"sd({g}, {t})"].prior.scipy().var())))
+            sd_var = float(slots[f"sd({g}, {t})"].prior.scipy().var())
+            out.append((f"sd_{g}", {f"{g}__term": t}, f"sd_{g}[{t}]", sd_var))
         for var, bterms in m["cors"]:
             label = f"cor({g})" if len(m["cors"]) == 1 else f"cor({g}, {', '.join(bterms)})"
             eta = slots[label].prior.params["eta"]
@@ -567,7 +570,7 @@ def prior_draws(fit, draws: int = 1000, seed: int | None = 0):
 
     if "prior" in fit.posterior.children:
         return fit.posterior["prior"].to_dataset()
-    model = getattr(fit, "_model", None)
+    model = getattr(fit, "model", None)
     if model is not None:
         pmodel = model.pymc_model
     else:
@@ -660,7 +663,8 @@ def log_prior_dataset(fit):
             out[var] = (("chain", "draw"), (eta - 1) * logdet)
     for a in fit.family.aux:
         if a in post and a in slots:
-            out[a] = (("chain", "draw"), slots[a].prior.scipy().logpdf(np.asarray(post[a].transpose("chain", "draw").values)))
+            aux_draws = np.asarray(post[a].transpose("chain", "draw").values)
+            out[a] = (("chain", "draw"), slots[a].prior.scipy().logpdf(aux_draws))
     coords = {"chain": post["chain"].values, "draw": post["draw"].values, "term": list(terms)}
     for g, m in fit.meta["factors"].items():
         coords[f"{g}__term"] = list(m["terms"])
@@ -676,8 +680,8 @@ def _log_lik_dataset(fit):
 
     ll = pointwise_loglik(fit, linear_predictor(fit))
     post = fit.draws
-    return xr.Dataset({fit.meta["observed"]: (("chain", "draw", "obs"), ll)},
-                      coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": np.arange(ll.shape[-1])})
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "obs": np.arange(ll.shape[-1])}
+    return xr.Dataset({fit.meta["observed"]: (("chain", "draw", "obs"), ll)}, coords=coords)
 
 
 def prior_sensitivity(fit, var_names=None, threshold: float = 0.05, prior_var_names=None) -> pd.DataFrame:

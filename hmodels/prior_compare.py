@@ -57,7 +57,7 @@ def compare_priors(model, prior_sets=("default", "regularizing", "vague"), prob:
     for p in prior_sets:
         label = _label(p)
         kw = {"priors": p} if isinstance(p, dict) else {"prior_set": str(p)}
-        m = Model(model.spec, data, centered=model.centered, intercept_prior=model.intercept_prior,
+        m = Model(model.spec, data, centered=model.centered_request, intercept_prior=model.intercept_prior,
                   missing="drop", **kw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

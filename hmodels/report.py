@@ -266,7 +266,8 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
     sec["Data and grouping structure"].append(unit)
     if len(gs):
         sec["Data and grouping structure"] += [
-            "Observations are clustered in " + ", ".join(f"{int(k)} levels of {f}" for f, k in zip(gs.index, gs["groups"]))
+            "Observations are clustered in "
+            + ", ".join(f"{int(k)} levels of {f}" for f, k in zip(gs.index, gs["groups"]))
             + "; observations per group (min / median / max):", gs]
     else:
         sec["Data and grouping structure"].append("No grouping factor: observations are treated as independent.")
@@ -282,7 +283,8 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
     sec["Estimation"].append([
         f"Method: Bayesian estimation by Hamiltonian Monte Carlo (NUTS), sampler: {_sampler_words(fit)}",
         *_method_words(fit),
-        f"Chains: {s.chains}; draws per chain: {s.draws}; warm-up per chain: {s.tune}; target_accept: {s.target_accept:g}",
+        f"Chains: {s.chains}; draws per chain: {s.draws}; warm-up per chain: {s.tune}; "
+        f"target_accept: {s.target_accept:g}",
         f"Seed: {s.seed}",
         f"Software: {versions}",
     ] + ([f"Sampling time: {fit.timing['total_s']:.1f} s"] if fit.timing.get("total_s") is not None else []))

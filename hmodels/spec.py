@@ -7,12 +7,33 @@ equivalent specifications compare equal.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
-from .errors import SpecificationError
+from .errors import FormulaError, SpecificationError
 from .families import get_family
 
-__all__ = ["GroupBlock", "GroupTerm", "ModelSpec", "RandomIntercept", "RandomSlope", "spec"]
+__all__ = ["GroupBlock", "GroupTerm", "ModelSpec", "RandomIntercept", "RandomSlope", "spec", "quote_name",
+           "reserved_names"]
+
+_OFFSET = re.compile(r"(?<![\w.`])offset\s*\(")
+
+
+def quote_name(name: str) -> str:
+    """Write a column name as a formula can refer to it: bare if formulae reads it as a name, else in backticks.
+
+    formulae reads a bare name that starts with a letter and continues with letters, digits, ``_``
+    and ``.``; anything else (spaces, a leading ``_`` or digit, operators) needs backticks.
+
+    Examples
+    --------
+    >>> quote_name("Days"), quote_name("my col"), quote_name("_x")
+    ('Days', '`my col`', '`_x`')
+    """
+    name = str(name)
+    if name[:1].isalpha() and all(ch.isalnum() or ch in "._" for ch in name):
+        return name
+    return f"`{name}`"  # a name that itself holds a backtick cannot be written in a formula at all
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,8 @@ class ModelSpec:
                 f"Known standard errors (se({self.se})) are only available for the gaussian family, "
                 f"not {fam.name!r}."
             )
+        _check_offsets(self)
+        _check_names(self)
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -154,19 +177,21 @@ class ModelSpec:
             lhs = f"{lhs} | {' + '.join(aterms)}"
         rhs = ["1" if self.intercept else "0", *self.fixed]
         for g in self.groups:
+            factor = ":".join(quote_name(c) for c in g.columns)
             for b in g.blocks:
-                rhs.append(f"({b.expression} | {g.factor})")
+                rhs.append(f"({b.expression} | {factor})")
         return f"{lhs} ~ {' + '.join(rhs)}"
 
     def to_dict(self) -> dict:
-        """The spec as JSON-compatible plain data (for saving fits)."""
+        """Return the spec as JSON-compatible plain data (for saving fits)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
         """Rebuild a spec from :meth:`to_dict` output."""
         groups = tuple(
-            GroupTerm(g["factor"], tuple(GroupBlock(tuple(b["terms"]), b["intercept"], b["correlated"]) for b in g["blocks"]))
+            GroupTerm(g["factor"],
+                      tuple(GroupBlock(tuple(b["terms"]), b["intercept"], b["correlated"]) for b in g["blocks"]))
             for g in data.get("groups", ())
         )
         kw = {k: v for k, v in data.items() if k != "groups"}
@@ -175,6 +200,101 @@ class ModelSpec:
 
     def __str__(self) -> str:
         return f"{self.formula}  [family={self.family}, link={self.link}]"
+
+
+def _check_offsets(spec: ModelSpec) -> None:
+    """``offset(...)`` is not supported yet: refuse it rather than fit it as a coefficient."""
+    exprs = [spec.response, *spec.fixed, *(t for g in spec.groups for b in g.blocks for t in b.terms)]
+    for e in exprs:
+        if isinstance(e, str) and _OFFSET.search(e):
+            raise FormulaError(
+                f"The term {e!r} is an offset: offsets are not supported yet, and hmodels will not fit "
+                "offset(...) as an ordinary predictor with its own coefficient (a different model). "
+                "Remove it, or for an exposure in a count model add its log as a predictor, e.g. "
+                "'np.log(exposure)', knowing that its coefficient is then estimated rather than fixed at 1."
+            )
+
+
+# Names the fitted posterior (and the PyMC graph) use whatever the model: variables and dimensions.
+_RESERVED = {
+    "b": "the population-level coefficients (variable 'b')",
+    "sigma": "the residual SD (variable 'sigma')",
+    "nu": "the Student-t degrees of freedom (variable 'nu')",
+    "alpha": "the negative-binomial shape (variable 'alpha')",
+    "Intercept_centered": "the centred intercept of the PyMC graph",
+    "b_slopes": "the population-level slopes of the PyMC graph",
+    "marginal_loglik": "the marginal likelihood term of the PyMC graph",
+    "chain": "the chain dimension of the draws",
+    "draw": "the draw dimension of the draws",
+    "term": "the dimension of population-level terms",
+    "slope_term": "the dimension of population-level slopes in the PyMC graph",
+    "obs": "the observation dimension",
+    "divergence": "the dimension of divergent transitions",
+}
+# Distribution names that can suffix a vector of parameters with mixed priors (``sd_g_HalfNormal``).
+_PRIOR_KINDS = ("Normal", "StudentT", "Cauchy", "Laplace", "HalfNormal", "HalfStudentT", "HalfCauchy",
+                "Exponential", "Gamma", "InverseGamma", "LogNormal", "Uniform")
+
+
+def reserved_names() -> tuple[str, ...]:
+    """Names hmodels uses for variables and dimensions of every fit; no grouping factor or outcome may take them.
+
+    Each grouping factor ``g`` also uses ``sd_g``, ``r_g``, ``z_g``, ``cor_g`` (and ``cor_g_<k>``),
+    ``L_cor_g``, ``g`` and ``g__term``, so one factor may not be named like another's.
+
+    Examples
+    --------
+    >>> "b" in reserved_names()
+    True
+    """
+    return tuple(_RESERVED)
+
+
+def _factor_names(g: GroupTerm) -> dict[str, str]:
+    f = g.factor
+    what = {f: f"the levels dimension of factor {f!r}", f"{f}__term": f"the term dimension of factor {f!r}"}
+    for prefix, label in (("sd", "group SDs"), ("r", "group effects"), ("z", "standardised group effects")):
+        what[f"{prefix}_{f}"] = f"the {label} of factor {f!r}"
+    what.update({f"sd_{f}_{kind}": f"the group SDs of factor {f!r}" for kind in _PRIOR_KINDS})
+    cors = [f"cor_{f}", *(f"cor_{f}_{k}" for k in range(len(g.blocks)))]
+    for c in cors:
+        what.update({c: f"a correlation matrix of factor {f!r}", f"L_{c}": f"a correlation matrix of factor {f!r}",
+                     f"{c}__row": f"a correlation dimension of factor {f!r}",
+                     f"{c}__col": f"a correlation dimension of factor {f!r}"})
+    what.update({f"r_{f}_{k}": f"the group effects of factor {f!r}" for k in range(len(g.blocks))})
+    return what
+
+
+def _check_names(spec: ModelSpec) -> None:
+    """Refuse grouping factors and outcomes whose names collide with names hmodels gives the posterior."""
+    owners: dict[str, tuple[str, str]] = {}
+    aux = get_family(spec.family, spec.link).aux
+    reserved = {k: v for k, v in _RESERVED.items() if k not in ("sigma", "nu", "alpha") or k in aux}
+    reserved.update({f"b_{k}": "the population-level coefficients" for k in _PRIOR_KINDS})
+    reserved.update({f"b_slopes_{k}": "the population-level slopes" for k in _PRIOR_KINDS})
+    for name, what in reserved.items():
+        owners[name] = ("hmodels", what)
+    sources = [(f"grouping factor {g.factor!r}", g.factor, g.columns, _factor_names(g)) for g in spec.groups]
+    sources.append((f"outcome {spec.response!r}", spec.response, (spec.response,),
+                    {spec.response: "the observed variable"}))
+    for label, name, columns, names in sources:
+        for n, what in names.items():
+            if n in owners and owners[n][0] != label:
+                other, other_what = owners[n]
+                cols = ", ".join(repr(c) for c in columns)
+                suffix = "group" if label.startswith("grouping") else "y"
+                new = {c: f"{c.strip('_') or 'x'}_{suffix}" for c in columns}
+                raise SpecificationError(
+                    f"The {label} cannot be used under that name: {n!r} would be {what}, but {n!r} is already "
+                    f"{other_what}{'' if other == 'hmodels' else f' ({other})'}, and the two would collide in "
+                    f"the fitted posterior (one name cannot be both a variable and a dimension, or two "
+                    f"variables). Rename the column {cols}, e.g. "
+                    f"data = data.rename(columns={new!r}), and use the new name in the formula. Names hmodels "
+                    f"reserves: {', '.join(reserved_names())} (sigma, nu and alpha in families that have them); "
+                    "a factor may also not be named sd_<factor>, r_<factor>, z_<factor>, cor_<factor> or "
+                    "<factor>__term after another factor."
+                )
+            owners.setdefault(n, (label, what))
 
 
 def _normalise_groups(groups) -> tuple[GroupTerm, ...]:

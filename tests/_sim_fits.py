@@ -71,5 +71,5 @@ def centred_schools_fit() -> hm.Fit:
                      priors={"Intercept": hm.Normal(0, 5), "sd": hm.HalfCauchy(5)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return model.fit(draws=500, tune=500, chains=2, seed=2, target_accept=0.6, progressbar=False,
+        return model.fit(draws=500, tune=500, chains=2, seed=5, target_accept=0.6, progressbar=False,
                          method="joint")

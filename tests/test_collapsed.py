@@ -1,5 +1,7 @@
 """Collapsed (marginalised) Gaussian LMM: exact likelihood, exact conditional draws, same posterior.
 
+:mod:`hmodels.collapsed` is the dense, every-factor reference; fits integrate out one factor (the plan's).
+
 Posterior comparisons: means agree within max(0.15 posterior SD, 3 combined MCSE), posterior
 SDs within 15 %. The likelihood and conditional-draw checks are exact (no sampling).
 """
@@ -11,12 +13,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REFERENCE_MODELS, reference_fit
 from scipy import stats
 
 import hmodels as hm
-from conftest import REFERENCE_MODELS, reference_fit
-from hmodels.collapsed import CollapsedStats, build_collapsed, choose_method, draw_group_effects
-from hmodels.errors import SpecificationError
+from hmodels.collapsed import CollapsedStats, build_collapsed, draw_group_effects
 
 
 def _sim_three_slopes(seed=0):
@@ -117,19 +118,8 @@ def test_conditional_group_effects_are_exact(case):
     assert np.allclose(r.std(0), sd, rtol=0.08)
 
 
-def test_method_choice_and_errors():
+def test_crossproducts_of_the_reference():
     sleep = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy"))
-    assert choose_method(sleep, "auto") == "collapsed"  # 180 rows, 36 group effects
-    assert choose_method(sleep, "joint") == "joint"
-    schools = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"))
-    assert choose_method(schools, "auto") == "joint"  # one observation per effect
-    assert choose_method(schools, "collapsed") == "collapsed"
-    cbpp = hm.Model("p(incidence, size) ~ period + (1 | herd)", hm.datasets.load("cbpp"), family="binomial")
-    assert choose_method(cbpp, "auto") == "joint"
-    with pytest.raises(SpecificationError, match="gaussian"):
-        choose_method(cbpp, "collapsed")
-    with pytest.raises(SpecificationError, match="method must be"):
-        choose_method(sleep, "marginal")
     st = CollapsedStats(sleep.design)
     assert st.A.shape == (18, 2, 2) and st.A[:, 0, 0].sum() == 180  # ZᵀZ per subject
 

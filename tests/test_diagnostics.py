@@ -70,3 +70,46 @@ def test_real_slope_variance_is_not_singular():
     d = diagnose(slope_fit(0.6))
     assert d.singular_components == []
     assert d.singular.loc["sd(g, x)", "statistic"] < 0.1
+
+
+def _cut(fit, chains: int, draws: int):
+    """Keep only the first ``chains`` chains and ``draws`` draws of a fit (every group with those dims)."""
+    import copy
+
+    import xarray as xr
+
+    groups = {name: node.to_dataset().isel(chain=slice(0, chains), draw=slice(0, draws), missing_dims="ignore")
+              for name, node in fit.posterior.children.items()}
+    out = copy.copy(fit)
+    out.posterior = xr.DataTree.from_dict(groups)
+    return out
+
+
+@pytest.mark.parametrize("chains, draws, checks, why, remedy", [
+    (1, 1, {"r_hat", "ess_bulk", "ess_tail", "bfmi"}, "but the fit has 1 draw per chain", "draws=1000"),
+    (1, 500, {"r_hat"}, "it compares chains and needs at least 2, but the fit has 1 chain", "chains=4"),
+    (2, 3, {"r_hat", "ess_bulk", "ess_tail"}, "needs at least 4 draws per chain, but the fit has 3", "draws=1000"),
+])
+def test_checks_that_cannot_be_computed_fail(schools_fit, chains, draws, checks, why, remedy):
+    """R-hat, ESS or E-BFMI that come out NaN (too few chains or draws) used to leave diagnose() OK."""
+    d = diagnose(_cut(schools_fit, chains, draws))
+    assert (d.chains, d.n_draws) == (chains, draws)
+    assert not d.ok
+    assert set(d.not_computed) == checks
+    nc = [v for v in d.verdicts if v.problem == "not_computed"]
+    assert len(nc) == len(checks) and all(v.affects_ok for v in nc)
+    assert all("could not be computed" in v.message for v in nc)
+    assert any(why in v.message for v in nc), [v.message for v in nc]
+    assert any(remedy in v.remedy for v in nc)
+    assert not d.summary().loc["max R-hat", "passed"]
+    assert "PROBLEMS FOUND" in repr(d) and "could not be computed" in repr(d)
+
+
+def test_fit_warns_when_convergence_cannot_be_checked():
+    """One chain of one draw: no R-hat, no ESS. The fit must not call itself converged, and says why."""
+    import hmodels as hm
+
+    m = hm.Model("Yield ~ 1 + (1 | Batch)", hm.datasets.load("dyestuff"))
+    with pytest.warns(hm.ConvergenceWarning, match="cannot be checked from 1 chain"):
+        fit = m.fit(draws=1, tune=10, chains=1, seed=1, progressbar=False)
+    assert not fit.converged and not fit.diagnose().ok

@@ -16,10 +16,17 @@ import hmodels as hm
         ("y ~ -1 + x + (1|g)", "y ~ 0 + x + (1 | g)"),
         ("y ~ (1|g) + x + (z|h)", "y ~ 1 + x + (1 | g) + (1 + z | h)"),
         ("y ~ C(k) + center(x) + (1 | g)", "y ~ 1 + C(k) + center(x) + (1 | g)"),
+        # formulae's own term names drop these parentheses and backticks; the spec must keep them
+        ("y ~ I((x + 1)**2) + I(x - (z - 1)) + (1 | g)", "y ~ 1 + I((x + 1) ** 2) + I(x - (z - 1)) + (1 | g)"),
+        ("y ~ `my x` + np.log(`my z`) + (`my x` | `my g`)",
+         "y ~ 1 + `my x` + np.log(`my z`) + (1 + `my x` | `my g`)"),
+        ("y ~ poly(x, 2) + C(k, Sum) + bs(x, df=4) + (1 | a/`b c`)",
+         "y ~ 1 + poly(x, 2) + C(k, Sum) + bs(x, df=4) + (1 | a) + (1 | a:`b c`)"),
     ],
 )
 def test_round_trip(formula, expected):
     assert hm.parse_formula(formula).formula == expected
+    assert hm.parse_formula(expected) == hm.parse_formula(formula)
 
 
 def test_binomial_forms_are_the_same_spec():
@@ -64,6 +71,9 @@ def test_spec_round_trips_through_plain_data():
         ("y ~ x + ( | g)", "needs terms"),
         ("y | weights(w) ~ x", "weights(w)"),
         ("~ x", "no outcome"),
+        ("y ~ my x + (1 | g)", "backticks, e.g. `my x`"),
+        ("y ~ _x + (1 | g)", "backticks"),
+        ("y ~ x + offset(log_e)", "offsets are not supported yet"),
     ],
 )
 def test_bad_formulas(bad, fragment):

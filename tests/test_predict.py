@@ -130,3 +130,16 @@ def test_new_data_use_training_encoding():
     # a single row would have scale() = nan if standardised on its own
     one, _ = new_design(fake, data.iloc[[7]][["age", "Sex", "Subject"]])
     np.testing.assert_allclose(one.X, d.X[[7]], rtol=1e-12)
+
+
+def test_non_finite_transformation_of_newdata_names_term_and_rows():
+    data = hm.datasets.load("sleepstudy").assign(Days1=lambda d: d["Days"] + 1)
+    model = hm.Model("Reaction ~ np.log(Days1) + (1 | Subject)", data)
+    d = model.design
+    fake = SimpleNamespace(spec=model.spec, data=d.data, meta={
+        "fixed_terms": d.fixed_terms,
+        "factors": {f.factor: {"levels": f.levels, "terms": f.terms, "cors": []} for f in d.factors}})
+    new = pd.DataFrame({"Days1": [1.0, 0.0, -1.0], "Subject": ["308"] * 3}, index=["a", "b", "c"])
+    with pytest.raises(hm.DataError, match=r"term 'np\.log\(Days1\)' \(population-level, in newdata\) is not finite "
+                                           r".* 2 rows \(index b, c\)"):
+        new_design(fake, new)

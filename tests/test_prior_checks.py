@@ -1,5 +1,7 @@
-"""Prior explanation, prior predictive checks, prior vs posterior, power-scaling sensitivity and
-compare_priors. Fits are small (2 chains x 500 draws), each fitted once per module."""
+"""Prior explanation, prior predictive checks, prior vs posterior, power-scaling sensitivity and compare_priors.
+
+Fits are small (2 chains x 500 draws), each fitted once per module.
+"""
 
 from __future__ import annotations
 
@@ -98,7 +100,9 @@ def test_prior_predictive_data_summary_and_plot(pp_sleep):
     assert {"prior", "prior_predictive", "observed_data"} <= set(pp.data.children)
     assert pp.data["prior_predictive"]["Reaction"].shape == (1, 500, 180)
     summ = pp.summary.set_index("quantity")
-    assert {"Reaction", "mean(Reaction)", "sd(Subject, Intercept)", "sd(Subject, Days)", "ICC(Subject)", "R2"} <= set(summ.index)
+    assert {"Reaction", "mean(Reaction)", "sd(Subject, Intercept)", "sd(Subject, Days)", "ICC(Subject)", "R2"} <= set(
+        summ.index
+    )
     assert summ.loc["mean(Reaction)", "observed"] == pytest.approx(298.5079, abs=1e-3)
     # sd(Subject, Intercept) ~ HalfNormal(56.33): median 0.674 * 56.33 = 38.0; MC SE of the median of 500 ~2
     assert summ.loc["sd(Subject, Intercept)", "prior_median"] == pytest.approx(0.6745 * 56.33, abs=8)

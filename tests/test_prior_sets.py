@@ -1,6 +1,8 @@
-"""Shipped prior sets: each loads, validates and builds gaussian, binomial and poisson models;
+"""Shipped prior sets: each loads, validates and builds gaussian, binomial and poisson models.
+
 brms-like and rstanarm-like reproduce those packages' documented defaults; malformed files fail
-with the file, key and fix named."""
+with the file, key and fix named.
+"""
 
 from __future__ import annotations
 
@@ -146,4 +148,28 @@ def test_key_of_set_that_matches_no_parameter(tmp_path):
     p = tmp_path / "odd.toml"
     p.write_text('[priors."sd(School)"]\nprior = "HalfNormal(1)"\n')
     with pytest.raises(PriorError, match=r"sd\(School\)"):
+        hm.Model("Reaction ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy"), priors=str(p))
+
+
+def test_toml_that_is_not_utf8_names_the_file(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes('description = "priors für Kühe"\n'.encode("latin-1"))
+    with pytest.raises(PriorError, match="not UTF-8") as exc:
+        hm.Model("Reaction ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy"), priors=str(p))
+    assert f"{p}:1:" in str(exc.value)
+
+
+def test_directory_given_as_a_toml_path(tmp_path):
+    d = tmp_path / "sets.toml"
+    d.mkdir()
+    with pytest.raises(PriorError, match="is a directory") as exc:
+        hm.Model("Reaction ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy"), priors=str(d))
+    assert str(d) in str(exc.value)
+
+
+def test_uniform_in_a_set_too_wide_for_the_data(tmp_path):
+    p = tmp_path / "flat.toml"
+    p.write_text('[priors.fixed]\nprior = "Uniform(-1e10, 1e10)"\nscale = "none"\n')
+    with pytest.raises(PriorError, match=r"Uniform\(-10000000000, 10000000000\) for Days \(from prior set flat\) "
+                                         r"is too wide"):
         hm.Model("Reaction ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy"), priors=str(p))

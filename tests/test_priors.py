@@ -64,7 +64,8 @@ def test_resolution_order(sleep):
 
 def test_raw_intercept_prior_is_wider(sleep):
     c = hm.Model("Reaction ~ Days + (1 | Subject)", sleep).priors["Intercept"].prior.params["sigma"]
-    r = hm.Model("Reaction ~ Days + (1 | Subject)", sleep, intercept_prior="raw").priors["Intercept"].prior.params["sigma"]
+    raw = hm.Model("Reaction ~ Days + (1 | Subject)", sleep, intercept_prior="raw")
+    r = raw.priors["Intercept"].prior.params["sigma"]
     assert r > c
 
 

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import reference_fit
 
 

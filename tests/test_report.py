@@ -27,7 +27,10 @@ def reports(sleep_fit, cbpp_fit):
 
 
 def _md_table_after(md: str, heading: str, first_col: str) -> dict[str, list[str]]:
-    """Rows (first cell -> other cells) of the first markdown table under a section whose header starts with first_col."""
+    """Rows (first cell -> other cells) of the first markdown table under a section.
+
+    The table is the first one whose header starts with first_col.
+    """
     sec = md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     lines = sec.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_col} |"))

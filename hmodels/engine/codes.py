@@ -38,14 +38,18 @@ P_BETA = 23  # prior row of beta[0] (beta[j] uses P_BETA + j)
 P_SIGMA = 24
 P_NU = 25
 P_ALPHA = 26
-O_CROSS = 27  # F: XtWX (p*p), XtWy (p), ytWy, sum(log w)  (full collapse)
+O_CROSS = 27  # F: XtWX (p*p), XtWy_r (p), y_r'Wy_r, sum(log w) (y_r = y - Xc b_ref, see O_BREF)
 O_CONST = 28  # F: constant of the log likelihood (log factorials, binomial coefficients)
 H_INTBETA = 29  # 1: the coefficients are integrated out too (gaussian, Normal priors on all of them)
 O_M0 = 30  # F: prior mean of the centred coefficients (p)
 O_L0 = 31  # F: Cholesky factor of their prior covariance (p * p)
 H_SHIFT = 32  # 1: the sampled intercept is the grand mean (see ``shift_coordinates`` in kernels.c)
-O_Y0 = 33  # F: y - Xc m0 (n), when the coefficients are integrated out and a factor is sampled
-O_XWY0 = 34  # F: Xc'W(y - Xc m0) (p), same condition
+O_Y0 = 33  # F: y_r = y - Xc b_ref (n), when the coefficients are integrated out and a factor is sampled
+O_XWY0 = 34  # F: Xc'W y_r (p), same condition
+O_BREF = 35  # F: reference coefficients b_ref (p): weighted least squares of y on Xc (identity link); every
+#              cross-product of the response is taken of y_r = y - Xc b_ref, and the kernels work with
+#              beta - b_ref, so no sum of squares of the raw response (which can cancel catastrophically) is formed
+O_D0 = 36  # F: m0 - b_ref (p), the prior mean of integrated-out coefficients relative to b_ref
 HEADER = 40
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
@@ -60,12 +64,13 @@ F_CENTRED = 7
 F_NBLK = 8
 F_BLK0 = 9  # first row of the factor's blocks in the block table
 F_A = 10  # F offset of per-level Z'WZ (L * k * k), integrated-out factor
-F_ZTY = 11  # F offset of per-level Z'Wy (L * k), full collapse
+F_ZTY = 11  # F offset of per-level Z'Wy_r (L * k), full collapse
 F_ZTX = 12  # F offset of per-level Z'WX (L * k * p), full collapse
 F_ONES = 13  # 1 when Z is a single column of ones
 F_INTTERM = 14  # index of the factor's intercept term, -1 for none
 F_ZWX = 15  # F offset of per-level Z'WXc (L * k * p) of a sampled factor, when coefficients are integrated out
-FW = 16
+F_ESCALE = 16  # F offset of the k data scales of a centred factor's effects (sampled as r / scale)
+FW = 17
 KMAX = 16  # most group-specific terms of one grouping factor (fixed-size work arrays in kernels.c)
 
 # ---- block table (BW ints per block) -----------------------------------------------------------------
@@ -77,10 +82,10 @@ B_PLKJ = 4  # prior row of the LKJ (parameter 1 = eta, parameter 2 = log normali
 BW = 6
 
 # ---- prior table (PW floats per row) ----------------------------------------------------------------
-PW = 7  # code, p1, p2, p3, transform, lower, upper
+PW = 7  # code, p1, p2, p3, transform, lower, upper (T_AFFINE: value = lower + upper * x)
 NORMAL, STUDENT_T, CAUCHY, LAPLACE, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5, 6
 EXPONENTIAL, GAMMA, INVERSE_GAMMA, LOGNORMAL, UNIFORM, LKJ = 7, 8, 9, 10, 11, 12
-T_IDENTITY, T_LOG, T_INTERVAL = 0, 1, 2
+T_IDENTITY, T_LOG, T_INTERVAL, T_AFFINE = 0, 1, 2, 3
 
 # ---- families and links ------------------------------------------------------------------------------
 GAUSSIAN, STUDENT, BERNOULLI, BINOMIAL, POISSON, NEGBIN = 0, 1, 2, 3, 4, 5

@@ -9,15 +9,21 @@
  * installation and reused for every model, data set and prior.
  *
  * Parameterisation of the unconstrained vector x that NUTS moves in:
- *  - population-level coefficients beta on the centred design (identity transform; interval
- *    under a Uniform prior), unless integrated out (H_INTBETA);
+ *  - population-level coefficients beta on the centred design, unless integrated out (H_INTBETA):
+ *    standardised by the data, beta = centre + scale * x (T_AFFINE; the centre is the least-squares
+ *    fit for an identity link), so that their location and scale never reach the sampler; interval
+ *    under a Uniform prior;
  *  - per grouping factor: SDs (log; interval under a Uniform prior), each correlated block's
  *    Cholesky factor through Stan's transform (tanh of canonical partial correlations), and,
  *    unless the factor is integrated out, its effects: standardised z (non-centred, r_l = B z_l)
- *    or w = Q' r (centred; Q a Householder reflection across levels, see reflect());
+ *    or w = Q' r / scale (centred; Q a Householder reflection across levels, see reflect(); scale the
+ *    data scale of each term, F_ESCALE);
  *  - family parameters sigma, nu, alpha (log transform).
  * A gaussian identity-link model integrates one factor out analytically (block Woodbury), and with
- * it the coefficients when their priors are all Normal (gaussian_marginal).
+ * it the coefficients when their priors are all Normal (gaussian_marginal). Its cross-products are
+ * of y_r = y - Xc b_ref (O_BREF, the least-squares fit) and it works with beta - b_ref throughout:
+ * sums of squares of a response far from zero (y ~ 1e9 gives y'y ~ 1e20) would otherwise cancel
+ * catastrophically in e'e = y'y - 2 beta'X'y + beta'X'X beta.
  *
  * Every gradient is derived by hand; tests/test_engine.py checks each against central finite
  * differences, the log density against PyMC's and a dense multivariate normal, priors against
@@ -146,6 +152,10 @@ static double constrain(double x, int transform, double lower, double upper,
         *lj = log(width) - log1pexp(-x) - log1pexp(x);
         *dlj = 1.0 - 2.0 * s;
         return lower + width * s;
+    }
+    if (transform == T_AFFINE) {  /* lower = centre, upper = scale: x is the value standardised by the data */
+        *dv = upper; *lj = log(upper); *dlj = 0.0;
+        return lower + upper * x;
     }
     *dv = 1.0; *lj = 0.0; *dlj = 0.0;
     return x;
@@ -415,11 +425,15 @@ static void reflect(const double *v, i64 L, i64 stride, double *out, i64 ostride
     out[0] = first;
 }
 
-/* effects r (L x k, row-major) from x: r = Q w per term (centred) or r_l = B z_l (non-centred) */
-static void effects_forward(const double *x, const i64 *I, i64 fac, const Factor *fc, double *r) {
+/* effects r (L x k, row-major) from x: r = scale_t Q x per term t (centred) or r_l = B z_l (non-centred) */
+static void effects_forward(const double *x, const double *F, const i64 *I, i64 fac, const Factor *fc, double *r) {
     i64 L = fc->L, k = fc->k, xe = I[fac + F_XEFF];
     if (I[fac + F_CENTRED] == 1) {
-        for (i64 a = 0; a < k; a++) reflect(x + xe + a, L, k, r + a, k);
+        const double *esc = F + I[fac + F_ESCALE];
+        for (i64 a = 0; a < k; a++) {
+            reflect(x + xe + a, L, k, r + a, k);
+            for (i64 lv = 0; lv < L; lv++) r[lv * k + a] *= esc[a];
+        }
         return;
     }
     for (i64 lv = 0; lv < L; lv++) {
@@ -433,9 +447,10 @@ static void effects_forward(const double *x, const i64 *I, i64 fac, const Factor
 }
 
 /* Given gr = d loglik / d r, add the gradient of loglik + the effects' prior to grad and fc->gB.
- * Returns the effects' log prior: N(0, 1) for z; MVN(0, B B') on the rows of w (= the density of r). */
-static double effects_backward(const double *x, double *grad, const i64 *I, i64 fac, Factor *fc,
-                               const double *gr) {
+ * Returns the effects' log prior: N(0, 1) for z; MVN(0, B B') on the rows of w = Q'r (= the density of r),
+ * plus, with the Jacobian, the constant L sum_t log scale_t of sampling x = w / scale. */
+static double effects_backward(const double *x, double *grad, const double *F, const i64 *I, i64 fac, Factor *fc,
+                               const double *gr, int jacobian) {
     i64 L = fc->L, k = fc->k, xe = I[fac + F_XEFF];
     const double *B = fc->B;
     double *gB = fc->gB, lp = 0.0;
@@ -452,12 +467,18 @@ static double effects_backward(const double *x, double *grad, const i64 *I, i64 
         }
         return lp - 0.5 * L * k * LOG_2PI;
     }
-    for (i64 a = 0; a < k; a++) reflect(gr + a, L, k, grad + xe + a, k);  /* adds below */
+    const double *esc = F + I[fac + F_ESCALE];
+    for (i64 a = 0; a < k; a++) {  /* adds below */
+        reflect(gr + a, L, k, grad + xe + a, k);
+        for (i64 lv = 0; lv < L; lv++) grad[xe + lv * k + a] *= esc[a];
+    }
     /* reflect() wrote Q gr into grad (overwriting): the effects' entries of grad were 0 before */
-    double wv[KMAX], vv[KMAX], logdiag = 0.0;
+    double wv[KMAX], vv[KMAX], w[KMAX], logdiag = 0.0;
     for (i64 a = 0; a < k; a++) logdiag += log(B[a * k + a]);
+    if (jacobian)
+        for (i64 a = 0; a < k; a++) lp += L * log(esc[a]);
     for (i64 lv = 0; lv < L; lv++) {
-        const double *w = x + xe + lv * k;
+        for (i64 a = 0; a < k; a++) w[a] = esc[a] * x[xe + lv * k + a];
         for (i64 a = 0; a < k; a++) {  /* B u = w */
             double acc = w[a];
             for (i64 b = 0; b < a; b++) acc -= B[a * k + b] * wv[b];
@@ -470,7 +491,7 @@ static double effects_backward(const double *x, double *grad, const i64 *I, i64 
         }
         for (i64 a = 0; a < k; a++) {
             lp += -0.5 * wv[a] * wv[a];
-            grad[xe + lv * k + a] -= vv[a];
+            grad[xe + lv * k + a] -= vv[a] * esc[a];
             for (i64 b = 0; b <= a; b++) gB[a * k + b] += vv[a] * wv[b];
         }
     }
@@ -635,17 +656,19 @@ static double quad_part(const double *F, const i64 *I, i64 fac, const double *B,
 typedef struct {
     double *Minv, *BAB, *gt, *gj, *scratch;  /* L*k*k, L*k*k, L*k, L*k, L*k */
     double *Km, *KL, *P;                     /* p*p */
-    double *ke, *h, *wv, *ve, *aj;           /* p */
+    double *ke, *h, *wv, *ve, *aj, *xe0;     /* p */
     double *T, *MT;                          /* k*p */
 } MarginalWork;
 
 /* log N(e | 0, Z B B'Z' + W^-1/s), with the coefficients integrated out too when H_INTBETA.
  * e is the residual from the sampled part of the mean, given by eWe = e'We, XtWe = Xc'We and
- * ge_l = Z_l'We. With the coefficients integrated out (beta = m0 + L0 zeta, zeta ~ N(0, I)):
- * P = I + L0'Xc'V^-1 Xc L0, h = L0'Xc'V^-1 e, v = P^-1 h, and the log likelihood gains
- * -1/2 log|P| + 1/2 h'v. Returns the log likelihood; *gs = d/ds; adds d/dB to gB. Fills a_out = L0 v
- * (the residual at the coefficients' posterior mean is e - Xc a_out), ut = M^-1 c(that residual),
- * v_out and LP (Cholesky factor of P, p x p) for drawing the coefficients. */
+ * ge_l = Z_l'We. With the coefficients integrated out (beta = m0 + L0 zeta, zeta ~ N(0, I)), e is the
+ * residual at beta = b_ref (O_BREF) instead, and e0 = e - Xc d0 (d0 = m0 - b_ref) the one at the prior
+ * mean: P = I + L0'Xc'V^-1 Xc L0, h = L0'Xc'V^-1 e0, v = P^-1 h, and the log likelihood is that of the
+ * residual at the coefficients' posterior mean, e - Xc a_out with a_out = d0 + L0 v, less 1/2 (v'v + log|P|).
+ * Forming that residual's statistics from e (not e0) keeps them exact when the prior mean is far from
+ * the data. Returns the log likelihood; *gs = d/ds; adds d/dB to gB. Fills a_out, ut = M^-1 c(the residual
+ * e - Xc a_out), v_out and LP (Cholesky factor of P, p x p) for drawing the coefficients. */
 static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const double *B, i64 k, double s,
                                 double logdet_noise, double eWe, const double *XtWe, const double *ge,
                                 double *gB, double *a_out, double *ut, double *v_out, double *LP,
@@ -663,14 +686,24 @@ static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const do
     i64 cr = I[O_CROSS];
     const double *XtX = F + cr;
     const double *ZtX = F + I[fac + F_ZTX];
-    const double *L0 = F + I[O_L0];
-    double *Km = mw->Km, *ke = mw->ke, *T = mw->T, *MT = mw->MT, ce[KMAX];
+    const double *L0 = F + I[O_L0], *d0 = F + I[O_D0];
+    double *Km = mw->Km, *ke = mw->ke, *T = mw->T, *MT = mw->MT, *xe0 = mw->xe0, *ge0 = mw->gt, ce[KMAX];
+    for (i64 a = 0; a < p; a++) {  /* statistics of e0 = e - Xc d0 */
+        double acc = XtWe[a];
+        for (i64 b = 0; b < p; b++) acc -= XtX[a * p + b] * d0[b];
+        xe0[a] = acc;
+    }
+    for (i64 q = 0; q < L * k; q++) {
+        double acc = ge[q];
+        for (i64 j = 0; j < p; j++) acc -= ZtX[q * p + j] * d0[j];
+        ge0[q] = acc;
+    }
     for (i64 a = 0; a < p; a++) {
-        ke[a] = s * XtWe[a];
+        ke[a] = s * xe0[a];
         for (i64 b = 0; b < p; b++) Km[a * p + b] = s * XtX[a * p + b];
     }
     for (i64 lv = 0; lv < L; lv++) {
-        const double *mi = mw->Minv + lv * k * k, *zx = ZtX + lv * k * p, *gl = ge + lv * k;
+        const double *mi = mw->Minv + lv * k * k, *zx = ZtX + lv * k * p, *gl = ge0 + lv * k;
         for (i64 a = 0; a < k; a++) {  /* T = B' ZtX_l (k x p), ce = B' ge_l */
             double acc2 = 0.0;
             for (i64 t = a; t < k; t++) acc2 += B[t * k + a] * gl[t];
@@ -730,7 +763,7 @@ static double gaussian_marginal(const double *F, const i64 *I, i64 fac, const do
     double vv = 0.0;
     for (i64 i = 0; i < p; i++) {
         vv += v_out[i] * v_out[i];
-        double acc = 0.0;
+        double acc = d0[i];
         for (i64 j = 0; j < p; j++) acc += L0[i * p + j] * v_out[j];
         a_out[i] = acc;
     }
@@ -815,22 +848,26 @@ static double residual_stats(const double *F, const i64 *I, i64 fac, const doubl
     return eWe;
 }
 
-/* e = y - Xc beta from cross-products: Xc'We, Z_l'We; returns e'We */
-static double cross_stats(const double *F, const i64 *I, i64 fac, const double *beta, double *XtWe, double *ge) {
+/* e = y - Xc beta = y_r - Xc (beta - b_ref) from the cross-products of y_r: Xc'We, Z_l'We; returns e'We.
+ * y_r is the least-squares residual, so e'We = y_r'Wy_r - 2 d'Xc'Wy_r + d'Xc'WXc d (d = beta - b_ref)
+ * sums terms of the size of the result: nothing cancels, wherever the data lie. dv: work space (p). */
+static double cross_stats(const double *F, const i64 *I, i64 fac, const double *beta, double *dv, double *XtWe,
+                          double *ge) {
     i64 p = I[H_P], L = I[fac + F_L], k = I[fac + F_K], cr = I[O_CROSS];
-    const double *XtX = F + cr, *Xty = F + cr + p * p;
+    const double *XtX = F + cr, *Xty = F + cr + p * p, *bref = F + I[O_BREF];
     const double *ZtX = F + I[fac + F_ZTX], *Zty = F + I[fac + F_ZTY];
     double eWe = F[cr + p * p + p];
+    for (i64 b = 0; b < p; b++) dv[b] = beta[b] - bref[b];
     for (i64 a = 0; a < p; a++) {
         double acc = 0.0;
-        for (i64 b = 0; b < p; b++) acc += XtX[a * p + b] * beta[b];
+        for (i64 b = 0; b < p; b++) acc += XtX[a * p + b] * dv[b];
         XtWe[a] = Xty[a] - acc;
-        eWe += -2.0 * beta[a] * Xty[a] + beta[a] * acc;
+        eWe += -2.0 * dv[a] * Xty[a] + dv[a] * acc;
     }
     for (i64 lv = 0; lv < L; lv++)
         for (i64 a = 0; a < k; a++) {
             double acc = Zty[lv * k + a];
-            for (i64 b = 0; b < p; b++) acc -= ZtX[(lv * k + a) * p + b] * beta[b];
+            for (i64 b = 0; b < p; b++) acc -= ZtX[(lv * k + a) * p + b] * dv[b];
             ge[lv * k + a] = acc;
         }
     return eWe;
@@ -943,18 +980,25 @@ static void fused_backward(const double *F, const i64 *I, i64 c, const Sampled *
 }
 
 /* ---- the whole model -------------------------------------------------------------------------------- */
-/* Coefficients on the centred design with their priors (or their prior mean when integrated out). */
+/* Coefficients on the centred design with their priors (or, when they are integrated out, the reference
+ * b_ref, relative to which gaussian_marginal works). */
 static double coefficients(const double *x, double *grad, const double *F, const i64 *I, int jacobian,
                            double *beta, double *dbeta) {
     i64 p = I[H_P], pr = I[O_PRIORS];
     if (I[H_INTBETA] == 1) {
-        for (i64 j = 0; j < p; j++) { beta[j] = F[I[O_M0] + j]; dbeta[j] = 0.0; }
+        for (i64 j = 0; j < p; j++) { beta[j] = F[I[O_BREF] + j]; dbeta[j] = 0.0; }
         return 0.0;
     }
     i64 xb = I[X_BETA], mode = I[H_INTERCEPT], icol = I[H_INT_COL];
     double lp = 0.0;
     for (i64 j = 0; j < p; j++) {
-        if (mode == 2 && j == icol) { beta[j] = x[xb + j]; dbeta[j] = 1.0; continue; }
+        if (mode == 2 && j == icol) {  /* the centred intercept, standardised; its prior is on the raw one */
+            const double *r = F + pr + (I[P_BETA] + j) * PW;
+            double lj, dlj;
+            beta[j] = constrain(x[xb + j], (int)r[4], r[5], r[6], &dbeta[j], &lj, &dlj);
+            if (jacobian) lp += lj;
+            continue;
+        }
         beta[j] = scalar_param(x, grad, xb + j, F, pr + (I[P_BETA] + j) * PW, jacobian, &dbeta[j], &lp);
     }
     if (mode == 2) {  /* prior on the raw intercept: b0 = beta_c0 - sum_j mean_j beta_j */
@@ -963,7 +1007,7 @@ static double coefficients(const double *x, double *grad, const double *F, const
         for (i64 j = 0; j < p; j++) if (j != icol) raw -= xmeans[j] * beta[j];
         const double *r0 = F + pr + (I[P_BETA] + icol) * PW;
         lp += prior_logp((int)r0[0], r0[1], r0[2], r0[3], raw, &dl);
-        grad[xb + icol] += dl;
+        grad[xb + icol] += dl * dbeta[icol];
         for (i64 j = 0; j < p; j++) if (j != icol) grad[xb + j] += -xmeans[j] * dl * dbeta[j];
     }
     return lp;
@@ -974,26 +1018,33 @@ static double coefficients(const double *x, double *grad, const double *F, const
  * centred factor's intercepts (r = Q w puts w1 / sqrt(L) on every level). The likelihood depends on
  * beta0' and the contrasts only, so beta0' is well identified while w1_f is informed by its prior:
  * without the shift the intercept and the factors' common modes form a ridge. The map is linear with
- * unit Jacobian: xx = x except xx[beta0] = x[beta0] - sum_f x[w1_f] / sqrt(L_f). */
-static void shift_coordinates(const double *x, const i64 *I, i64 ndim, double *xx) {
+ * unit Jacobian: xx = x except xx[beta0] = x[beta0] - sum_f c_f x[w1_f] / sqrt(L_f), where c_f converts
+ * the standardised coordinates (scale of the factor's intercepts / scale of the intercept; 1 as laid out). */
+static double shift_factor(const double *F, const i64 *I, i64 fac, i64 t) {
+    const double *r = F + I[O_PRIORS] + (I[P_BETA] + I[H_INT_COL]) * PW;
+    double ub = (int)r[4] == T_AFFINE ? r[6] : 1.0;
+    return F[I[fac + F_ESCALE] + t] / ub / sqrt((double)I[fac + F_L]);
+}
+
+static void shift_coordinates(const double *x, const double *F, const i64 *I, i64 ndim, double *xx) {
     memcpy(xx, x, sizeof(double) * ndim);
     if (I[H_SHIFT] != 1) return;
     i64 ib = I[X_BETA] + I[H_INT_COL];
     for (i64 f = 0; f < I[H_NFAC]; f++) {
         i64 fac = I[O_FAC] + f * FW, t = I[fac + F_INTTERM];
         if (I[fac + F_CENTRED] == 1 && t >= 0 && I[fac + F_XEFF] >= 0)
-            xx[ib] -= x[I[fac + F_XEFF] + t] / sqrt((double)I[fac + F_L]);
+            xx[ib] -= x[I[fac + F_XEFF] + t] * shift_factor(F, I, fac, t);
     }
 }
 
 /* gradient in model coordinates -> gradient in sampler coordinates (the chain rule of the map above) */
-static void shift_gradient(const i64 *I, double *grad) {
+static void shift_gradient(const double *F, const i64 *I, double *grad) {
     if (I[H_SHIFT] != 1) return;
     double g0 = grad[I[X_BETA] + I[H_INT_COL]];
     for (i64 f = 0; f < I[H_NFAC]; f++) {
         i64 fac = I[O_FAC] + f * FW, t = I[fac + F_INTTERM];
         if (I[fac + F_CENTRED] == 1 && t >= 0 && I[fac + F_XEFF] >= 0)
-            grad[I[fac + F_XEFF] + t] -= g0 / sqrt((double)I[fac + F_L]);
+            grad[I[fac + F_XEFF] + t] -= g0 * shift_factor(F, I, fac, t);
     }
 }
 
@@ -1090,7 +1141,7 @@ static size_t state_bytes(const i64 *I, i64 ndim) {
         i64 fac = I[O_FAC] + c * FW, lk = I[fac + F_L] * I[fac + F_K];
         b += 5 * ALIGNED(sizeof(double) * lk) + 2 * ALIGNED(sizeof(double) * lk * I[fac + F_K])
             + 2 * ALIGNED(sizeof(double) * lk) + 3 * ALIGNED(sizeof(double) * (p * p + 1))
-            + 5 * ALIGNED(sizeof(double) * (p + 1)) + 2 * ALIGNED(sizeof(double) * (I[fac + F_K] * p + 1));
+            + 6 * ALIGNED(sizeof(double) * (p + 1)) + 2 * ALIGNED(sizeof(double) * (I[fac + F_K] * p + 1));
     }
     return b;
 }
@@ -1135,8 +1186,8 @@ static int state_alloc(State *st, const i64 *I, i64 ndim) {
         st->mw.Km = carve(a, sizeof(double) * (p * p + 1));
         st->mw.KL = carve(a, sizeof(double) * (p * p + 1));
         st->mw.P = carve(a, sizeof(double) * (p * p + 1));
-        double **mp[5] = {&st->mw.ke, &st->mw.h, &st->mw.wv, &st->mw.ve, &st->mw.aj};
-        for (int q = 0; q < 5; q++) *mp[q] = carve(a, sizeof(double) * (p + 1));
+        double **mp[6] = {&st->mw.ke, &st->mw.h, &st->mw.wv, &st->mw.ve, &st->mw.aj, &st->mw.xe0};
+        for (int q = 0; q < 6; q++) *mp[q] = carve(a, sizeof(double) * (p + 1));
         st->mw.T = carve(a, sizeof(double) * (k * p + 1));
         st->mw.MT = carve(a, sizeof(double) * (k * p + 1));
     }
@@ -1150,7 +1201,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     State st;
     if (!state_alloc(&st, I, ndim)) return NAN;
     double *x = st.x;
-    shift_coordinates(x_sampler, I, ndim, x);
+    shift_coordinates(x_sampler, F, I, ndim, x);
     for (i64 j = 0; j < ndim; j++) grad[j] = 0.0;
     double *beta = st.beta, *dbeta = st.dbeta;
     double lp = coefficients(x, grad, F, I, jacobian, beta, dbeta);
@@ -1161,7 +1212,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     }
     for (i64 f = 0; f < nfac; f++) lp += factor_B(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
     for (i64 f = 0; f < nfac; f++)
-        if (f != c) effects_forward(x, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
+        if (f != c) effects_forward(x, F, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
     const double *y = F + I[O_Y];
     i64 xb = I[X_BETA];
     int full = I[H_FULL] == 1, fused = 0;
@@ -1173,7 +1224,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
         Sampled sf;
         fused = !full && I[H_INTBETA] == 1 && sampled_factors(F, I, c, &sf);
         if (full) {
-            eWe = cross_stats(F, I, fac, beta, XtWe, st.ge);
+            eWe = cross_stats(F, I, fac, beta, st.accp, XtWe, st.ge);
         } else if (fused) {
             eWe = fused_forward(F, I, c, &sf, st.R, known_se, st.e, XtWe, st.ge);
         } else {
@@ -1251,11 +1302,11 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
                 for (i64 i = 0; i < n; i++)
                     for (i64 a2 = 0; a2 < k; a2++) gr[codes[i] * k + a2] += Z[i * k + a2] * st.g_eta[i];
             }
-            lp += effects_backward(x, grad, I, fac, &st.fc[f], gr);
+            lp += effects_backward(x, grad, F, I, fac, &st.fc[f], gr, jacobian);
         }
     }
     for (i64 f = 0; f < nfac; f++) lp += factor_B_backward(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
-    shift_gradient(I, grad);
+    shift_gradient(F, I, grad);
     return lp + F[I[O_CONST]];
 }
 
@@ -1283,9 +1334,10 @@ int64_t hm_expand(uint64_t dim, uint64_t n_expanded, const double *x, double *ou
 
 /* ---- exact draws of what was integrated out ------------------------------------------------------------ */
 /* For each of S draws of x (rows of xd, ndim each): the integrated-out coefficients (zeta ~ N(v, P^-1),
- * beta = m0 + L0 zeta) and the integrated-out factor's effects (z_l ~ N(s M_l^-1 c_l, M_l^-1),
- * r_l = B z_l, c_l from the residual given the drawn coefficients). beta_out (S x p) receives the
- * centred coefficients (drawn, or as sampled); zout, rout are S x L x k. Returns 0 on success. */
+ * beta = m0 + L0 zeta, formed as b_ref + (d0 + L0 zeta)) and the integrated-out factor's effects
+ * (z_l ~ N(s M_l^-1 c_l, M_l^-1), r_l = B z_l, c_l from the residual given the drawn coefficients).
+ * beta_out (S x p) receives the centred coefficients (drawn, or as sampled); zout, rout are S x L x k.
+ * Returns 0 on success. */
 int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F, const i64 *I,
                              const double *noise_beta, const double *noise, double *beta_out, double *zout,
                              double *rout) {
@@ -1299,19 +1351,19 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
     double *scratch = st.scratch, *x = st.x;
     double M[256], C[256], Minv[256], cv[KMAX], vz[KMAX];
     for (i64 d = 0; d < S; d++) {
-        shift_coordinates(xd + d * ndim, I, ndim, x);
+        shift_coordinates(xd + d * ndim, F, I, ndim, x);
         double *beta = st.beta, *dbeta = st.dbeta, aux[3] = {0, 0, 0}, dv, lpd = 0.0, logdet_noise;
         coefficients(x, scratch, F, I, 0, beta, dbeta);
         if (!known_se) aux[0] = scalar_param(x, scratch, I[X_SIGMA], F, pr + I[P_SIGMA] * PW, 0, &dv, &lpd);
         double s = noise_terms(F, I, aux, known_se, &logdet_noise);
         for (i64 f = 0; f < nfac; f++) factor_B(x, scratch, F, I, I[O_FAC] + f * FW, &st.fc[f], 0);
         for (i64 f = 0; f < nfac; f++)
-            if (f != c) effects_forward(x, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
+            if (f != c) effects_forward(x, F, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
         const double *B = st.fc[c].B;
         double *XtWe = st.XtWe, eWe;
         Sampled sf;
         if (full) {
-            eWe = cross_stats(F, I, fac, beta, XtWe, st.ge);
+            eWe = cross_stats(F, I, fac, beta, st.accp, XtWe, st.ge);
         } else if (intbeta && sampled_factors(F, I, c, &sf)) {
             eWe = fused_forward(F, I, c, &sf, st.R, known_se, st.e, XtWe, st.ge);
         } else {
@@ -1322,15 +1374,16 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
             double *a = st.a, *v = st.v, *LP = st.LP, gs, *zeta = st.zeta, gBs[256];
             memset(gBs, 0, sizeof(gBs));
             gaussian_marginal(F, I, fac, B, k, s, logdet_noise, eWe, XtWe, st.ge, gBs, a, st.ut, v, LP, &st.mw, &gs);
-            for (i64 i = p - 1; i >= 0; i--) {  /* zeta = v + LP^-T xi */
+            for (i64 i = p - 1; i >= 0; i--) {  /* zeta - v = LP^-T xi */
                 double acc = noise_beta[d * p + i];
                 for (i64 j = i + 1; j < p; j++) acc -= LP[j * p + i] * zeta[j];
                 zeta[i] = acc / LP[i * p + i];
             }
+            /* beta = m0 + L0 zeta = b_ref + shift, shift = a + L0 (zeta - v) (a = d0 + L0 v, gaussian_marginal);
+             * beta was b_ref (coefficients()) and the statistics are those of the residual at b_ref */
             double *shift = st.shift;
-            for (i64 i = 0; i < p; i++) zeta[i] += v[i];
             for (i64 i = 0; i < p; i++) {
-                double acc = 0.0;
+                double acc = a[i];
                 for (i64 j = 0; j < p; j++) acc += L0[i * p + j] * zeta[j];
                 shift[i] = acc;
                 beta[i] += acc;

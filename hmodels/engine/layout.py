@@ -7,6 +7,12 @@ each parameter lives in the unconstrained vector ``x``, proposes initial points,
 draws of ``x`` into the posterior variables of the joint model (``b``, ``sd_<factor>``,
 ``cor_<factor>``, ``r_<factor>``, ``z_<factor>``, ``sigma``, ``nu``, ``alpha``) — including exact
 draws of an integrated-out factor's effects from their conditional posterior.
+
+Where the data lie and in what units never reaches the sampler or a sum of squares: coefficients
+are sampled standardised about a reference fit (``b_ref``, least squares for an identity link) and
+centred group effects in units of the data, and the integrated likelihood reads the cross-products
+of the residual ``y - Xc b_ref`` only. Shifting or rescaling the outcome or a predictor is an exact
+reparameterisation, and the posterior is the same up to floating-point noise.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from ..errors import SpecificationError
 from . import codes as K
 from . import native
 
-__all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES"]
+__all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES", "reference_coefficients"]
 
 FAMILY_CODES = {"gaussian": K.GAUSSIAN, "student_t": K.STUDENT, "bernoulli": K.BERNOULLI,
                 "binomial": K.BINOMIAL, "poisson": K.POISSON, "negativebinomial": K.NEGBIN}
@@ -39,7 +45,8 @@ PRIOR_CODES = {
 def lkj_log_normaliser(eta: float, n: int) -> float:
     """PyMC's log normalising constant of the LKJ density of an ``n x n`` correlation matrix."""
     k = np.arange(1, n)
-    return float((n - 1) * gammaln(eta + 0.5 * (n - 1)) - (0.5 * k * np.log(np.pi) + gammaln(eta + 0.5 * (n - 1 - k))).sum())
+    return float((n - 1) * gammaln(eta + 0.5 * (n - 1))
+                 - (0.5 * k * np.log(np.pi) + gammaln(eta + 0.5 * (n - 1 - k))).sum())
 
 
 class _Buffer:
@@ -76,6 +83,7 @@ class FactorPlan:
     centred: bool
     collapsed: bool
     cor_names: list[tuple[str, list[str]]] = field(default_factory=list)
+    escale: np.ndarray | None = None  # data scale of each term's effects (centred effects are sampled as r / escale)
 
 
 class EngineModel:
@@ -99,8 +107,8 @@ class EngineModel:
     >>> from hmodels.engine.layout import EngineModel
     >>> m = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy"))
     >>> em = EngineModel(m.design, m.priors, {"Subject": False}, collapse="Subject")
-    >>> em.ndim  # 2 coefficients, 2 SDs, 1 correlation, sigma
-    6
+    >>> em.ndim  # 2 SDs, 1 correlation, sigma: the coefficients are integrated out with the effects
+    4
     """
 
     def __init__(self, design, priors, centered: dict, collapse: str | None = None,
@@ -111,7 +119,7 @@ class EngineModel:
         self.link = spec.link
         self.known_se = design.se is not None
         by_param = {r.slot.param: r.prior for r in priors}
-        F, I = _Buffer(np.float64), _Buffer(np.int64)
+        F, I = _Buffer(np.float64), _Buffer(np.int64)  # noqa: E741 (the names kernels.c gives them)
         header = np.zeros(K.HEADER, np.int64)
         I.add(header)  # placeholder, rewritten at the end
         n, p = design.X.shape
@@ -133,9 +141,25 @@ class EngineModel:
         xmeans = np.where(np.arange(p) == icol, 0.0, design.X.mean(axis=0)) if (mode and p) else np.zeros(p)
         Xc = design.X - xmeans
         self.mode, self.icol, self.xmeans, self.Xc = mode, icol, xmeans, Xc
+        y = np.asarray(design.y, dtype=float)
+        w = 1.0 / design.se**2 if self.known_se else np.ones(n)
+        # the data's own location and scale, kept away from the sampler and from every sum of squares:
+        # coefficients are sampled standardised about a reference (the least-squares fit for an identity
+        # link) and the integrated likelihood reads cross-products of the residual y - Xc b_ref only
+        identity = self.link == "identity"
+        self.unit = _data_scale(y) if identity else 1.0
+        slots = {r.slot.param: r.slot for r in priors}
+        if identity:
+            bref = reference_coefficients(Xc, y, w)
+        else:  # the link of the mean outcome for the intercept (as the initial point always had), 0 for slopes
+            bref = np.array([float(slots[t].loc) if j == icol and mode else 0.0 for j, t in enumerate(terms)])
+        self.bref = bref
+        self.coef_scale = self.unit / _rms(Xc)
         p_beta = len(prior_rows)
-        for t in terms:
+        for j, t in enumerate(terms):
             prior_row(by_param[t], "real")
+            if prior_rows[-1][4] == K.T_IDENTITY:
+                prior_rows[-1][4:7] = [K.T_AFFINE, bref[j], self.coef_scale[j]]
         # gaussian model with an integrated-out factor and Normal priors on every coefficient:
         # the coefficients are integrated out too (their prior is beta_c = m0 + L0 zeta, zeta ~ N(0, I))
         possible = bool(collapse is not None and p > 0 and all(by_param[t].name == "Normal" for t in terms))
@@ -146,8 +170,6 @@ class EngineModel:
         self.x_beta = x
         if not self.intbeta:
             x += p
-        y = np.asarray(design.y, dtype=float)
-        w = 1.0 / design.se**2 if self.known_se else np.ones(n)
         const = _loglik_constant(self.family, y, design.trials, w, self.known_se, collapse is not None)
         trials = design.trials if design.trials is not None else np.zeros(n)
         codes = [f.codes for f in design.factors]
@@ -162,6 +184,7 @@ class EngineModel:
             w = a["w"]
             family_code = K.BINOMIAL if self.family in ("bernoulli", "binomial") else K.POISSON
             n = len(y)
+        yr = y - Xs @ bref  # the residual whose cross-products the integrated likelihood reads
 
         # -- grouping factors
         names = [f.factor for f in design.factors]
@@ -193,7 +216,8 @@ class EngineModel:
             for bi, (block, cor) in enumerate(zip(f.blocks, f.correlated)):
                 m = len(block)
                 if cor:
-                    label = f"cor({f.factor})" if n_cor == 1 else f"cor({f.factor}, {', '.join(f.terms[i] for i in block)})"
+                    label = (f"cor({f.factor})" if n_cor == 1
+                             else f"cor({f.factor}, {', '.join(f.terms[i] for i in block)})")
                     cname = f"cor_{f.factor}" if n_cor == 1 else f"cor_{f.factor}_{bi}"
                     eta = by_param[label].params["eta"]
                     prior_rows.append([K.LKJ, eta, lkj_log_normaliser(eta, m), 0.0, K.T_IDENTITY, 0.0, 0.0])
@@ -222,20 +246,24 @@ class EngineModel:
                 np.add.at(A, f.codes, (f.Z * w[:, None])[:, :, None] * f.Z[:, None, :])
                 a_off = F.add(A)
                 Zty = np.zeros((L, k))
-                np.add.at(Zty, f.codes, f.Z * (w * y)[:, None])
+                np.add.at(Zty, f.codes, f.Z * (w * yr)[:, None])
                 ZtX = np.zeros((L, k, p))
                 np.add.at(ZtX, f.codes, (f.Z * w[:, None])[:, :, None] * Xc[:, None, :])
                 zty_off, ztx_off = F.add(Zty), F.add(ZtX)
             centred = bool(centered.get(f.factor, False)) and not is_collapsed
+            # centred effects are sampled in units of the data: r_t / (unit / rms(z_t)) (intercepts: r / unit)
+            escale = self.unit / _rms(f.Z)
+            esc_off = F.add(escale)
             row = np.zeros(K.FW, np.int64)
             int_term = f.terms.index("Intercept") if "Intercept" in f.terms else -1
             row[[K.F_L, K.F_K, K.F_CODES, K.F_Z, K.F_XSD, K.F_PSD, K.F_XEFF, K.F_CENTRED, K.F_NBLK, K.F_BLK0,
-                 K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES, K.F_INTTERM, K.F_ZWX]] = [
+                 K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES, K.F_INTTERM, K.F_ZWX, K.F_ESCALE]] = [
                 L, k, codes_off, z_off, x_sd, p_sd, x_eff, int(centred), len(f.blocks), blk0,
-                a_off, zty_off, ztx_off, ones, int_term, zwx_off]
+                a_off, zty_off, ztx_off, ones, int_term, zwx_off, esc_off]
             fac_rows.append(row)
             self.factors.append(FactorPlan(f.factor, L, list(f.terms), [list(b) for b in f.blocks],
-                                           list(f.correlated), x_sd, x_lkj, x_eff, centred, is_collapsed, cors))
+                                           list(f.correlated), x_sd, x_lkj, x_eff, centred, is_collapsed, cors,
+                                           escale))
 
         # -- family parameters
         self.x_aux = {}
@@ -256,13 +284,14 @@ class EngineModel:
         cross_off = 0
         if self.collapsed >= 0:
             Xw = Xc * w[:, None]
-            cross_off = F.add(np.concatenate([(Xw.T @ Xc).ravel(), Xw.T @ y, [float(w * y @ y)],
+            cross_off = F.add(np.concatenate([(Xw.T @ Xc).ravel(), Xw.T @ yr, [float(w * yr @ yr)],
                                               [float(np.log(w).sum())]]))
         m0_off = F.add(m0)
         l0_off = F.add(L0)
-        y0 = y - Xs @ m0
-        y0_off = F.add(y0)
-        xwy0_off = F.add(Xs.T @ (w * y0))
+        bref_off = F.add(bref)
+        d0_off = F.add(m0 - bref)
+        y0_off = F.add(yr)
+        xwy0_off = F.add(Xs.T @ (w * yr))
         const_off = F.add([const])
         prior_off = F.add(np.asarray(prior_rows, dtype=float)) if prior_rows else F.add([])
         self.prior_rows = np.asarray(prior_rows, dtype=float)
@@ -285,10 +314,12 @@ class EngineModel:
         h[K.H_INTBETA], h[K.O_M0], h[K.O_L0] = int(self.intbeta), m0_off, l0_off
         # the sampled intercept is the grand mean when a centred factor has intercepts (kernels.c)
         intercept_sampled = icol >= 0 and not self.intbeta and by_param["Intercept"].name != "Uniform"
-        self.shift = [(f.x_eff + f.terms.index("Intercept"), f.levels) for f in self.factors
+        self.shift = [(f.x_eff + f.terms.index("Intercept"), f.levels, float(f.escale[f.terms.index("Intercept")]))
+                      for f in self.factors
                       if intercept_sampled and f.centred and not f.collapsed and "Intercept" in f.terms]
         h[K.H_SHIFT] = int(bool(self.shift))
         h[K.O_Y0], h[K.O_XWY0] = y0_off, xwy0_off
+        h[K.O_BREF], h[K.O_D0] = bref_off, d0_off
         I.parts[0] = h
         self.F = F.array()
         self.I = I.array()
@@ -305,16 +336,24 @@ class EngineModel:
 
     # -- initial points -----------------------------------------------------------------------------------
     def initial_point(self, seed=None, jitter: float = 0.5) -> np.ndarray:
-        """A point near the data's scale (intercept at the link of the mean outcome, SDs at half the
-        data scale, effects at 0), jittered uniformly by ``jitter`` on the unconstrained scale."""
+        """A point near the data's scale, jittered uniformly by ``jitter`` on the unconstrained scale.
+
+        Coefficients at their reference (the least-squares fit for an identity link; else the
+        intercept at the link of the mean outcome and slopes at 0), SDs at half the data scale,
+        effects at 0. Coefficients and centred effects are sampled standardised by the data, so the
+        jitter is relative to the data's scale whatever its units.
+        """
         x0 = np.zeros(self.ndim)
         rows = {r.slot.param: r for r in self._slots}
         pr = self.prior_rows
         for j, t in enumerate(self.design.fixed_terms if not self.intbeta else ()):
-            if t == "Intercept":
-                x0[self.x_beta + j] = _unconstrain(rows[t].slot.loc, pr[self.p_beta + j])
+            row = pr[self.p_beta + j]
+            if int(row[4]) == K.T_AFFINE:
+                x0[self.x_beta + j] = 0.0  # the reference
+            elif t == "Intercept":
+                x0[self.x_beta + j] = _unconstrain(rows[t].slot.loc, row)
             else:
-                x0[self.x_beta + j] = _unconstrain(0.0, pr[self.p_beta + j])
+                x0[self.x_beta + j] = _unconstrain(0.0, row)
         for f in self.factors:
             for j, t in enumerate(f.terms):
                 slot = rows[f"sd({f.name}, {t})"].slot
@@ -329,7 +368,7 @@ class EngineModel:
 
     def _row_of(self, xi: int) -> int:
         """Prior row of the scalar parameter at x[xi] (SDs and family parameters)."""
-        I = self.I
+        I = self.I  # noqa: E741
         for fi, f in enumerate(self.factors):
             if f.x_sd <= xi < f.x_sd + len(f.terms):
                 fac = I[K.O_FAC] + fi * K.FW
@@ -352,8 +391,8 @@ class EngineModel:
             beta = np.empty((S, self.p))
             for j in range(self.p):
                 beta[:, j] = _constrain(xd[:, self.x_beta + j], pr[self.p_beta + j])
-            for xi, L in self.shift:  # sampler's intercept is the grand mean (see kernels.c)
-                beta[:, self.icol] -= xd[:, xi] / math.sqrt(L)
+            for xi, L, scale in self.shift:  # sampler's intercept is the grand mean (see kernels.c)
+                beta[:, self.icol] -= xd[:, xi] * scale / math.sqrt(L)
             out.update(self._coefficients(beta))
         for fi, f in enumerate(self.factors):
             k = len(f.terms)
@@ -377,7 +416,7 @@ class EngineModel:
             if not f.collapsed:
                 e = xd[:, f.x_eff:f.x_eff + f.levels * k].reshape(S, f.levels, k)
                 if f.centred:
-                    out[f"r_{f.name}"] = reflect_levels(e)
+                    out[f"r_{f.name}"] = reflect_levels(e) * f.escale
                 else:
                     out[f"z_{f.name}"] = e
                     out[f"r_{f.name}"] = np.einsum("slb,sab->sla", e, B)
@@ -393,10 +432,10 @@ class EngineModel:
         return {"b": b, "_beta_c": beta}
 
     def conditional_effects(self, xd: np.ndarray, seed=None, chunk: int = 256) -> dict[str, np.ndarray]:
-        """Exact draws of what was integrated out, one per draw of x: the coefficients (when
-        integrated out) and the integrated-out factor's effects (``z_`` and ``r_``).
+        """Exact draws of what was integrated out, one per draw of x.
 
-        Given everything else, the coefficients are Gaussian (``zeta ~ N(P^-1 h, P^-1)``), and then
+        The coefficients (when integrated out) and the integrated-out factor's effects (``z_`` and
+        ``r_``). Given everything else, the coefficients are Gaussian (``zeta ~ N(P^-1 h, P^-1)``), and then
         the effects of level l are ``z_l ~ N(s M_l^-1 c_l, M_l^-1)``, ``r_l = B z_l`` with
         ``M_l = I + s B' A_l B`` and ``c_l = B' Z_l' W (y - mean)`` (see ``kernels.c``).
         """
@@ -435,6 +474,50 @@ def _coefficient_prior(terms, by_param, icol, mode, xmeans):
     return T @ mu, T @ np.diag(sd)
 
 
+def _data_scale(y: np.ndarray) -> float:
+    """The outcome's scale for an identity link: its SD (its RMS, or 1, when that is 0 or not finite)."""
+    for v in (np.std(y), np.sqrt(np.mean(np.square(y)))):
+        v = float(v)
+        if math.isfinite(v) and v > 0:
+            return v
+    return 1.0
+
+
+def _rms(A: np.ndarray) -> np.ndarray:
+    """Root mean square of each column of ``A`` (the SD of a centred column), 1 where it is 0."""
+    if A.shape[1] == 0:
+        return np.ones(0)
+    r = np.sqrt(np.mean(np.square(A), axis=0))
+    return np.where(np.isfinite(r) & (r > 0), r, 1.0)
+
+
+def reference_coefficients(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least-squares coefficients of ``y`` on ``X``: the reference ``b_ref`` of the kernels.
+
+    Columns are scaled to unit RMS and the solution refined once on its own residual, so that
+    ``y - X b_ref`` is as exact as the data allow whatever the location and scale of ``y`` and of the
+    columns. Only its accuracy as a reference matters: the posterior does not depend on it.
+
+    Examples
+    --------
+    >>> X = np.column_stack([np.ones(4), [-1.5, -0.5, 0.5, 1.5]])
+    >>> reference_coefficients(X, 1e9 + 2.0 * X[:, 1], np.ones(4)) - [1e9, 0.0]
+    array([0., 2.])
+    """
+    p = X.shape[1]
+    if p == 0:
+        return np.zeros(0)
+    sw = np.sqrt(w)
+    A = X * sw[:, None]
+    scale = _rms(A)
+    A = A / scale
+    b = np.zeros(p)
+    for _ in range(2):  # solve, then one step of iterative refinement
+        r = y - X @ b
+        b = b + np.linalg.lstsq(A, sw * r, rcond=None)[0] / scale
+    return b if np.all(np.isfinite(b)) else np.zeros(p)
+
+
 def _family_aux(family: str) -> tuple[str, ...]:
     from ..families import FAMILIES
 
@@ -455,6 +538,8 @@ def _constrain(x: np.ndarray, row) -> np.ndarray:
     t, lo, hi = int(row[4]), row[5], row[6]
     if t == K.T_LOG:
         return np.exp(x)
+    if t == K.T_AFFINE:
+        return lo + hi * np.asarray(x, dtype=float)
     if t == K.T_INTERVAL:
         from scipy.special import expit
 
@@ -466,6 +551,8 @@ def _unconstrain(v: float, row) -> float:
     t, lo, hi = int(row[4]), row[5], row[6]
     if t == K.T_LOG:
         return math.log(max(v, 1e-8))
+    if t == K.T_AFFINE:
+        return (v - lo) / hi
     if t == K.T_INTERVAL:
         q = min(max((v - lo) / (hi - lo), 0.05), 0.95)
         return math.log(q / (1 - q))

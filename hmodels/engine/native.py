@@ -7,6 +7,11 @@ hash of the source, the layout constants, the flags and the compiler. The librar
 depend on the model: every fit, of any model, reuses it. nutpie calls it directly from its
 sampler threads through C function pointers, without Python or the GIL.
 
+A damaged cache is rebuilt, not loaded: the SHA-256 and size of the library are stored beside it
+(``kernels-<key>.so.sha256``) and checked before every load; a library that does not match, has no
+digest, or that the loader rejects is compiled again. Builds and checks hold a lock file
+(``kernels-<key>.so.lock``), so concurrent processes never load a half-written library.
+
 Examples
 --------
 >>> from hmodels.engine import native
@@ -16,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -25,6 +31,8 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +46,18 @@ SOURCE = Path(__file__).with_name("kernels.c")
 #: Flags: optimised, position independent, no contraction of a*b+c (the same draws on every CPU).
 CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-math-errno"]
 _LIB = None
+_LIB_LOCK = threading.Lock()  # one load per process, even from several threads
+#: Entry points every library must export (``hm_logp``/``hm_expand`` are called by nutpie).
+SYMBOLS = ("hm_logp_grad", "hm_conditional_draws", "hm_prior_logp", "hm_logp", "hm_expand")
+_LOCK_WAIT_S = 120.0  # how long to wait for another process's build before building without the lock
+_COMPILE_TIMEOUT_S = 600.0
 
 _f64 = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
 _i64 = np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")
 
 
 def compiler() -> list[str] | None:
-    """The C compiler command (``$CC``, Python's own, ``cc``, ``gcc`` or ``clang``), or None."""
+    """Return the C compiler command (``$CC``, Python's own, ``cc``, ``gcc`` or ``clang``), or None."""
     candidates = [os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"]
     for cand in candidates:
         if not cand:
@@ -82,7 +95,93 @@ def library_path() -> Path:
     return cache_dir() / f"kernels-{key}.so"
 
 
+def digest_path(path: Path) -> Path:
+    """Path of the digest file of a library (``<library>.sha256``)."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_digest(path: Path, sha: str, size: int) -> None:
+    """Write ``<sha256> <size>`` beside the library, atomically (temporary file + rename)."""
+    target = digest_path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{sha} {size}\n")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _damage(path: Path) -> str | None:
+    """Why the cached library at ``path`` cannot be trusted ("" when it is missing), or None when it is intact."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return ""
+    try:
+        text = digest_path(path).read_text()
+    except FileNotFoundError:
+        return "it has no digest file"
+    except (OSError, UnicodeDecodeError):
+        return "its digest file is unreadable"
+    parts = text.split()
+    if (len(parts) != 2 or len(parts[0]) != 64 or not parts[1].isdigit()
+            or any(c not in "0123456789abcdef" for c in parts[0])):
+        return "its digest file is corrupt"
+    if int(parts[1]) != size:
+        return f"its size is {size} bytes, not the {parts[1]} recorded when it was built"
+    try:
+        sha = _sha256(path)
+    except OSError:
+        return "it is unreadable"
+    if sha != parts[0]:
+        return "its SHA-256 does not match the one recorded when it was built"
+    return None
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path):
+    """Hold ``<library>.lock`` (fcntl.flock) while checking, building and loading the library.
+
+    Best effort: where no lock can be had (no fcntl, a read-only directory, a file system without
+    locks, a holder that does not finish within ``_LOCK_WAIT_S``) the work goes on without it, which
+    is still safe (every library and digest is written by rename, and a mismatched pair is rebuilt).
+    """
+    try:
+        import fcntl
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            except OSError:  # e.g. ENOLCK on some network file systems
+                break
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _build(target: Path) -> None:
+    """Compile the kernels into ``target``, then write its digest (both atomically)."""
     cc = compiler()
     if cc is None:
         raise SamplingError(
@@ -90,34 +189,116 @@ def _build(target: Path) -> None:
             "(tried $CC, cc, gcc, clang). Install one (e.g. apt-get install gcc), or use sampler='numpyro' "
             "or sampler='pymc'."
         )
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / "kernels.c"
-        src.write_text(_source_text())
-        out = Path(tmp) / "kernels.so"
-        cmd = [*cc, *CFLAGS, str(src), "-o", str(out), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SamplingError(f"Compiling hmodels' kernels failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
-        os.replace(out, target)  # atomic: concurrent processes never load a half-written file
+    try:
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            src = Path(tmp) / "kernels.c"
+            src.write_text(_source_text())
+            out = Path(tmp) / "kernels.so"
+            cmd = [*cc, *CFLAGS, str(src), "-o", str(out), "-lm"]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
+            except subprocess.TimeoutExpired as exc:
+                raise SamplingError(f"Compiling hmodels' kernels took over {_COMPILE_TIMEOUT_S:.0f} s "
+                                    f"({' '.join(cmd)}).") from exc
+            if proc.returncode != 0 or not out.is_file():
+                raise SamplingError(f"Compiling hmodels' kernels failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
+            sha, size = _sha256(out), out.stat().st_size
+            with contextlib.suppress(FileNotFoundError):  # a reader never pairs the new library with an old digest
+                digest_path(target).unlink()
+            os.replace(out, target)  # atomic: concurrent processes never load a half-written file
+    except OSError as exc:
+        raise SamplingError(f"hmodels could not write its compiled kernels to {target}: {exc}. Set "
+                            "HMODELS_CACHE_DIR to a writable directory.") from exc
+    with contextlib.suppress(OSError):  # without a digest the library still works here; the next process rebuilds it
+        _write_digest(target, sha, size)
+
+
+def _fix_hint(path: Path) -> str:
+    return (f"Delete the cache directory {path.parent} (or set HMODELS_CACHE_DIR to another writable directory) "
+            "and try again.")
+
+
+def _rebuild(path: Path, damage: str) -> None:
+    """Build the library at ``path``; where a damaged one was there, say so if the build fails."""
+    if not damage:
+        _build(path)
+        return
+    try:
+        _build(path)
+    except SamplingError as exc:
+        raise SamplingError(f"hmodels' cached kernels library {path} is damaged ({damage}) and could not be "
+                            f"rebuilt. {_fix_hint(path)} Rebuilding needs a working C compiler:\n{exc}") from exc
+
+
+def _open(path: Path):
+    """Load the library and declare its entry points; OSError when the loader rejects it or a symbol is missing."""
+    lib = ctypes.CDLL(str(path))
+    missing = [name for name in SYMBOLS if not hasattr(lib, name)]
+    if missing:
+        # unload it, or the dynamic loader would hand back this copy for the rebuilt file at the same path
+        import _ctypes
+
+        dlclose = getattr(_ctypes, "dlclose", None)  # POSIX only
+        if dlclose is not None:
+            with contextlib.suppress(OSError):
+                dlclose(lib._handle)
+        raise OSError(f"it lacks the entry points {', '.join(missing)}")
+    lib.hm_logp_grad.restype = ctypes.c_double
+    lib.hm_logp_grad.argtypes = [_f64, _f64, _f64, _i64, ctypes.c_int64, ctypes.c_int]
+    lib.hm_conditional_draws.restype = ctypes.c_int64
+    lib.hm_conditional_draws.argtypes = [_f64, ctypes.c_int64, ctypes.c_int64, _f64, _i64, _f64, _f64, _f64,
+                                         _f64, _f64]
+    lib.hm_prior_logp.restype = ctypes.c_double
+    lib.hm_prior_logp.argtypes = [ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_double,
+                                  ctypes.c_double, ctypes.POINTER(ctypes.c_double)]
+    return lib
+
+
+def _load(path: Path):
+    """Check, (re)build if needed, and load the library at ``path``, holding the cache lock throughout."""
+    with _cache_lock(path):
+        damage = _damage(path)
+        rebuilt = damage is not None
+        if rebuilt:
+            _rebuild(path, damage)
+        try:
+            return _open(path)
+        except OSError as exc:
+            if rebuilt:
+                raise SamplingError(f"hmodels could not load its freshly compiled kernels library {path}: {exc}. "
+                                    f"{_fix_hint(path)}") from exc
+            damage = f"it could not be loaded: {exc}"
+        _rebuild(path, damage)
+        try:
+            return _open(path)
+        except OSError as exc:
+            raise SamplingError(f"hmodels could not load its kernels library {path}, even after rebuilding it: "
+                                f"{exc}. {_fix_hint(path)}") from exc
 
 
 def library():
-    """The loaded C library (compiled on first use)."""
+    """Return the loaded C library, compiled on first use and cached.
+
+    The cached library is loaded only when its SHA-256 and size match the digest written beside it
+    when it was built; otherwise (or when the loader rejects it) it is compiled again.
+
+    Returns
+    -------
+    ctypes.CDLL
+        The kernels, with the argument types of ``hm_logp_grad``, ``hm_conditional_draws`` and
+        ``hm_prior_logp`` declared.
+
+    Raises
+    ------
+    SamplingError
+        No C compiler, a failed compilation, an unwritable cache, or a damaged library that could
+        not be rebuilt (the message names the file and the fix).
+    """
     global _LIB
     if _LIB is None:
-        path = library_path()
-        if not path.exists():
-            _build(path)
-        lib = ctypes.CDLL(str(path))
-        lib.hm_logp_grad.restype = ctypes.c_double
-        lib.hm_logp_grad.argtypes = [_f64, _f64, _f64, _i64, ctypes.c_int64, ctypes.c_int]
-        lib.hm_conditional_draws.restype = ctypes.c_int64
-        lib.hm_conditional_draws.argtypes = [_f64, ctypes.c_int64, ctypes.c_int64, _f64, _i64, _f64, _f64, _f64,
-                                             _f64, _f64]
-        lib.hm_prior_logp.restype = ctypes.c_double
-        lib.hm_prior_logp.argtypes = [ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_double,
-                                      ctypes.c_double, ctypes.POINTER(ctypes.c_double)]
-        _LIB = lib
+        with _LIB_LOCK:
+            if _LIB is None:
+                _LIB = _load(library_path())
     return _LIB
 
 
@@ -126,7 +307,7 @@ def function_address(name: str) -> int:
     return ctypes.cast(getattr(library(), name), ctypes.c_void_p).value
 
 
-def logp_grad(x: np.ndarray, grad: np.ndarray, F: np.ndarray, I: np.ndarray, jacobian: bool = True) -> float:
+def logp_grad(x: np.ndarray, grad: np.ndarray, F: np.ndarray, I: np.ndarray, jacobian: bool = True) -> float:  # noqa: E741
     """Log density at x (fills grad); for checks and tests, NUTS calls ``hm_logp`` directly."""
     return float(library().hm_logp_grad(np.ascontiguousarray(x, dtype=np.float64), grad, F, I, grad.shape[0],
                                         int(bool(jacobian))))
@@ -139,7 +320,7 @@ def prior_logp(code: int, p1: float, p2: float, p3: float, v: float) -> tuple[fl
     return float(lp), float(d.value)
 
 
-def conditional_draws(xd, F, I, noise_beta, noise, beta_out, zout, rout) -> None:
+def conditional_draws(xd, F, I, noise_beta, noise, beta_out, zout, rout) -> None:  # noqa: E741
     """Exact draws of what was integrated out, one per row of ``xd`` (see ``hm_conditional_draws``)."""
     xd = np.ascontiguousarray(xd, dtype=np.float64)
     rc = library().hm_conditional_draws(xd, xd.shape[0], xd.shape[1], F, I,

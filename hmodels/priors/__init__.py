@@ -1,8 +1,22 @@
 """Priors: distribution objects, named sets (TOML) and their resolution per parameter."""
 
 from .distributions import (
-    LKJ, PRIOR_CLASSES, Cauchy, Exponential, Gamma, HalfCauchy, HalfNormal, HalfStudentT, InverseGamma,
-    Laplace, LogNormal, Normal, Prior, StudentT, Uniform, from_string,
+    LKJ,
+    PRIOR_CLASSES,
+    Cauchy,
+    Exponential,
+    Gamma,
+    HalfCauchy,
+    HalfNormal,
+    HalfStudentT,
+    InverseGamma,
+    Laplace,
+    LogNormal,
+    Normal,
+    Prior,
+    StudentT,
+    Uniform,
+    from_string,
 )
 from .resolve import PriorSlot, PriorTable, ResolvedPrior, prior_slots, resolve_priors
 from .sets import PriorSet, list_sets, load_set, sets_folder

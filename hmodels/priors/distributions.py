@@ -35,7 +35,9 @@ class Prior:
     def __init__(self, *args, **kwargs):
         name = type(self).__name__
         if len(args) > len(self._params):
-            raise PriorError(f"{name} takes {len(self._params)} parameters ({', '.join(self._params)}), got {len(args)}.")
+            raise PriorError(
+                f"{name} takes {len(self._params)} parameters ({', '.join(self._params)}), got {len(args)}."
+            )
         values = dict(zip(self._params, args))
         for k, v in kwargs.items():
             if k not in self._params:
@@ -141,6 +143,7 @@ class Normal(Prior):
     _scaling = ("mu", "sigma")
 
     def scipy(self):
+        """The frozen ``scipy.stats.norm(mu, sigma)``."""
         from scipy import stats
 
         return stats.norm(self._values["mu"], self._values["sigma"])
@@ -161,6 +164,7 @@ class StudentT(Prior):
     _scaling = ("mu", "sigma")
 
     def scipy(self):
+        """The frozen ``scipy.stats.t(nu, mu, sigma)``."""
         from scipy import stats
 
         v = self._values
@@ -182,6 +186,7 @@ class Cauchy(Prior):
     _scaling = ("alpha", "beta")
 
     def scipy(self):
+        """The frozen ``scipy.stats.cauchy(alpha, beta)``."""
         from scipy import stats
 
         return stats.cauchy(self._values["alpha"], self._values["beta"])
@@ -202,6 +207,7 @@ class Laplace(Prior):
     _scaling = ("mu", "b")
 
     def scipy(self):
+        """The frozen ``scipy.stats.laplace(mu, b)``."""
         from scipy import stats
 
         return stats.laplace(self._values["mu"], self._values["b"])
@@ -223,6 +229,7 @@ class HalfNormal(Prior):
     support = "positive"
 
     def scipy(self):
+        """The frozen ``scipy.stats.halfnorm(0, sigma)``."""
         from scipy import stats
 
         return stats.halfnorm(0, self._values["sigma"])
@@ -244,6 +251,7 @@ class HalfStudentT(Prior):
     support = "positive"
 
     def scipy(self):
+        """A Student-t ``t(nu, 0, sigma)`` folded onto the positive half-line."""
         from scipy import stats
 
         v = self._values
@@ -266,6 +274,7 @@ class HalfCauchy(Prior):
     support = "positive"
 
     def scipy(self):
+        """The frozen ``scipy.stats.halfcauchy(0, beta)``."""
         from scipy import stats
 
         return stats.halfcauchy(0, self._values["beta"])
@@ -286,9 +295,11 @@ class Exponential(Prior):
     support = "positive"
 
     def scaled(self, factor: float) -> Prior:  # the scale is 1/lam
+        """Return the prior with its scale multiplied by ``factor`` (rate ``lam / factor``)."""
         return Exponential(self._values["lam"] / factor)
 
     def scipy(self):
+        """The frozen ``scipy.stats.expon`` with scale ``1/lam``."""
         from scipy import stats
 
         return stats.expon(0, 1 / self._values["lam"])
@@ -309,9 +320,11 @@ class Gamma(Prior):
     support = "positive"
 
     def scaled(self, factor: float) -> Prior:
+        """Return the prior with its scale multiplied by ``factor`` (rate ``beta / factor``)."""
         return Gamma(self._values["alpha"], self._values["beta"] / factor)
 
     def scipy(self):
+        """The frozen ``scipy.stats.gamma`` with shape ``alpha`` and scale ``1/beta``."""
         from scipy import stats
 
         return stats.gamma(self._values["alpha"], scale=1 / self._values["beta"])
@@ -333,6 +346,7 @@ class InverseGamma(Prior):
     support = "positive"
 
     def scipy(self):
+        """The frozen ``scipy.stats.invgamma`` with shape ``alpha`` and scale ``beta``."""
         from scipy import stats
 
         return stats.invgamma(self._values["alpha"], scale=self._values["beta"])
@@ -353,9 +367,11 @@ class LogNormal(Prior):
     support = "positive"
 
     def scaled(self, factor: float) -> Prior:
+        """Return the prior scaled by ``factor`` (``mu + log(factor)``, same ``sigma``)."""
         return LogNormal(self._values["mu"] + math.log(factor), self._values["sigma"])
 
     def scipy(self):
+        """The frozen ``scipy.stats.lognorm`` with shape ``sigma`` and scale ``exp(mu)``."""
         from scipy import stats
 
         return stats.lognorm(self._values["sigma"], scale=math.exp(self._values["mu"]))
@@ -375,14 +391,23 @@ class Uniform(Prior):
     _scaling = ("lower", "upper")
 
     def _check(self) -> None:
-        if self._values["lower"] >= self._values["upper"]:
-            raise PriorError(f"Uniform: lower ({self._values['lower']}) must be below upper ({self._values['upper']}).")
+        lo, hi = self._values["lower"], self._values["upper"]
+        if lo >= hi:
+            raise PriorError(f"Uniform: lower ({lo}) must be below upper ({hi}).")
+        if not math.isfinite(hi - lo):
+            raise PriorError(
+                f"Uniform({_fmt(lo)}, {_fmt(hi)}): the width upper - lower is not a finite number, so the prior "
+                "cannot be sampled. Use bounds that could plausibly hold the value, or a wide proper prior such as "
+                "hm.Normal(0, 100 * your outcome's SD)."
+            )
 
     @property
     def support(self) -> str:  # type: ignore[override]
+        """``"positive"`` when ``lower >= 0``, otherwise ``"real"``."""
         return "positive" if self._values["lower"] >= 0 else "real"
 
     def scipy(self):
+        """The frozen ``scipy.stats.uniform`` on ``[lower, upper]``."""
         from scipy import stats
 
         lo, hi = self._values["lower"], self._values["upper"]
@@ -404,6 +429,7 @@ class LKJ(Prior):
     support = "cor"
 
     def scaled(self, factor: float) -> Prior:
+        """Return the prior unchanged: correlations have no scale."""
         return self
 
     def scipy(self):
@@ -480,5 +506,7 @@ def from_string(text: str) -> Prior:
         args = [ast.literal_eval(a) for a in call.args]
         kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
     except (SyntaxError, ValueError):
-        raise PriorError(f"Cannot read the parameters of {text!r}; they must be numbers, e.g. 'Normal(0, 10)'.") from None
+        raise PriorError(
+            f"Cannot read the parameters of {text!r}; they must be numbers, e.g. 'Normal(0, 10)'."
+        ) from None
     return cls(*args, **kwargs)

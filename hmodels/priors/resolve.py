@@ -26,6 +26,7 @@ imply for the raw intercept (``b0 = b0_c - sum_j mean_j * b_j``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,7 +161,9 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
                 note = f"loc {loc_note}; scale {unit_note} × {_fmt(math.sqrt(1 + ratio))} (raw intercept)"
             else:
                 scale, note = unit, f"loc {loc_note}; scale {unit_note}"
-            slots.append(PriorSlot("Intercept", "Intercept", ("Intercept",), "real", None, "Intercept", my, scale, note))
+            slots.append(
+                PriorSlot("Intercept", "Intercept", ("Intercept",), "real", None, "Intercept", my, scale, note)
+            )
             continue
         sx = xs[j] if xs[j] > 0 else max(abs(xm[j]), 1.0)
         slots.append(
@@ -181,7 +184,11 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
             )
         for b, cor in zip(f.blocks, f.correlated):
             if cor:
-                label = f"cor({f.factor})" if sum(f.correlated) == 1 else f"cor({f.factor}, {', '.join(f.terms[i] for i in b)})"
+                label = (
+                    f"cor({f.factor})"
+                    if sum(f.correlated) == 1
+                    else f"cor({f.factor}, {', '.join(f.terms[i] for i in b)})"
+                )
                 keys = tuple(dict.fromkeys((label, f"cor({f.factor})", "cor")))
                 slots.append(PriorSlot(label, "cor", keys, "cor", f.factor, None, 0.0, 1.0, ""))
     if "sigma" in fam.aux and design.se is None:
@@ -237,7 +244,21 @@ def resolve_priors(design, priors=None, prior_set: str | PriorSet | None = None,
         if prior_set is not None:
             raise PriorError("Give the prior set either as priors='name' or prior_set='name', not both.")
         prior_set, priors = str(priors), None
+    if priors is not None and not isinstance(priors, Mapping):
+        raise PriorError(
+            f"priors must be a dict of priors by parameter key, e.g. {{'Days': hm.Normal(0, 10), 'sd': "
+            f"hm.HalfNormal(5)}}, or the name or path of a prior set, e.g. 'weakly-informative'; got "
+            f"{type(priors).__name__} {_short(priors)}."
+        )
+    if prior_set is not None and not isinstance(prior_set, (str, PriorSet)) and not hasattr(prior_set, "__fspath__"):
+        raise PriorError(
+            f"prior_set must be the name or path of a prior set, e.g. 'weakly-informative'; got "
+            f"{type(prior_set).__name__} {_short(prior_set)}."
+        )
     user = dict(priors or {})
+    for key in user:
+        if not isinstance(key, str):
+            raise PriorError(f"Prior keys are parameter names such as 'Days' or 'sd(Subject)'; got {key!r}.")
     named = prior_set if isinstance(prior_set, PriorSet) else load_set(prior_set or "default")
     default = named if named.name == "default" and prior_set in (None, "default") else load_set("default")
     slots = prior_slots(design, intercept_prior)
@@ -263,8 +284,41 @@ def resolve_priors(design, priors=None, prior_set: str | PriorSet | None = None,
     rows = []
     robust = _robust_unit(design)
     for slot in slots:
-        rows.append(_resolve_slot(slot, parsed, named, default, robust))
+        row = _resolve_slot(slot, parsed, named, default, robust)
+        _check_width(row)
+        rows.append(row)
     return PriorTable(rows, intercept_prior)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# A Uniform prior is sampled through a logistic transform over (lower, upper): wider than this many
+# data-scale units, the sampler's unconstrained scale resolves the parameter too coarsely and its
+# gradients are too steep (nutpie fails to initialise, or returns wrong draws without divergences).
+MAX_UNIFORM_WIDTH = 1e6
+
+
+def _check_width(row: ResolvedPrior) -> None:
+    """Refuse a Uniform prior so wide, relative to the parameter's data scale, that sampling breaks."""
+    prior, slot = row.prior, row.slot
+    if prior.name != "Uniform":
+        return
+    lo, hi = prior.params["lower"], prior.params["upper"]
+    unit = slot.scale if slot.scale > 0 and math.isfinite(slot.scale) else 1.0
+    if (hi - lo) > MAX_UNIFORM_WIDTH * unit:
+        where = {"user": "your priors", "default": "the default prior set"}.get(row.source, f"prior {row.source}")
+        better = (f"hm.Normal({_fmt(slot.loc if slot.cls == 'Intercept' else 0.0)}, {_fmt(100 * unit)})"
+                  if slot.support == "real" else f"hm.HalfNormal({_fmt(100 * unit)})")
+        raise PriorError(
+            f"The prior {prior!r} for {slot.param} (from {where}) is too wide to sample: it spans "
+            f"{_fmt((hi - lo) / unit)} times the parameter's data scale ({slot.scale_note or _fmt(unit)}), more "
+            f"than the {MAX_UNIFORM_WIDTH:g} the sampler can resolve. A flat prior this wide is not 'uninformative', "
+            f"it breaks the sampler. Use bounds that could plausibly hold the value, or a wide proper prior such as "
+            f"{better}."
+        )
 
 
 def _robust_unit(design) -> tuple[float, float, str]:
@@ -337,11 +391,17 @@ def _shift(prior: Prior, loc: float) -> Prior:
 def _check_support(slot: PriorSlot, prior: Prior, where: str) -> None:
     need = slot.support
     if need == "cor" and prior.support != "cor":
-        raise PriorError(f"{where}: {slot.param} is a correlation matrix and needs an LKJ prior such as hm.LKJ(2), not {prior!r}.")
+        raise PriorError(
+            f"{where}: {slot.param} is a correlation matrix and needs an LKJ prior such as hm.LKJ(2), not {prior!r}."
+        )
     if need != "cor" and prior.support == "cor":
         raise PriorError(f"{where}: {prior!r} is for correlation matrices; {slot.param} needs a prior on numbers.")
     if need == "positive" and prior.support != "positive":
-        sugg = f"hm.Half{prior.name}({prior.params.get('sigma', 1):g})" if prior.name in ("Normal", "Cauchy", "StudentT") else "hm.HalfNormal(1)"
+        sugg = (
+            f"hm.Half{prior.name}({prior.params.get('sigma', 1):g})"
+            if prior.name in ("Normal", "Cauchy", "StudentT")
+            else "hm.HalfNormal(1)"
+        )
         if prior.name == "Cauchy":
             sugg = f"hm.HalfCauchy({prior.params['beta']:g})"
         if prior.name == "StudentT":

@@ -97,7 +97,18 @@ def load_set(name_or_path: str | Path) -> PriorSet:
         p = shipped
     if not p.exists():
         raise PriorError(f"Prior set file {str(p)!r} does not exist.")
-    text = p.read_text(encoding="utf-8")
+    if p.is_dir():
+        raise PriorError(f"Prior set path {str(p)!r} is a directory; give the path of a .toml file inside it.")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise PriorError(
+            f"{p}:{line}: the prior set file is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
+            f"{exc.start}); TOML files must be UTF-8. Save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+        ) from None
+    except OSError as exc:
+        raise PriorError(f"Cannot read the prior set file {str(p)!r}: {exc.strerror or exc}.") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -105,7 +116,9 @@ def load_set(name_or_path: str | Path) -> PriorSet:
     unknown_top = set(data) - {"description", "priors"}
     if unknown_top:
         k = sorted(unknown_top)[0]
-        raise PriorError(f"{p}:{_line(text, k)}: unknown top-level key {k!r}; a set has 'description' and [priors.<key>] tables.")
+        raise PriorError(
+            f"{p}:{_line(text, k)}: unknown top-level key {k!r}; a set has 'description' and [priors.<key>] tables."
+        )
     entries = {}
     for key, entry in data.get("priors", {}).items():
         where = f"{p}:{_line(text, key)} [priors.{key}]"

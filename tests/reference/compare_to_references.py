@@ -16,9 +16,10 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-import hmodels as hm  # noqa: E402
 from conftest import REFERENCE_MODELS  # noqa: E402
 from test_reference_fits import _ours  # noqa: E402
+
+import hmodels as hm  # noqa: E402
 
 
 def main() -> None:

@@ -1,0 +1,201 @@
+"""The compiled-kernel cache survives damage (issue #17): it is verified before loading and rebuilt.
+
+Every load runs in a subprocess, since a damaged library loaded into pytest itself could kill it
+(SIGBUS, SIGSEGV); each test works on its own copy of one freshly built cache (``HMODELS_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hmodels.engine import native
+
+# Load the library, prove it computes (Normal(0, 1) log density at 0.5), print its path.
+PROBE = """
+import math
+from hmodels.engine import native
+native.library()
+lp, dlp = native.prior_logp(0, 0.0, 1.0, 0.0, 0.5)
+assert abs(lp - (-0.125 - 0.5 * math.log(2 * math.pi))) < 1e-12 and dlp == -0.5, (lp, dlp)
+print(native.library_path())
+"""
+
+
+def _env(cache: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, HMODELS_CACHE_DIR=str(cache))
+    env.update(extra)
+    return env
+
+
+def _run(env: dict[str, str], code: str = PROBE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+
+
+def _ok(proc: subprocess.CompletedProcess) -> Path:
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def _digest_matches(so: Path) -> bool:
+    sha, size = native.digest_path(so).read_text().split()
+    data = so.read_bytes()
+    return len(data) == int(size) and hashlib.sha256(data).hexdigest() == sha
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """Build the library once into a cache; return (cache directory, library file name)."""
+    cache = tmp_path_factory.mktemp("hmodels-cache")
+    so = _ok(_run(_env(cache)))
+    assert so.parent == cache and _digest_matches(so)
+    return cache, so.name
+
+
+@pytest.fixture
+def cache(built, tmp_path) -> tuple[Path, Path]:
+    """Copy the built cache for one test; return (cache directory, library path)."""
+    src, name = built
+    dst = tmp_path / "cache"
+    shutil.copytree(src, dst)
+    return dst, dst / name
+
+
+def _truncate_half(so: Path) -> None:
+    with open(so, "r+b") as fh:
+        fh.truncate(so.stat().st_size // 2)
+
+
+def _flip_middle(so: Path) -> None:
+    data = bytearray(so.read_bytes())
+    mid = len(data) // 2
+    for i in range(mid - 256, mid + 256):
+        data[i] ^= 0xFF
+    so.write_bytes(bytes(data))
+
+
+def _zero_bytes(so: Path) -> None:
+    so.write_bytes(b"")
+
+
+def _delete_digest(so: Path) -> None:
+    native.digest_path(so).unlink()
+
+
+def _garbage_same_size(so: Path) -> None:
+    so.write_bytes(os.urandom(so.stat().st_size))
+
+
+def _stale_digest(so: Path) -> None:  # a well-formed digest of another build, same size
+    native.digest_path(so).write_text(f"{hashlib.sha256(b'another build').hexdigest()} {so.stat().st_size}\n")
+
+
+def _corrupt_digest(so: Path) -> None:
+    native.digest_path(so).write_bytes(b"\x00\xffnot a digest")
+
+
+DAMAGE = [_truncate_half, _flip_middle, _zero_bytes, _delete_digest, _garbage_same_size, _stale_digest,
+          _corrupt_digest]
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__.lstrip("_"))
+def test_damaged_cache_is_rebuilt(cache, damage):
+    """Each kind of damage: the next process rebuilds the library (digest matches again) and runs."""
+    cache_dir, so = cache
+    damage(so)
+    assert _ok(_run(_env(cache_dir))) == so
+    assert _digest_matches(so)  # the next process loads it as it is (test_intact_cache_is_reused_not_rebuilt)
+
+
+def test_intact_cache_is_reused_not_rebuilt(cache):
+    """A library whose digest matches is loaded as it is (same file, not recompiled)."""
+    cache_dir, so = cache
+    before = so.stat()
+    assert _ok(_run(_env(cache_dir))) == so
+    after = so.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_library_without_entry_points_is_rebuilt(cache, tmp_path):
+    """A loadable library with a matching digest but not the kernels' symbols: rebuilt once, then loaded."""
+    cache_dir, so = cache
+    src = tmp_path / "other.c"
+    src.write_text("int not_a_kernel(void) { return 1; }\n")
+    subprocess.run([*native.compiler(), "-shared", "-fPIC", str(src), "-o", str(so)], check=True)
+    data = so.read_bytes()
+    native.digest_path(so).write_text(f"{hashlib.sha256(data).hexdigest()} {len(data)}\n")
+    assert _ok(_run(_env(cache_dir))) == so
+    assert _digest_matches(so)
+
+
+def test_concurrent_processes_on_a_damaged_cache(cache):
+    """Processes that find the same damage at once all succeed and leave one consistent pair."""
+    cache_dir, so = cache
+    _truncate_half(so)
+    procs = [subprocess.Popen([sys.executable, "-c", PROBE], env=_env(cache_dir), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"exit {proc.returncode}:\n{out}\n{err}"
+    assert _digest_matches(so)
+    assert not [p.name for p in cache_dir.iterdir() if p.name.startswith(".") or p.is_dir()]  # no temporaries left
+
+
+def test_unusable_cache_dir_falls_back(tmp_path):
+    """An HMODELS_CACHE_DIR that cannot be created falls back to ~/.cache/hmodels."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    home = tmp_path / "home"
+    so = _ok(_run(_env(blocker / "cache", HOME=str(home))))
+    assert so.parent == home / ".cache" / "hmodels" and _digest_matches(so)
+
+
+def _assert_clean_error(proc: subprocess.CompletedProcess, so: Path) -> None:
+    assert proc.returncode == 1, f"exit {proc.returncode} ({'signal' if proc.returncode < 0 else 'code'}):\n" \
+                                 f"{proc.stderr}"
+    assert proc.returncode not in (-signal.SIGBUS, -signal.SIGSEGV, -signal.SIGILL)
+    assert "Traceback" in proc.stderr and "\nhmodels.errors.SamplingError: " in proc.stderr, proc.stderr
+    message = proc.stderr.rsplit("\nhmodels.errors.SamplingError: ", 1)[1]  # the last, raised one
+    first = message.splitlines()[0]
+    assert str(so) in first and "is damaged" in first and "HMODELS_CACHE_DIR" in first, message
+
+
+def test_damaged_cache_with_a_broken_compiler_is_a_clear_error(tmp_path):
+    """Damaged library, compiler now failing: a SamplingError naming the file and the fix, no signal."""
+    gcc = native.compiler()
+    cc = tmp_path / "bin" / "mycc"
+    cc.parent.mkdir()
+    cc.write_text(f"#!/bin/sh\nexec {' '.join(gcc)} \"$@\"\n")
+    cc.chmod(cc.stat().st_mode | stat.S_IXUSR)
+    env = _env(tmp_path / "cache", CC=str(cc))
+    so = _ok(_run(env))
+    cc.write_text("#!/bin/sh\necho 'mycc: broken' >&2\nexit 1\n")
+    _truncate_half(so)
+    proc = _run(env)
+    _assert_clean_error(proc, so)
+    assert "mycc: broken" in proc.stderr
+    proc = _run(env)  # the same answer every time, not a crash
+    _assert_clean_error(proc, so)
+
+
+def test_damaged_cache_with_no_compiler_is_a_clear_error(tmp_path):
+    """Damaged library, no compiler on PATH: a SamplingError naming the file and the fix, no signal."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    env = {k: v for k, v in _env(tmp_path / "cache", PATH=str(empty)).items() if k != "CC"}
+    where = _run(env, "from hmodels.engine import native; print(native.compiler()); print(native.library_path())")
+    assert where.returncode == 0, where.stderr
+    found, path = where.stdout.strip().splitlines()[-2:]
+    if found != "None":
+        pytest.skip(f"a compiler is found without PATH ({found})")
+    so = Path(path)
+    so.write_bytes(os.urandom(4096))
+    _assert_clean_error(_run(env), so)
