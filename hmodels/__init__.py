@@ -30,6 +30,7 @@ from .errors import (
 )
 from .fit import Fit
 from .formula import parse_formula
+from .interpret import Estimates
 from .io import load
 from .model import Model
 from .plan import FitPlan
@@ -50,6 +51,7 @@ from .priors import (
     Uniform,
 )
 from .spec import GroupBlock, GroupTerm, ModelSpec, RandomIntercept, RandomSlope, spec
+from .studies import PointFit, PowerResult, SBCResult, compare_estimates, design_grid, power, sbc, simulate
 
 try:
     __version__ = _metadata.version("hmodels")
@@ -58,11 +60,12 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "Model", "Fit", "FitPlan", "compare_priors", "spec", "ModelSpec", "GroupTerm", "GroupBlock", "RandomIntercept",
-    "RandomSlope",
+    "RandomSlope", "Estimates",
     "parse_formula", "make_design", "load", "compare", "datasets", "families", "priors", "sampling",
     "Normal", "StudentT", "Cauchy", "Laplace", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
     "InverseGamma", "LogNormal", "Uniform", "LKJ",
     "HModelsError", "SpecificationError", "FormulaError", "DataError", "MissingColumnError", "PriorError",
     "FamilyError", "SamplingError", "FitFileError", "ConvergenceWarning",
     "DataWarning",
+    "simulate", "design_grid", "sbc", "SBCResult", "power", "PowerResult", "PointFit", "compare_estimates",
 ]

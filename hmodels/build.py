@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import SpecificationError
-from .families import get_family, inverse_link
+from .families import get_family
 from .parameterisation import resolve_centering
 from .priors.distributions import Prior
 from .priors.resolve import PriorTable
@@ -340,38 +339,11 @@ def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
 
 
 def _likelihood(design, fam, eta, by_param, obs, pm, pt):
-    y = design.y
-    kw = {"observed": y, "dims": "obs"}
+    """The family's own parameters (with their priors) and its observed likelihood (the family owns it)."""
     aux = {}
     for a in fam.aux:
         if a == "sigma" and design.se is not None:
             continue
         p = by_param[a]
         aux[a] = p.pymc_class()(a, **p.params)
-    if fam.name in ("gaussian", "student_t"):
-        mu = eta if fam.link == "identity" else pt.exp(eta)
-        sigma = aux.get("sigma", design.se)
-        if fam.name == "gaussian":
-            pm.Normal(obs, mu=mu, sigma=sigma, **kw)
-        else:
-            pm.StudentT(obs, nu=aux["nu"], mu=mu, sigma=sigma, **kw)
-    elif fam.name == "bernoulli":
-        if fam.link == "logit":
-            pm.Bernoulli(obs, logit_p=eta, **kw)
-        else:
-            pm.Bernoulli(obs, p=_clip(inverse_link(fam.link, eta), pt), **kw)
-    elif fam.name == "binomial":
-        if fam.link == "logit":
-            pm.Binomial(obs, n=design.trials, logit_p=eta, **kw)
-        else:
-            pm.Binomial(obs, n=design.trials, p=_clip(inverse_link(fam.link, eta), pt), **kw)
-    elif fam.name == "poisson":
-        pm.Poisson(obs, mu=pt.exp(eta), **kw)
-    elif fam.name == "negativebinomial":
-        pm.NegativeBinomial(obs, mu=pt.exp(eta), alpha=aux["alpha"], **kw)
-    else:  # pragma: no cover - families are validated earlier
-        raise SpecificationError(f"No likelihood for family {fam.name!r}.")
-
-
-def _clip(p, pt):
-    return pt.clip(p, 1e-12, 1 - 1e-12)
+    fam.pymc_likelihood(obs, eta, aux, design.y, trials=design.trials, se=design.se)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SpecificationError
+from .families import FAMILIES
 from .linpred import fit_design, linear_predictor, mean_draws, pointwise_loglik, simulate_response
 
 __all__ = ["PPCResult", "ppc", "Overdispersion", "overdispersion", "quantile_residuals", "residuals",
@@ -93,9 +94,10 @@ class PPCResult:
         import xarray as xr
 
         y, rep = self.y, self.y_rep
-        if self.trials is not None and self.family == "binomial":
+        fam = FAMILIES[self.family]
+        if self.trials is not None and fam.outcome == "binomial":
             y, rep = y / self.trials, rep / self.trials
-        elif self.family in ("poisson", "negativebinomial", "bernoulli"):
+        elif fam.discrete:
             y, rep = y.astype(np.int64), rep.astype(np.int64)  # ArviZ detects discrete data by dtype
         pp = xr.Dataset({self.name: (("chain", "draw", "obs"), rep[None])})
         obs = xr.Dataset({self.name: (("obs",), y)})
@@ -119,9 +121,7 @@ class PPCResult:
 
         dt = self.to_datatree()
         if kind is None:
-            kind = {"poisson": "rootogram", "negativebinomial": "rootogram", "bernoulli": "hist"}.get(
-                self.family, "kde"
-            )
+            kind = {"counts": "rootogram", "bars": "hist"}.get(FAMILIES[self.family].ppc_kind, "kde")
         if kind == "rootogram":
             return az.plot_ppc_rootogram(dt, backend="matplotlib")
         return az.plot_ppc_dist(dt, kind=kind, num_samples=num_samples, backend="matplotlib")
@@ -257,22 +257,19 @@ class Overdispersion:
 
 
 def _variance_function(fit, design, mu, idx=None):
+    """The family's variance of the outcome at ``mu`` (draws flattened; ``idx`` selects draws)."""
     fam = fit.family
-    if fam.name == "poisson":
-        return mu
-    if fam.name == "negativebinomial":
-        alpha = np.asarray(fit.draws["alpha"].transpose("chain", "draw").values, dtype=float).reshape(-1, 1)
-        alpha = alpha if idx is None else alpha[idx]
-        return mu + mu ** 2 / alpha
-    if fam.name == "binomial":
-        n = np.asarray(design.trials, dtype=float)
-        return n * mu * (1 - mu)
-    if fam.name == "bernoulli":
-        return mu * (1 - mu)
-    raise SpecificationError(
-        f"The overdispersion check is for count and binomial families (poisson, negativebinomial, binomial, "
-        f"bernoulli), not {fam.name!r}; for a continuous outcome look at fit.ppc() and the residuals."
-    )
+    if not fam.discrete:
+        raise SpecificationError(
+            f"The overdispersion check is for count and binomial families (poisson, negativebinomial, binomial, "
+            f"bernoulli), not {fam.name!r}; for a continuous outcome look at fit.ppc() and the residuals."
+        )
+    aux = {}
+    for a in fam.aux:
+        draws = np.asarray(fit.draws[a].transpose("chain", "draw").values, dtype=float).reshape(-1, 1)
+        aux[a] = draws if idx is None else draws[idx]
+    trials = None if design.trials is None else np.asarray(design.trials, dtype=float)
+    return fam.variance(mu, aux, trials=trials)
 
 
 def overdispersion(fit, seed: int = 0, draws: int | None = None, alpha: float = 0.05) -> Overdispersion:
@@ -378,7 +375,7 @@ def residuals(fit, seed: int = 0) -> pd.DataFrame:
     ys = _response_scale(design, y)
     fitted = mu.mean(axis=(0, 1))
     fam = fit.family
-    if fam.name in ("gaussian", "student_t"):
+    if not fam.discrete:
         scale = design.se if design.se is not None else float(np.asarray(fit.draws["sigma"].values).mean())
         pearson = (ys - fitted) / scale
     else:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SpecificationError
+from .families import get_family
 
 __all__ = ["collapsible", "build_collapsed", "CollapsedStats", "marginal_loglik_numpy", "draw_group_effects",
            "MAX_DENSE_Q"]
@@ -56,7 +57,7 @@ def collapsible(design) -> tuple[bool, str]:
     (True, '')
     """
     spec = design.spec
-    if spec.family != "gaussian" or (spec.link not in (None, "identity")):
+    if not get_family(spec.family, spec.link).integrates_out:
         return False, (f"the collapsed method needs a gaussian family with identity link, "
                        f"not {spec.family} ({spec.link})")
     if not design.factors:

@@ -63,39 +63,15 @@ def _factor_variances(fit, design) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _residual_variance(fit, design, eta_fixed, fvars, method: str) -> np.ndarray:
+    """Latent residual variance per draw (the family owns the formula), shape (chain, draw)."""
     fam = fit.family
-    aux = aux_draws(fit)
-    shape = eta_fixed.shape[:2]
-    if fam.latent_variance is not None:
-        return np.full(shape, fam.latent_variance)
-    if fam.link == "identity":
-        if design.se is not None:
-            return np.full(shape, float(np.mean(design.se ** 2)))
-        s2 = aux["sigma"][..., 0] ** 2
-        if fam.name == "student_t":
-            nu = aux["nu"][..., 0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(nu > 2, s2 * nu / (nu - 2), np.inf)
-        return s2
-    if fam.name in ("poisson", "negativebinomial"):
-        if method not in _METHODS:
-            raise SpecificationError(f"method must be one of {', '.join(_METHODS)}, got {method!r}.")
+    aux = {k: v[..., 0] for k, v in aux_draws(fit).items()}
+    if fam.link == "log" and fam.discrete:  # mean count at the fixed effects, over the group-effect variance
         v = sum((pr for _, pr in fvars.values()), np.zeros_like(eta_fixed))
         lam = np.exp(eta_fixed + 0.5 * v).mean(axis=-1)
-        inv = 1.0 / lam
-        if fam.name == "negativebinomial":
-            inv = inv + 1.0 / aux["alpha"][..., 0]
-        if method == "lognormal":
-            return np.log1p(inv)
-        if method == "trigamma":
-            from scipy.special import polygamma
-
-            return polygamma(1, 1.0 / inv)
-        return inv
-    raise SpecificationError(
-        f"Variance decomposition is not defined for the {fam.name} family with a {fam.link} link; "
-        "it is available for identity-link gaussian/student_t, binary/binomial and count families."
-    )
+    else:
+        lam = np.ones(eta_fixed.shape[:2])
+    return fam.latent_residual_variance(lam, aux, se=design.se, method=method)
 
 
 def _decomposition_draws(fit, method: str = "lognormal") -> dict[str, np.ndarray]:
@@ -190,23 +166,9 @@ def bayes_r2_draws(fit, groups: str = "include") -> np.ndarray:
     eta = linear_predictor(fit, design, groups=groups)
     mu = mean_draws(fit, eta)
     fam = fit.family
-    aux = aux_draws(fit)
-    if fam.name == "gaussian":
-        res = np.broadcast_to(design.se ** 2 if design.se is not None else aux["sigma"] ** 2, mu.shape)
-    elif fam.name == "student_t":
-        nu, s = aux["nu"], aux["sigma"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            res = np.broadcast_to(np.where(nu > 2, s ** 2 * nu / (nu - 2), np.inf), mu.shape)
-    elif fam.name == "bernoulli":
-        res = mu * (1 - mu)
-    elif fam.name == "binomial":
-        res = mu * (1 - mu) / design.trials
-    elif fam.name == "poisson":
-        res = mu
-    elif fam.name == "negativebinomial":
-        res = mu + mu ** 2 / aux["alpha"]
-    else:  # pragma: no cover - all families are listed above
-        raise SpecificationError(f"Bayesian R² is not defined for family {fam.name!r}.")
+    res = np.broadcast_to(fam.variance(mu, aux_draws(fit), trials=design.trials, se=design.se), mu.shape)
+    if design.trials is not None:  # the variance of the proportion, the scale of mu
+        res = res / np.asarray(design.trials, dtype=float) ** 2
     var_fit = mu.var(axis=-1, ddof=1)
     var_res = res.mean(axis=-1)
     return var_fit / (var_fit + var_res)

@@ -15,7 +15,7 @@ True
 
 from __future__ import annotations
 
-from . import checks, comparison, components, diagnostics, io, plots, predict, prior_checks, report
+from . import checks, comparison, components, diagnostics, interpret, io, plots, predict, prior_checks, report
 from .fit import Fit
 
 __all__ = ["METHODS"]
@@ -42,6 +42,12 @@ METHODS = {
     "plot_trajectories": plots.plot_trajectories,
     "plot_components": plots.plot_components,
     "plot_conditional": plots.plot_conditional,
+    "coef": interpret.coef,
+    "hypothesis": interpret.hypothesis,
+    "marginal_means": interpret.marginal_means,
+    "comparisons": interpret.comparisons,
+    "slopes": interpret.slopes,
+    "poststratify": interpret.poststratify,
 }
 
 for _name, _function in METHODS.items():

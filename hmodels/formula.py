@@ -97,7 +97,7 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
     for expr, factor, correlated in blocks:
         groups.extend(_parse_block(expr, factor, correlated, formula))
     fam = get_family(family, link)
-    if trials is not None and fam.name != "binomial":
+    if trials is not None and fam.outcome != "binomial":
         raise FormulaError(
             f"The outcome in {_show(formula)} gives a number of trials; use family='binomial' (got {fam.name!r})."
         )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .families import get_family, inverse_link_numpy
-
 __all__ = ["fit_design", "linear_predictor", "mean_draws", "simulate_response", "pointwise_loglik", "aux_draws"]
 
 
@@ -61,61 +59,22 @@ def linear_predictor(fit, design=None, groups: str = "include", effects: dict | 
 
 def mean_draws(fit, eta: np.ndarray) -> np.ndarray:
     """Expected outcome per draw (probability for bernoulli/binomial, rate for counts)."""
-    fam = get_family(fit.spec.family, fit.spec.link)
-    return inverse_link_numpy(fam.link, eta)
+    return fit.family.mean(eta)
 
 
 def aux_draws(fit) -> dict[str, np.ndarray]:
     """Family parameters as (chain, draw, 1) arrays, ready to broadcast over observations."""
-    fam = get_family(fit.spec.family, fit.spec.link)
-    return {a: _draws(fit, a)[..., None] for a in fam.aux if a in fit.draws}
+    return {a: _draws(fit, a)[..., None] for a in fit.family.aux if a in fit.draws}
 
 
 def simulate_response(fit, eta: np.ndarray, design=None, seed: int | None = None) -> np.ndarray:
     """Replicated outcomes, one per draw and observation (posterior predictive)."""
     design = fit_design(fit) if design is None else design
     rng = np.random.default_rng(seed)
-    fam = get_family(fit.spec.family, fit.spec.link)
-    mu = mean_draws(fit, eta)
-    aux = aux_draws(fit)
-    if fam.name == "gaussian":
-        sigma = design.se if design.se is not None else aux["sigma"]
-        return rng.normal(mu, sigma)
-    if fam.name == "student_t":
-        return mu + aux["sigma"] * rng.standard_t(np.broadcast_to(aux["nu"], mu.shape))
-    if fam.name == "bernoulli":
-        return rng.binomial(1, mu)
-    if fam.name == "binomial":
-        return rng.binomial(design.trials, mu)
-    if fam.name == "poisson":
-        return rng.poisson(mu)
-    if fam.name == "negativebinomial":
-        alpha = aux["alpha"]
-        return rng.poisson(rng.gamma(alpha, mu / alpha))
-    raise ValueError(fam.name)
+    return fit.family.simulate(rng, mean_draws(fit, eta), aux_draws(fit), trials=design.trials, se=design.se)
 
 
 def pointwise_loglik(fit, eta: np.ndarray, design=None) -> np.ndarray:
     """Log-likelihood of each observation under each draw, shape (chain, draw, n)."""
-    from scipy import stats
-
     design = fit_design(fit) if design is None else design
-    fam = get_family(fit.spec.family, fit.spec.link)
-    y = design.y
-    mu = mean_draws(fit, eta)
-    aux = aux_draws(fit)
-    if fam.name == "gaussian":
-        sigma = design.se if design.se is not None else aux["sigma"]
-        return stats.norm.logpdf(y, mu, sigma)
-    if fam.name == "student_t":
-        return stats.t.logpdf(y, aux["nu"], mu, aux["sigma"])
-    if fam.name == "bernoulli":
-        return stats.bernoulli.logpmf(y, np.clip(mu, 1e-12, 1 - 1e-12))
-    if fam.name == "binomial":
-        return stats.binom.logpmf(y, design.trials, np.clip(mu, 1e-12, 1 - 1e-12))
-    if fam.name == "poisson":
-        return stats.poisson.logpmf(y, mu)
-    if fam.name == "negativebinomial":
-        alpha = aux["alpha"]
-        return stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu))
-    raise ValueError(fam.name)
+    return fit.family.loglik(design.y, mean_draws(fit, eta), aux_draws(fit), trials=design.trials, se=design.se)

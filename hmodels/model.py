@@ -216,6 +216,20 @@ class Model:
         fit.timing["total_s"] = time.perf_counter() - t0
         return fit
 
+    def optimize(self, criterion: str = "reml"):
+        """REML / ML point estimates as lme4 computes them; see :func:`hmodels.studies.pointfit.optimize_model`.
+
+        Examples
+        --------
+        >>> import hmodels as hm
+        >>> pf = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy")).optimize("reml")
+        >>> round(float(pf.variance_components().loc["sigma", "estimate"]), 4)
+        25.5918
+        """
+        from .studies.pointfit import optimize_model
+
+        return optimize_model(self, criterion)
+
     # -- priors (issue 4: hmodels.prior_checks)
     def explain_priors(self, prob: float = 0.95, draws: int = 4000, seed: int | None = 0):
         """Each prior, its source and data scale, and what it implies; see :func:`hmodels.prior_checks.explain_priors`.

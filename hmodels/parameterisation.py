@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SpecificationError
-from .families import get_family
+from .families import LINKS, get_family
 
 __all__ = ["resolve_centering", "information_ratios", "CENTRE_AT"]
 
@@ -69,32 +69,18 @@ def _working(design):
 
 
 def _link(link, m):
-    if link == "log":
-        return float(np.log(m))
-    from scipy import stats
-
-    m = min(max(m, 1e-3), 1 - 1e-3)
-    if link == "probit":
-        return float(stats.norm.ppf(m))
-    if link == "cloglog":
-        return float(np.log(-np.log1p(-m)))
-    return float(np.log(m / (1 - m)))
+    """The link of a pooled mean (probabilities kept inside [1e-3, 1 - 1e-3])."""
+    m = m if link == "log" else min(max(m, 1e-3), 1 - 1e-3)
+    return float(LINKS[link].link(m))
 
 
 def _inverse(link, eta):
-    """(mean, d mean / d eta)."""
-    from scipy import special, stats
-
-    if link == "log":
-        mu = np.exp(eta)
-        return mu, mu
-    if link == "probit":
-        return np.clip(stats.norm.cdf(eta), 1e-9, 1 - 1e-9), stats.norm.pdf(eta)
-    if link == "cloglog":
-        e = np.exp(eta)
-        return np.clip(-np.expm1(-e), 1e-9, 1 - 1e-9), e * np.exp(-e)
-    p = special.expit(eta)
-    return np.clip(p, 1e-9, 1 - 1e-9), p * (1 - p)
+    """(mean, d mean / d eta); probabilities clipped to [1e-9, 1 - 1e-9]."""
+    fn = LINKS[link]
+    mu = fn.inverse(eta)
+    if link != "log":
+        mu = np.clip(mu, 1e-9, 1 - 1e-9)
+    return mu, fn.dinverse(eta)
 
 
 def _level_fits(f, r, w):

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .errors import SpecificationError
+from .families import get_family
 
 __all__ = ["FitPlan", "make_plan", "collapse_plan", "auto_target_accept", "mass_matrix_adaptation", "METHODS",
            "BACKENDS", "LOW_RANK_MAX_DIM", "TARGET_ACCEPT", "LARGE_DIM"]
@@ -71,7 +72,7 @@ def collapse_plan(design, method: str) -> str | None:
     if method not in METHODS:
         raise SpecificationError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
     spec = design.spec
-    ok = spec.family == "gaussian" and spec.link == "identity" and bool(design.factors)
+    ok = get_family(spec.family, spec.link).integrates_out and bool(design.factors)
     if method == "collapsed" and not ok:
         why = ("the model has no grouping factors" if not design.factors else
                f"group effects integrate out analytically only for the gaussian family with identity link, "
@@ -220,17 +221,26 @@ def make_plan(model, sampler: str, method: str = "auto", target_accept: float | 
     if sampler not in BACKENDS:
         raise SpecificationError(f"Unknown sampler {sampler!r}; use one of {', '.join(BACKENDS)}.")
     collapsed = collapse_plan(model.design, method)
-    em = model.engine_model(collapsed)
-    ndim = int(em.ndim)
-    target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
     centering = model.centering(collapsed)
+    if model.family.engine_code is None:  # no compiled kernel: every sampler runs the PyMC graph
+        ndim = int(sum(np.asarray(v).size for v in model.built_graph(collapsed).model.initial_point().values()))
+        intbeta, aggregate = False, False
+    else:
+        em = model.engine_model(collapsed)
+        ndim, intbeta, aggregate = int(em.ndim), bool(em.intbeta), em.aggregated is not None
+    target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
     plan = FitPlan(
         sampler="nutpie", backend="engine", method="joint" if collapsed is None else "collapsed",
-        collapsed_factor=collapsed, integrate_coefficients=bool(em.intbeta),
+        collapsed_factor=collapsed, integrate_coefficients=intbeta,
         centered=tuple((k, bool(v)) for k, v in centering.items() if k != collapsed),
-        target_accept=target, mass_matrix=mass_matrix_adaptation(ndim),
-        aggregate_rows=em.aggregated is not None, n_parameters=ndim,
+        target_accept=target, mass_matrix=mass_matrix_adaptation(ndim), aggregate_rows=aggregate, n_parameters=ndim,
     )
+    if model.family.engine_code is None:
+        plan = replace(plan, mass_matrix="diag")
+        followed = plan.for_backend("pymc" if sampler == "nutpie" else sampler)
+        note = (f"the compiled engine has no kernel for the {model.family.name} family, so {sampler} samples "
+                "the PyMC graph (compiled for this model)")
+        return replace(followed, sampler=sampler, deviations=(note, *followed.deviations))
     return plan.for_backend(sampler)
 
 

@@ -325,87 +325,147 @@ def _reference_row(data: pd.DataFrame, columns: list[str]) -> dict:
     return ref
 
 
-def plot_conditional(fit, x: str, prob: float = 0.95, n_points: int = 50, data_points: bool = True):
+def _values_of(col: pd.Series, n_points: int) -> tuple[list, bool]:
+    """Plotting values of a predictor: its levels (categorical) or an even grid over its range (numeric)."""
+    if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return (list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else sorted(col.unique())), True
+    return list(np.linspace(float(col.min()), float(col.max()), n_points)), False
+
+
+def _conditional_mu(fit, data: pd.DataFrame, ref: dict, columns: dict) -> np.ndarray:
+    """Expected-outcome draws (chain, draw, rows) at ``columns`` (name -> values), others at ``ref``, effects 0."""
+    n = len(next(iter(columns.values())))
+    grid = pd.DataFrame({c: [v] * n for c, v in ref.items()})
+    for c in grid.columns:
+        if isinstance(data[c].dtype, pd.CategoricalDtype):
+            grid[c] = pd.Categorical(grid[c], categories=data[c].cat.categories)
+    for c, values in columns.items():
+        col = data[c]
+        grid[c] = pd.Categorical(values, categories=col.cat.categories) \
+            if isinstance(col.dtype, pd.CategoricalDtype) else values
+    X = _population_X(fit, grid)
+    b = np.asarray(fit.draws["b"].transpose("chain", "draw", "term").values)
+    return mean_draws(fit, np.einsum("cdp,np->cdn", b, X))
+
+
+def plot_conditional(fit, x: str, prob: float = 0.95, n_points: int = 50, data_points: bool = True,
+                     by: str | None = None):
     """Conditional effect of one predictor on the outcome, on the response scale, over the data.
 
     The expected outcome (a probability for binomial/bernoulli models, a rate for counts) at
     each value of ``x`` with the other predictors at typical values (numeric: their mean;
     categorical: the reference level) and group effects at zero — brms's
     ``conditional_effects`` default. Numeric ``x``: a line with its ``prob`` HDI band;
-    categorical ``x``: one point per level with its HDI.
+    categorical ``x``: one point per level with its HDI. With ``by`` (or ``x="Time:Diet"``),
+    one line (or set of points) per level of ``by`` — for a numeric ``by``, at its mean and
+    mean ± 1 SD, as brms does — so an interaction shows as lines that are not parallel.
+
+    For effects averaged over the other predictors or over the group-effect distribution (the
+    population-averaged mean of a GLMM), see :meth:`Fit.marginal_means` and its ``.plot()``.
 
     Parameters
     ----------
     fit : Fit
     x : str
-        A population-level predictor (data column).
+        A population-level predictor (data column), or ``"x:by"`` for an interaction.
     prob : float
         Interval probability.
     n_points : int
         Grid size for a numeric ``x``.
     data_points : bool
-        Overlay the observed outcomes (proportions for binomial).
+        Overlay the observed outcomes (proportions for binomial), coloured by the level of a
+        categorical ``by``.
+    by : str, optional
+        A second predictor: one curve per value.
 
     Returns
     -------
     matplotlib.figure.Figure
 
+    Raises
+    ------
+    MissingColumnError
+        ``x`` or ``by`` is not a population-level predictor (the message names the closest).
+    SpecificationError
+        ``by`` given twice (``"x:by"`` and ``by=``) or equal to ``x``.
+
     Examples
     --------
     >>> fig = fit.plot_conditional("period")  # doctest: +SKIP
+    >>> fig = fit.plot_conditional("Time:Diet")  # the same as plot_conditional("Time", by="Diet")  # doctest: +SKIP
     """
     import matplotlib.pyplot as plt
 
     from .design import used_columns
 
     _check_prob(prob)
+    if ":" in x:
+        parts = [p.strip() for p in x.split(":")]
+        if by is not None or len(parts) != 2 or not all(parts):
+            raise SpecificationError(
+                f"plot_conditional takes one predictor or one two-way interaction 'x:by' (got {x!r}"
+                f"{'' if by is None else f' and by={by!r}'}); e.g. 'Time:Diet' or ('Time', by='Diet')."
+            )
+        x, by = parts
     d = fit_design(fit)
     group_cols = {c for g in fit.spec.groups for c in g.columns}
     response_cols = {fit.spec.response, fit.spec.trials, fit.spec.se} - {None}
     predictors = [c for c in used_columns(fit.spec) if c not in group_cols and c not in response_cols]
-    if x not in predictors:
-        raise MissingColumnError(
-            f"{x!r} is not a population-level predictor of this model.{closest(x, predictors)} "
-            f"Predictors: {', '.join(predictors) or 'none'}."
-        )
+    for name in [x] if by is None else [x, by]:
+        if name not in predictors:
+            raise MissingColumnError(
+                f"{name!r} is not a population-level predictor of this model.{closest(name, predictors)} "
+                f"Predictors: {', '.join(predictors) or 'none'}."
+            )
+    if by == x:
+        raise SpecificationError(f"by must differ from x (both are {x!r}).")
     col = d.data[x]
-    categorical = not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-    if categorical:
-        values = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else sorted(col.unique())
+    values, categorical = _values_of(col, n_points)
+    ref = _reference_row(d.data, [c for c in predictors if c not in (x, by)])
+    if by is None:
+        curves = [(None, _conditional_mu(fit, d.data, ref, {x: values}))]
+        by_categorical = False
     else:
-        values = np.linspace(float(col.min()), float(col.max()), n_points)
-    ref = _reference_row(d.data, [c for c in predictors if c != x])
-    grid = pd.DataFrame({c: [v] * len(values) for c, v in ref.items()})
-    for c in grid.columns:
-        if isinstance(d.data[c].dtype, pd.CategoricalDtype):
-            grid[c] = pd.Categorical(grid[c], categories=d.data[c].cat.categories)
-    grid[x] = pd.Categorical(values, categories=col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) \
-        else values
-    X = _population_X(fit, grid)
-    b = np.asarray(fit.draws["b"].transpose("chain", "draw", "term").values)
-    mu = mean_draws(fit, np.einsum("cdp,np->cdn", b, X))
-    band = _hdi(mu, prob)
-    mean = mu.mean(axis=(0, 1))
+        bcol = d.data[by]
+        by_values, by_categorical = _values_of(bcol, 2)
+        if not by_categorical:
+            m, s = float(bcol.mean()), float(bcol.std())
+            by_values = [m - s, m, m + s]
+        curves = [(bv, _conditional_mu(fit, d.data, ref, {x: values, by: [bv] * len(values)})) for bv in by_values]
     y, ylabel = _observed(fit)
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    if data_points:
+        xs = pd.Categorical(col, categories=values).codes.astype(float) if categorical else col.to_numpy(dtype=float)
+        if categorical:
+            xs = xs + np.random.default_rng(0).uniform(-0.15, 0.15, size=len(y))
+        if by_categorical:
+            codes = pd.Categorical(d.data[by], categories=[bv for bv, _ in curves]).codes
+            for i in range(len(curves)):
+                ax.plot(xs[codes == i], y[codes == i], "o", color=f"C{i}", ms=3, alpha=0.35)
+        else:
+            ax.plot(xs, y, "o", color="0.6", ms=3, alpha=0.6, label="data")
+    width = 0.5 / max(len(curves), 1)
+    for i, (bv, mu) in enumerate(curves):
+        band, mean = _hdi(mu, prob), mu.mean(axis=(0, 1))
+        colour = _COLOUR if bv is None else f"C{i}"
+        if bv is None:
+            label_line, label_band = "mean", f"{prob:.0%} HDI"
+        else:
+            label_line = label_band = f"{by} = {bv:.3g}" if isinstance(bv, float) else f"{by} = {bv}"
+        if categorical:
+            pos = np.arange(len(values)) + (0.0 if bv is None else (i - (len(curves) - 1) / 2) * width)
+            ax.errorbar(pos, mean, yerr=[mean - band[:, 0], band[:, 1] - mean], fmt="o", color=colour, capsize=4,
+                        lw=1.5, label=f"mean, {prob:.0%} HDI" if bv is None else label_line)
+        else:
+            ax.fill_between(values, band[:, 0], band[:, 1], color=colour, alpha=0.25 if bv is None else 0.18, lw=0,
+                            label=label_band if bv is None else None)
+            ax.plot(values, mean, color=colour, lw=2, label=label_line)
     if categorical:
-        pos = np.arange(len(values))
-        if data_points:
-            codes = pd.Categorical(col, categories=values).codes
-            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, size=len(y))
-            ax.plot(codes + jitter, y, "o", color="0.6", ms=3, alpha=0.6, label="data")
-        ax.errorbar(pos, mean, yerr=[mean - band[:, 0], band[:, 1] - mean], fmt="o", color=_COLOUR, capsize=4,
-                    lw=1.5, label=f"mean, {prob:.0%} HDI")
-        ax.set_xticks(pos, [str(v) for v in values])
-    else:
-        if data_points:
-            ax.plot(col.to_numpy(dtype=float), y, "o", color="0.6", ms=3, alpha=0.6, label="data")
-        ax.fill_between(values, band[:, 0], band[:, 1], color=_COLOUR, alpha=0.25, lw=0, label=f"{prob:.0%} HDI")
-        ax.plot(values, mean, color=_COLOUR, lw=2, label="mean")
+        ax.set_xticks(np.arange(len(values)), [str(v) for v in values])
     held = ", ".join(f"{c}={v:.3g}" if isinstance(v, float) else f"{c}={v}" for c, v in ref.items())
     ax.set_xlabel(x)
     ax.set_ylabel(f"expected {ylabel}" if fit.family.link == "identity" else f"expected {ylabel} (response scale)")
-    ax.set_title(f"Conditional effect of {x}" + (f" ({held}; group effects at 0)" if held else " (group effects at 0)"),
-                 fontsize=10)
+    what = f"Conditional effect of {x}" + ("" if by is None else f" by {by}")
+    ax.set_title(what + (f" ({held}; group effects at 0)" if held else " (group effects at 0)"), fontsize=10)
     ax.legend(fontsize=8)
     return fig

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .errors import HModelsError
+from .errors import FamilyError, HModelsError
 from .families import get_family, inverse_link_numpy
 
 __all__ = [
@@ -78,18 +78,15 @@ def _draw(prior, n: int, rng: np.random.Generator, block: int = 2) -> np.ndarray
 def _resid_var(fam, design, eta: np.ndarray, aux: dict) -> np.ndarray:
     """Residual variance on the latent / outcome scale for ICC and R² (Nakagawa & Schielzeth 2013).
 
-    gaussian: ``sigma²`` (or the mean known ``se²``); logit/probit/cloglog: the distribution-specific
-    constant; log-link counts: the lognormal approximation ``log(1 + 1/λ [+ 1/α])`` at ``λ = exp(eta)``.
+    The family owns the formula (``latent_residual_variance``): gaussian ``sigma²`` (or the mean
+    known ``se²``); logit/probit/cloglog: the distribution-specific constant; log-link counts: the
+    lognormal approximation ``log(1 + 1/λ [+ 1/α])`` at ``λ = exp(eta)``.
     """
-    if fam.name in ("gaussian", "student_t"):
-        if design.se is not None:
-            return np.full(np.shape(eta), float(np.mean(design.se ** 2)))
-        return np.asarray(aux["sigma"], dtype=float) ** 2
-    if fam.latent_variance is not None:
-        return np.full(np.shape(eta), fam.latent_variance)
-    lam = np.exp(np.clip(eta, -700, 700))
-    extra = 1 / np.asarray(aux["alpha"], dtype=float) if fam.name == "negativebinomial" else 0.0
-    return np.log1p(1 / lam + extra)
+    lam = np.exp(np.clip(eta, -700, 700)) if fam.link == "log" else np.ones(np.shape(eta))
+    try:
+        return fam.latent_residual_variance(lam, aux, se=design.se)
+    except FamilyError:  # no latent-scale decomposition (gaussian with a log link): no ICC / R² shown
+        return np.full(np.shape(eta), np.nan)
 
 
 def _unit_words(fam, resp: str) -> tuple[str, str]:
@@ -194,7 +191,7 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
     int_sds = {k: v for k, v in int_sds.items() if v is not None}
     if int_sds:
         eta0 = sims.get("Intercept", np.zeros(draws))
-        aux = {a: sims[a] for a in ("sigma", "alpha") if a in sims}
+        aux = {a: sims[a] for a in fam.aux if a in sims}
         resid = _resid_var(fam, design, eta0, aux)
         total = sum(v ** 2 for v in int_sds.values()) + resid
         for g, v in int_sds.items():
@@ -355,7 +352,7 @@ def _sample_prior(pmodel, draws: int, seed, var_names=None):
 
 def _as_fit(draws, model):
     """A Fit-like view of prior draws, so the :mod:`hmodels.linpred` helpers apply."""
-    return SimpleNamespace(draws=draws, spec=model.spec, design=model.design)
+    return SimpleNamespace(draws=draws, spec=model.spec, design=model.design, family=model.family)
 
 
 def prior_predictive(model, draws: int = 500, seed: int | None = None) -> PriorPredictive:
@@ -453,15 +450,15 @@ def _plausibility(model, y: np.ndarray, yrep: np.ndarray, eta: np.ndarray) -> pd
           "predictors so large that the outcome overflows. Use data-scaled priors (the 'default' set) or "
           "narrower priors on the Intercept and coefficients.")
     finite = yrep[np.isfinite(yrep)]
-    if fam.name in ("gaussian", "student_t") and y.min() >= 0 and finite.size:
+    if not fam.discrete and y.min() >= 0 and finite.size:
         frac = float(np.mean(finite < 0))
         check("negative outcomes", frac, THRESHOLDS["negative"],
               f"{frac:.0%} of the outcomes simulated from the priors are negative, but every observed {resp} is "
               f">= 0: the priors take impossible values seriously. Use priors scaled to the data (the 'default' "
               "set), narrower priors, or model the outcome on the log scale (family='gaussian', link='log' or "
               "a log-transformed outcome).")
-    if fam.name in ("bernoulli", "binomial"):
-        p = inverse_link_numpy(fam.link, eta)
+    if fam.outcome in ("binary", "binomial"):
+        p = fam.mean(eta)
         frac = float(np.mean((p < 0.01) | (p > 0.99)))
         check("probabilities pinned at 0/1", frac, THRESHOLDS["pinned"],
               f"{frac:.0%} of the probabilities implied by the priors are below 1% or above 99%: on the logit scale "

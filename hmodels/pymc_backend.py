@@ -75,6 +75,8 @@ def sample_pymc(built, design, plan, settings, family_aux, progressbar: bool = T
     facts = {"engine": f"PyMC graph + {settings.sampler} NUTS", "n_sampled_parameters": n_sampled,
              "aggregated_rows": None}
     stats = idata["sample_stats"].to_dataset()
+    # numeric statistics only (nutpie's per-draw divergence messages are Python objects, not data)
+    stats = stats[[v for v in stats.data_vars if stats[v].dtype.kind in "biuf"]]
     return BackendResult(post, stats, plan, {"sample_s": timing["total_s"], "group_effects_s": t3 - t2}, facts)
 
 

@@ -64,7 +64,7 @@ def _html_table(df: pd.DataFrame, index: bool = True) -> str:
 def _framework(fit) -> str:
     fam = fit.family
     has_groups = bool(fit.meta["factors"])
-    if fam.name == "gaussian" and fam.link == "identity":
+    if fam.is_linear:
         kind = "Bayesian linear mixed model (LMM)" if has_groups else "Bayesian linear regression"
     else:
         kind = ("Bayesian generalized linear mixed model (GLMM)" if has_groups
@@ -242,7 +242,7 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
             icc = r2 = None
         ppc_res = checks.ppc(fit, seed=seed)
         try:
-            od = checks.overdispersion(fit, seed=seed) if fam.name in ("poisson", "binomial") else None
+            od = checks.overdispersion(fit, seed=seed) if fam.dispersion_checkable else None
         except SpecificationError:
             od = None
 

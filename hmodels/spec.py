@@ -137,12 +137,12 @@ class ModelSpec:
         object.__setattr__(self, "link", fam.link)
         object.__setattr__(self, "fixed", tuple(self.fixed))
         object.__setattr__(self, "groups", _normalise_groups(self.groups))
-        if fam.name == "binomial" and self.trials is None:
+        if fam.outcome == "binomial" and self.trials is None:
             raise SpecificationError(
                 f"The binomial family needs the number of trials: write 'p({self.response}, n) ~ ...' "
                 f"or '{self.response} | trials(n) ~ ...', or pass trials='n'."
             )
-        if self.se is not None and fam.name != "gaussian":
+        if self.se is not None and not fam.accepts_se:
             raise SpecificationError(
                 f"Known standard errors (se({self.se})) are only available for the gaussian family, "
                 f"not {fam.name!r}."

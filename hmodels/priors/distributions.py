@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from ..engine import codes as K
 from ..errors import PriorError
 
 __all__ = [
@@ -31,6 +32,10 @@ class Prior:
     _params: tuple[str, ...] = ()
     _positive: tuple[str, ...] = ()
     support = "real"
+    #: Code of the prior's log density in the compiled kernels (parameters passed in ``_params`` order).
+    engine_code: int | None = None
+    #: Valid parameters for an example (the generated conformance tests use them).
+    example_args: tuple[float, ...] = ()
 
     def __init__(self, *args, **kwargs):
         name = type(self).__name__
@@ -73,8 +78,8 @@ class Prior:
 
     @property
     def params(self) -> dict[str, float]:
-        """Parameter values by PyMC name."""
-        return dict(self._values)
+        """Parameter values by PyMC name, as float64 (PyTensor would make a float32 constant of a Python float)."""
+        return {k: np.float64(v) for k, v in self._values.items()}
 
     @property
     def name(self) -> str:
@@ -139,6 +144,8 @@ class Normal(Prior):
     """
 
     _params = ("mu", "sigma")
+    engine_code = K.NORMAL
+    example_args = (1.0, 2.0)
     _positive = ("sigma",)
     _scaling = ("mu", "sigma")
 
@@ -160,6 +167,8 @@ class StudentT(Prior):
     """
 
     _params = ("nu", "mu", "sigma")
+    engine_code = K.STUDENT_T
+    example_args = (3.0, -1.0, 2.0)
     _positive = ("nu", "sigma")
     _scaling = ("mu", "sigma")
 
@@ -182,6 +191,8 @@ class Cauchy(Prior):
     """
 
     _params = ("alpha", "beta")
+    engine_code = K.CAUCHY
+    example_args = (0.5, 1.5)
     _positive = ("beta",)
     _scaling = ("alpha", "beta")
 
@@ -203,6 +214,8 @@ class Laplace(Prior):
     """
 
     _params = ("mu", "b")
+    engine_code = K.LAPLACE
+    example_args = (0.0, 2.0)
     _positive = ("b",)
     _scaling = ("mu", "b")
 
@@ -224,6 +237,8 @@ class HalfNormal(Prior):
     """
 
     _params = ("sigma",)
+    engine_code = K.HALF_NORMAL
+    example_args = (3.0,)
     _positive = ("sigma",)
     _scaling = ("sigma",)
     support = "positive"
@@ -246,6 +261,8 @@ class HalfStudentT(Prior):
     """
 
     _params = ("nu", "sigma")
+    engine_code = K.HALF_STUDENT_T
+    example_args = (4.0, 2.0)
     _positive = ("nu", "sigma")
     _scaling = ("sigma",)
     support = "positive"
@@ -269,6 +286,8 @@ class HalfCauchy(Prior):
     """
 
     _params = ("beta",)
+    engine_code = K.HALF_CAUCHY
+    example_args = (2.0,)
     _positive = ("beta",)
     _scaling = ("beta",)
     support = "positive"
@@ -291,6 +310,8 @@ class Exponential(Prior):
     """
 
     _params = ("lam",)
+    engine_code = K.EXPONENTIAL
+    example_args = (0.7,)
     _positive = ("lam",)
     support = "positive"
 
@@ -316,6 +337,8 @@ class Gamma(Prior):
     """
 
     _params = ("alpha", "beta")
+    engine_code = K.GAMMA
+    example_args = (2.0, 3.0)
     _positive = ("alpha", "beta")
     support = "positive"
 
@@ -341,6 +364,8 @@ class InverseGamma(Prior):
     """
 
     _params = ("alpha", "beta")
+    engine_code = K.INVERSE_GAMMA
+    example_args = (3.0, 2.0)
     _positive = ("alpha", "beta")
     _scaling = ("beta",)
     support = "positive"
@@ -363,6 +388,8 @@ class LogNormal(Prior):
     """
 
     _params = ("mu", "sigma")
+    engine_code = K.LOGNORMAL
+    example_args = (0.2, 0.8)
     _positive = ("sigma",)
     support = "positive"
 
@@ -388,6 +415,8 @@ class Uniform(Prior):
     """
 
     _params = ("lower", "upper")
+    engine_code = K.UNIFORM
+    example_args = (0.5, 4.0)
     _scaling = ("lower", "upper")
 
     def _check(self) -> None:
@@ -425,6 +454,8 @@ class LKJ(Prior):
     """
 
     _params = ("eta",)
+    engine_code = None  # the engine's LKJ is built into its correlation blocks
+    example_args = (2.0,)
     _positive = ("eta",)
     support = "cor"
 

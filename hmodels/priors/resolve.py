@@ -201,22 +201,12 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
 
 
 def _link_of_mean(fam, y: np.ndarray, trials) -> float:
-    if trials is not None:
-        p = y.sum() / trials.sum()
-    else:
-        p = float(np.mean(y))
-    if fam.link == "log":
-        return float(math.log(max(p, 1e-2)))
-    p = min(max(p, 0.01), 0.99)
-    if fam.link == "logit":
-        return float(math.log(p / (1 - p)))
-    if fam.link == "probit":
-        from scipy.stats import norm
-
-        return float(norm.ppf(p))
-    if fam.link == "cloglog":
-        return float(math.log(-math.log(1 - p)))
-    return 0.0
+    """The link of the pooled mean outcome (a rate floored at 0.01, a probability kept in [0.01, 0.99])."""
+    if fam.link == "identity":
+        return 0.0
+    p = y.sum() / trials.sum() if trials is not None else float(np.mean(y))
+    p = max(p, 1e-2) if fam.link == "log" else min(max(p, 0.01), 0.99)
+    return float(fam.link_fn.link(p))
 
 
 def resolve_priors(design, priors=None, prior_set: str | PriorSet | None = None,

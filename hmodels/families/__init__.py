@@ -1,0 +1,530 @@
+"""Response families: one class per family, the registry of them, and their links.
+
+A family class owns everything about its distribution — which links and parameters it has, what
+outcome it accepts, its PyMC likelihood, its NumPy log-likelihood, mean, variance and simulation,
+the code of its C kernel in the compiled engine, the kind of posterior predictive plot that suits
+it and its latent-scale variance — so downstream modules ask the family object and never branch
+on its name. Links live in :mod:`hmodels.families.links`. The conformance tests
+(``tests/test_family_conformance.py``) are generated from :data:`FAMILIES`: registering a family
+(:func:`register_family`) gets it the whole suite.
+
+Examples
+--------
+>>> import hmodels as hm
+>>> fam = hm.families.get_family("bernoulli", "probit")
+>>> fam
+Family(name='bernoulli', link='probit')
+>>> fam.aux, fam.outcome, fam.ppc_kind
+((), 'binary', 'bars')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..engine import codes as K
+from ..errors import FamilyError, closest
+from .links import LINKS, Link, get_link
+
+__all__ = ["Family", "get_family", "FAMILIES", "register_family", "family_link_pairs", "inverse_link",
+           "inverse_link_numpy", "LINKS", "Link", "get_link"]
+
+_P_EPS = 1e-12  # probabilities are clipped to [eps, 1 - eps] in log-likelihoods (as PyMC's clip)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A response distribution with its link (the base class of every registered family).
+
+    Parameters
+    ----------
+    name : str
+        The registered name (``gaussian``, ``student_t``, ``bernoulli``, ``binomial``,
+        ``poisson``, ``negativebinomial``).
+    link : str
+        The link function (``identity``, ``log``, ``logit``, ``probit``, ``cloglog``).
+
+    Class attributes (set by each family): ``links``, ``default_link``, ``aux`` (its own
+    parameters), ``outcome`` (``continuous``, ``binary``, ``binomial``, ``count``), ``aliases``,
+    ``engine_code`` (its C kernel, None when the compiled engine has none), ``ppc_kind``
+    (``density``, ``bars``, ``counts``), ``discrete``, ``accepts_se`` (known standard errors).
+
+    Methods take ``mu`` — the mean per observation (a probability per trial for binary and
+    binomial outcomes) — and ``aux``, a dict of the family's parameters broadcastable against it.
+    """
+
+    name: str
+    link: str
+
+    links: ClassVar[tuple[str, ...]] = ()
+    default_link: ClassVar[str] = ""
+    aux: ClassVar[tuple[str, ...]] = ()
+    outcome: ClassVar[str] = "continuous"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    engine_code: ClassVar[int | None] = None
+    ppc_kind: ClassVar[str] = "density"
+    discrete: ClassVar[bool] = False
+    accepts_se: ClassVar[bool] = False
+
+    def __repr__(self) -> str:
+        return f"Family(name={self.name!r}, link={self.link!r})"
+
+    # -- the link ------------------------------------------------------------------------------
+    @property
+    def link_fn(self) -> Link:
+        """The :class:`~hmodels.families.links.Link` object."""
+        return LINKS[self.link]
+
+    def mean(self, eta, aux=None, trials=None):
+        """Mean per observation from the linear predictor (a probability for binary/binomial)."""
+        return self.link_fn.inverse(eta)
+
+    @property
+    def is_gaussian(self) -> bool:
+        """True for the gaussian family."""
+        return self.name == "gaussian"
+
+    @property
+    def is_linear(self) -> bool:
+        """A linear model: gaussian outcome, identity link (an LMM with groups)."""
+        return False
+
+    @property
+    def integrates_out(self) -> bool:
+        """Group effects (and Normal-prior coefficients) integrate out analytically (linear models)."""
+        return self.is_linear
+
+    @property
+    def dispersion_checkable(self) -> bool:
+        """A count or binomial family with no dispersion parameter of its own (the Pearson check applies)."""
+        return self.discrete and not self.aux and self.outcome != "binary"
+
+    @property
+    def latent_variance(self) -> float | None:
+        """Distribution-specific variance on the latent scale (ICC / R² of binary and binomial GLMMs), or None.
+
+        ``pi^2/3`` for logit, 1 for probit, ``pi^2/6`` for cloglog (Nakagawa & Schielzeth 2013);
+        None where the residual variance depends on the mean (log link; see
+        :mod:`hmodels.components`) or is a parameter (gaussian).
+        """
+        return self.link_fn.latent_variance if self.outcome in ("binary", "binomial") else None
+
+    # -- the distribution (NumPy) ----------------------------------------------------------------
+    def loglik(self, y, mu, aux, trials=None, se=None):
+        """Pointwise log-likelihood of ``y`` (NumPy, broadcasting over draws)."""
+        raise NotImplementedError
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):
+        """One replicated outcome per element of ``mu`` (NumPy)."""
+        raise NotImplementedError
+
+    def variance(self, mu, aux, trials=None, se=None):
+        """Variance of the outcome per observation (for a binomial: of the count ``y``)."""
+        raise NotImplementedError
+
+    def response_mean(self, mu, aux, trials=None):
+        """Expected outcome per observation (``trials * p`` for a binomial count)."""
+        return mu
+
+    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
+        """Residual variance on the latent (link) scale, for ICC and R² (Nakagawa, Johnson & Schielzeth 2017).
+
+        Parameters
+        ----------
+        lam : array
+            Mean on the outcome scale (used by log-link count families; shape of the result).
+        aux : dict
+            The family's parameters, broadcastable against ``lam``.
+        se : array, optional
+            Known standard errors (gaussian).
+        method : {"lognormal", "trigamma", "delta"}
+            Approximation for log-link count families.
+        """
+        if self.latent_variance is not None:
+            return np.full(np.shape(lam), self.latent_variance)
+        raise FamilyError(
+            f"Variance decomposition is not defined for the {self.name} family with a {self.link} link; it is "
+            "available for identity-link gaussian/student_t, binary/binomial and log-link count families."
+        )
+
+    # -- the distribution (PyMC) -----------------------------------------------------------------
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):
+        """Add the observed PyMC likelihood of ``y`` given the linear predictor ``eta`` to the model in context."""
+        raise NotImplementedError
+
+    # -- compiled engine -----------------------------------------------------------------------------
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:
+        """Terms of the log-likelihood that do not depend on parameters (the engine adds them as PyMC does)."""
+        return 0.0
+
+    @property
+    def aggregates(self) -> bool:
+        """Identical rows enter the likelihood only through sums (the engine sums them exactly)."""
+        return False
+
+
+# -- the families ---------------------------------------------------------------------------------
+@dataclass(frozen=True, repr=False)
+class Gaussian(Family):
+    """Normal outcome; ``sigma`` (or known standard errors ``se``)."""
+
+    links: ClassVar = ("identity", "log")
+    default_link: ClassVar = "identity"
+    aux: ClassVar = ("sigma",)
+    aliases: ClassVar = ("normal",)
+    engine_code: ClassVar = K.GAUSSIAN
+    accepts_se: ClassVar = True
+
+    @property
+    def is_linear(self) -> bool:  # noqa: D102 - see Family
+        return self.link == "identity"
+
+    def _sigma(self, aux, se):
+        return se if se is not None else aux["sigma"]
+
+    def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.norm.logpdf(y, mu, self._sigma(aux, se))
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):  # noqa: D102
+        return rng.normal(mu, self._sigma(aux, se))
+
+    def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
+        return np.broadcast_to(np.asarray(self._sigma(aux, se), dtype=float) ** 2, np.shape(mu))
+
+    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):  # noqa: D102
+        if self.link != "identity":
+            return super().latent_residual_variance(lam, aux, se, method)
+        if se is not None:
+            return np.full(np.shape(lam), float(np.mean(np.asarray(se, dtype=float) ** 2)))
+        return np.broadcast_to(np.asarray(aux["sigma"], dtype=float) ** 2, np.shape(lam))
+
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+        import pymc as pm
+
+        return pm.Normal(name, mu=self.link_fn.inverse_pt(eta), sigma=aux.get("sigma", se), observed=y, dims=dims)
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        return float(0.5 * np.log(w).sum()) if known_se and not collapsed else 0.0
+
+
+@dataclass(frozen=True, repr=False)
+class StudentT(Family):
+    """Student-t outcome (robust regression); ``sigma`` and degrees of freedom ``nu``."""
+
+    links: ClassVar = ("identity", "log")
+    default_link: ClassVar = "identity"
+    aux: ClassVar = ("sigma", "nu")
+    aliases: ClassVar = ("t", "studentt", "student")
+    engine_code: ClassVar = K.STUDENT
+
+    def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.t.logpdf(y, aux["nu"], mu, aux["sigma"])
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):  # noqa: D102
+        return mu + aux["sigma"] * rng.standard_t(np.broadcast_to(aux["nu"], np.shape(mu)))
+
+    def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
+        nu, s = np.asarray(aux["nu"], dtype=float), np.asarray(aux["sigma"], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.broadcast_to(np.where(nu > 2, s**2 * nu / (nu - 2), np.inf), np.shape(mu))
+
+    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):  # noqa: D102
+        if self.link != "identity":
+            return super().latent_residual_variance(lam, aux, se, method)
+        return self.variance(lam, aux)
+
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+        import pymc as pm
+
+        return pm.StudentT(name, nu=aux["nu"], mu=self.link_fn.inverse_pt(eta), sigma=aux["sigma"], observed=y,
+                           dims=dims)
+
+
+def _clip_pt(p):
+    import pytensor.tensor as pt
+
+    return pt.clip(p, _P_EPS, 1 - _P_EPS)
+
+
+@dataclass(frozen=True, repr=False)
+class Bernoulli(Family):
+    """0/1 outcome."""
+
+    links: ClassVar = ("logit", "probit", "cloglog")
+    default_link: ClassVar = "logit"
+    outcome: ClassVar = "binary"
+    aliases: ClassVar = ("logistic", "binary")
+    engine_code: ClassVar = K.BERNOULLI
+    ppc_kind: ClassVar = "bars"
+    discrete: ClassVar = True
+
+    def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.bernoulli.logpmf(y, np.clip(mu, _P_EPS, 1 - _P_EPS))
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):  # noqa: D102
+        return rng.binomial(1, mu)
+
+    def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
+        return mu * (1 - mu)
+
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+        import pymc as pm
+
+        if self.link == "logit":
+            return pm.Bernoulli(name, logit_p=eta, observed=y, dims=dims)
+        return pm.Bernoulli(name, p=_clip_pt(self.link_fn.inverse_pt(eta)), observed=y, dims=dims)
+
+    @property
+    def aggregates(self) -> bool:  # noqa: D102
+        return True
+
+
+@dataclass(frozen=True, repr=False)
+class Binomial(Family):
+    """Successes out of a known number of trials (``p(k, n) ~ ...`` or ``k | trials(n) ~ ...``)."""
+
+    links: ClassVar = ("logit", "probit", "cloglog")
+    default_link: ClassVar = "logit"
+    outcome: ClassVar = "binomial"
+    engine_code: ClassVar = K.BINOMIAL
+    ppc_kind: ClassVar = "density"  # shown as proportions
+    discrete: ClassVar = True
+
+    def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.binom.logpmf(y, trials, np.clip(mu, _P_EPS, 1 - _P_EPS))
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):  # noqa: D102
+        return rng.binomial(trials, mu)
+
+    def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
+        return trials * mu * (1 - mu)
+
+    def response_mean(self, mu, aux, trials=None):  # noqa: D102
+        return trials * mu
+
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+        import pymc as pm
+
+        if self.link == "logit":
+            return pm.Binomial(name, n=trials, logit_p=eta, observed=y, dims=dims)
+        return pm.Binomial(name, n=trials, p=_clip_pt(self.link_fn.inverse_pt(eta)), observed=y, dims=dims)
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        from scipy.special import gammaln
+
+        return float((gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)).sum())
+
+    @property
+    def aggregates(self) -> bool:  # noqa: D102
+        return True
+
+
+_COUNT_METHODS = ("lognormal", "trigamma", "delta")
+
+
+def _count_latent_variance(inv, method: str):
+    """Latent residual variance of a log-link count from ``1/lambda (+ 1/alpha)`` (Nakagawa et al. 2017)."""
+    if method not in _COUNT_METHODS:
+        from ..errors import SpecificationError
+
+        raise SpecificationError(f"method must be one of {', '.join(_COUNT_METHODS)}, got {method!r}.")
+    if method == "lognormal":
+        return np.log1p(inv)
+    if method == "trigamma":
+        from scipy.special import polygamma
+
+        return polygamma(1, 1.0 / inv)
+    return inv
+
+
+@dataclass(frozen=True, repr=False)
+class Poisson(Family):
+    """Counts."""
+
+    links: ClassVar = ("log",)
+    default_link: ClassVar = "log"
+    outcome: ClassVar = "count"
+    engine_code: ClassVar = K.POISSON
+    ppc_kind: ClassVar = "counts"
+    discrete: ClassVar = True
+
+    def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.poisson.logpmf(y, mu)
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):  # noqa: D102
+        return rng.poisson(mu)
+
+    def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
+        return mu
+
+    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):  # noqa: D102
+        return _count_latent_variance(1.0 / np.asarray(lam, dtype=float), method)
+
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+        import pymc as pm
+
+        return pm.Poisson(name, mu=self.link_fn.inverse_pt(eta), observed=y, dims=dims)
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        from scipy.special import gammaln
+
+        return float(-gammaln(y + 1).sum())
+
+    @property
+    def aggregates(self) -> bool:  # noqa: D102
+        return True
+
+
+@dataclass(frozen=True, repr=False)
+class NegativeBinomial(Family):
+    """Overdispersed counts: variance ``mu + mu^2 / alpha``."""
+
+    links: ClassVar = ("log",)
+    default_link: ClassVar = "log"
+    aux: ClassVar = ("alpha",)
+    outcome: ClassVar = "count"
+    aliases: ClassVar = ("negbinomial", "negative_binomial", "negbin", "nb")
+    engine_code: ClassVar = K.NEGBIN
+    ppc_kind: ClassVar = "counts"
+    discrete: ClassVar = True
+
+    def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        alpha = aux["alpha"]
+        return stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu))
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):  # noqa: D102
+        alpha = aux["alpha"]
+        return rng.poisson(rng.gamma(alpha, mu / alpha))
+
+    def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
+        return mu + mu**2 / aux["alpha"]
+
+    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):  # noqa: D102
+        inv = 1.0 / np.asarray(lam, dtype=float) + 1.0 / np.asarray(aux["alpha"], dtype=float)
+        return _count_latent_variance(inv, method)
+
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+        import pymc as pm
+
+        return pm.NegativeBinomial(name, mu=self.link_fn.inverse_pt(eta), alpha=aux["alpha"], observed=y, dims=dims)
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        from scipy.special import gammaln
+
+        return float(-gammaln(y + 1).sum())
+
+
+# -- the registry -------------------------------------------------------------------------------------
+#: Family name -> family class.
+FAMILIES: dict[str, type[Family]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_family(name: str, cls: type[Family]) -> type[Family]:
+    """Add a family class to the registry under ``name`` (its aliases too); returns the class.
+
+    Examples
+    --------
+    >>> from hmodels.families import FAMILIES
+    >>> sorted(FAMILIES)[:3]
+    ['bernoulli', 'binomial', 'gaussian']
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Family)):
+        raise FamilyError(f"A family must be a subclass of hmodels.families.Family, got {cls!r}.")
+    if not cls.links or cls.default_link not in cls.links or any(lk not in LINKS for lk in cls.links):
+        raise FamilyError(f"Family {name!r} must list links among {', '.join(LINKS)} and a default among them.")
+    FAMILIES[name] = cls
+    for a in cls.aliases:
+        _ALIASES[a] = name
+    return cls
+
+
+def unregister_family(name: str) -> None:
+    """Remove a family (and its aliases) from the registry (for tests of toy families)."""
+    cls = FAMILIES.pop(name, None)
+    for a in getattr(cls, "aliases", ()):
+        _ALIASES.pop(a, None)
+
+
+for _name, _cls in (("gaussian", Gaussian), ("student_t", StudentT), ("bernoulli", Bernoulli),
+                    ("binomial", Binomial), ("poisson", Poisson), ("negativebinomial", NegativeBinomial)):
+    register_family(_name, _cls)
+
+
+def family_link_pairs() -> list[tuple[str, str]]:
+    """Every registered (family, link) pair, for tests generated from the registry.
+
+    Examples
+    --------
+    >>> ("student_t", "log") in family_link_pairs()
+    True
+    """
+    return [(name, link) for name, cls in FAMILIES.items() for link in cls.links]
+
+
+def get_family(name: str | Family, link: str | None = None) -> Family:
+    """Look up a family by name (with common aliases) and check its link.
+
+    Parameters
+    ----------
+    name : str or Family
+        Family name, e.g. ``"gaussian"``, ``"binomial"``, ``"negativebinomial"``.
+    link : str, optional
+        Link function; the family's default when omitted.
+
+    Returns
+    -------
+    Family
+
+    Raises
+    ------
+    FamilyError
+        Unknown family, or a link the family does not support.
+
+    Examples
+    --------
+    >>> get_family("poisson")
+    Family(name='poisson', link='log')
+    """
+    if isinstance(name, Family):
+        if link is None or link == name.link:
+            return name
+        name = name.name
+    key = str(name).lower().replace("-", "_").replace(" ", "_")
+    key = _ALIASES.get(key.replace("_", ""), _ALIASES.get(key, key))
+    if key not in FAMILIES:
+        raise FamilyError(
+            f"Unknown family {name!r}. Use one of: {', '.join(FAMILIES)}.{closest(str(name), FAMILIES)}"
+        )
+    cls = FAMILIES[key]
+    link = cls.default_link if link is None else str(link).lower()
+    if link not in cls.links:
+        raise FamilyError(
+            f"Family {key!r} does not support link {link!r}; supported links: {', '.join(cls.links)}."
+        )
+    return cls(key, link)
+
+
+def inverse_link(link: str, eta):
+    """Mean from the linear predictor, as a PyTensor expression."""
+    return get_link(link).inverse_pt(eta)
+
+
+def inverse_link_numpy(link: str, eta: np.ndarray) -> np.ndarray:
+    """Mean from the linear predictor, for NumPy arrays (posterior draws)."""
+    return get_link(link).inverse(eta)
