@@ -37,6 +37,7 @@ from .plan import FitPlan
 from .prior_compare import compare_priors
 from .priors import (
     LKJ,
+    Beta,
     Cauchy,
     Exponential,
     Gamma,
@@ -63,7 +64,7 @@ __all__ = [
     "RandomSlope", "Estimates",
     "parse_formula", "make_design", "load", "compare", "datasets", "families", "priors", "sampling",
     "Normal", "StudentT", "Cauchy", "Laplace", "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
-    "InverseGamma", "LogNormal", "Uniform", "LKJ",
+    "InverseGamma", "LogNormal", "Uniform", "Beta", "LKJ",
     "HModelsError", "SpecificationError", "FormulaError", "DataError", "MissingColumnError", "PriorError",
     "FamilyError", "SamplingError", "FitFileError", "ConvergenceWarning",
     "DataWarning",

@@ -9,11 +9,17 @@ log-likelihood when asked, and the plain-language convergence warnings.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ConvergenceWarning
 from .fit import Fit
+
+if TYPE_CHECKING:  # annotations only
+    from .model import Model
+    from .plan import BackendResult, FitPlan
+    from .sampling import SamplerSettings
 
 __all__ = ["assemble_fit", "cor_blocks", "observed_name"]
 
@@ -48,7 +54,7 @@ def cor_blocks(f) -> list[tuple[str, list[str]]]:
     return out
 
 
-def design_meta(model, plan) -> dict:
+def design_meta(model: Model, plan: FitPlan) -> dict:
     """The plain-data description of the design and of how it was sampled (``fit.meta``)."""
     d = model.design
     return {
@@ -72,7 +78,8 @@ def design_meta(model, plan) -> dict:
     }
 
 
-def assemble_fit(model, result, settings, log_likelihood: bool = False, timing: dict | None = None) -> Fit:
+def assemble_fit(model: Model, result: BackendResult, settings: SamplerSettings, log_likelihood: bool = False,
+                 timing: dict | None = None) -> Fit:
     """Build the :class:`~hmodels.fit.Fit` of a backend's result (one path for every backend).
 
     Parameters
@@ -121,6 +128,7 @@ def assemble_fit(model, result, settings, log_likelihood: bool = False, timing: 
         "coefficients_integrated": bool(plan.integrate_coefficients and plan.backend == "engine"),
         "mass_matrix": plan.mass_matrix if plan.backend == "engine" else "diag",
         "plan": plan.to_dict(),
+        "prior_only": False,
         **result.facts,
     })
     fit = Fit(xr.DataTree.from_dict(groups), model.spec, model.priors, settings, meta,

@@ -94,6 +94,8 @@ def coefficient_scales(design) -> tuple[float, np.ndarray]:
 
     fam = get_family(design.spec.family, design.spec.link)
     y = np.asarray(design.y, dtype=float)
+    on_link = fam.link_scale_response(y, "") if fam.link == "identity" else None
+    y = np.asarray(on_link[0], dtype=float) if on_link else y  # the lognormal: log y
     s_y = float(np.std(y)) if fam.link == "identity" and len(y) > 1 else 1.0
     s_y = s_y if np.isfinite(s_y) and s_y > 0 else 1.0
     X = design.X
@@ -102,7 +104,8 @@ def coefficient_scales(design) -> tuple[float, np.ndarray]:
     return s_y, out
 
 
-def build_model(design, priors: PriorTable, centered=False, collapse: str | None = None) -> BuiltModel:
+def build_model(design, priors: PriorTable, centered=False, collapse: str | None = None,
+                prior_only: bool = False) -> BuiltModel:
     """Build the PyMC model.
 
     Parameters
@@ -118,6 +121,9 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
         evaluated on the residual ``y - eta`` row by row (no cross-products of the raw response, so
         the location of the data cannot cost precision). ``sd_<collapse>`` and ``cor_<collapse>``
         are sampled; its effects are drawn afterwards (:func:`hmodels.pymc_backend.sample_pymc`).
+    prior_only : bool
+        Leave the likelihood out: the model's draws are then draws from the priors (brms's
+        ``sample_prior = "only"``).
 
     Returns
     -------
@@ -162,7 +168,7 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
             else:
                 eta = eta + (pt.as_tensor_variable(Z) * r[codes]).sum(axis=1)
         if collapsed is None:
-            _likelihood(design, fam, eta, by_param, built.observed, pm, pt)
+            _likelihood(design, fam, eta, by_param, built.observed, pm, pt, prior_only=prior_only)
         else:
             _collapsed_likelihood(design, *collapsed, eta, by_param, pm, pt)
     built.model = model
@@ -338,7 +344,7 @@ def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
                  -0.5 * (n * np.log(2 * np.pi) + logdet_noise + logdet + s * eOe - s**2 * quad))
 
 
-def _likelihood(design, fam, eta, by_param, obs, pm, pt):
+def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = False):
     """The family's own parameters (with their priors) and its observed likelihood (the family owns it)."""
     aux = {}
     for a in fam.aux:
@@ -346,4 +352,5 @@ def _likelihood(design, fam, eta, by_param, obs, pm, pt):
             continue
         p = by_param[a]
         aux[a] = p.pymc_class()(a, **p.params)
-    fam.pymc_likelihood(obs, eta, aux, design.y, trials=design.trials, se=design.se)
+    if not prior_only:
+        fam.pymc_likelihood(obs, eta, aux, design.y, trials=design.trials, se=design.se)

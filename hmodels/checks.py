@@ -19,7 +19,7 @@ import pandas as pd
 
 from .errors import SpecificationError
 from .families import FAMILIES
-from .linpred import fit_design, linear_predictor, mean_draws, pointwise_loglik, simulate_response
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, pointwise_loglik, simulate_response
 
 __all__ = ["PPCResult", "ppc", "Overdispersion", "overdispersion", "quantile_residuals", "residuals",
            "group_influence", "EXTREME"]
@@ -262,7 +262,8 @@ def _variance_function(fit, design, mu, idx=None):
     if not fam.discrete:
         raise SpecificationError(
             f"The overdispersion check is for count and binomial families (poisson, negativebinomial, binomial, "
-            f"bernoulli), not {fam.name!r}; for a continuous outcome look at fit.ppc() and the residuals."
+            f"bernoulli, and their zero-inflated, hurdle and beta-binomial versions), not {fam.name!r}; for a "
+            "continuous outcome look at fit.ppc() and the residuals."
         )
     aux = {}
     for a in fam.aux:
@@ -272,12 +273,24 @@ def _variance_function(fit, design, mu, idx=None):
     return fam.variance(mu, aux, trials=trials)
 
 
+def _flat_aux(fit, idx=None) -> dict:
+    """The family's parameters as (draws, 1) arrays, draws flattened as :func:`_replicates` (``idx`` selects)."""
+    out = {}
+    for a, v in aux_draws(fit).items():
+        v = v.reshape(-1, 1)
+        out[a] = v if idx is None else v[idx]
+    return out
+
+
 def overdispersion(fit, seed: int = 0, draws: int | None = None, alpha: float = 0.05) -> Overdispersion:
     """Check whether the outcome is more variable than the family allows (Pearson discrepancy check).
 
-    Per draw, ``D(y) = sum_i (y_i - E_i)² / V_i`` with the draw's fitted means ``E_i`` (group
-    effects included) and the family's variance ``V_i``, against the same discrepancy of a
-    replicated data set (Gelman, Meng & Stern 1996).
+    Per draw, ``D(y) = sum_i (y_i - E_i)² / V_i`` with the draw's expected outcomes ``E_i`` (group
+    effects included; zero-inflation and hurdles too) and the family's variance ``V_i``, against the
+    same discrepancy of a replicated data set (Gelman, Meng & Stern 1996). Families with a
+    dispersion parameter of their own (negativebinomial, beta_binomial, ...) are checked against
+    the dispersion they estimated; :attr:`~hmodels.families.Family.dispersion_checkable` says
+    whether a report runs the check.
 
     Parameters
     ----------
@@ -301,22 +314,20 @@ def overdispersion(fit, seed: int = 0, draws: int | None = None, alpha: float = 
     design, eta, rep, idx = _replicates(fit, seed, draws)
     mu = mean_draws(fit, eta)
     y = np.asarray(design.y, dtype=float)
-    expected = mu * np.asarray(design.trials, dtype=float) if design.trials is not None else mu
-    V = np.maximum(_variance_function(fit, design, mu, idx), 1e-12)
+    V = np.maximum(_variance_function(fit, design, mu, idx), 1e-12)  # refuses continuous families
+    expected = fit.family.response_mean(mu, _flat_aux(fit, idx), trials=design.trials)
     d_obs = ((y - expected) ** 2 / V).sum(axis=1)
     d_rep = ((rep - expected) ** 2 / V).sum(axis=1)
     ratio = d_obs / d_rep
     p = float((d_rep >= d_obs).mean())
     over, under = p < alpha, p > 1 - alpha
     fam = fit.family.name
+    alternative = fit.family.overdispersed_alternative
     r = float(ratio.mean())
     if over:
-        if fam == "poisson":
-            hint = ("Use family='negativebinomial', or add an observation-level random effect "
+        if alternative is not None:
+            hint = (f"Use family='{alternative}', or add an observation-level random effect "
                     "(a column with one level per row, e.g. (1 | obs_id)).")
-        elif fam == "binomial":
-            hint = ("Add an observation-level random effect (a column with one level per row, "
-                    "e.g. (1 | obs_id)) to allow beta-binomial-like extra variation.")
         else:
             hint = "Add the grouping or predictors that explain the extra variation."
         msg = (f"The data are overdispersed for the {fam} family: the Pearson dispersion is {r:.2f} times "
@@ -373,10 +384,17 @@ def residuals(fit, seed: int = 0) -> pd.DataFrame:
     mu = mean_draws(fit, linear_predictor(fit, design))
     y = np.asarray(design.y, dtype=float)
     ys = _response_scale(design, y)
-    fitted = mu.mean(axis=(0, 1))
     fam = fit.family
+    fitted = np.asarray(fam.response_mean(mu, aux_draws(fit)), dtype=float).mean(axis=(0, 1))  # per trial
     if not fam.discrete:
-        scale = design.se if design.se is not None else float(np.asarray(fit.draws["sigma"].values).mean())
+        if design.se is not None:
+            scale = design.se
+        elif "sigma" in fam.aux and fam.link_scale_response(y, "") is None:  # gaussian-type: the residual SD
+            scale = float(np.asarray(fit.draws["sigma"].values).mean())
+        else:  # the family's variance at each row's fitted location
+            V = np.asarray(fam.variance(mu, aux_draws(fit)), dtype=float)
+            V = np.where(np.isfinite(V), V, np.nan)
+            scale = np.sqrt(np.maximum(np.nanmean(V.reshape(-1, V.shape[-1]), axis=0), 1e-300))
         pearson = (ys - fitted) / scale
     else:
         mu_flat = mu.reshape(-1, mu.shape[-1])

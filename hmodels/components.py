@@ -19,7 +19,15 @@ Variances (Nakagawa & Schielzeth 2013; Johnson 2014; Nakagawa, Johnson & Schielz
                               ``"trigamma"``: ``psi1(lambda)``; ``"delta"``: ``1/lambda``)
   negativebinomial (log)      ``ln(1 + 1/lambda + 1/alpha)`` (``"trigamma"``:
                               ``psi1(1 / (1/lambda + 1/alpha))``; ``"delta"``: ``1/lambda + 1/alpha``)
+  gamma (log)                 ``ln(1 + 1/shape)`` (``"trigamma"``: ``psi1(shape)``, the exact
+                              variance of ``log y``; ``"delta"``: ``1/shape``)
+  lognormal                   ``sigma²`` (the residual variance of ``log y``)
+  weibull / exponential (log) ``pi²/(6 shape²)`` / ``pi²/6`` (the variance of ``log y``)
   ==========================  ==========================================================
+
+  Not defined (:class:`~hmodels.errors.FamilyError`; Bayesian R² is): gaussian/student_t with a
+  log link, gamma with an inverse or identity link, beta, beta_binomial, and the zero-inflated
+  and hurdle families (two processes make the outcome).
 
   where ``lambda`` is the marginal expected count, ``mean_i exp(x_i b + v_i / 2)`` with ``v_i``
   the group-effect variance of row ``i`` (Nakagawa et al. 2017 use ``exp(b0 + sd²/2)``, the same
@@ -153,6 +161,9 @@ def icc(fit, prob: float = 0.95, method: str = "lognormal") -> pd.DataFrame:
 
 def _residual_label(fit, method):
     fam = fit.family
+    own = fam.latent_label(method)
+    if own is not None:
+        return own
     if fam.latent_variance is not None:
         return f"latent {fam.link}: {fam.latent_variance:.4g}"
     if fam.link == "log":
@@ -166,10 +177,12 @@ def bayes_r2_draws(fit, groups: str = "include") -> np.ndarray:
     eta = linear_predictor(fit, design, groups=groups)
     mu = mean_draws(fit, eta)
     fam = fit.family
-    res = np.broadcast_to(fam.variance(mu, aux_draws(fit), trials=design.trials, se=design.se), mu.shape)
-    if design.trials is not None:  # the variance of the proportion, the scale of mu
+    aux = aux_draws(fit)
+    res = np.broadcast_to(fam.variance(mu, aux, trials=design.trials, se=design.se), mu.shape)
+    if design.trials is not None:  # the variance of the proportion, the scale of the expected outcome per trial
         res = res / np.asarray(design.trials, dtype=float) ** 2
-    var_fit = mu.var(axis=-1, ddof=1)
+    expected = np.broadcast_to(fam.response_mean(mu, aux), mu.shape)  # per trial; with zero-inflation, ...
+    var_fit = expected.var(axis=-1, ddof=1)
     var_res = res.mean(axis=-1)
     return var_fit / (var_fit + var_res)
 
@@ -253,8 +266,9 @@ def shrinkage(fit, factor: str) -> pd.DataFrame:
     y = np.asarray(design.y, dtype=float)
     w = np.asarray(design.trials, dtype=float) if design.trials is not None else np.ones_like(y)
     resp = y / w if design.trials is not None else y
-    mu = mean_draws(fit, linear_predictor(fit, design, groups="include"))
-    mu0 = mean_draws(fit, linear_predictor(fit, design, groups="exclude"))
+    aux = aux_draws(fit)  # expected outcomes (per trial for binomial): zero-inflation, lognormal means, ...
+    mu = fit.family.response_mean(mean_draws(fit, linear_predictor(fit, design, groups="include")), aux)
+    mu0 = fit.family.response_mean(mean_draws(fit, linear_predictor(fit, design, groups="exclude")), aux)
     rows = []
     for i, level in enumerate(fd.levels):
         m = fd.codes == i

@@ -17,7 +17,7 @@ import pandas as pd
 from formulae.categorical import ENCODINGS
 from formulae.environment import Environment
 
-from .errors import DataError, DataWarning, MissingColumnError, SpecificationError, closest
+from .errors import DataError, DataWarning, MissingColumnError, SpecificationError, closest, row_labels
 from .families import get_family
 from .spec import ModelSpec
 
@@ -176,20 +176,6 @@ def _vars(expr: str, known=frozenset()) -> list[str]:
 def _is_column_name(name: str) -> bool:
     """Whether a name formulae reports in a term refers to data (not a literal, an encoding or ``np.<name>``)."""
     return bool(name) and name not in ENCODINGS and not ("." in name and name.split(".")[0] in ("np", "numpy"))
-
-
-def row_labels(labels, mask) -> str:
-    """``"3 rows (index 4, 9, 12)"``: how many rows ``mask`` selects and the first few index labels.
-
-    Examples
-    --------
-    >>> row_labels(np.array([10, 11, 12]), np.array([False, True, True]))
-    '2 rows (index 11, 12)'
-    """
-    pos = np.flatnonzero(mask)
-    shown = ", ".join(str(labels[i]) for i in pos[:5])
-    more = ", ..." if len(pos) > 5 else ""
-    return f"{len(pos)} row{'' if len(pos) == 1 else 's'} (index {shown}{more})"
 
 
 def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> Design:
@@ -433,6 +419,7 @@ def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | 
                 f"The standard-error column {spec.se!r} must be positive; found {se[se <= 0][:3]} in "
                 f"{row_labels(labels, se <= 0)}."
             )
+    family.check_response(y, col, labels)  # the family's own support (positive, inside (0, 1), ...)
     _check_outcome_information(spec, family, y, trials, labels)
     return y, trials, se
 

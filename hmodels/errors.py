@@ -77,6 +77,21 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
 
 
+def row_labels(labels, mask) -> str:
+    """``"3 rows (index 4, 9, 12)"``: how many rows ``mask`` selects and the first few index labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> row_labels(np.array([10, 11, 12]), np.array([False, True, True]))
+    '2 rows (index 11, 12)'
+    """
+    pos = [i for i, m in enumerate(mask) if m]
+    shown = ", ".join(str(labels[i]) for i in pos[:5])
+    more = ", ..." if len(pos) > 5 else ""
+    return f"{len(pos)} row{'' if len(pos) == 1 else 's'} (index {shown}{more})"
+
+
 class ConvergenceWarning(UserWarning):
     """The sampler reported a problem (divergences, R-hat, low ESS); the message gives the remedy."""
 

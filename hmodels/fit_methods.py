@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 from . import checks, comparison, components, diagnostics, interpret, io, plots, predict, prior_checks, report
+from . import update as _update
 from .fit import Fit
 
 __all__ = ["METHODS"]
@@ -37,6 +38,7 @@ METHODS = {
     "loo": comparison.loo,
     "kfold": comparison.kfold,
     "save": io.save,
+    "update": _update.update,
     "plot_effects": plots.plot_effects,
     "plot_groups": plots.plot_groups,
     "plot_trajectories": plots.plot_trajectories,

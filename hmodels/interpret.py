@@ -68,7 +68,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import DataError, DataWarning, MissingColumnError, SpecificationError, closest
-from .linpred import fit_design, linear_predictor, mean_draws
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws
 from .summary import summarise_draws
 
 __all__ = ["Estimates", "coef", "coef_draws", "parameter_draws", "hypothesis", "reference_grid", "marginal_means",
@@ -832,6 +832,23 @@ def _chol(S: np.ndarray) -> np.ndarray:
         return V * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
 
 
+def _expected(fit, eta: np.ndarray) -> np.ndarray:
+    """Expected outcome per draw at linear predictor ``eta`` (chain, draw, ...): the family's response mean.
+
+    Zero-inflated and hurdle families scale their location by the share of non-structural zeros;
+    the lognormal's mean is ``exp(mu + sigma^2 / 2)``.
+    """
+    aux = {k: v.reshape(v.shape[:2] + (1,) * (eta.ndim - 2)) for k, v in aux_draws(fit).items()}
+    return fit.family.response_mean(mean_draws(fit, eta), aux)
+
+
+def _location_is_mean(fam) -> bool:
+    """The expected outcome is the inverse link itself (the family does not override ``response_mean``)."""
+    from .families import Family
+
+    return type(fam).response_mean is Family.response_mean
+
+
 def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: str = "quadrature",
                n_points: int | None = None, seed: int | None = 0) -> np.ndarray:
     """Expected outcome (or linear predictor) per draw and grid row, (chain, draw, rows), per ``groups``."""
@@ -839,10 +856,11 @@ def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: st
     eta0 = linear_predictor(fit, design, groups="exclude")
     factors = design.factors
     if groups == "exclude" or not factors:
-        return eta0 if scale == "link" else mean_draws(fit, eta0)
+        return eta0 if scale == "link" else _expected(fit, eta0)
     if groups == "marginalize":
-        if scale == "link" or fit.family.link == "identity":  # E[h(eta + e)] = h(eta): nothing to integrate
-            return eta0 if scale == "link" else mean_draws(fit, eta0)
+        if scale == "link" or (fit.family.link == "identity" and _location_is_mean(fit.family)):
+            # E[h(eta + e)] = h(eta): nothing to integrate
+            return eta0 if scale == "link" else _expected(fit, eta0)
         out = np.empty_like(eta0)
         if integration == "quadrature":
             v = np.zeros_like(eta0)
@@ -850,12 +868,12 @@ def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: st
                 S = _factor_cov(fit, fd.factor, fd.terms)
                 v = v + np.einsum("gj,cdjk,gk->cdg", fd.Z, S, fd.Z, optimize=True)
             v = np.clip(v, 0.0, None)
-            if fit.family.link == "log":  # lognormal mean, in closed form
+            if fit.family.link == "log" and _location_is_mean(fit.family):  # lognormal mean, closed form
                 return np.exp(eta0 + v / 2)
             nodes, weights = _normal_rule(float(np.sqrt(v.max())), n_points)
             sv = np.sqrt(v)
             for g in range(eta0.shape[-1]):
-                out[..., g] = mean_draws(fit, eta0[..., g, None] + sv[..., g, None] * nodes) @ weights
+                out[..., g] = _expected(fit, eta0[..., g, None] + sv[..., g, None] * nodes) @ weights
             return out
         rng = np.random.default_rng(seed)
         m = n_points or N_MONTECARLO
@@ -866,7 +884,7 @@ def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: st
             u.append(np.einsum("cdkj,mj->cdmk", L, z, optimize=True))
         for g in range(eta0.shape[-1]):
             e = sum(np.einsum("cdmk,k->cdm", uf, fd.Z[g]) for uf, fd in zip(u, factors))
-            out[..., g] = mean_draws(fit, eta0[..., g, None] + e).mean(axis=-1)
+            out[..., g] = _expected(fit, eta0[..., g, None] + e).mean(axis=-1)
         return out
     # include: average over the observed (combinations of) levels of the fitted group-specific predictions
     fitted = fit_design(fit)
@@ -877,7 +895,7 @@ def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: st
     for g in range(eta0.shape[-1]):
         eta = eta0[..., g, None] + sum(np.einsum("cdlk,k->cdl", rf, fd.Z[g])[..., combos[:, i]]
                                        for i, (rf, fd) in enumerate(zip(r, factors)))
-        out[..., g] = eta.mean(axis=-1) if scale == "link" else mean_draws(fit, eta).mean(axis=-1)
+        out[..., g] = eta.mean(axis=-1) if scale == "link" else _expected(fit, eta).mean(axis=-1)
     return out
 
 

@@ -7,13 +7,13 @@ import os
 import pandas as pd
 
 from .build import build_model
-from .design import make_design
+from .design import Design, make_design
 from .errors import SpecificationError
-from .families import get_family
+from .families import Family, get_family
 from .formula import parse_formula
 from .parameterisation import resolve_centering
 from .plan import make_plan
-from .priors.resolve import resolve_priors
+from .priors.resolve import PriorTable, resolve_priors
 from .sampling import check_fit_memory, check_settings
 from .spec import ModelSpec
 
@@ -34,13 +34,17 @@ class Model:
     data : pandas.DataFrame
     family : str
         ``gaussian`` (default), ``student_t``, ``bernoulli``, ``binomial``, ``poisson``,
-        ``negativebinomial``. Ignored when ``formula`` is a ModelSpec (it carries its family).
+        ``negativebinomial`` (compiled engine); ``gamma``, ``lognormal``, ``beta``, ``beta_binomial``,
+        ``zero_inflated_poisson``, ``zero_inflated_negativebinomial``, ``hurdle_poisson``,
+        ``hurdle_negativebinomial``, ``exponential``, ``weibull`` (PyMC graph; see
+        :data:`hmodels.families.FAMILIES`). Ignored when ``formula`` is a ModelSpec (it carries its family).
     link : str, optional
         Link function; the family's default when omitted.
     priors : dict or str, optional
         Priors by parameter key — a term (``"Days"``), a class (``"Intercept"``, ``"fixed"``,
         ``"sd"``, ``"sd(Subject)"``, ``"sd(Subject, Days)"``, ``"cor"``, ``"cor(Subject)"``,
-        ``"sigma"``, ``"nu"``, ``"alpha"``) — or the name/path of a prior set.
+        ``"sigma"``, ``"nu"``, ``"alpha"``, ``"shape"``, ``"phi"``, ``"zi"``, ``"hu"``: the family's own
+        parameters) — or the name/path of a prior set.
     prior_set : str, optional
         Named prior set under ``priors`` (default: ``"default"``, data-scaled weakly informative).
     centered : "auto", bool or dict
@@ -63,6 +67,11 @@ class Model:
     ('Subject',)
     >>> fit = model.fit(draws=200, tune=200, chains=2, seed=1, progressbar=False)  # doctest: +SKIP
     """
+
+    spec: ModelSpec
+    family: Family
+    design: Design
+    priors: PriorTable
 
     def __init__(self, formula, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
                  priors=None, prior_set: str | None = None, centered="auto", intercept_prior: str = "centered",
@@ -145,7 +154,7 @@ class Model:
 
     def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
             seed: int | None = None, target_accept: float | None = None, sampler: str | None = None,
-            progressbar: bool = True, log_likelihood: bool = False, method: str = "auto"):
+            progressbar: bool = True, log_likelihood: bool = False, method: str = "auto", prior_only: bool = False):
         """Sample the posterior with NUTS.
 
         One policy (:func:`hmodels.plan.make_plan`) decides how, for every sampler; the backend
@@ -178,6 +187,10 @@ class Model:
             afterwards: the Fit holds the same variables either way. ``"auto"`` (default) and
             ``"collapsed"`` integrate out the factor with most effects; ``"joint"`` samples
             everything. Recorded in ``fit.meta["method"]`` and ``fit.meta["collapsed_factor"]``.
+        prior_only : bool
+            Sample the priors alone by NUTS (brms's ``sample_prior = "only"``): the PyMC graph without
+            its likelihood, every factor non-centred (the prior of a hierarchical model is a funnel
+            for centred effects). ``fit.meta["prior_only"]`` is True and the plan says so.
 
         Returns
         -------
@@ -199,7 +212,9 @@ class Model:
         cores = min(chains, os.cpu_count() or 1) if cores is None else cores
         settings = check_settings(sampler, draws, tune, chains, cores, seed, target_accept)
         check_fit_memory(self, settings, log_likelihood)  # refuse a request that cannot fit in memory
-        plan = make_plan(self, settings.sampler, method, settings.target_accept)
+        plan = make_plan(self, settings.sampler, "joint" if prior_only else method, settings.target_accept)
+        if prior_only:
+            return self._fit_prior_only(plan, settings, progressbar, log_likelihood, t0)
         if plan.backend == "engine":
             from .engine.fit import sample_engine
 
@@ -229,6 +244,29 @@ class Model:
         from .studies.pointfit import optimize_model
 
         return optimize_model(self, criterion)
+
+    def _fit_prior_only(self, plan, settings, progressbar, log_likelihood, t0):
+        """Draws from the priors by NUTS on the PyMC graph without its likelihood (see :meth:`fit`)."""
+        import time
+        from dataclasses import replace
+
+        from .assemble import assemble_fit
+        from .pymc_backend import sample_pymc
+
+        if log_likelihood:
+            raise SpecificationError("prior_only=True samples no likelihood; use log_likelihood=False.")
+        centering = dict.fromkeys((f.factor for f in self.design.factors), False)
+        built = build_model(self.design, self.priors, centering, prior_only=True)
+        followed = plan.for_backend("pymc")
+        plan = replace(followed, sampler=settings.sampler, centered=tuple(centering.items()),
+                       deviations=("prior_only: the PyMC graph without its likelihood, every factor non-centred",
+                                   *followed.deviations))
+        build_s = time.perf_counter() - t0
+        result = sample_pymc(built, self.design, plan, settings, self.family.aux, progressbar=progressbar)
+        fit = assemble_fit(self, result, settings, timing={"build_s": build_s})
+        fit.meta["prior_only"] = True
+        fit.timing["total_s"] = time.perf_counter() - t0
+        return fit
 
     # -- priors (issue 4: hmodels.prior_checks)
     def explain_priors(self, prob: float = 0.95, draws: int = 4000, seed: int | None = 0):

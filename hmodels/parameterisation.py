@@ -9,7 +9,9 @@ centred form is the easy one (Papaspiliopoulos, Roberts & Sköld 2007; Betancour
 The deciding quantity is how informative a level's data are about each of its effects, relative
 to the population distribution: ``ratio = tau_t^2 / v_lt``, where ``v_lt`` is the sampling
 variance of level ``l``'s own estimate of term ``t`` (weighted least squares on the working
-response of one IRLS step, so the same rule serves gaussian, binomial and count models) and
+response of one IRLS step, so the same rule serves gaussian, binomial and count models; positive and
+unit-interval continuous outcomes — gamma, lognormal, beta, ... — by least squares on the outcome
+mapped onto the link scale, ``g(y)``) and
 ``tau_t^2`` a moment estimate of the between-level variance of that term (``var_l`` of the
 estimates minus their mean sampling variance, floored at 0). ``centered="auto"`` centres a factor
 when, for every one of its terms, the median ratio over levels is at least :data:`CENTRE_AT`;
@@ -37,14 +39,23 @@ __all__ = ["resolve_centering", "information_ratios", "CENTRE_AT"]
 CENTRE_AT = 2.0
 
 
+def _unit_weights(design) -> bool:
+    """The working residuals have unit weights, rescaled by the within-level residual variance later."""
+    fam = get_family(design.spec.family, design.spec.link)
+    on_link = fam.link_scale_response(np.asarray(design.y, dtype=float), "")
+    return design.se is None and (fam.link == "identity" or on_link is not None)
+
+
 def _working(design):
     """Working residuals r = (y - mu) / mu'(eta) and weights w = mu'^2 / Var(y) of a pooled GLM fit."""
     fam = get_family(design.spec.family, design.spec.link)
     y = np.asarray(design.y, dtype=float)
     X = design.X if design.X.shape[1] else np.ones((len(y), 1))
-    if fam.link == "identity":
-        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-        r = y - X @ beta
+    on_link = fam.link_scale_response(y, "")  # g(y) for positive / unit-interval continuous outcomes
+    if fam.link == "identity" or on_link is not None:
+        z = y if on_link is None else on_link[0]
+        beta, *_ = np.linalg.lstsq(X, z, rcond=None)
+        r = z - X @ beta
         if design.se is not None:
             return r, 1.0 / design.se**2
         return r, np.ones(len(y))  # rescaled by the within-level residual variance later
@@ -135,7 +146,7 @@ def information_ratios(design, collapsed: str | None = None) -> dict[str, float]
             est, var = _level_fits(f, r - others, w)
             fits[f.factor] = np.nan_to_num(est)
             results[f.factor] = (est, var)
-    if design.spec.link == "identity" and design.se is None:
+    if _unit_weights(design):
         # sampling variances in units of the residual variance left by every factor's level fits
         fitted = sum(((f.Z * fits[f.factor][f.codes]).sum(axis=1) for f in design.factors), np.zeros_like(r))
         dof = len(r) - sum(f.n_levels * f.Z.shape[1] for f in design.factors)

@@ -33,11 +33,15 @@ Examples
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import SpecificationError
 from .families import get_family
+
+if TYPE_CHECKING:  # annotations only
+    from .model import Model
 
 __all__ = ["FitPlan", "make_plan", "collapse_plan", "auto_target_accept", "mass_matrix_adaptation", "METHODS",
            "BACKENDS", "LOW_RANK_MAX_DIM", "TARGET_ACCEPT", "LARGE_DIM"]
@@ -194,7 +198,7 @@ class FitPlan:
         return replace(self, sampler=sampler, backend=backend, deviations=tuple(dev))
 
 
-def make_plan(model, sampler: str, method: str = "auto", target_accept: float | None = None) -> FitPlan:
+def make_plan(model: Model, sampler: str, method: str = "auto", target_accept: float | None = None) -> FitPlan:
     """Decide how ``model`` is sampled (the one policy; see the module docstring).
 
     Parameters

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MissingColumnError, SpecificationError, closest
-from .linpred import fit_design, linear_predictor, mean_draws
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws
 
 __all__ = ["plot_effects", "plot_groups", "plot_trajectories", "plot_components", "plot_conditional"]
 
@@ -56,7 +56,7 @@ def _check_column(fit, column: str) -> None:
 def _observed(fit) -> tuple[np.ndarray, str]:
     """Observed outcome on the response scale (a proportion for binomial) and its axis label."""
     d = fit_design(fit)
-    if fit.family.name == "binomial" and d.trials is not None:
+    if fit.family.outcome == "binomial" and d.trials is not None:
         return d.y / d.trials, f"{fit.spec.response} / {fit.spec.trials}"
     return np.asarray(d.y, dtype=float), str(fit.spec.response)
 
@@ -236,8 +236,9 @@ def plot_trajectories(fit, x: str, by: str, prob: float = 0.95, levels=None, nco
             raise SpecificationError(f"Level(s) {', '.join(map(repr, unknown))} of {by!r} are not in the data."
                                      f"{closest(unknown[0], all_levels)}")
     y, ylabel = _observed(fit)
-    mu = mean_draws(fit, linear_predictor(fit, groups="include"))
-    mu_pop = mean_draws(fit, linear_predictor(fit, groups="exclude")).mean(axis=(0, 1))
+    aux = aux_draws(fit)  # expected outcomes: zero-inflation, lognormal means, ...
+    mu = fit.family.response_mean(mean_draws(fit, linear_predictor(fit, groups="include")), aux)
+    mu_pop = fit.family.response_mean(mean_draws(fit, linear_predictor(fit, groups="exclude")), aux).mean(axis=(0, 1))
     fig, axes = _grid(len(levels), ncols)
     for ax, lv in zip(axes, levels):
         idx = np.flatnonzero(group == lv)
@@ -345,7 +346,7 @@ def _conditional_mu(fit, data: pd.DataFrame, ref: dict, columns: dict) -> np.nda
             if isinstance(col.dtype, pd.CategoricalDtype) else values
     X = _population_X(fit, grid)
     b = np.asarray(fit.draws["b"].transpose("chain", "draw", "term").values)
-    return mean_draws(fit, np.einsum("cdp,np->cdn", b, X))
+    return fit.family.response_mean(mean_draws(fit, np.einsum("cdp,np->cdn", b, X)), aux_draws(fit))
 
 
 def plot_conditional(fit, x: str, prob: float = 0.95, n_points: int = 50, data_points: bool = True,

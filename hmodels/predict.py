@@ -29,7 +29,7 @@ import xarray as xr
 
 from .design import FORMULA_ENV, Design, FactorDesign, check_finite, row_labels, used_columns
 from .errors import DataError, MissingColumnError, SpecificationError, closest
-from .linpred import fit_design, linear_predictor, mean_draws, simulate_response
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, simulate_response
 
 __all__ = ["Prediction", "predict", "new_design", "new_level_effects"]
 
@@ -172,8 +172,8 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     eta = linear_predictor(fit, design, groups="exclude" if groups == "exclude" else "include", effects=effects)
     if kind == "link":
         values = eta
-    elif kind == "mean":
-        values = mean_draws(fit, eta)
+    elif kind == "mean":  # the expected outcome (zero-inflation, hurdles, the lognormal's exp(mu + sigma^2/2))
+        values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit))
     else:
         values = simulate_response(fit, eta, design, seed=s_response)
     c, d = values.shape[:2]

@@ -155,7 +155,11 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
         implies, ilo, ihi = "", float("nan"), float("nan")
         if slot.cls == "Intercept":
             mu = inverse_link_numpy(fam.link, x)
-            what = {"identity": f"mean {resp}", "log": f"mean {resp}"}.get(fam.link, f"probability of {resp}")
+            what = {"identity": f"mean {resp}", "log": f"mean {resp}", "inverse": f"mean {resp}"}.get(
+                fam.link, f"probability of {resp}")
+            on_link = fam.link_scale_response(np.ones(1), resp)  # the lognormal's mu: the mean of log(y)
+            if fam.link == "identity" and on_link is not None:
+                what = f"mean {on_link[1]}"
             at = " at average predictors" if len(design.fixed_terms) > 1 and model.intercept_prior == "centered" else ""
             implies = f"{what}{at}"
             ilo, ihi = _interval(mu, prob)
@@ -177,12 +181,8 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
             ilo, ihi = _interval(dev, prob)
         elif slot.cls == "cor":
             implies, (ilo, ihi) = "one correlation between group effects", (plo, phi)
-        elif slot.cls == "sigma":
-            implies, (ilo, ihi) = f"residual SD of {resp}", (plo, phi)
-        elif slot.cls == "nu":
-            implies, (ilo, ihi) = "Student-t degrees of freedom (large = normal tails)", (plo, phi)
-        elif slot.cls == "alpha":
-            implies, (ilo, ihi) = "negative-binomial shape (small = strong overdispersion)", (plo, phi)
+        elif slot.cls in fam.aux:  # the family's own parameters (sigma, nu, alpha, shape, zi, ...), in its words
+            implies, (ilo, ihi) = fam.aux_spec(slot.cls).meaning.format(response=resp), (plo, phi)
         rows.append(dict(parameter=slot.param, **{"class": slot.cls}, prior=repr(prior), source=r.source,
                          derived_from=r.derivation, rationale=r.rationale, prior_low=plo, prior_high=phi,
                          implies=implies, implied_low=ilo, implied_high=ihi))
@@ -358,8 +358,11 @@ def _as_fit(draws, model):
 def prior_predictive(model, draws: int = 500, seed: int | None = None) -> PriorPredictive:
     """Simulate parameters and outcomes from the priors and check they are plausible.
 
-    Runs ``pm.sample_prior_predictive`` on ``model.pymc_model`` and flags priors that put most
-    of their mass on impossible or implausible outcomes, in plain language:
+    Draws the parameters with ``pm.sample_prior_predictive`` on ``model.pymc_model``, the outcomes
+    with the family's own simulation (as the posterior predictive check does; a mean outside the
+    family's support, e.g. a negative gamma mean under an inverse link, gives an undefined outcome),
+    and flags priors that put most of their mass on impossible or implausible outcomes, in plain
+    language:
 
     - negative outcomes when every observed outcome is >= 0 (gaussian / Student-t families),
       flagged above ``THRESHOLDS["negative"]`` of the simulated outcomes;
@@ -389,9 +392,12 @@ def prior_predictive(model, draws: int = 500, seed: int | None = None) -> PriorP
     >>> pp.flagged  # doctest: +SKIP
     True
     """
-    from .linpred import aux_draws, linear_predictor
+    import xarray as xr
 
-    idata = _sample_prior(model.pymc_model, draws, seed)
+    from .linpred import aux_draws, linear_predictor, simulate_response
+
+    pmodel = model.pymc_model
+    idata = _sample_prior(pmodel, draws, seed, var_names=[v.name for v in (*pmodel.free_RVs, *pmodel.deterministics)])
     design = model.design
     fam = model.family
     resp = model.spec.response
@@ -399,7 +405,11 @@ def prior_predictive(model, draws: int = 500, seed: int | None = None) -> PriorP
     view = _as_fit(prior, model)
     with np.errstate(all="ignore"):
         eta = linear_predictor(view, design)
-        yrep = _stacked(idata["prior_predictive"][_obs_name(model)])
+        sim_seed = None if seed is None else [int(seed), 7919]
+        yrep = np.asarray(simulate_response(view, eta, design, seed=sim_seed), dtype=float)
+        idata["prior_predictive"] = xr.DataTree(xr.Dataset(
+            {_obs_name(model): (("chain", "draw", "obs"), yrep)},
+            coords={"chain": prior["chain"].values, "draw": prior["draw"].values, "obs": np.arange(design.n)}))
         y = np.asarray(design.y, dtype=float)
         rows, implied = [], {}
 

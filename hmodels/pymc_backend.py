@@ -13,10 +13,16 @@ graph for every new model, so it serves as an independent check of the engine.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .plan import BackendResult
+from .plan import BackendResult, FitPlan
+
+if TYPE_CHECKING:  # annotations only
+    from .build import BuiltModel
+    from .design import Design
+    from .sampling import SamplerSettings
 
 __all__ = ["sample_pymc", "draw_collapsed_effects"]
 
@@ -28,7 +34,8 @@ def _canonical_names(design, family_aux) -> set[str]:
     return names
 
 
-def sample_pymc(built, design, plan, settings, family_aux, progressbar: bool = True) -> BackendResult:
+def sample_pymc(built: BuiltModel, design: Design, plan: FitPlan, settings: SamplerSettings, family_aux,
+                progressbar: bool = True) -> BackendResult:
     """Sample a built PyMC model (:class:`~hmodels.build.BuiltModel`) following ``plan``.
 
     Parameters

@@ -270,6 +270,7 @@ def _check_names(spec: ModelSpec) -> None:
     owners: dict[str, tuple[str, str]] = {}
     aux = get_family(spec.family, spec.link).aux
     reserved = {k: v for k, v in _RESERVED.items() if k not in ("sigma", "nu", "alpha") or k in aux}
+    reserved.update({a: f"the {spec.family} parameter {a!r}" for a in aux if a not in reserved})
     reserved.update({f"b_{k}": "the population-level coefficients" for k in _PRIOR_KINDS})
     reserved.update({f"b_slopes_{k}": "the population-level slopes" for k in _PRIOR_KINDS})
     for name, what in reserved.items():
@@ -290,7 +291,7 @@ def _check_names(spec: ModelSpec) -> None:
                     f"the fitted posterior (one name cannot be both a variable and a dimension, or two "
                     f"variables). Rename the column {cols}, e.g. "
                     f"data = data.rename(columns={new!r}), and use the new name in the formula. Names hmodels "
-                    f"reserves: {', '.join(reserved_names())} (sigma, nu and alpha in families that have them); "
+                    f"reserves: {', '.join(reserved_names())} (and the family's parameters: sigma, shape, zi, ...); "
                     "a factor may also not be named sd_<factor>, r_<factor>, z_<factor>, cor_<factor> or "
                     "<factor>__term after another factor."
                 )

@@ -27,8 +27,6 @@ from hmodels.build import build_model
 from hmodels.engine.layout import EngineModel
 from hmodels.families import FAMILIES, Family, family_link_pairs, get_family, register_family, unregister_family
 
-AUX = {"sigma": 1.0, "nu": 8.0, "alpha": 3.0}
-
 
 @dataclass(frozen=True, repr=False)
 class Laplace(Family):
@@ -66,7 +64,7 @@ def toy_family():
 
 
 def _aux(fam, mu_scale=1.0):
-    out = {a: AUX[a] for a in fam.aux}
+    out = {a: fam.aux_spec(a).example for a in fam.aux}  # typical values the family declares
     if "sigma" in out and fam.link == "log":  # a positive outcome around exp(eta)
         out["sigma"] = 0.05 * mu_scale
     return out
@@ -79,8 +77,7 @@ def _data(fam, seed=0, n_groups=6, per_group=6):
     g = np.repeat([f"g{i}" for i in range(n_groups)], per_group)
     x = rng.normal(size=n)
     eta = 0.3 + 0.4 * x + rng.normal(0, 0.4, n_groups)[np.repeat(np.arange(n_groups), per_group)]
-    if fam.link == "log" and not fam.discrete:
-        eta = eta + 1.0
+    eta = eta + fam.example_eta  # well inside the family's support (a positive mean, ...)
     trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
     mu = fam.mean(eta)
     y = fam.simulate(rng, mu, _aux(fam, float(np.mean(mu))), trials=trials)
@@ -105,7 +102,7 @@ def check_loglik_matches_pymc(fam):
     import pytensor.tensor as pt
 
     rng = np.random.default_rng(1)
-    eta = rng.normal(0.2, 0.5, 25) + (1.0 if fam.link == "log" and not fam.discrete else 0.0)
+    eta = rng.normal(0.2, 0.5, 25) + fam.example_eta
     trials = rng.integers(3, 9, 25) if fam.outcome == "binomial" else None
     mu = fam.mean(eta)
     aux = _aux(fam, float(np.mean(mu)))
@@ -121,7 +118,7 @@ def check_loglik_matches_pymc(fam):
 def check_simulation_moments(fam):
     rng = np.random.default_rng(2)
     for eta0 in (-0.5, 0.7):
-        eta = np.full(200_000, eta0 + (1.0 if fam.link == "log" and not fam.discrete else 0.0))
+        eta = np.full(200_000, eta0 + fam.example_eta)
         trials = np.full(eta.shape, 7) if fam.outcome == "binomial" else None
         mu = fam.mean(eta)
         aux = _aux(fam, float(mu[0]))

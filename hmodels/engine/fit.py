@@ -10,16 +10,21 @@ mass matrix) on the :class:`~hmodels.engine.layout.EngineModel` of that plan, an
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import SamplingError
-from ..plan import BackendResult
+from ..plan import BackendResult, FitPlan
+
+if TYPE_CHECKING:  # annotations only
+    from ..sampling import SamplerSettings
+    from .layout import EngineModel
 
 __all__ = ["sample_engine"]
 
 
-def sample_engine(em, plan, settings, progressbar: bool = True) -> BackendResult:
+def sample_engine(em: EngineModel, plan: FitPlan, settings: SamplerSettings, progressbar: bool = True) -> BackendResult:
     """Sample an :class:`~hmodels.engine.layout.EngineModel` with nutpie, following ``plan``.
 
     Returns the canonical posterior (what was integrated out drawn exactly afterwards), the

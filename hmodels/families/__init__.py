@@ -4,9 +4,17 @@ A family class owns everything about its distribution — which links and parame
 outcome it accepts, its PyMC likelihood, its NumPy log-likelihood, mean, variance and simulation,
 the code of its C kernel in the compiled engine, the kind of posterior predictive plot that suits
 it and its latent-scale variance — so downstream modules ask the family object and never branch
-on its name. Links live in :mod:`hmodels.families.links`. The conformance tests
+on its name. Links live in :mod:`hmodels.families.links`, the specifications of the families' own
+parameters (support, default prior) in :mod:`hmodels.families.auxiliary`. The conformance tests
 (``tests/test_family_conformance.py``) are generated from :data:`FAMILIES`: registering a family
 (:func:`register_family`) gets it the whole suite.
+
+Families with a kernel in the compiled engine (``engine_code``): gaussian, student_t, bernoulli,
+binomial, poisson, negativebinomial. Families sampled through the PyMC graph (no kernel yet; the
+fit plan says so): gamma, lognormal, beta, beta_binomial, zero_inflated_poisson,
+zero_inflated_negativebinomial, hurdle_poisson, hurdle_negativebinomial, exponential, weibull
+(:mod:`hmodels.families.positive`, :mod:`hmodels.families.proportions`,
+:mod:`hmodels.families.zeros`).
 
 Examples
 --------
@@ -27,143 +35,15 @@ import numpy as np
 
 from ..engine import codes as K
 from ..errors import FamilyError, closest
+from .auxiliary import AUX_SPECS, AuxSpec
+from .base import _P_EPS, Family, _clip_pt, _count_latent_variance
 from .links import LINKS, Link, get_link
+from .positive import Exponential, Gamma, LogNormal, Weibull
+from .proportions import Beta, BetaBinomial
+from .zeros import HurdleNegativeBinomial, HurdlePoisson, ZeroInflatedNegativeBinomial, ZeroInflatedPoisson
 
 __all__ = ["Family", "get_family", "FAMILIES", "register_family", "family_link_pairs", "inverse_link",
-           "inverse_link_numpy", "LINKS", "Link", "get_link"]
-
-_P_EPS = 1e-12  # probabilities are clipped to [eps, 1 - eps] in log-likelihoods (as PyMC's clip)
-
-
-@dataclass(frozen=True)
-class Family:
-    """A response distribution with its link (the base class of every registered family).
-
-    Parameters
-    ----------
-    name : str
-        The registered name (``gaussian``, ``student_t``, ``bernoulli``, ``binomial``,
-        ``poisson``, ``negativebinomial``).
-    link : str
-        The link function (``identity``, ``log``, ``logit``, ``probit``, ``cloglog``).
-
-    Class attributes (set by each family): ``links``, ``default_link``, ``aux`` (its own
-    parameters), ``outcome`` (``continuous``, ``binary``, ``binomial``, ``count``), ``aliases``,
-    ``engine_code`` (its C kernel, None when the compiled engine has none), ``ppc_kind``
-    (``density``, ``bars``, ``counts``), ``discrete``, ``accepts_se`` (known standard errors).
-
-    Methods take ``mu`` — the mean per observation (a probability per trial for binary and
-    binomial outcomes) — and ``aux``, a dict of the family's parameters broadcastable against it.
-    """
-
-    name: str
-    link: str
-
-    links: ClassVar[tuple[str, ...]] = ()
-    default_link: ClassVar[str] = ""
-    aux: ClassVar[tuple[str, ...]] = ()
-    outcome: ClassVar[str] = "continuous"
-    aliases: ClassVar[tuple[str, ...]] = ()
-    engine_code: ClassVar[int | None] = None
-    ppc_kind: ClassVar[str] = "density"
-    discrete: ClassVar[bool] = False
-    accepts_se: ClassVar[bool] = False
-
-    def __repr__(self) -> str:
-        return f"Family(name={self.name!r}, link={self.link!r})"
-
-    # -- the link ------------------------------------------------------------------------------
-    @property
-    def link_fn(self) -> Link:
-        """The :class:`~hmodels.families.links.Link` object."""
-        return LINKS[self.link]
-
-    def mean(self, eta, aux=None, trials=None):
-        """Mean per observation from the linear predictor (a probability for binary/binomial)."""
-        return self.link_fn.inverse(eta)
-
-    @property
-    def is_gaussian(self) -> bool:
-        """True for the gaussian family."""
-        return self.name == "gaussian"
-
-    @property
-    def is_linear(self) -> bool:
-        """A linear model: gaussian outcome, identity link (an LMM with groups)."""
-        return False
-
-    @property
-    def integrates_out(self) -> bool:
-        """Group effects (and Normal-prior coefficients) integrate out analytically (linear models)."""
-        return self.is_linear
-
-    @property
-    def dispersion_checkable(self) -> bool:
-        """A count or binomial family with no dispersion parameter of its own (the Pearson check applies)."""
-        return self.discrete and not self.aux and self.outcome != "binary"
-
-    @property
-    def latent_variance(self) -> float | None:
-        """Distribution-specific variance on the latent scale (ICC / R² of binary and binomial GLMMs), or None.
-
-        ``pi^2/3`` for logit, 1 for probit, ``pi^2/6`` for cloglog (Nakagawa & Schielzeth 2013);
-        None where the residual variance depends on the mean (log link; see
-        :mod:`hmodels.components`) or is a parameter (gaussian).
-        """
-        return self.link_fn.latent_variance if self.outcome in ("binary", "binomial") else None
-
-    # -- the distribution (NumPy) ----------------------------------------------------------------
-    def loglik(self, y, mu, aux, trials=None, se=None):
-        """Pointwise log-likelihood of ``y`` (NumPy, broadcasting over draws)."""
-        raise NotImplementedError
-
-    def simulate(self, rng, mu, aux, trials=None, se=None):
-        """One replicated outcome per element of ``mu`` (NumPy)."""
-        raise NotImplementedError
-
-    def variance(self, mu, aux, trials=None, se=None):
-        """Variance of the outcome per observation (for a binomial: of the count ``y``)."""
-        raise NotImplementedError
-
-    def response_mean(self, mu, aux, trials=None):
-        """Expected outcome per observation (``trials * p`` for a binomial count)."""
-        return mu
-
-    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
-        """Residual variance on the latent (link) scale, for ICC and R² (Nakagawa, Johnson & Schielzeth 2017).
-
-        Parameters
-        ----------
-        lam : array
-            Mean on the outcome scale (used by log-link count families; shape of the result).
-        aux : dict
-            The family's parameters, broadcastable against ``lam``.
-        se : array, optional
-            Known standard errors (gaussian).
-        method : {"lognormal", "trigamma", "delta"}
-            Approximation for log-link count families.
-        """
-        if self.latent_variance is not None:
-            return np.full(np.shape(lam), self.latent_variance)
-        raise FamilyError(
-            f"Variance decomposition is not defined for the {self.name} family with a {self.link} link; it is "
-            "available for identity-link gaussian/student_t, binary/binomial and log-link count families."
-        )
-
-    # -- the distribution (PyMC) -----------------------------------------------------------------
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):
-        """Add the observed PyMC likelihood of ``y`` given the linear predictor ``eta`` to the model in context."""
-        raise NotImplementedError
-
-    # -- compiled engine -----------------------------------------------------------------------------
-    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:
-        """Terms of the log-likelihood that do not depend on parameters (the engine adds them as PyMC does)."""
-        return 0.0
-
-    @property
-    def aggregates(self) -> bool:
-        """Identical rows enter the likelihood only through sums (the engine sums them exactly)."""
-        return False
+           "inverse_link_numpy", "LINKS", "Link", "get_link", "AuxSpec", "AUX_SPECS"]
 
 
 # -- the families ---------------------------------------------------------------------------------
@@ -247,12 +127,6 @@ class StudentT(Family):
                            dims=dims)
 
 
-def _clip_pt(p):
-    import pytensor.tensor as pt
-
-    return pt.clip(p, _P_EPS, 1 - _P_EPS)
-
-
 @dataclass(frozen=True, repr=False)
 class Bernoulli(Family):
     """0/1 outcome."""
@@ -296,6 +170,7 @@ class Binomial(Family):
     default_link: ClassVar = "logit"
     outcome: ClassVar = "binomial"
     engine_code: ClassVar = K.BINOMIAL
+    overdispersed_alternative: ClassVar = "beta_binomial"
     ppc_kind: ClassVar = "density"  # shown as proportions
     discrete: ClassVar = True
 
@@ -310,8 +185,9 @@ class Binomial(Family):
     def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
         return trials * mu * (1 - mu)
 
-    def response_mean(self, mu, aux, trials=None):  # noqa: D102
-        return trials * mu
+    def response_mean(self, mu, aux, trials=None):
+        """Expected count ``trials * p`` (the probability ``p`` itself when ``trials`` is None)."""
+        return mu if trials is None else trials * mu
 
     def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
         import pymc as pm
@@ -330,24 +206,6 @@ class Binomial(Family):
         return True
 
 
-_COUNT_METHODS = ("lognormal", "trigamma", "delta")
-
-
-def _count_latent_variance(inv, method: str):
-    """Latent residual variance of a log-link count from ``1/lambda (+ 1/alpha)`` (Nakagawa et al. 2017)."""
-    if method not in _COUNT_METHODS:
-        from ..errors import SpecificationError
-
-        raise SpecificationError(f"method must be one of {', '.join(_COUNT_METHODS)}, got {method!r}.")
-    if method == "lognormal":
-        return np.log1p(inv)
-    if method == "trigamma":
-        from scipy.special import polygamma
-
-        return polygamma(1, 1.0 / inv)
-    return inv
-
-
 @dataclass(frozen=True, repr=False)
 class Poisson(Family):
     """Counts."""
@@ -356,6 +214,7 @@ class Poisson(Family):
     default_link: ClassVar = "log"
     outcome: ClassVar = "count"
     engine_code: ClassVar = K.POISSON
+    overdispersed_alternative: ClassVar = "negativebinomial"
     ppc_kind: ClassVar = "counts"
     discrete: ClassVar = True
 
@@ -441,13 +300,18 @@ def register_family(name: str, cls: type[Family]) -> type[Family]:
     Examples
     --------
     >>> from hmodels.families import FAMILIES
-    >>> sorted(FAMILIES)[:3]
-    ['bernoulli', 'binomial', 'gaussian']
+    >>> list(FAMILIES)[:3]
+    ['gaussian', 'student_t', 'bernoulli']
     """
     if not (isinstance(cls, type) and issubclass(cls, Family)):
         raise FamilyError(f"A family must be a subclass of hmodels.families.Family, got {cls!r}.")
     if not cls.links or cls.default_link not in cls.links or any(lk not in LINKS for lk in cls.links):
         raise FamilyError(f"Family {name!r} must list links among {', '.join(LINKS)} and a default among them.")
+    for a in cls.aux:
+        cls.aux_spec(a)  # every parameter has a specification (support, default prior)
+    if set(cls.aux_specs) - set(cls.aux):
+        raise FamilyError(f"Family {name!r} declares aux_specs for parameters it does not list in aux: "
+                          f"{', '.join(sorted(set(cls.aux_specs) - set(cls.aux)))}.")
     FAMILIES[name] = cls
     for a in cls.aliases:
         _ALIASES[a] = name
@@ -463,6 +327,14 @@ def unregister_family(name: str) -> None:
 
 for _name, _cls in (("gaussian", Gaussian), ("student_t", StudentT), ("bernoulli", Bernoulli),
                     ("binomial", Binomial), ("poisson", Poisson), ("negativebinomial", NegativeBinomial)):
+    register_family(_name, _cls)
+
+# families without a compiled kernel (sampled through the PyMC graph)
+for _name, _cls in (("gamma", Gamma), ("lognormal", LogNormal), ("beta", Beta), ("beta_binomial", BetaBinomial),
+                    ("zero_inflated_poisson", ZeroInflatedPoisson),
+                    ("zero_inflated_negativebinomial", ZeroInflatedNegativeBinomial),
+                    ("hurdle_poisson", HurdlePoisson), ("hurdle_negativebinomial", HurdleNegativeBinomial),
+                    ("exponential", Exponential), ("weibull", Weibull)):
     register_family(_name, _cls)
 
 

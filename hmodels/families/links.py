@@ -6,7 +6,7 @@ Examples
 >>> float(LINKS["logit"].inverse(0.0))
 0.5
 >>> sorted(LINKS)
-['cloglog', 'identity', 'log', 'logit', 'probit']
+['cloglog', 'identity', 'inverse', 'log', 'logit', 'probit']
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ class Link:
     Attributes
     ----------
     name : str
-    engine_code : int
-        The link's code in the compiled kernels (``hmodels/engine/kernels.c``).
+    engine_code : int or None
+        The link's code in the compiled kernels (``hmodels/engine/kernels.c``); None for a link no
+        kernel implements (families using it run on the PyMC graph).
     latent_variance : float or None
         Variance of the standard latent distribution of a binary/binomial outcome under this link
         (``pi^2/3`` logit, 1 probit, ``pi^2/6`` cloglog; Nakagawa & Schielzeth 2013), else None.
@@ -36,7 +37,7 @@ class Link:
     """
 
     name = ""
-    engine_code = -1
+    engine_code: int | None = -1
     latent_variance: float | None = None
     scale_words = ""
 
@@ -173,8 +174,26 @@ class Cloglog(Link):
         return 1.0 - pt.exp(-pt.exp(eta))
 
 
+class Inverse(Link):
+    """``mu = 1 / eta`` (the canonical link of the gamma family; the mean must stay positive)."""
+
+    name, engine_code, scale_words = "inverse", None, "the inverse scale (1 / mean)"
+
+    def inverse(self, eta):  # noqa: D102
+        return 1.0 / np.asarray(eta, dtype=float)
+
+    def dinverse(self, eta):  # noqa: D102
+        return -1.0 / np.asarray(eta, dtype=float) ** 2
+
+    def link(self, mu):  # noqa: D102
+        return 1.0 / np.asarray(mu, dtype=float)
+
+    def inverse_pt(self, eta):  # noqa: D102
+        return 1.0 / eta
+
+
 #: Link name -> the link object.
-LINKS: dict[str, Link] = {cls.name: cls() for cls in (Identity, Log, Logit, Probit, Cloglog)}
+LINKS: dict[str, Link] = {cls.name: cls() for cls in (Identity, Log, Logit, Probit, Cloglog, Inverse)}
 
 
 def get_link(name: str) -> Link:

@@ -3,6 +3,7 @@
 from .distributions import (
     LKJ,
     PRIOR_CLASSES,
+    Beta,
     Cauchy,
     Exponential,
     Gamma,
@@ -22,7 +23,7 @@ from .resolve import PriorSlot, PriorTable, ResolvedPrior, prior_slots, resolve_
 from .sets import PriorSet, list_sets, load_set, sets_folder
 
 __all__ = [
-    "LKJ", "PRIOR_CLASSES", "Cauchy", "Exponential", "Gamma", "HalfCauchy", "HalfNormal", "HalfStudentT",
+    "LKJ", "PRIOR_CLASSES", "Beta", "Cauchy", "Exponential", "Gamma", "HalfCauchy", "HalfNormal", "HalfStudentT",
     "InverseGamma", "Laplace", "LogNormal", "Normal", "Prior", "StudentT", "Uniform", "from_string",
     "PriorSlot", "PriorTable", "ResolvedPrior", "prior_slots", "resolve_priors", "PriorSet", "list_sets",
     "load_set", "sets_folder", "list",

@@ -18,7 +18,7 @@ from ..errors import PriorError
 
 __all__ = [
     "Prior", "Normal", "StudentT", "Cauchy", "Laplace", "HalfNormal", "HalfStudentT", "HalfCauchy",
-    "Exponential", "Gamma", "InverseGamma", "LogNormal", "Uniform", "LKJ", "from_string", "PRIOR_CLASSES",
+    "Exponential", "Gamma", "InverseGamma", "LogNormal", "Uniform", "Beta", "LKJ", "from_string", "PRIOR_CLASSES",
 ]
 
 
@@ -26,7 +26,8 @@ class Prior:
     """Base class of prior distributions.
 
     Subclasses declare ``_params`` (PyMC parameter names, in positional order), ``_positive``
-    (parameters that must be > 0) and ``support`` (``"real"``, ``"positive"``, ``"cor"``).
+    (parameters that must be > 0) and ``support`` (``"real"``, ``"positive"``, ``"unit"`` (the
+    interval (0, 1)), ``"cor"``).
     """
 
     _params: tuple[str, ...] = ()
@@ -443,6 +444,39 @@ class Uniform(Prior):
         return stats.uniform(lo, hi - lo)
 
 
+class Beta(Prior):
+    """Beta prior ``Beta(alpha, beta)`` on probabilities in (0, 1) (``zi``, ``hu``; ``Beta(1, 1)`` is uniform).
+
+    Only parameters that are probabilities take it (support ``"unit"``). Those belong to families
+    sampled through the PyMC graph, so the prior has no kernel in the compiled engine
+    (``engine_code`` None) and the support check keeps it from any parameter the engine samples.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> hm.Beta(1, 1)
+    Beta(1, 1)
+    >>> hm.Beta(2, 8).interval(0.5)[0] < 0.2
+    True
+    """
+
+    _params = ("alpha", "beta")
+    engine_code = None  # probabilities of families without a kernel (the PyMC graph samples them)
+    example_args = (2.0, 3.0)
+    _positive = ("alpha", "beta")
+    support = "unit"
+
+    def scaled(self, factor: float) -> Prior:
+        """Return the prior unchanged: probabilities have no data scale."""
+        return self
+
+    def scipy(self):
+        """The frozen ``scipy.stats.beta(alpha, beta)``."""
+        from scipy import stats
+
+        return stats.beta(self._values["alpha"], self._values["beta"])
+
+
 class LKJ(Prior):
     """LKJ prior ``LKJ(eta)`` on correlation matrices (``eta=1`` uniform; larger shrinks to 0).
 
@@ -502,7 +536,7 @@ class _Folded:
 PRIOR_CLASSES: dict[str, type[Prior]] = {
     c.__name__: c
     for c in (Normal, StudentT, Cauchy, Laplace, HalfNormal, HalfStudentT, HalfCauchy, Exponential, Gamma,
-              InverseGamma, LogNormal, Uniform, LKJ)
+              InverseGamma, LogNormal, Uniform, Beta, LKJ)
 }
 _CALL = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$", re.S)
 

@@ -18,9 +18,17 @@ sd(g, x)                       —                             s_y / s_x
 sigma                          —                             s_y
 ============================  ===========================  =====================================
 
-For logit/probit/cloglog/log links the outcome unit is 1 on the link scale and the intercept is
-located at the link of the mean outcome. The raw-intercept scale is the SD the centred priors
-imply for the raw intercept (``b0 = b0_c - sum_j mean_j * b_j``).
+For logit/probit/cloglog/log/inverse links the outcome unit is 1 on the link scale and the
+intercept is located at the link of the mean outcome. The lognormal family's identity link is on
+the log scale: its unit is ``sd(log y)`` and its intercept is located at ``mean(log y)`` (the family
+maps the outcome onto the link scale: :meth:`~hmodels.families.Family.link_scale_response`). The
+raw-intercept scale is the SD the centred priors imply for the raw intercept
+(``b0 = b0_c - sum_j mean_j * b_j``).
+
+The family's own parameters (``sigma``, ``nu``, ``alpha``, ``shape``, ``phi``, ``zi``, ``hu``) get one
+slot each, from the family's declaration (:class:`~hmodels.families.auxiliary.AuxSpec`: support and
+default prior); a prior set's entry for the parameter's name overrides the declared default, which
+applies when no set has an entry (source ``"family"``).
 """
 
 from __future__ import annotations
@@ -33,13 +41,28 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PriorError, closest
-from ..families import get_family
+from ..families import AUX_SPECS, FAMILIES, get_family
 from .distributions import Prior, from_string
-from .sets import PriorSet, load_set
+from .sets import PriorSet, SetEntry, load_set
 
 __all__ = ["PriorSlot", "ResolvedPrior", "PriorTable", "prior_slots", "resolve_priors"]
 
 CLASS_KEYS = ("Intercept", "fixed", "b", "sd", "cor", "sigma", "nu", "alpha")
+
+
+def class_keys() -> tuple[str, ...]:
+    """Prior-set keys that name a class of parameters: a set may hold them whatever the model.
+
+    The population-level and group-level classes, and every auxiliary parameter of the shared
+    specifications and of every registered family.
+
+    Examples
+    --------
+    >>> {"shape", "phi", "zi", "hu"} <= set(class_keys())
+    True
+    """
+    aux = [*AUX_SPECS, *(a for cls in FAMILIES.values() for a in cls.aux)]
+    return tuple(dict.fromkeys((*CLASS_KEYS, *aux)))
 
 
 @dataclass(frozen=True)
@@ -140,6 +163,9 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
     identity = fam.link == "identity"
     resp = spec.response
     if identity:
+        on_link = fam.link_scale_response(y, resp)  # the lognormal: log(y)
+        if on_link is not None:
+            y, resp = on_link
         sy = float(np.std(y, ddof=1)) if y.size > 1 else 1.0
         sy = sy if sy > 0 else 1.0
         my = float(np.mean(y))
@@ -191,12 +217,14 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
                 )
                 keys = tuple(dict.fromkeys((label, f"cor({f.factor})", "cor")))
                 slots.append(PriorSlot(label, "cor", keys, "cor", f.factor, None, 0.0, 1.0, ""))
-    if "sigma" in fam.aux and design.se is None:
-        slots.append(PriorSlot("sigma", "sigma", ("sigma",), "positive", None, None, 0.0, unit, f"scale {unit_note}"))
-    if "nu" in fam.aux:
-        slots.append(PriorSlot("nu", "nu", ("nu",), "positive"))
-    if "alpha" in fam.aux:
-        slots.append(PriorSlot("alpha", "alpha", ("alpha",), "positive"))
+    for a in fam.aux:  # the family's own parameters, as it declares them
+        if a == "sigma" and design.se is not None:  # known standard errors replace sigma
+            continue
+        aspec = fam.aux_spec(a)
+        if aspec.scale == "data":
+            slots.append(PriorSlot(a, a, (a,), aspec.support, None, None, 0.0, unit, f"scale {unit_note}"))
+        else:
+            slots.append(PriorSlot(a, a, (a,), aspec.support))
     return slots
 
 
@@ -205,7 +233,10 @@ def _link_of_mean(fam, y: np.ndarray, trials) -> float:
     if fam.link == "identity":
         return 0.0
     p = y.sum() / trials.sum() if trials is not None else float(np.mean(y))
-    p = max(p, 1e-2) if fam.link == "log" else min(max(p, 0.01), 0.99)
+    if fam.link == "inverse":  # a positive mean
+        p = max(p, 1e-12)
+    else:
+        p = max(p, 1e-2) if fam.link == "log" else min(max(p, 0.01), 0.99)
     return float(fam.link_fn.link(p))
 
 
@@ -265,19 +296,31 @@ def resolve_priors(design, priors=None, prior_set: str | PriorSet | None = None,
             parsed[ck] = from_string(value) if not isinstance(value, Prior) else value
         except PriorError as exc:
             raise PriorError(f"Prior for {key!r}: {exc}") from None
+    known_classes = class_keys()
     for key in named.entries:
-        if _canon(key) not in valid and key not in CLASS_KEYS:
+        if _canon(key) not in valid and key not in known_classes:
             raise PriorError(
                 f"Prior set {named.name!r} ({named.path}) has key {key!r}, which matches no parameter of this "
                 f"model.{closest(key, valid.values())}"
             )
     rows = []
     robust = _robust_unit(design)
+    declared = _family_set(design)
     for slot in slots:
-        row = _resolve_slot(slot, parsed, named, default, robust)
+        row = _resolve_slot(slot, parsed, named, default, robust, declared)
         _check_width(row)
         rows.append(row)
     return PriorTable(rows, intercept_prior)
+
+
+def _family_set(design) -> PriorSet:
+    """The family's declared defaults for its own parameters, as a prior set (the last resort)."""
+    fam = get_family(design.spec.family, design.spec.link)
+    entries = {}
+    for a in fam.aux:
+        aspec = fam.aux_spec(a)
+        entries[a] = SetEntry(a, aspec.default_prior, aspec.scale, aspec.rationale)
+    return PriorSet(f"family {fam.name}", f"declared by the {fam.name} family", entries, "")
 
 
 def _short(value) -> str:
@@ -315,16 +358,20 @@ def _robust_unit(design) -> tuple[float, float, str]:
     """brms's response-level location and scale for ``scale = "mad"`` entries.
 
     ``(round(median(link(y)), 1), round(mad(link(y)), 1), note)`` for identity and log links
-    (zeros become 0.1 before the log, as brms); ``(0, 0, note)`` for other links, where brms
-    uses its fixed defaults (the entry's ``min_scale``).
+    (zeros become 0.1 before the log, as brms), and for the inverse link of positive families
+    (``1/y``); the lognormal's on ``log y`` (brms's log-scale families); ``(0, 0, note)`` for other
+    links, where brms uses its fixed defaults (the entry's ``min_scale``).
     """
     spec = design.spec
     fam = get_family(spec.family, spec.link)
     y = np.asarray(design.y, dtype=float)
     resp = spec.response
-    if fam.link not in ("identity", "log") or y.size == 0:
+    on_link = fam.link_scale_response(y, resp) if fam.link in ("identity", "log", "inverse") and y.size else None
+    if on_link is not None:
+        y, resp = on_link
+    elif fam.link not in ("identity", "log") or y.size == 0:
         return 0.0, 0.0, f"{fam.link} link: no data scale (brms uses fixed defaults)"
-    if fam.link == "log":
+    elif fam.link == "log":
         y = np.log(np.where(y == 0, y + 0.1, y))
         resp = f"log({resp})"
     med = float(np.median(y))
@@ -334,13 +381,16 @@ def _robust_unit(design) -> tuple[float, float, str]:
 
 
 def _resolve_slot(slot: PriorSlot, user: dict, named: PriorSet, default: PriorSet,
-                  robust: tuple[float, float, str] = (0.0, 0.0, "")) -> ResolvedPrior:
+                  robust: tuple[float, float, str] = (0.0, 0.0, ""), declared: PriorSet | None = None) -> ResolvedPrior:
     for key in slot.keys:
         if _canon(key) in user:
             prior = user[_canon(key)]
             _check_support(slot, prior, f"your priors[{key!r}]")
             return ResolvedPrior(slot, prior, "user", "as given")
-    for source, pset in (("set " + named.name, named), ("default", default)):
+    sources = [("set " + named.name, named), ("default", default)]
+    if declared is not None:
+        sources.append(("family", declared))
+    for source, pset in sources:
         for key in slot.keys:
             entry = pset.entries.get(key)
             if entry is None:
@@ -363,6 +413,8 @@ def _resolve_slot(slot: PriorSlot, user: dict, named: PriorSet, default: PriorSe
             label = "default" if pset.name == "default" and source == "default" else source
             if pset.name == "default":
                 label = "default"
+            if source == "family":
+                derivation = f"declared by the family ({derivation})"
             return ResolvedPrior(slot, prior, label, derivation, entry.rationale)
     raise PriorError(f"No prior for {slot.param!r}: the default set has no entry for class {slot.cls!r}.")
 
@@ -380,6 +432,19 @@ def _shift(prior: Prior, loc: float) -> Prior:
 
 def _check_support(slot: PriorSlot, prior: Prior, where: str) -> None:
     need = slot.support
+    if need == "unit":
+        lo, hi = (prior.params["lower"], prior.params["upper"]) if prior.name == "Uniform" else (None, None)
+        if prior.support != "unit" and not (lo is not None and lo >= 0 and hi <= 1):
+            raise PriorError(
+                f"{where}: {slot.param} is a probability in (0, 1) and needs a prior on (0, 1) such as hm.Beta(1, 1) "
+                f"(uniform) or hm.Beta(1, 4) (favouring small values), not {prior!r}."
+            )
+        return
+    if prior.support == "unit":
+        raise PriorError(
+            f"{where}: {prior!r} is a prior for probabilities in (0, 1) (such as zi and hu); {slot.param} is not a "
+            f"probability and needs a prior on {'positive numbers' if need == 'positive' else 'the real line'}."
+        )
     if need == "cor" and prior.support != "cor":
         raise PriorError(
             f"{where}: {slot.param} is a correlation matrix and needs an LKJ prior such as hm.LKJ(2), not {prior!r}."

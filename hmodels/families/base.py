@@ -1,0 +1,243 @@
+"""The base class of every response family and the helpers the family modules share.
+
+See :mod:`hmodels.families` for the registry; each family module (``__init__`` for the families
+with engine kernels, :mod:`~hmodels.families.positive`, :mod:`~hmodels.families.proportions`,
+:mod:`~hmodels.families.zeros`) builds on :class:`Family` here, so that no family module imports
+the package that registers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import FamilyError
+from .auxiliary import AUX_SPECS, AuxSpec
+from .links import LINKS, Link
+
+__all__ = ["Family"]
+
+_P_EPS = 1e-12  # probabilities are clipped to [eps, 1 - eps] in log-likelihoods (as PyMC's clip)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A response distribution with its link (the base class of every registered family).
+
+    Parameters
+    ----------
+    name : str
+        The registered name (``gaussian``, ``student_t``, ``bernoulli``, ``binomial``,
+        ``poisson``, ``negativebinomial``, ``gamma``, ``lognormal``, ``beta``, ...; see :data:`FAMILIES`).
+    link : str
+        The link function (``identity``, ``log``, ``logit``, ``probit``, ``cloglog``, ``inverse``).
+
+    Class attributes (set by each family): ``links``, ``default_link``, ``aux`` (its own
+    parameters, each specified by an :class:`~hmodels.families.auxiliary.AuxSpec` in ``aux_specs``
+    or the shared :data:`~hmodels.families.auxiliary.AUX_SPECS`), ``outcome`` (``continuous``,
+    ``binary``, ``binomial``, ``count``: the checks every outcome of that kind gets; a family adds
+    its own in :meth:`check_response`), ``aliases``, ``engine_code`` (its C kernel, None when the
+    compiled engine has none), ``ppc_kind`` (``density``, ``bars``, ``counts``), ``discrete``,
+    ``accepts_se`` (known standard errors).
+
+    Methods take ``mu`` — the distribution's location from the inverse link (a probability per
+    trial for binary and binomial outcomes, the mean of ``log y`` for the lognormal, the mean of the
+    count part for zero-inflated and hurdle counts) — and ``aux``, a dict of the family's
+    parameters broadcastable against it. :meth:`response_mean` turns it into the expected outcome.
+    """
+
+    name: str
+    link: str
+
+    links: ClassVar[tuple[str, ...]] = ()
+    default_link: ClassVar[str] = ""
+    aux: ClassVar[tuple[str, ...]] = ()
+    aux_specs: ClassVar[dict[str, AuxSpec]] = {}
+    outcome: ClassVar[str] = "continuous"
+    aliases: ClassVar[tuple[str, ...]] = ()
+    engine_code: ClassVar[int | None] = None
+    ppc_kind: ClassVar[str] = "density"
+    discrete: ClassVar[bool] = False
+    accepts_se: ClassVar[bool] = False
+    #: The family to suggest when the outcome is overdispersed for this one (None: no such family).
+    overdispersed_alternative: ClassVar[str | None] = None
+
+    def __repr__(self) -> str:
+        return f"Family(name={self.name!r}, link={self.link!r})"
+
+    @classmethod
+    def aux_spec(cls, name: str) -> AuxSpec:
+        """The specification of the family's parameter ``name`` (its own, else the shared one).
+
+        Examples
+        --------
+        >>> import hmodels as hm
+        >>> hm.families.get_family("lognormal").aux_spec("sigma").meaning
+        'SD of log({response}) (the residual SD on the log scale)'
+        """
+        spec = cls.aux_specs.get(name) or AUX_SPECS.get(name)
+        if spec is None:
+            raise FamilyError(
+                f"The family {cls.__name__} has a parameter {name!r} without a specification: declare it in "
+                f"aux_specs, e.g. aux_specs = {{{name!r}: AuxSpec('positive', 'Exponential(1)', 'why', 'what')}}."
+            )
+        return spec
+
+    def check_response(self, y: np.ndarray, column: str, labels: np.ndarray) -> None:
+        """Refuse outcomes outside the family's support beyond its ``outcome`` kind (raise DataError).
+
+        Called by :func:`hmodels.design.make_design` after the checks of the outcome kind
+        (numbers; 0/1; non-negative whole numbers). ``labels`` are the rows' index labels, for the
+        message. The base class accepts everything.
+        """
+
+    def link_scale_response(self, y: np.ndarray, name: str):
+        """The outcome mapped onto the scale of the linear predictor, where a plain transformation does it.
+
+        Returns ``(values, label)`` — ``log y`` for the lognormal, ``g(y)`` for a positive or
+        unit-interval continuous outcome with link ``g`` — or None (counts, binary outcomes,
+        gaussian-type families, where the data-scale rules of :mod:`hmodels.priors.resolve` and
+        :mod:`hmodels.parameterisation` apply as they are). Used for data-scaled priors and the
+        centring heuristic.
+        """
+        return None
+
+    @property
+    def example_eta(self) -> float:
+        """A linear-predictor value well inside the family's support (examples and generated tests)."""
+        return 1.0 if self.link == "log" and not self.discrete else 0.0
+
+    def latent_label(self, method: str) -> str | None:
+        """How :meth:`latent_residual_variance` is computed, in words (reports), or None for the generic label."""
+        return None
+
+    # -- the link ------------------------------------------------------------------------------
+    @property
+    def link_fn(self) -> Link:
+        """The :class:`~hmodels.families.links.Link` object."""
+        return LINKS[self.link]
+
+    def mean(self, eta, aux=None, trials=None):
+        """Mean per observation from the linear predictor (a probability for binary/binomial)."""
+        return self.link_fn.inverse(eta)
+
+    @property
+    def is_gaussian(self) -> bool:
+        """True for the gaussian family."""
+        return self.name == "gaussian"
+
+    @property
+    def is_linear(self) -> bool:
+        """A linear model: gaussian outcome, identity link (an LMM with groups)."""
+        return False
+
+    @property
+    def integrates_out(self) -> bool:
+        """Group effects (and Normal-prior coefficients) integrate out analytically (linear models)."""
+        return self.is_linear
+
+    @property
+    def dispersion_checkable(self) -> bool:
+        """A count or binomial family with no dispersion parameter of its own (the Pearson check applies).
+
+        True for poisson and binomial, and for the zero-inflated and hurdle poisson (their ``zi`` / ``hu``
+        explains the zeros, not the spread of the counts); False where the family estimates its own
+        dispersion (negativebinomial and its zero-inflated and hurdle versions, beta_binomial).
+        """
+        return self.discrete and not self.aux and self.outcome != "binary"
+
+    @property
+    def latent_variance(self) -> float | None:
+        """Distribution-specific variance on the latent scale (ICC / R² of binary and binomial GLMMs), or None.
+
+        ``pi^2/3`` for logit, 1 for probit, ``pi^2/6`` for cloglog (Nakagawa & Schielzeth 2013);
+        None where the residual variance depends on the mean (log link; see
+        :mod:`hmodels.components`) or is a parameter (gaussian).
+        """
+        return self.link_fn.latent_variance if self.outcome in ("binary", "binomial") else None
+
+    # -- the distribution (NumPy) ----------------------------------------------------------------
+    def loglik(self, y, mu, aux, trials=None, se=None):
+        """Pointwise log-likelihood of ``y`` (NumPy, broadcasting over draws)."""
+        raise NotImplementedError
+
+    def simulate(self, rng, mu, aux, trials=None, se=None):
+        """One replicated outcome per element of ``mu`` (NumPy)."""
+        raise NotImplementedError
+
+    def variance(self, mu, aux, trials=None, se=None):
+        """Variance of the outcome per observation (for a binomial: of the count ``y``)."""
+        raise NotImplementedError
+
+    def response_mean(self, mu, aux, trials=None):
+        """Expected outcome per observation, from the location ``mu`` and the family's parameters.
+
+        ``trials * p`` for a binomial count (``p`` when ``trials`` is None: per trial), ``(1 - zi) mu``
+        for a zero-inflated count, ``exp(mu + sigma^2 / 2)`` for a lognormal; ``mu`` where the
+        location is the mean.
+        """
+        return mu
+
+    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
+        """Residual variance on the latent (link) scale, for ICC and R² (Nakagawa, Johnson & Schielzeth 2017).
+
+        Parameters
+        ----------
+        lam : array
+            Mean on the outcome scale (used by log-link count families; shape of the result).
+        aux : dict
+            The family's parameters, broadcastable against ``lam``.
+        se : array, optional
+            Known standard errors (gaussian).
+        method : {"lognormal", "trigamma", "delta"}
+            Approximation for log-link count families.
+        """
+        if self.latent_variance is not None:
+            return np.full(np.shape(lam), self.latent_variance)
+        raise FamilyError(
+            f"Variance decomposition is not defined for the {self.name} family with the {self.link} link; it is "
+            "available for identity-link gaussian/student_t, binary/binomial, log-link poisson/negativebinomial, "
+            "log-link gamma/weibull/exponential and lognormal families. Bayesian R² "
+            "(hm.components.bayes_r2(fit)) is defined for every family."
+        )
+
+    # -- the distribution (PyMC) -----------------------------------------------------------------
+    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):
+        """Add the observed PyMC likelihood of ``y`` given the linear predictor ``eta`` to the model in context."""
+        raise NotImplementedError
+
+    # -- compiled engine -----------------------------------------------------------------------------
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:
+        """Terms of the log-likelihood that do not depend on parameters (the engine adds them as PyMC does)."""
+        return 0.0
+
+    @property
+    def aggregates(self) -> bool:
+        """Identical rows enter the likelihood only through sums (the engine sums them exactly)."""
+        return False
+
+
+def _clip_pt(p):
+    import pytensor.tensor as pt
+
+    return pt.clip(p, _P_EPS, 1 - _P_EPS)
+
+
+_COUNT_METHODS = ("lognormal", "trigamma", "delta")
+
+
+def _count_latent_variance(inv, method: str):
+    """Latent residual variance of a log-link count from ``1/lambda (+ 1/alpha)`` (Nakagawa et al. 2017)."""
+    if method not in _COUNT_METHODS:
+        from ..errors import SpecificationError
+
+        raise SpecificationError(f"method must be one of {', '.join(_COUNT_METHODS)}, got {method!r}.")
+    if method == "lognormal":
+        return np.log1p(inv)
+    if method == "trigamma":
+        from scipy.special import polygamma
+
+        return polygamma(1, 1.0 / inv)
+    return inv
