@@ -550,11 +550,13 @@ def hypothesis(fit, hypotheses: str | Iterable[str], prob: float = 0.95) -> pd.D
             of ``lhs - rhs`` (as brms; ``"Days > 8"`` summarises ``Days - 8``), or of the
             expression when it has no comparison;
         ``prob``
-            posterior probability of the inequality (the fraction of draws where it holds);
-            NaN for ``=`` and for expressions without a comparison;
+            posterior probability of the inequality (the fraction of draws where it holds); for
+            ``=``, ``ER / (1 + ER)`` (the point hypothesis at even prior odds, as brms); NaN for
+            expressions without a comparison;
         ``evidence_ratio``
-            ``prob / (1 - prob)`` (infinite when every draw agrees). NaN for ``=``: the
-            Savage–Dickey ratio needs prior draws and is not computed.
+            ``prob / (1 - prob)`` for an inequality (infinite when every draw agrees); for ``=``
+            the Savage–Dickey ratio: posterior density of ``lhs - rhs`` at 0 over its prior density
+            at 0 (from 4000 draws of the priors; > 1 supports the equality).
 
     Raises
     ------
@@ -583,7 +585,7 @@ def hypothesis(fit, hypotheses: str | Iterable[str], prob: float = 0.95) -> pd.D
         raise SpecificationError("No hypothesis given: pass a string such as 'Days > 8' or a list of them.")
     params = parameter_draws(fit)
     shape = (fit.draws.sizes["chain"], fit.draws.sizes["draw"])
-    diffs, probs = [], []
+    diffs, probs, points = [], [], []
     for h in items:
         lhs, op, rhs = _parse_hypothesis(fit, h, params)
         diff = np.broadcast_to(lhs if op is None else lhs - rhs, shape).astype(float)
@@ -598,13 +600,51 @@ def hypothesis(fit, hypotheses: str | Iterable[str], prob: float = 0.95) -> pd.D
             p = np.nan
         diffs.append(diff)
         probs.append(p)
+        points.append(op == "=")
     t = _summary(np.stack(diffs, axis=-1), prob)
     t.index = pd.Index([str(h) for h in items], name="hypothesis")
-    t["prob"] = probs
     with np.errstate(divide="ignore", invalid="ignore"):
-        t["evidence_ratio"] = [p / (1.0 - p) if p < 1 else np.inf if p == 1 else np.nan for p in probs]
+        ratios = [p / (1.0 - p) if p < 1 else np.inf if p == 1 else np.nan for p in probs]
+    if any(points):
+        sd = _savage_dickey(fit, [h for h, pt in zip(items, points) if pt], [d for d, pt in zip(diffs, points) if pt])
+        for i, ratio in zip([i for i, pt in enumerate(points) if pt], sd):
+            ratios[i] = ratio
+            probs[i] = ratio / (1.0 + ratio) if np.isfinite(ratio) else np.nan
+    t["prob"] = probs
+    t["evidence_ratio"] = ratios
     t.attrs["prob"] = prob
     return t
+
+
+def _savage_dickey(fit, hypotheses: list[str], posterior: list[np.ndarray]) -> list[float]:
+    """Savage–Dickey density ratios at 0 of ``lhs - rhs``: posterior density / prior density (brms's Evid.Ratio).
+
+    The prior of each expression comes from draws of the fit's priors
+    (:func:`hmodels.prior_checks.prior_draws`, 4000 draws); both densities are Gaussian kernel
+    estimates at 0. NaN where the expression cannot be formed from prior draws (group effects) or
+    a density is degenerate.
+    """
+    from types import SimpleNamespace
+
+    from scipy.stats import gaussian_kde
+
+    from .prior_checks import prior_draws
+
+    view = SimpleNamespace(draws=prior_draws(fit, draws=4000, seed=0), meta=fit.meta, family=fit.family,
+                           spec=fit.spec)
+    prior_params = parameter_draws(view)
+    out = []
+    for h, post in zip(hypotheses, posterior):
+        try:
+            lhs, _, rhs = _parse_hypothesis(view, h, prior_params)
+            prior = np.asarray(lhs - rhs, dtype=float).ravel()
+            post = np.asarray(post, dtype=float).ravel()
+            with np.errstate(all="ignore"):
+                ratio = float(gaussian_kde(post)(0.0)[0] / gaussian_kde(prior[np.isfinite(prior)])(0.0)[0])
+        except (SpecificationError, KeyError, np.linalg.LinAlgError, ValueError):  # e.g. no prior draws of r_
+            ratio = np.nan
+        out.append(ratio)
+    return out
 
 
 # -- the reference grid -------------------------------------------------------------------------

@@ -82,14 +82,15 @@ def test_hypothesis_probabilities_are_draw_fractions(sleep_fit):
                               "sigma >= 25", "Intercept + 5 * Days = 300", "r(Subject, 308, Days) > 0"])
     assert list(t.index) == ["Days > 8", "sd(Subject, Days) < 5", "cor(Subject, Intercept, Days) > 0",
                              "sigma >= 25", "Intercept + 5 * Days = 300", "r(Subject, 308, Days) > 0"]
-    expected = [np.mean(days > 8), np.mean(sd_days < 5), np.mean(cor > 0), np.mean(sigma >= 25), np.nan,
+    er = t.loc["Intercept + 5 * Days = 300", "evidence_ratio"]  # Savage-Dickey (tested on its own below)
+    expected = [np.mean(days > 8), np.mean(sd_days < 5), np.mean(cor > 0), np.mean(sigma >= 25), er / (1 + er),
                 np.mean(_r(sleep_fit, "Subject", "Days")[:, :, 0] > 0)]
     np.testing.assert_array_equal(t["prob"].to_numpy(), np.array(expected))
     p = expected[0]
     assert t.loc["Days > 8", "evidence_ratio"] == pytest.approx(p / (1 - p))
     _assert_summary(t.loc["Days > 8"], days - 8)  # estimate of lhs - rhs, as brms
     _assert_summary(t.loc["Intercept + 5 * Days = 300"], _b(sleep_fit, "Intercept") + 5 * days - 300)
-    assert np.isnan(t.loc["Intercept + 5 * Days = 300", "evidence_ratio"])  # Savage-Dickey not computed
+    assert np.isfinite(er) and er > 0
     assert t.loc["Days > 8", "prob"] > 0.9  # lme4: 10.47 (SE 1.5)
 
 
@@ -432,3 +433,21 @@ def test_a_loaded_fit_gives_the_same_answers(cbpp_fit, tmp_path):
         np.testing.assert_allclose(getattr(loaded, f)(**kwargs).draws, getattr(cbpp_fit, f)(**kwargs).draws,
                                    rtol=1e-12)
     pd.testing.assert_frame_equal(loaded.hypothesis("period[2] < 0"), cbpp_fit.hypothesis("period[2] < 0"))
+
+
+def test_savage_dickey_ratio_of_a_point_hypothesis():
+    """Normal prior, near-normal posterior: the ratio equals N(0 | post mean - 10, post sd) / N(0 | 0, 5)."""
+    from scipy import stats
+
+    m = hm.Model("Reaction ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy"), priors={"Days": hm.Normal(10, 5)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.fit(draws=1000, tune=500, chains=2, seed=4, progressbar=False)
+    t = fit.hypothesis(["Days = 10", "Days = 0", "r(Subject, 308, Intercept) = 0"])
+    days = fit.draws["b"].sel(term="Days").to_numpy().ravel()
+    analytic = stats.norm(days.mean() - 10, days.std()).pdf(0) / stats.norm(0, 5).pdf(0)
+    assert t.loc["Days = 10", "evidence_ratio"] == pytest.approx(analytic, rel=0.15)
+    assert t.loc["Days = 10", "evidence_ratio"] > 1 > t.loc["Days = 0", "evidence_ratio"]  # 10.5 is near 10
+    er = t.loc["Days = 10", "evidence_ratio"]
+    assert t.loc["Days = 10", "prob"] == pytest.approx(er / (1 + er))
+    assert np.isnan(t.loc["r(Subject, 308, Intercept) = 0", "evidence_ratio"])  # no prior draws of group effects
