@@ -96,6 +96,8 @@ def coefficient_scales(design) -> tuple[float, np.ndarray]:
     y = np.asarray(design.y, dtype=float)
     on_link = fam.link_scale_response(y, "") if fam.link == "identity" else None
     y = np.asarray(on_link[0], dtype=float) if on_link else y  # the lognormal: log y
+    if design.offset is not None and fam.link == "identity":
+        y = y - design.offset  # what the coefficients explain
     s_y = float(np.std(y)) if fam.link == "identity" and len(y) > 1 else 1.0
     s_y = s_y if np.isfinite(s_y) and s_y > 0 else 1.0
     X = design.X
@@ -151,6 +153,8 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
     built = BuiltModel(None, centering, obs_name(spec))
     with pm.Model(coords=coords) as model:
         eta = pt.zeros(design.n)
+        if design.offset is not None:  # coefficient exactly 1 (also in the collapsed likelihood, through y - eta)
+            eta = eta + pt.as_tensor_variable(np.asarray(design.offset, dtype=float))
         # population level
         if design.fixed_terms:
             eta = eta + _fixed_effects(design, by_param, priors.intercept_prior, pm, pt)

@@ -96,6 +96,8 @@ class CollapsedStats:
         from .engine.layout import reference_coefficients
 
         y, X = design.y.astype(float), design.X
+        if design.offset is not None:  # y ~ N(X b + offset, V): the cross-products are of y - offset
+            y = y - design.offset
         n, p = X.shape[0], X.shape[1]
         self.known_se = design.se is not None
         w = 1.0 / design.se**2 if self.known_se else np.ones(n)

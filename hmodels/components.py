@@ -6,7 +6,8 @@ HDI, R-hat and ESS.
 
 Variances (Nakagawa & Schielzeth 2013; Johnson 2014; Nakagawa, Johnson & Schielzeth 2017), per draw:
 
-* fixed: the variance over the observed rows of the population-level linear predictor ``X b``;
+* fixed: the variance over the observed rows of the population-level linear predictor ``X b``
+  (without an offset, see below);
 * each grouping factor ``f``: ``mean_i z_i' Σ_f z_i`` (Johnson's extension to random slopes; for a
   random intercept only it is ``sd²``), with ``Σ_f = diag(sd) R diag(sd)``;
 * residual (distribution-specific, latent scale):
@@ -29,9 +30,15 @@ Variances (Nakagawa & Schielzeth 2013; Johnson 2014; Nakagawa, Johnson & Schielz
   log link, gamma with an inverse or identity link, beta, beta_binomial, and the zero-inflated
   and hurdle families (two processes make the outcome).
 
-  where ``lambda`` is the marginal expected count, ``mean_i exp(x_i b + v_i / 2)`` with ``v_i``
+  where ``lambda`` is the marginal expected count, ``mean_i exp(x_i b + o_i + v_i / 2)`` with ``v_i``
   the group-effect variance of row ``i`` (Nakagawa et al. 2017 use ``exp(b0 + sd²/2)``, the same
   with centred predictors).
+
+Offsets (``offset(np.log(exposure))``, coefficient 1): the fixed variance is that of ``X b`` alone,
+as MuMIn's ``r.squaredGLMM`` computes it from the model matrix — an offset is known, not explained
+by the predictors, so it is in neither the numerator nor the denominator of R². It does enter
+``lambda`` (the expected counts at the observed exposures set the distribution-specific variance)
+and the fitted means of Bayesian R² and shrinkage, which are predictions of the outcome itself.
 """
 
 from __future__ import annotations
@@ -84,9 +91,10 @@ def _residual_variance(fit, design, eta_fixed, fvars, method: str) -> np.ndarray
 
 def _decomposition_draws(fit, method: str = "lognormal") -> dict[str, np.ndarray]:
     design = fit_design(fit)
-    eta_fixed = linear_predictor(fit, design, groups="exclude")
+    eta_fixed = linear_predictor(fit, design, groups="exclude")  # X b + offset
     fvars = _factor_variances(fit, design)
-    out = {"fixed": eta_fixed.var(axis=-1)}
+    xb = eta_fixed if design.offset is None else eta_fixed - design.offset  # an offset is not explained variance
+    out = {"fixed": xb.var(axis=-1)}
     for f, (v, _) in fvars.items():
         out[f] = v
     out["residual"] = _residual_variance(fit, design, eta_fixed, fvars, method)

@@ -22,7 +22,7 @@ from .families import get_family
 from .spec import ModelSpec
 
 __all__ = ["Design", "FactorDesign", "make_design", "used_columns", "FORMULA_ENV", "evaluate", "row_labels",
-           "check_finite"]
+           "check_finite", "offset_values"]
 
 # The names a formula can use besides data columns and formulae's own transformations (C, I, scale,
 # center, poly, bs, ...): NumPy as ``np``. Passed explicitly, so that formulae never looks a name up
@@ -89,6 +89,9 @@ class Design:
         Positions (0-based) of the rows used, in the data passed in.
     n_dropped : int
         Rows dropped for missing or non-finite values.
+    offset : ndarray (n,) or None
+        The offset ``spec.offset`` evaluated on the rows (added to the linear predictor with
+        coefficient 1); None when the model has none.
     """
 
     spec: ModelSpec
@@ -103,6 +106,7 @@ class Design:
     data: pd.DataFrame
     x_means: np.ndarray
     x_sds: np.ndarray
+    offset: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -126,7 +130,7 @@ class Design:
 
 
 def used_columns(spec: ModelSpec, columns=None) -> list[str]:
-    """Columns of the data that a spec reads (outcome, predictors, factors, trials, se).
+    """Columns of the data that a spec reads (outcome, predictors, factors, trials, se, offset).
 
     Every name a term refers to is a column, except the arguments formulae and NumPy give a meaning
     of their own (``Sum`` in ``C(cond, Sum)``, ``np.pi``) and literals (the ``2`` of ``I(x**2)``);
@@ -157,6 +161,8 @@ def used_columns(spec: ModelSpec, columns=None) -> list[str]:
     for extra in (spec.trials, spec.se):
         if extra is not None:
             add([extra] if extra in known else _vars(extra, known))
+    if spec.offset is not None:
+        add([spec.offset] if spec.offset in known else _vars(spec.offset, known))
     return cols
 
 
@@ -175,6 +181,8 @@ def _vars(expr: str, known=frozenset()) -> list[str]:
 
 def _is_column_name(name: str) -> bool:
     """Whether a name formulae reports in a term refers to data (not a literal, an encoding or ``np.<name>``)."""
+    if not isinstance(name, str):  # a literal (the 2 of offset(2))
+        return False
     return bool(name) and name not in ENCODINGS and not ("." in name and name.split(".")[0] in ("np", "numpy"))
 
 
@@ -263,6 +271,7 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
         fixed_terms = [str(c) for c in common.as_dataframe().columns]
         check_finite(X, fixed_terms, labels, "population-level")
     _check_rank(X, fixed_terms)
+    offset = offset_values(spec, used, labels) if spec.offset is not None else None
     x_means = X.mean(axis=0) if X.size else np.zeros(0)
     x_sds = X.std(axis=0) if X.size else np.zeros(0)
 
@@ -272,8 +281,72 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
     _check_information(spec, family, y, trials, se, X, fixed_terms, factors, labels)
     return Design(
         spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
-        rows=rows, n_dropped=n_bad, data=used, x_means=x_means, x_sds=x_sds,
+        rows=rows, n_dropped=n_bad, data=used, x_means=x_means, x_sds=x_sds, offset=offset,
     )
+
+
+def offset_values(spec: ModelSpec, data: pd.DataFrame, labels=None, training: pd.DataFrame | None = None,
+                  where: str = "") -> np.ndarray:
+    """The offset of ``spec`` on the rows of ``data`` (n,): formulae evaluates ``offset(expr)`` in ``FORMULA_ENV``.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        A spec with an offset.
+    data : pandas.DataFrame
+        The rows.
+    labels : array, optional
+        Index labels of the rows (for messages).
+    training : pandas.DataFrame, optional
+        The fitted data, when ``data`` are new rows: stateful transformations (``scale(x)``) use the
+        fitted data's mean and SD, as every other term does.
+    where : str
+        Appended to messages (``" in newdata"``).
+
+    Raises
+    ------
+    DataError
+        The offset is not numeric, or not finite in some rows (named, with their index labels).
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> s = hm.parse_formula("y ~ x + offset(np.log(e))", family="poisson")
+    >>> offset_values(s, pd.DataFrame({"y": [1, 2], "x": [0.0, 1.0], "e": [1.0, np.e]}))
+    array([0., 1.])
+    """
+    from .formula import _show
+
+    expr = spec.offset
+    labels = np.arange(len(data)) if labels is None else np.asarray(labels)
+    rhs = f"0 + offset({expr})"
+    try:
+        with np.errstate(all="ignore"):  # non-finite results are reported below, with their rows
+            if training is None:
+                values = np.asarray(evaluate(rhs, data).common.design_matrix, dtype=float)
+            else:
+                dm = evaluate(rhs, training).common
+                new = dm.evaluate_new_data(data)
+                values = np.asarray(getattr(new, "design_matrix", new), dtype=float)
+    except Exception as exc:
+        msg = str(exc) if len(str(exc)) <= 300 else str(exc)[:300] + " ..."
+        kind = DataError if "numeric" in msg else SpecificationError
+        raise kind(f"Could not evaluate the offset {_show(expr)}{where}: {msg}. An offset must be a numeric "
+                   "expression of the data, e.g. offset(np.log(exposure)).") from None
+    values = values.reshape(len(data), -1)
+    if values.shape[1] != 1:
+        raise SpecificationError(f"The offset {_show(expr)} gives {values.shape[1]} columns; it must give one number "
+                                 "per row (a categorical column cannot be an offset).")
+    values = values[:, 0]
+    bad = ~np.isfinite(values)
+    if bad.any():
+        vals = ", ".join(sorted({str(v) for v in values[bad]}))
+        raise DataError(
+            f"The offset {_show(expr)} is not finite ({vals}){where} in {row_labels(labels, bad)}: its "
+            "transformation is undefined there (e.g. log of a zero exposure). Drop those rows (an exposure of 0 "
+            "has no observations to model), or fix the column."
+        )
+    return values
 
 
 def _bad_mask(col: pd.Series) -> np.ndarray:
@@ -285,7 +358,7 @@ def _bad_mask(col: pd.Series) -> np.ndarray:
 
 
 def _quoting_hint(columns) -> str:
-    from .spec import quote_name
+    from .formula_text import quote_name
 
     odd = [str(c) for c in columns if "`" not in str(c) and quote_name(str(c)) != str(c)]
     if not odd:

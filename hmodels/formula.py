@@ -15,38 +15,13 @@ import formulae as fm
 
 from .errors import FormulaError
 from .families import get_family
-from .spec import GroupBlock, GroupTerm, ModelSpec, quote_name
+from .formula_text import _check_spaced_names, _formulae_error, _show, term_source  # noqa: F401
+from .spec import GroupBlock, GroupTerm, ModelSpec
 
 __all__ = ["parse_formula", "term_source"]
 
 _PROPORTION = re.compile(r"^\s*p\s*\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)\s*$")
 _ATERM = re.compile(r"^\s*(trials|se)\s*\(\s*([^()]+?)\s*\)\s*$")
-# two names separated by blanks only: formulae silently keeps the first ('my col' -> 'my')
-_SPACED = re.compile(r"(?<![\w.])([A-Za-z_][\w.]*)[ \t]+([A-Za-z_][\w.]*)")
-_SHOW = 120  # characters of a formula quoted in a message
-
-
-def _show(text: str) -> str:
-    """``repr`` of a formula (part), shortened for messages."""
-    text = str(text)
-    if len(text) <= _SHOW:
-        return repr(text)
-    return repr(text[: _SHOW - 20] + " ... " + text[-15:]) + f" ({len(text)} characters)"
-
-
-def _formulae_error(exc: BaseException, text: str) -> str:
-    """Explain a formulae error, with a fix for the usual causes; short even for huge formulas."""
-    if isinstance(exc, RecursionError):
-        n = text.count("+") + 1
-        return (f"it has about {n} terms, more than formulae's parser can nest (it recurses once per '+'; "
-                "a few hundred terms at most). Use fewer terms")
-    msg = str(exc)
-    if len(msg) > 200:
-        msg = msg[:200] + " ..."
-    if "Unexpected character" in msg:
-        msg += (". A column whose name is not a plain name (spaces, a leading '_' or digit, symbols) must be "
-                "written in backticks, e.g. `my col` or `_x`, or renamed")
-    return msg
 
 
 def parse_formula(formula: str, family: str = "gaussian", link: str | None = None) -> ModelSpec:
@@ -61,7 +36,9 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
         term formulae understands (``a*b``, ``C(x)``, ``C(x, Sum)``, ``scale(x)``, ``center(x)``,
         ``I(x**2)``, ``poly(x, 2)``, ``bs(x, df=4)``, ``np.log(x)``). A column whose name is not a
         plain name (spaces, a leading ``_``) is written in backticks: ``y ~ `my col` + (1 | g)``.
-        ``offset(...)`` is not supported yet and raises :class:`~hmodels.errors.FormulaError`.
+        ``offset(expr)`` adds ``expr`` to the linear predictor with coefficient 1 (several offsets
+        are summed); an offset inside a group term, an interaction or the outcome raises
+        :class:`~hmodels.errors.FormulaError`.
     family, link : str
         Response family and link.
 
@@ -80,6 +57,8 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
     >>> s = hm.parse_formula("strength ~ 1 + (1 | batch/cask)")
     >>> s.factors
     ('batch', 'batch:cask')
+    >>> hm.parse_formula("count ~ x + offset(np.log(expo)) + (1 | g)", family="poisson").offset
+    'np.log(expo)'
     """
     if not isinstance(formula, str) or formula.count("~") != 1:
         raise FormulaError(
@@ -92,6 +71,7 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
         raise FormulaError(f"The formula {_show(formula)} has no outcome on the left of '~'.")
     response, trials, se = _parse_lhs(lhs, formula)
     fixed_text, blocks = _split_random(rhs, formula)
+    fixed_text, offsets = _extract_offsets(fixed_text, formula)
     intercept, fixed = _parse_fixed(fixed_text, formula)
     groups = []
     for expr, factor, correlated in blocks:
@@ -103,8 +83,54 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
         )
     return ModelSpec(
         response=response, fixed=fixed, intercept=intercept, groups=tuple(groups),
-        family=fam.name, link=fam.link, trials=trials, se=se,
+        family=fam.name, link=fam.link, trials=trials, se=se, offset=tuple(offsets) or None,
     )
+
+
+def _extract_offsets(text: str, formula: str) -> tuple[str, list[str]]:
+    """Take the top-level ``offset(...)`` terms out of the population-level part: (rest, their arguments).
+
+    An offset must be a term of its own, added with ``+`` (or first); ``x:offset(z)``,
+    ``- offset(z)`` or ``offset(z) * x`` cannot be honoured and raise :class:`FormulaError`.
+    """
+    offsets: list[str] = []
+    out, i, depth, quoted = [], 0, 0, False
+    while i < len(text):
+        ch = text[i]
+        if ch == "`":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        m = None
+        if not quoted and depth == 0 and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "._`")):
+            m = re.match(r"offset\s*\(", text[i:])
+        if m is None:
+            out.append(ch)
+            i += 1
+            continue
+        start, d, j = i + m.end() - 1, 0, None
+        for k in range(start, len(text)):
+            d += text[k] == "("
+            d -= text[k] == ")"
+            if d == 0:
+                j = k
+                break
+        if j is None:
+            raise FormulaError(f"Unbalanced '(' in {_show(formula)}.")
+        before = "".join(out).rstrip()
+        after = text[j + 1:].lstrip()
+        if (before and not before.endswith(("+", "~"))) or (after and after[0] not in "+-"):
+            raise FormulaError(
+                f"The offset {text[i:j + 1]!r} in {_show(formula)} is not a term of its own: an offset is added "
+                "to the linear predictor with coefficient 1, so it cannot be interacted, subtracted or "
+                "transformed outside its parentheses. Add it with '+', e.g. 'y ~ x + offset(np.log(exposure))', "
+                "and put any transformation inside: offset(-z), offset(2 * np.log(e))."
+            )
+        offsets.append(text[start + 1:j])
+        i = j + 1
+    return "".join(out), offsets
 
 
 def _parse_lhs(lhs: str, formula: str):
@@ -198,7 +224,14 @@ def _parse_fixed(fixed_text: str, formula: str):
         if kind == "Intercept":
             intercept = True
         elif kind == "Term":
-            terms.append(term_source(t))
+            source = term_source(t)
+            if re.search(r"(?<![\w.`])offset\s*\(", source):
+                raise FormulaError(
+                    f"The term {source!r} of {_show(formula)} uses an offset inside another term: an offset is "
+                    "added on its own with coefficient 1. Write it as a separate term, e.g. "
+                    "'y ~ x + offset(np.log(exposure))'."
+                )
+            terms.append(source)
         elif kind in ("GroupSpecificTerm",):
             continue
         else:
@@ -207,6 +240,12 @@ def _parse_fixed(fixed_text: str, formula: str):
 
 
 def _parse_block(expr: str, factor: str, correlated: bool, formula: str):
+    if re.search(r"(?<![\w.`])offset\s*\(", expr):
+        raise FormulaError(
+            f"The group-specific term '({expr} | {factor})' in {_show(formula)} contains an offset: an offset has "
+            "coefficient 1 for every row, so it cannot vary by group. Write it outside the group term, e.g. "
+            f"'y ~ x + offset(np.log(exposure)) + (1 | {factor})'."
+        )
     try:
         desc = fm.model_description(f"0 + ({expr} | {factor})")
     except Exception as exc:
@@ -228,59 +267,3 @@ def _parse_block(expr: str, factor: str, correlated: bool, formula: str):
         GroupTerm(fname, (GroupBlock(tuple(e["terms"]), e["intercept"], correlated),))
         for fname, e in per_factor.items()
     ]
-
-
-def _check_spaced_names(formula: str) -> None:
-    """Refuse ``my col`` written without backticks (formulae would read it as ``my``)."""
-    bare = re.sub(r"`[^`]*`|'[^']*'|\"[^\"]*\"", " ", formula)
-    m = _SPACED.search(bare)
-    if m:
-        name = f"{m.group(1)} {m.group(2)}"
-        raise FormulaError(
-            f"{name!r} in {_show(formula)} is two names separated by a space; formulae would silently read only "
-            f"{m.group(1)!r}. A column whose name contains spaces must be written in backticks, e.g. `{name}`; "
-            "otherwise join the names with an operator ('+', ':', '*')."
-        )
-
-
-def term_source(term) -> str:
-    """Write one formulae term as formula text that formulae reads back as the same term.
-
-    formulae's own term names drop backticks (``my col``) and the parentheses that group operators
-    inside calls (``I((x + 1)**2)`` is named ``I(x + 1 ** 2)``, which reads back as ``x + 1``), so
-    the term is written out again from its parsed components.
-
-    Examples
-    --------
-    >>> import formulae as fm
-    >>> [term_source(t) for t in fm.model_description("y ~ I((x + 1)**2) + `my col`:z").terms[1:]]
-    ['I((x + 1) ** 2)', '`my col`:z']
-    """
-    parts = []
-    for c in term.components:
-        if type(c).__name__ == "Call":
-            parts.append(_lazy_source(c.call))
-        else:
-            parts.append(quote_name(c.name))
-    return ":".join(parts)
-
-
-def _lazy_source(node) -> str:
-    kind = type(node).__name__
-    if kind == "LazyVariable":
-        return quote_name(node.name)
-    if kind == "LazyValue":
-        return str(node)
-    if kind == "LazyCall":
-        args = [_lazy_source(a) for a in node.args]
-        args += [f"{k}={_lazy_source(v)}" for k, v in node.kwargs.items()]
-        return f"{node.callee}({', '.join(args)})"
-    if kind == "LazyOperator":
-        def operand(a):
-            text = _lazy_source(a)
-            return f"({text})" if type(a).__name__ == "LazyOperator" else text
-
-        if len(node.args) == 1:
-            return f"{node.symbol}{operand(node.args[0])}"
-        return f"{operand(node.args[0])} {node.symbol} {operand(node.args[1])}"
-    raise FormulaError(f"Cannot write back the formula element {node!s} ({kind}).")

@@ -656,8 +656,9 @@ def _predictors(fit) -> dict[str, dict]:
 
     spec = fit.spec
     data = fit_design(fit).data
-    # the outcome, trials and SE columns: what a spec without terms still reads
-    extras = set(used_columns(replace(spec, fixed=(), groups=(), intercept=True), data.columns))
+    # the outcome, trials and SE columns: what a spec without terms still reads. The offset's columns are
+    # predictors: the grid holds them at their mean (or at= values), as emmeans does
+    extras = set(used_columns(replace(spec, fixed=(), groups=(), intercept=True, offset=None), data.columns))
     group_cols = {c for g in spec.groups for c in g.columns}
     fixed_cols = [c for c in used_columns(replace(spec, groups=()), data.columns) if c not in extras]
     group_term_cols = [c for c in used_columns(spec, data.columns) if c not in extras and c not in group_cols]
@@ -748,7 +749,9 @@ def reference_grid(fit, by=None, at: dict | None = None) -> tuple[pd.DataFrame, 
         restricts them; numeric ones need their values in ``at``).
     at : dict, optional
         Values of predictors: one value (held there) or a list (each becomes rows of the result).
-        Numeric predictors not in ``at`` are held at their mean in the data.
+        Numeric predictors not in ``at`` are held at their mean in the data. The columns of an
+        offset are predictors too: ``offset(np.log(expo))`` is evaluated at the mean ``expo``
+        unless ``at`` says otherwise (``at={"expo": 1}``: per unit of exposure).
 
     Returns
     -------

@@ -364,7 +364,7 @@ def _build_fit(groups: dict, meta: dict):
 
 def _check_expressions(spec) -> None:
     """Refuse formula terms that call anything but the allowed transformations."""
-    exprs = [spec.response, *spec.fixed, spec.trials, spec.se]
+    exprs = [spec.response, *spec.fixed, spec.trials, spec.se, spec.offset]
     for g in spec.groups:
         exprs.append(g.factor)
         for b in g.blocks:

@@ -23,7 +23,10 @@ def _draws(fit, name):
 
 
 def linear_predictor(fit, design=None, groups: str = "include", effects: dict | None = None) -> np.ndarray:
-    """Linear-predictor draws ``X b + sum_f (Z_f * r_f[codes_f]).sum(-1)``, shape (chain, draw, n).
+    """Linear-predictor draws ``X b + offset + sum_f (Z_f * r_f[codes_f]).sum(-1)``, shape (chain, draw, n).
+
+    The offset (``design.offset``, coefficient 1) is part of the population-level predictor: it is
+    included whatever ``groups`` says.
 
     Parameters
     ----------
@@ -31,7 +34,8 @@ def linear_predictor(fit, design=None, groups: str = "include", effects: dict | 
     design : Design, optional
         Rows to predict for (default: the data the model was fitted to).
     groups : {"include", "exclude"}
-        Include the group-specific effects, or give population-level predictions (``X b`` only).
+        Include the group-specific effects, or give population-level predictions (``X b`` and the
+        offset only).
     effects : dict, optional
         Group-effect draws to use instead of the fitted ``r_<factor>``, by factor name, each of
         shape (chain, draw, levels, terms) with levels in the order of ``design``'s level codes
@@ -54,6 +58,9 @@ def linear_predictor(fit, design=None, groups: str = "include", effects: dict | 
     if np.isscalar(eta):
         c, d = fit.draws.sizes["chain"], fit.draws.sizes["draw"]
         eta = np.zeros((c, d, design.n))
+    offset = getattr(design, "offset", None)
+    if offset is not None:
+        eta = eta + np.asarray(offset, dtype=float)
     return eta
 
 

@@ -51,9 +51,10 @@ def _working(design):
     fam = get_family(design.spec.family, design.spec.link)
     y = np.asarray(design.y, dtype=float)
     X = design.X if design.X.shape[1] else np.ones((len(y), 1))
+    off = np.zeros(len(y)) if design.offset is None else np.asarray(design.offset, dtype=float)
     on_link = fam.link_scale_response(y, "")  # g(y) for positive / unit-interval continuous outcomes
     if fam.link == "identity" or on_link is not None:
-        z = y if on_link is None else on_link[0]
+        z = (y if on_link is None else on_link[0]) - off  # the offset enters with coefficient 1
         beta, *_ = np.linalg.lstsq(X, z, rcond=None)
         r = z - X @ beta
         if design.se is not None:
@@ -62,15 +63,15 @@ def _working(design):
     trials = design.trials if design.trials is not None else np.ones_like(y)
     binary = fam.outcome in ("binary", "binomial")
     mean = (y.sum() + 0.5) / (trials.sum() + 1.0) if binary else (y.mean() + 0.1)
-    eta = np.full(len(y), _link(fam.link, mean))
-    for _ in range(8):  # IRLS
+    eta = np.full(len(y), _link(fam.link, mean)) + off - off.mean()
+    for _ in range(8):  # IRLS, with the offset (coefficient 1) in eta and out of the working response
         mu, dmu = _inverse(fam.link, eta)
         var = trials * mu * (1 - mu) if binary else mu
         w = np.maximum(dmu**2 * (trials**2 if binary else 1.0) / np.maximum(var, 1e-12), 1e-12)
-        z = eta + (y - (trials * mu if binary else mu)) / np.maximum(dmu * (trials if binary else 1.0), 1e-12)
+        z = eta - off + (y - (trials * mu if binary else mu)) / np.maximum(dmu * (trials if binary else 1.0), 1e-12)
         sw = np.sqrt(w)
         beta, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
-        eta = np.clip(X @ beta, -30, 30)
+        eta = np.clip(X @ beta + off, -30, 30)
     mu, dmu = _inverse(fam.link, eta)
     scale = trials if binary else 1.0
     var = trials * mu * (1 - mu) if binary else mu

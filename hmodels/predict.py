@@ -15,7 +15,10 @@ Group-specific effects are an explicit choice (``groups=``), never a silent zero
     ``N(0, diag(sd) C diag(sd))`` (``sd_<factor>``, ``cor_<factor>``), shared by all rows of
     that level. Intervals then include between-group variation (a new subject, a new herd).
 ``"exclude"``
-    Population-level prediction ``X b``: the typical group (all group effects at zero).
+    Population-level prediction ``X b`` (plus the offset): the typical group (all group effects at zero).
+
+A model with an offset (``offset(np.log(exposure))``) evaluates it on ``newdata``, whose rows must
+then hold its columns; every kind of prediction includes it, ``"link"`` too.
 
 Draws are computed with :mod:`hmodels.linpred` from the Fit alone, so loaded fits predict the
 same as fresh ones.
@@ -23,11 +26,13 @@ same as fresh ones.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .design import FORMULA_ENV, Design, FactorDesign, check_finite, row_labels, used_columns
+from .design import FORMULA_ENV, Design, FactorDesign, check_finite, offset_values, row_labels, used_columns
 from .errors import DataError, MissingColumnError, SpecificationError, closest
 from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, simulate_response
 
@@ -238,10 +243,15 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     training = _training_data(fit)
     extras = {spec.response, spec.trials, spec.se}
     needed = [c for c in used_columns(spec) if c not in extras]
+    offset_cols = (set(used_columns(spec)) - set(used_columns(replace(spec, offset=None)))
+                   if spec.offset is not None else set())
     for c in needed:
         if c not in newdata.columns:
+            why = (f" It enters the offset offset({spec.offset}), which is part of every prediction (kind='link' "
+                   "too): give each new row its own value (e.g. its exposure; 1 for a rate per unit of exposure)."
+                   if c in offset_cols else "")
             raise MissingColumnError(
-                f"Column {c!r} is needed for prediction but is not in newdata.{closest(c, newdata.columns)} "
+                f"Column {c!r} is needed for prediction but is not in newdata.{closest(c, newdata.columns)}{why} "
                 f"The model uses: {', '.join(needed)}."
             )
     duplicated = sorted({str(c) for c in newdata.columns[newdata.columns.duplicated()] if c in needed})
@@ -296,6 +306,9 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
                 f"The rebuilt population-level terms {names} differ from the fitted {fixed_terms}."
             )
         check_finite(X, fixed_terms, labels, "population-level, in newdata")
+    offset = None
+    if spec.offset is not None:  # the fitted data's encoding (scale(), center()) applies to the offset too
+        offset = offset_values(spec, nd, labels, training=training, where=" in newdata")
 
     factors, unseen_levels = [], {}
     for g in spec.groups:
@@ -346,7 +359,7 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     x_means = X.mean(axis=0) if X.size else np.zeros(X.shape[1])
     x_sds = X.std(axis=0) if X.size else np.zeros(X.shape[1])
     design = Design(spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
-                    rows=np.arange(len(nd)), n_dropped=0, data=nd, x_means=x_means, x_sds=x_sds)
+                    rows=np.arange(len(nd)), n_dropped=0, data=nd, x_means=x_means, x_sds=x_sds, offset=offset)
     return design, unseen_levels
 
 

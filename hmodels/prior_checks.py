@@ -161,7 +161,9 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
             if fam.link == "identity" and on_link is not None:
                 what = f"mean {on_link[1]}"
             at = " at average predictors" if len(design.fixed_terms) > 1 and model.intercept_prior == "centered" else ""
-            implies = f"{what}{at}"
+            off = " with the offset at 0 (per unit of exposure for offset(log(exposure)))" \
+                if design.offset is not None else ""
+            implies = f"{what}{at}{off}"
             ilo, ihi = _interval(mu, prob)
         elif slot.cls == "fixed":
             sx = term_sd.get(slot.term, 1.0) or 1.0

@@ -142,6 +142,8 @@ def draw_collapsed_effects(design, factor: str, cor_vars: dict, post, seed=None,
     others = [g for g in design.factors if g.factor != factor]
     r_others = {g.factor: _flat(post, f"r_{g.factor}") for g in others}
     y = design.y.astype(float)
+    if design.offset is not None:
+        y = y - design.offset  # the offset is part of the mean, with coefficient 1
     Zw = f.Z * w[:, None]
     z_out, r_out = np.empty((S, L, k)), np.empty((S, L, k))
     for lo in range(0, S, chunk):

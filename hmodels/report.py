@@ -256,7 +256,8 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
          f"Outcome: {fit.spec.response}" + (f" (successes out of {fit.spec.trials} trials)" if fit.spec.trials else "")
          + (f" with known standard errors {fit.spec.se}" if fit.spec.se else ""),
          f"Family: {fam.name}; link: {fam.link}",
-         "Fixed effects: " + (", ".join(fit.meta["fixed_terms"]) or "none"),
+         "Fixed effects: " + (", ".join(fit.meta["fixed_terms"]) or "none")
+         + (f"; offset {fit.spec.offset} (coefficient fixed at 1)" if getattr(fit.spec, "offset", None) else ""),
          "Grouping factors: " + (", ".join(fit.meta["factors"]) or "none")],
     ]
     gs = _group_structure(fit)

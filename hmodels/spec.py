@@ -12,28 +12,12 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import FormulaError, SpecificationError
 from .families import get_family
+from .formula_text import quote_name
 
 __all__ = ["GroupBlock", "GroupTerm", "ModelSpec", "RandomIntercept", "RandomSlope", "spec", "quote_name",
-           "reserved_names"]
+           "reserved_names", "normalise_offset"]
 
 _OFFSET = re.compile(r"(?<![\w.`])offset\s*\(")
-
-
-def quote_name(name: str) -> str:
-    """Write a column name as a formula can refer to it: bare if formulae reads it as a name, else in backticks.
-
-    formulae reads a bare name that starts with a letter and continues with letters, digits, ``_``
-    and ``.``; anything else (spaces, a leading ``_`` or digit, operators) needs backticks.
-
-    Examples
-    --------
-    >>> quote_name("Days"), quote_name("my col"), quote_name("_x")
-    ('Days', '`my col`', '`_x`')
-    """
-    name = str(name)
-    if name[:1].isalpha() and all(ch.isalnum() or ch in "._" for ch in name):
-        return name
-    return f"`{name}`"  # a name that itself holds a backtick cannot be written in a formula at all
 
 
 @dataclass(frozen=True)
@@ -110,6 +94,11 @@ class ModelSpec:
         Column with the number of trials (binomial).
     se : str, optional
         Column with known standard errors of the outcome (gaussian meta-analysis).
+    offset : str, optional
+        An expression added to the linear predictor with coefficient exactly 1 (``offset(...)`` in a
+        formula; ``"np.log(exposure)"`` for counts over an exposure). Evaluated by formulae in
+        hmodels' formula namespace. Several offsets are summed into one expression; a fixed term
+        written ``offset(x)`` is moved here, so equivalent specs compare equal.
 
     Examples
     --------
@@ -130,12 +119,15 @@ class ModelSpec:
     link: str = "identity"
     trials: str | None = None
     se: str | None = None
+    offset: str | None = None
 
     def __post_init__(self):
         fam = get_family(self.family, self.link)
         object.__setattr__(self, "family", fam.name)
         object.__setattr__(self, "link", fam.link)
-        object.__setattr__(self, "fixed", tuple(self.fixed))
+        fixed, offsets = _split_offset_terms(tuple(self.fixed))
+        object.__setattr__(self, "fixed", fixed)
+        object.__setattr__(self, "offset", normalise_offset([*_as_offsets(self.offset), *offsets]))
         object.__setattr__(self, "groups", _normalise_groups(self.groups))
         if fam.outcome == "binomial" and self.trials is None:
             raise SpecificationError(
@@ -176,6 +168,8 @@ class ModelSpec:
         if aterms:
             lhs = f"{lhs} | {' + '.join(aterms)}"
         rhs = ["1" if self.intercept else "0", *self.fixed]
+        if self.offset is not None:
+            rhs.append(f"offset({self.offset})")
         for g in self.groups:
             factor = ":".join(quote_name(c) for c in g.columns)
             for b in g.blocks:
@@ -202,17 +196,106 @@ class ModelSpec:
         return f"{self.formula}  [family={self.family}, link={self.link}]"
 
 
+def _as_offsets(offset) -> list[str]:
+    """``offset=`` as given (None, one expression or several) -> a list of expressions."""
+    if offset is None:
+        return []
+    if isinstance(offset, str):
+        return [offset]
+    if isinstance(offset, (list, tuple)) and all(isinstance(o, str) for o in offset):
+        return list(offset)
+    raise SpecificationError(
+        f"offset must be an expression (a column name or e.g. 'np.log(exposure)') or a list of them, "
+        f"got {offset!r}."
+    )
+
+
+def _whole_offset(term: str) -> str | None:
+    """The argument of ``term`` when the whole term is one ``offset(...)`` call, else None."""
+    m = re.match(r"^\s*offset\s*\(", term)
+    if not m:
+        return None
+    depth, start = 0, m.end() - 1
+    for i in range(start, len(term)):
+        depth += term[i] == "("
+        depth -= term[i] == ")"
+        if depth == 0:
+            return term[start + 1:i] if not term[i + 1:].strip() else None
+    return None
+
+
+def _split_offset_terms(fixed: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """Move population-level terms that are a whole ``offset(...)`` out of ``fixed``."""
+    kept, offsets = [], []
+    for t in fixed:
+        inner = _whole_offset(t) if isinstance(t, str) else None
+        if inner is None:
+            kept.append(t)
+        else:
+            offsets.append(inner)
+    return tuple(kept), offsets
+
+
+def normalise_offset(parts) -> str | None:
+    """One offset expression from several (their sum), written as formulae reads it back; None for none.
+
+    Examples
+    --------
+    >>> normalise_offset(["np.log( expo )"]), normalise_offset(["log(e)", "offset(z)"]), normalise_offset([])
+    ('np.log(expo)', 'log(e) + z', None)
+    """
+    import formulae as fm
+
+    from .formula_text import _check_spaced_names, _formulae_error, _show, term_source
+
+    exprs = []
+    for p in parts:
+        p = p.strip()
+        inner = _whole_offset(p)
+        p = inner.strip() if inner is not None else p
+        if not p:
+            raise FormulaError("An offset needs an expression: write offset(x), e.g. offset(np.log(exposure)).")
+        if _OFFSET.search(p):
+            raise FormulaError(f"The offset {p!r} contains another offset(...); write each offset once.")
+        exprs.append(p)
+    if not exprs:
+        return None
+    text = " + ".join(f"({e})" for e in exprs) if len(exprs) > 1 else exprs[0]
+    _check_spaced_names(text)
+    try:
+        desc = fm.model_description(f"0 + offset({text})")
+        (term,) = desc.terms
+        source = term_source(term)
+    except Exception as exc:  # formulae raises several types
+        raise FormulaError(f"Could not read the offset {_show(text)}: {_formulae_error(exc, text)}.") from None
+    if not source.startswith("offset(") or ":" in source:
+        raise FormulaError(f"Could not read the offset {_show(text)} as one expression.")
+    return source[len("offset("):-1]
+
+
 def _check_offsets(spec: ModelSpec) -> None:
-    """``offset(...)`` is not supported yet: refuse it rather than fit it as a coefficient."""
-    exprs = [spec.response, *spec.fixed, *(t for g in spec.groups for b in g.blocks for t in b.terms)]
-    for e in exprs:
+    """An offset is a population-level term with coefficient 1: refuse one anywhere else, never fit it."""
+    if _OFFSET.search(spec.response):
+        raise FormulaError(
+            f"The outcome {spec.response!r} contains offset(...): an offset belongs on the right of '~', "
+            "e.g. 'count ~ x + offset(np.log(exposure))'."
+        )
+    for e in spec.fixed:
         if isinstance(e, str) and _OFFSET.search(e):
             raise FormulaError(
-                f"The term {e!r} is an offset: offsets are not supported yet, and hmodels will not fit "
-                "offset(...) as an ordinary predictor with its own coefficient (a different model). "
-                "Remove it, or for an exposure in a count model add its log as a predictor, e.g. "
-                "'np.log(exposure)', knowing that its coefficient is then estimated rather than fixed at 1."
+                f"The term {e!r} uses offset(...) inside another term: an offset is added to the linear "
+                "predictor on its own, with coefficient 1, and cannot be interacted or transformed. Write it as "
+                "a separate term ('+ offset(np.log(exposure))'), or pass offset='np.log(exposure)' to hm.spec."
             )
+    for g in spec.groups:
+        for b in g.blocks:
+            for t in b.terms:
+                if _OFFSET.search(t):
+                    raise FormulaError(
+                        f"The group-specific term {t!r} of {g.factor!r} is an offset: an offset has coefficient 1 "
+                        "for every row, so it cannot vary by group. Write it outside the group term, e.g. "
+                        f"'y ~ x + offset(...) + (1 | {g.factor})'."
+                    )
 
 
 # Names the fitted posterior (and the PyMC graph) use whatever the model: variables and dimensions.
@@ -376,6 +459,7 @@ def spec(
     link: str | None = None,
     trials: str | None = None,
     se: str | None = None,
+    offset: str | list[str] | None = None,
 ) -> ModelSpec:
     """Build a :class:`ModelSpec` without a formula.
 
@@ -394,6 +478,9 @@ def spec(
         Response family and link.
     trials, se : str, optional
         Columns with binomial trials or known standard errors.
+    offset : str or list of str, optional
+        Expression(s) added to the linear predictor with coefficient 1 (summed when several), as
+        ``offset(...)`` in a formula: ``offset="np.log(exposure)"``.
 
     Returns
     -------
@@ -405,6 +492,8 @@ def spec(
     >>> s = hm.spec(response="y", fixed=["x"], groups=[hm.RandomIntercept("g"), hm.RandomSlope("x", by="g")])
     >>> s.formula
     'y ~ 1 + x + (1 + x | g)'
+    >>> hm.spec("count", fixed=["x"], offset="np.log(expo)", family="poisson").formula
+    'count ~ 1 + x + offset(np.log(expo))'
     """
     if isinstance(fixed, str):
         fixed = [fixed]
@@ -439,5 +528,5 @@ def spec(
     fam = get_family(family, link)
     return ModelSpec(
         response=response, fixed=tuple(fixed), intercept=intercept, groups=tuple(terms + extra),
-        family=fam.name, link=fam.link, trials=trials, se=se,
+        family=fam.name, link=fam.link, trials=trials, se=se, offset=offset,
     )

@@ -20,10 +20,9 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-from test_engine import _finite_diff, _points, _pymc_values
+from test_engine import assert_engine_matches_pymc
 
 import hmodels as hm
-from hmodels.build import build_model
 from hmodels.engine.layout import EngineModel
 from hmodels.families import FAMILIES, Family, family_link_pairs, get_family, register_family, unregister_family
 
@@ -133,16 +132,7 @@ def check_simulation_moments(fam):
 def check_engine_matches_pymc_and_finite_differences(fam):
     m = _model(fam, _data(fam))
     em = EngineModel(m.design, m.priors, m.centering(None))
-    pmodel = build_model(m.design, m.priors, m.centering(None)).model
-    logp = pmodel.compile_logp(jacobian=False, mode="FAST_COMPILE")
-    for x in _points(em, n=2, seed=3):
-        ours = em.logp_grad(x, jacobian=False)[0]
-        theirs = float(logp(_pymc_values(pmodel, m, em, x)))
-        assert math.isclose(ours, theirs, rel_tol=1e-8, abs_tol=1e-7), (fam, ours, theirs)
-        lp, grad = em.logp_grad(x)
-        fd = _finite_diff(em, x)
-        err = np.abs(fd - grad) / (1.0 + np.abs(fd))
-        assert err.max() < 1e-5, (fam, int(err.argmax()))
+    assert_engine_matches_pymc(m, em, None, repr(fam), gradient=True, seed=3)
 
 
 def check_fit_predict_check_loo_save(fam, tmp_path):

@@ -73,7 +73,8 @@ def test_spec_round_trips_through_plain_data():
         ("~ x", "no outcome"),
         ("y ~ my x + (1 | g)", "backticks, e.g. `my x`"),
         ("y ~ _x + (1 | g)", "backticks"),
-        ("y ~ x + offset(log_e)", "offsets are not supported yet"),
+        ("y ~ x + (offset(log_e) | g)", "cannot vary by group"),
+        ("y ~ x:offset(log_e)", "not a term of its own"),
     ],
 )
 def test_bad_formulas(bad, fragment):

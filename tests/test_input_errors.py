@@ -225,19 +225,30 @@ def test_predict_with_non_finite_newdata(sleep_fit, bad):
 
 
 # -- 8. offsets and formula transformations ------------------------------------------------------
-@pytest.mark.parametrize("formula", [
-    "count ~ x + offset(np.log(expo)) + (1 | g)",
-    "count ~ offset(expo) + x + (1 | g)",
-    "count ~ x + (1 + offset(expo) | g)",
+@pytest.mark.parametrize("formula, offset", [
+    ("count ~ x + offset(np.log(expo)) + (1 | g)", np.log),
+    ("count ~ offset(expo) + x + (1 | g)", lambda e: e),
 ])
-def test_offsets_are_refused_not_fitted_as_coefficients(formula):
-    with pytest.raises(hm.FormulaError, match="offsets are not supported yet"):
+def test_offsets_are_offsets_not_fitted_as_coefficients(formula, offset):
+    m = _no_warnings(lambda: hm.Model(formula, _df(), family="poisson"))
+    assert m.design.fixed_terms == ["Intercept", "x"]  # no coefficient for the offset (tests/test_offsets.py)
+    np.testing.assert_allclose(m.design.offset, offset(_df()["expo"].to_numpy()))
+
+
+@pytest.mark.parametrize("formula, fragment", [
+    ("count ~ x + (1 + offset(expo) | g)", "cannot vary by group"),
+    ("count ~ x + x:offset(expo) + (1 | g)", "not a term of its own"),
+])
+def test_offsets_that_cannot_be_honoured_are_refused(formula, fragment):
+    with pytest.raises(hm.FormulaError, match=fragment):
         hm.Model(formula, _df(), family="poisson")
 
 
-def test_offset_refused_from_the_python_api():
-    with pytest.raises(hm.FormulaError, match="offsets are not supported yet"):
-        hm.spec("count", fixed=["x", "offset(np.log(expo))"], family="poisson")
+def test_offset_from_the_python_api():
+    s = hm.spec("count", fixed=["x", "offset(np.log(expo))"], family="poisson")
+    assert s == hm.spec("count", fixed=["x"], offset="np.log(expo)", family="poisson")
+    with pytest.raises(hm.FormulaError, match="cannot vary by group"):
+        hm.spec("count", fixed=["x"], groups=[hm.RandomSlope("offset(expo)", by="g")], family="poisson")
 
 
 def test_formula_transformations_build_the_right_columns():

@@ -50,6 +50,8 @@ O_BREF = 35  # F: reference coefficients b_ref (p): weighted least squares of y 
 #              cross-product of the response is taken of y_r = y - Xc b_ref, and the kernels work with
 #              beta - b_ref, so no sum of squares of the raw response (which can cancel catastrophically) is formed
 O_D0 = 36  # F: m0 - b_ref (p), the prior mean of integrated-out coefficients relative to b_ref
+O_OFFSET = 37  # F: offset added to the linear predictor (n), -1 for none (an integrated-out model has y - offset
+#                in O_Y and every cross-product instead, so the offset never reaches the kernels there)
 HEADER = 40
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------

@@ -23,7 +23,8 @@
  * it the coefficients when their priors are all Normal (gaussian_marginal). Its cross-products are
  * of y_r = y - Xc b_ref (O_BREF, the least-squares fit) and it works with beta - b_ref throughout:
  * sums of squares of a response far from zero (y ~ 1e9 gives y'y ~ 1e20) would otherwise cancel
- * catastrophically in e'e = y'y - 2 beta'X'y + beta'X'X beta.
+ * catastrophically in e'e = y'y - 2 beta'X'y + beta'X'X beta. An offset (O_OFFSET, coefficient 1) is added to
+ * the linear predictor of every family; an integrated-out model reads y - offset instead (layout.py).
  *
  * Every gradient is derived by hand; tests/test_engine.py checks each against central finite
  * differences, the log density against PyMC's and a dense multivariate normal, priors against
@@ -1048,13 +1049,14 @@ static void shift_gradient(const double *F, const i64 *I, double *grad) {
     }
 }
 
-/* eta = Xc beta + the sampled factors' effects R[f] */
+/* eta = Xc beta + offset (O_OFFSET, coefficient 1; a constant, so no gradient) + the sampled factors' effects R[f] */
 static void linear_predictor(const double *F, const i64 *I, const double *beta, double **R, i64 collapsed,
                              double *eta) {
     i64 n = I[H_N], p = I[H_P], nfac = I[H_NFAC];
     const double *Xc = F + I[O_X];
+    const double *off = I[O_OFFSET] >= 0 ? F + I[O_OFFSET] : NULL;
     for (i64 i = 0; i < n; i++) {
-        double acc = 0.0;
+        double acc = off ? off[i] : 0.0;
         for (i64 j = 0; j < p; j++) acc += Xc[i * p + j] * beta[j];
         eta[i] = acc;
     }

@@ -140,15 +140,22 @@ class EngineModel:
         Xc = design.X - xmeans
         self.mode, self.icol, self.xmeans, self.Xc = mode, icol, xmeans, Xc
         y = np.asarray(design.y, dtype=float)
+        offset = None if design.offset is None else np.asarray(design.offset, dtype=float)
+        if offset is not None and collapse is not None:
+            # gaussian, identity link: y ~ N(mu + offset, V) is y - offset ~ N(mu, V); every cross-product and
+            # residual of the integrated likelihood reads y - offset, and the kernels never see the offset
+            y, offset = y - offset, None
+        self.offset = offset  # added to the linear predictor by the kernels (O_OFFSET)
         w = 1.0 / design.se**2 if self.known_se else np.ones(n)
         # the data's own location and scale, kept away from the sampler and from every sum of squares:
         # coefficients are sampled standardised about a reference (the least-squares fit for an identity
         # link) and the integrated likelihood reads cross-products of the residual y - Xc b_ref only
         identity = self.link == "identity"
-        self.unit = _data_scale(y) if identity else 1.0
+        y_net = y - offset if (identity and offset is not None) else y  # what the coefficients explain
+        self.unit = _data_scale(y_net) if identity else 1.0
         slots = {r.slot.param: r.slot for r in priors}
         if identity:
-            bref = reference_coefficients(Xc, y, w)
+            bref = reference_coefficients(Xc, y_net, w)
         else:  # the link of the mean outcome for the intercept (as the initial point always had), 0 for slopes
             bref = np.array([float(slots[t].loc) if j == icol and mode else 0.0 for j, t in enumerate(terms)])
         self.bref = bref
@@ -176,11 +183,11 @@ class EngineModel:
             raise SpecificationError(f"The compiled engine has no kernel for the {self.family} family.")
         family_code = self.fam.engine_code
         # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
-        self.aggregated = _aggregate(self.fam, Xc, codes, Zs, y, trials) if collapse is None else None
+        self.aggregated = _aggregate(self.fam, Xc, codes, Zs, y, trials, offset) if collapse is None else None
         Xs = Xc  # the rows the kernels see
         if self.aggregated is not None:
             a = self.aggregated
-            y, Xs, trials, codes, Zs = a["y"], a["X"], a["trials"], a["codes"], a["Z"]
+            y, Xs, trials, codes, Zs, offset = a["y"], a["X"], a["trials"], a["codes"], a["Z"], a["offset"]
             w = a["w"]
             family_code = K.BINOMIAL if self.fam.outcome in ("binary", "binomial") else K.POISSON
             n = len(y)
@@ -281,6 +288,7 @@ class EngineModel:
         xm_off = F.add(xmeans)
         w_off = F.add(w)
         tr_off = F.add(trials)
+        offset_off = F.add(offset) if offset is not None else -1
         cross_off = 0
         if self.collapsed >= 0:
             Xw = Xc * w[:, None]
@@ -320,6 +328,7 @@ class EngineModel:
         h[K.H_SHIFT] = int(bool(self.shift))
         h[K.O_Y0], h[K.O_XWY0] = y0_off, xwy0_off
         h[K.O_BREF], h[K.O_D0] = bref_off, d0_off
+        h[K.O_OFFSET] = offset_off
         I.parts[0] = h
         self.F = F.array()
         self.I = I.array()
@@ -359,7 +368,9 @@ class EngineModel:
                 slot = rows[f"sd({f.name}, {t})"].slot
                 row = self._row_of(f.x_sd + j)
                 x0[f.x_sd + j] = _unconstrain(0.5 * slot.scale, pr[row])
-        unit = float(np.std(self.design.y)) if self.link == "identity" else 1.0
+        y = np.asarray(self.design.y, dtype=float)
+        unit = float(np.std(y if self.design.offset is None else y - self.design.offset)) if self.link == "identity" \
+            else 1.0
         for a, xa in self.x_aux.items():
             guess = {"sigma": 0.5 * (unit if unit > 0 else 1.0), "nu": 10.0, "alpha": 5.0}[a]
             x0[xa] = _unconstrain(guess, pr[self._row_of(xa)])
@@ -580,11 +591,11 @@ def lkj_cholesky(y: np.ndarray, m: int) -> np.ndarray:
     return L
 
 
-def _aggregate(family, X, codes, Zs, y, trials, max_share: float = 0.8):
+def _aggregate(family, X, codes, Zs, y, trials, offset=None, max_share: float = 0.8):
     """Identical rows summed into one, for families whose likelihood depends on them only through sums.
 
-    Rows with the same design (population-level row, level codes and group-specific row of every
-    factor) share the linear predictor, so k successes in n trials over them — or a count total
+    Rows with the same design (population-level row, level codes, group-specific row of every
+    factor and offset) share the linear predictor, so k successes in n trials over them — or a count total
     over m rows with mean m * exp(eta) — give exactly the same likelihood up to a constant as the
     rows one by one. Returns None when fewer than ``1 - max_share`` of the rows would be saved.
     Measured on 20,000 bernoulli rows with two categorical predictors and 50 groups (600 distinct
@@ -592,7 +603,8 @@ def _aggregate(family, X, codes, Zs, y, trials, max_share: float = 0.8):
     """
     if not family.aggregates or len(y) < 2:
         return None
-    key = np.hstack([X] + [c[:, None].astype(float) for c in codes] + list(Zs))
+    key = np.hstack([X] + [c[:, None].astype(float) for c in codes] + list(Zs)
+                    + ([] if offset is None else [np.asarray(offset, dtype=float)[:, None]]))
     _, first, inverse, counts = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
     m = len(first)
@@ -606,4 +618,5 @@ def _aggregate(family, X, codes, Zs, y, trials, max_share: float = 0.8):
     else:
         tr, w = np.bincount(inverse, weights=trials, minlength=m), np.ones(m)
     return {"y": sums, "X": X[first], "trials": tr, "w": w, "codes": [c[first] for c in codes],
-            "Z": [z[first] for z in Zs], "rows": len(y), "unique": m}
+            "Z": [z[first] for z in Zs], "offset": None if offset is None else np.asarray(offset)[first],
+            "rows": len(y), "unique": m}

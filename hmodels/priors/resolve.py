@@ -166,6 +166,8 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
         on_link = fam.link_scale_response(y, resp)  # the lognormal: log(y)
         if on_link is not None:
             y, resp = on_link
+        if design.offset is not None:  # the coefficients explain the outcome net of the offset
+            y, resp = y - design.offset, f"{resp} - offset"
         sy = float(np.std(y, ddof=1)) if y.size > 1 else 1.0
         sy = sy if sy > 0 else 1.0
         my = float(np.mean(y))
@@ -173,8 +175,10 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
         loc_note = f"mean({resp}) = {_fmt(my)}"
     else:
         unit, unit_note = 1.0, "link scale (unit 1)"
-        my = _link_of_mean(fam, y, design.trials)
-        loc_note = f"{fam.link}(mean {resp}) = {_fmt(my)}"
+        my = _link_of_mean(fam, y, design.trials, design.offset)
+        loc_note = (f"{fam.link}(mean {resp}) = {_fmt(my)}" if design.offset is None else
+                    f"{fam.link}(sum {resp} / sum exp(offset)) = {_fmt(my)}" if fam.link == "log" else
+                    f"{fam.link}(mean {resp}) - mean(offset) = {_fmt(my)}")
     slots: list[PriorSlot] = []
     xs = design.x_sds
     xm = design.x_means
@@ -228,16 +232,34 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
     return slots
 
 
-def _link_of_mean(fam, y: np.ndarray, trials) -> float:
-    """The link of the pooled mean outcome (a rate floored at 0.01, a probability kept in [0.01, 0.99])."""
+def _link_of_mean(fam, y: np.ndarray, trials, offset: np.ndarray | None = None) -> float:
+    """The link of the pooled mean outcome (a rate floored at 0.01, a probability kept in [0.01, 0.99]).
+
+    Net of an offset: for a log link the pooled rate per unit of ``exp(offset)``,
+    ``log(sum y / sum exp(offset))`` (the intercept of an intercept-only model with that offset);
+    for other links ``link(mean) - mean(offset)``.
+
+    Examples
+    --------
+    >>> from hmodels.families import get_family
+    >>> fam = get_family("poisson")
+    >>> round(_link_of_mean(fam, np.array([2.0, 6.0]), None, np.log([1.0, 3.0])), 6)  # log(8 / 4)
+    0.693147
+    """
     if fam.link == "identity":
         return 0.0
+    if offset is not None and fam.link == "log":
+        from scipy.special import logsumexp
+
+        # the mean count floored at 0.01 as without an offset; logsumexp: exposures of any size
+        return float(np.log(max(float(y.sum()), 1e-2 * len(y))) - logsumexp(np.asarray(offset, dtype=float)))
     p = y.sum() / trials.sum() if trials is not None else float(np.mean(y))
     if fam.link == "inverse":  # a positive mean
         p = max(p, 1e-12)
     else:
         p = max(p, 1e-2) if fam.link == "log" else min(max(p, 0.01), 0.99)
-    return float(fam.link_fn.link(p))
+    shift = float(np.mean(offset)) if offset is not None else 0.0
+    return float(fam.link_fn.link(p)) - shift
 
 
 def resolve_priors(design, priors=None, prior_set: str | PriorSet | None = None,

@@ -205,6 +205,8 @@ class _LMM:
         self.s = _Structure(design)
         self.reml = reml
         y = np.asarray(design.y, dtype=float)
+        if getattr(design, "offset", None) is not None:  # an offset is a known part of the mean
+            y = y - design.offset
         X = np.asarray(design.X, dtype=float)
         self.known = design.se is not None
         w = 1.0 / np.asarray(design.se, dtype=float) ** 2 if self.known else np.ones(len(y))
@@ -463,6 +465,7 @@ class _Laplace:
         self.y = np.asarray(design.y, dtype=float)
         self.X = np.asarray(design.X, dtype=float)
         self.n, self.p = self.X.shape
+        self.offset = np.zeros(self.n) if getattr(design, "offset", None) is None else np.asarray(design.offset)
         if self.family == "poisson":
             self.trials = np.ones(self.n)
             self.const = float(-special.gammaln(self.y + 1).sum())
@@ -484,7 +487,7 @@ class _Laplace:
     def mode(self, theta, beta, u0=None):
         """Conditional mode of u by penalised Newton steps with step halving; (u, L, loglik)."""
         ZL = self.s.right(self.s.Z, theta)
-        off = self.X @ beta
+        off = self.X @ beta + self.offset
         u = np.zeros(self.s.q) if u0 is None else u0.copy()
 
         def objective(u):
@@ -553,7 +556,7 @@ class _Laplace:
         """Coefficients of the GLM without group effects (Newton), the starting point."""
         beta = np.zeros(self.p)
         for _ in range(50):
-            _, g, w = self._loglik(self.X @ beta)
+            _, g, w = self._loglik(self.X @ beta + self.offset)
             H = self.X.T @ (self.X * w[:, None]) + 1e-10 * np.eye(self.p)
             step = np.linalg.solve(H, self.X.T @ g)
             beta = beta + step

@@ -39,8 +39,10 @@ class _ParamsFit:
 
 
 def linear_predictor_of(design, params: Params, effects: dict[str, np.ndarray]) -> np.ndarray:
-    """``X b + sum_f (Z_f * b_f[codes_f]).sum(-1)`` for one set of values, shape (n,)."""
+    """``X b + offset + sum_f (Z_f * b_f[codes_f]).sum(-1)`` for one set of values, shape (n,)."""
     eta = design.X @ params.beta if design.fixed_terms else np.zeros(design.n)
+    if getattr(design, "offset", None) is not None:  # offset(...) enters with coefficient 1
+        eta = eta + design.offset
     for f in design.factors:
         eta = eta + np.einsum("nk,nk->n", effects[f.factor][f.codes], f.Z)
     return eta
