@@ -149,3 +149,23 @@ def test_design_grid_and_templates():
         call_design("nope", 2, 2, np.random.default_rng(0), "g")
     spec = hm.parse_formula("y ~ treat + (1 | g)")
     assert design_for(spec, tmpl).n == 6
+
+
+def test_simulate_asks_the_family_registry_for_its_parameters():
+    """A family added through the registry (gamma, with its shape) is simulated with its own parameters."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(10), 8)
+    x = rng.normal(size=80)
+    df = pd.DataFrame({"y": rng.gamma(5, np.exp(1 + 0.5 * x) / 5), "x": x, "g": g.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = hm.Model("y ~ x + (1 | g)", df, family="gamma")
+    sims = hm.simulate(m, {"Intercept": 1.0, "x": 0.5, "sd(g, Intercept)": 1e-6, "shape": 5.0}, n=200, seed=2)
+    y = np.stack([s["y"].to_numpy() for s in sims])
+    mu = np.exp(1 + 0.5 * x)
+    np.testing.assert_allclose(y.mean(axis=0) / mu, 1.0, atol=0.2)          # gamma mean mu
+    assert abs(np.mean(y.var(axis=0) / mu**2) - 1 / 5) < 0.05                # variance mu^2 / shape
+    with pytest.raises(hm.SpecificationError, match="shape"):
+        hm.simulate(m, {"Intercept": 1.0, "x": 0.5, "sd(g, Intercept)": 0.3}, seed=2)

@@ -23,7 +23,6 @@ from ..errors import SpecificationError, closest
 
 __all__ = ["Params", "ParamLabel", "parameter_labels", "parse_params", "draw_from_priors", "lkj_corr", "family_aux"]
 
-_AUX = {"gaussian": ("sigma",), "student_t": ("sigma", "nu"), "negativebinomial": ("alpha",)}
 
 
 def family_aux(design) -> tuple[str, ...]:
@@ -35,7 +34,9 @@ def family_aux(design) -> tuple[str, ...]:
     >>> family_aux(hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools")).design)
     ()
     """
-    aux = _AUX.get(design.spec.family, ())
+    from ..families import get_family
+
+    aux = get_family(design.spec.family, design.spec.link).aux  # the registry's family parameters
     return tuple(a for a in aux if not (a == "sigma" and design.se is not None))
 
 
