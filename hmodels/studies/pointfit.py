@@ -283,22 +283,31 @@ class _LMM:
         return self._dev(s, None if self.known else sigma)
 
     def _unpack(self, phi):
-        sds, cors, i = {}, {}, 0
-        for f in self.s.factors:
-            k = len(f.terms)
-            sds[f.factor] = np.asarray(phi[i:i + k], dtype=float)
-            i += k
-        for f in self.s.factors:
-            R = np.eye(len(f.terms))
-            for block, cor in zip(f.blocks, f.correlated):
-                if cor:
-                    for a in range(len(block)):
-                        for b in range(a + 1, len(block)):
-                            R[block[a], block[b]] = R[block[b], block[a]] = phi[i]
-                            i += 1
-            cors[f.factor] = R
+        sds, cors, i = _sds_and_cors(self.s.factors, phi)
         sigma = 1.0 if self.known else float(phi[i])
         return sds, cors, sigma
+
+
+def _sds_and_cors(factors, values) -> tuple[dict, dict, int]:
+    """SDs per factor, then correlation matrices per factor, read in order from ``values``.
+
+    Returns ``(sds, cors, i)``: ``i`` is the position of the first value not read (sigma, if any).
+    """
+    sds, cors, i = {}, {}, 0
+    for f in factors:
+        k = len(f.terms)
+        sds[f.factor] = np.asarray(values[i:i + k], dtype=float)
+        i += k
+    for f in factors:
+        R = np.eye(len(f.terms))
+        for block, cor in zip(f.blocks, f.correlated):
+            if cor:
+                for a in range(len(block)):
+                    for b in range(a + 1, len(block)):
+                        R[block[a], block[b]] = R[block[b], block[a]] = values[i]
+                        i += 1
+        cors[f.factor] = R
+    return sds, cors, i
 
 
 def _lam_times(structure, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -532,19 +541,7 @@ class _Laplace:
     def deviance_natural(self, x: np.ndarray) -> float:
         """The deviance at SDs, correlations and coefficients (for the Hessian)."""
         k = len(x) - self.p
-        sds, cors, i = {}, {}, 0
-        for f in self.s.factors:
-            sds[f.factor] = np.asarray(x[i:i + len(f.terms)])
-            i += len(f.terms)
-        for f in self.s.factors:
-            R = np.eye(len(f.terms))
-            for block, cor in zip(f.blocks, f.correlated):
-                if cor:
-                    for a in range(len(block)):
-                        for b in range(a + 1, len(block)):
-                            R[block[a], block[b]] = R[block[b], block[a]] = x[i]
-                            i += 1
-            cors[f.factor] = R
+        sds, cors, i = _sds_and_cors(self.s.factors, x)
         if any(np.any(v < 0) for v in sds.values()):
             return np.nan
         theta = self.s.theta_from_natural(sds, cors, 1.0)
