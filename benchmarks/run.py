@@ -70,7 +70,29 @@ MODELS = {
         statsmodels_skip=("not attempted: MixedLM needs the crossed design as one dense 73,421 x 4,100 "
                           "variance-component matrix (~2.4 GB), far beyond a couple of minutes")),
 }
+# The families of issue 12, beside bambi where bambi has the same family (same link, same priors).
+# ``aux`` maps hmodels's family parameter to bambi's, with ``flip`` when bambi's is one minus ours
+# (bambi's ``psi`` is the probability of the count part; hmodels's ``zi`` / ``hu`` of the zero).
+for _name, _fam, _formula, _bambi_aux, _lme4 in [
+    ("gamma", "gamma", "y ~ x + (1 | g)", {"shape": ("alpha", False)},
+     "glmer(y ~ x + (1 | g), data = bench_data, family = Gamma(link = 'log'))"),
+    ("lognormal", "lognormal", "y ~ x + (1 | g)", {"sigma": ("sigma", False)},
+     "lmer(log(y) ~ x + (1 | g), data = bench_data, REML = FALSE)"),
+    ("beta", "beta", "y ~ x + (1 | g)", {"phi": ("kappa", False)}, None),
+    ("zero_inflated_poisson", "zero_inflated_poisson", "y ~ x + (1 | g)", {"zi": ("psi", True)}, None),
+    ("hurdle_poisson", "hurdle_poisson", "y ~ x + (1 | g)", {"hu": ("psi", True)}, None),
+]:
+    MODELS[_name] = dict(formula=_formula, bambi=_formula, lme4=None, lme4_call=_lme4, data=f"sim_{_name}",
+                         family=_fam, link="log" if _fam == "gamma" else None, bambi_aux=_bambi_aux)
+MODELS["cbpp_beta_binomial"] = dict(
+    formula="p(incidence, size) ~ period + (1 | herd)", bambi="p(incidence, size) ~ period + (1 | herd)",
+    lme4=None, data="cbpp", family="beta_binomial", bambi_aux={"phi": ("kappa", False)})
+MODELS["wine_cumulative"] = dict(
+    formula="rating ~ temp + contact + (1 | judge)", bambi="rating ~ temp + contact + (1 | judge)", lme4=None,
+    data="wine", family="cumulative", bambi_aux={"cutpoints": ("threshold", False)})
 SMALL = ["sleepstudy", "radon", "penicillin", "cbpp", "poisson_crossed"]
+FAMILY_MODELS = ["gamma", "lognormal", "beta", "zero_inflated_poisson", "hurdle_poisson", "cbpp_beta_binomial",
+                 "wine_cumulative"]
 BAYES_TOOLS = ["hmodels", "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]
 FREQ_TOOLS = ["statsmodels", "lme4"]
 STATES = ["cold", "warm"]
@@ -101,9 +123,43 @@ def load_data(name: str):
         x = rng.integers(0, 2, n).astype(float)
         y = 3.2 + 0.1 * x + rng.normal(0, 0.33, ns)[s] + rng.normal(0, 0.52, nd)[d] + rng.normal(0, 1.18, n)
         return pd.DataFrame({"y": y, "x": x, "s": s.astype(str), "d": d.astype(str)})
+    if name.startswith("sim_") and name[4:] in FAMILY_MODELS:
+        return simulate_family_data(name[4:])
     import hmodels as hm
 
     return hm.datasets.load(name)
+
+
+def simulate_family_data(family: str):
+    """1,000 rows in 50 groups from a random-intercept GLMM of ``family`` (fixed seed, known truth).
+
+    Truth: Intercept 0.5 (beta: -0.5, hurdle/zero-inflated: 1.0), x 0.3, sd(g) 0.4; gamma shape 3,
+    lognormal sigma 0.5, beta phi 20, zero inflation / hurdle probability 0.3.
+    """
+    import pandas as pd
+
+    rng = np.random.default_rng(20261130)
+    n, n_groups = 1000, 50
+    g = np.repeat(np.arange(n_groups), n // n_groups)
+    x = rng.normal(size=n)
+    intercept = {"beta": -0.5, "zero_inflated_poisson": 1.0, "hurdle_poisson": 1.0}.get(family, 0.5)
+    eta = intercept + 0.3 * x + rng.normal(0, 0.4, n_groups)[g]
+    if family == "gamma":
+        y = rng.gamma(3.0, np.exp(eta) / 3.0)
+    elif family == "lognormal":
+        y = np.exp(rng.normal(eta, 0.5))
+    elif family == "beta":
+        mu = 1 / (1 + np.exp(-eta))
+        y = rng.beta(mu * 20, (1 - mu) * 20)
+    elif family == "zero_inflated_poisson":
+        y = np.where(rng.random(n) < 0.3, 0, rng.poisson(np.exp(eta)))
+    else:  # hurdle poisson: a zero with probability 0.3, else a zero-truncated poisson count
+        lam = np.exp(eta)
+        u = rng.uniform(np.exp(-lam), 1.0)  # inverse-CDF draw of the poisson conditioned on y > 0
+        from scipy import stats
+
+        y = np.where(rng.random(n) < 0.3, 0, stats.poisson.ppf(u, lam).astype(int))
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
 
 
 def bootstrap_within(data, factor: str, seed: int = SECOND_FIT_SEED):
@@ -129,14 +185,16 @@ def draws_tune(name: str, args) -> tuple[int, int]:
 
 
 # -- priors: hmodels's resolved table, handed to bambi ---------------------------------------------
-def bambi_priors(model):
-    """bambi priors equal to an hmodels Model's resolved priors (fixed terms, group SDs, sigma).
+def bambi_priors(model, aux: dict | None = None):
+    """bambi priors equal to an hmodels Model's resolved priors (fixed terms, group SDs, family parameters).
 
     A categorical term's levels share one bambi prior; where hmodels's scales differ by level
-    they are passed as arrays (in the design's level order, which bambi shares).
+    they are passed as arrays (in the design's level order, which bambi shares). ``aux`` maps a
+    family parameter to bambi's name and whether bambi's is one minus hmodels's.
     """
     import bambi as bmb
 
+    aux = aux or {}
     out, levels = {}, {}
     for row in model.priors:
         key, p = row.slot.param, row.prior
@@ -144,6 +202,21 @@ def bambi_priors(model):
             factor, term = [s.strip() for s in key[3:-1].split(",")]
             name = f"1|{factor}" if term == "Intercept" else f"{term}|{factor}"
             out[name] = bmb.Prior("Normal", mu=0, sigma=bmb.Prior(p.pymc_class().__name__, **p.params))
+        elif key in aux:
+            bname, flip = aux[key]
+            params = dict(p.params)
+            if key == "cutpoints":  # the thresholds: ordered, started increasing (bambi's own start fails)
+                from pymc.distributions.transforms import ordered
+
+                k = len(model.design.response_levels) - 1
+                out[bname] = bmb.Prior(p.pymc_class().__name__, **params, transform=ordered,
+                                       initval=np.linspace(-2.0, 2.0, k))
+                continue
+            if flip:  # Beta(a, b) on zi is Beta(b, a) on bambi's psi = 1 - zi
+                if p.pymc_class().__name__ != "Beta":
+                    raise ValueError(f"cannot hand the prior {p} of {key} to bambi's {bname}")
+                params = {"alpha": params["beta"], "beta": params["alpha"]}
+            out[bname] = bmb.Prior(p.pymc_class().__name__, **params)
         elif key == "sigma":
             out["sigma"] = bmb.Prior(p.pymc_class().__name__, **p.params)
         elif key in model.design.fixed_terms:
@@ -227,7 +300,7 @@ def worker_hmodels(name: str, draws: int, tune: int, chains: int, seed: int) -> 
     t1 = time.perf_counter()
     data = load_data(cfg["data"])
     t2 = time.perf_counter()
-    model = hm.Model(cfg["formula"], data, family=cfg["family"])
+    model = hm.Model(cfg["formula"], data, family=cfg["family"], link=cfg.get("link"))
     t3 = time.perf_counter()
     native.library()
     t4 = time.perf_counter()
@@ -241,6 +314,9 @@ def worker_hmodels(name: str, draws: int, tune: int, chains: int, seed: int) -> 
     means = {t: (float(fe.loc[t, "mean"]), float(fe.loc[t, "sd"])) for t in fe.index}
     means.update({k: (float(vc.loc[k, "mean"]), float(vc.loc[k, "sd"])) for k in vc.index
                   if vc.loc[k, "kind"] in ("sd", "sigma")})
+    for a in model.family.aux:  # the family's own parameters (shape, phi, zi, ...)
+        if a in post and a not in means:
+            means[a] = (float(post[a].mean()), float(post[a].std()))
     res = dict(build_s=t3 - t2, compile_s=t4 - t3, sampling_s=t5 - t4, total_s=t5 - t2, ess_key=ess_key,
                ess_all=ess_all, max_rhat=rhat, divergences=fit.divergences, peak_mb=peak_mb(), means=means,
                import_s=t1 - t0, data_s=t2 - t1, fit_timing=dict(fit.timing),
@@ -264,7 +340,7 @@ def second_fit(cfg: dict, model, draws: int, tune: int, chains: int, seed: int) 
     data = bootstrap_within(model.design.data, model.design.factors[0].factor)
     cache_before = set(os.listdir(native.cache_dir()))
     t0 = time.perf_counter()
-    model2 = hm.Model(cfg["formula"], data, family=cfg["family"])
+    model2 = hm.Model(cfg["formula"], data, family=cfg["family"], link=cfg.get("link"))
     fit2 = model2.fit(draws=draws, tune=tune, chains=chains, seed=seed + 1, progressbar=False)
     t1 = time.perf_counter()
     return dict(second_fit_s=t1 - t0, second_fit_sample_s=fit2.timing["sample_s"],
@@ -287,9 +363,16 @@ def worker_bambi(name: str, sampler: str, draws: int, tune: int, chains: int, se
     import hmodels as hm  # only for its resolved priors: counted with data loading, not in the total
 
     data = load_data(cfg["data"])
-    priors = bambi_priors(hm.Model(cfg["formula"], data, family=cfg["family"]))
+    aux = cfg.get("bambi_aux", {})
+    priors = bambi_priors(hm.Model(cfg["formula"], data, family=cfg["family"], link=cfg.get("link")), aux)
     t2 = time.perf_counter()
-    model = bmb.Model(cfg["bambi"], data, family=cfg["family"], priors=priors)
+    link = {"link": cfg["link"]} if cfg.get("link") else {}
+    if cfg["family"] == "cumulative":  # bambi reads the categories from an ordered Categorical
+        import pandas as pd
+
+        response = cfg["bambi"].split("~")[0].strip()
+        data = data.assign(**{response: pd.Categorical(data[response], ordered=True)})
+    model = bmb.Model(cfg["bambi"], data, family=cfg["family"], priors=priors, **link)
     model.build()
     t3 = time.perf_counter()
     idata = model.fit(draws=draws, tune=tune, chains=chains, cores=min(chains, os.cpu_count() or 1),
@@ -301,6 +384,10 @@ def worker_bambi(name: str, sampler: str, draws: int, tune: int, chains: int, se
     ess_key, rhat = ess_rhat(post, keys)
     ess_all, _ = ess_rhat(post, [v for v in post.data_vars if not v.endswith("_offset") and v not in ("mu", "p")])
     means = {bambi_to_hmodels(k): v for k, v in flat_means(post, keys).items()}
+    for ours, (theirs, flip) in aux.items():  # the family's parameter under hmodels's name and meaning
+        if theirs in means:
+            m, sd = means.pop(theirs)
+            means[ours] = (1.0 - m, sd) if flip else (m, sd)
     fit_s, sample_s = t4 - t3, sampling_time(idata)
     return dict(build_s=t3 - t2, compile_s=None if sample_s is None else fit_s - sample_s,
                 sampling_s=fit_s if sample_s is None else sample_s, total_s=t4 - t2, ess_key=ess_key, ess_all=ess_all,
@@ -362,7 +449,9 @@ def lme4_call(name: str) -> tuple[str, str]:
     data = load_data(cfg["data"])
     factors = [c for c in data.columns if not is_numeric_dtype(data[c])]
     colclasses = "c(" + ", ".join(f'{c} = "factor"' for c in factors) + ")" if factors else "NA"
-    if cfg["family"] == "gaussian":
+    if cfg.get("lme4_call"):
+        call = cfg["lme4_call"]
+    elif cfg["family"] == "gaussian":
         call = f"lmer({cfg['lme4']}, data = bench_data, REML = TRUE)"
     else:
         call = f"glmer({cfg['lme4']}, data = bench_data, family = {cfg['family']})"
@@ -491,6 +580,8 @@ def skip_reason(tool: str, name: str, unavailable: dict) -> str | None:
     """Why a frequentist ``tool`` is not run on model ``name`` (recorded as skipped), or None."""
     if tool in unavailable:
         return f"unavailable: {unavailable[tool]}"
+    if tool == "lme4" and not (MODELS[name].get("lme4") or MODELS[name].get("lme4_call")):
+        return f"not applicable: lme4 has no {MODELS[name]['family']} family"
     if tool == "statsmodels" and "statsmodels" not in MODELS[name]:
         return MODELS[name].get("statsmodels_skip", "not applicable: MixedLM is for gaussian models only")
     return None
@@ -716,7 +807,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=2, metavar=("TOOL", "MODEL"), help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
-    ap.add_argument("--models", nargs="+", default=SMALL, choices=list(MODELS))
+    ap.add_argument("--models", nargs="+", default=SMALL, choices=list(MODELS) + ["families"],
+                    help="models to run; 'families' = " + " ".join(FAMILY_MODELS))
     ap.add_argument("--tools", nargs="+", default=BAYES_TOOLS + FREQ_TOOLS, choices=BAYES_TOOLS + FREQ_TOOLS)
     ap.add_argument("--states", nargs="+", default=STATES, choices=STATES)
     ap.add_argument("--draws", type=int, default=None, help="draws per chain (default 1000; insteval 300)")
@@ -727,6 +819,7 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=900, help="seconds per fit")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
+    args.models = [m for name in args.models for m in (FAMILY_MODELS if name == "families" else [name])]
     if args.worker:
         worker_main(args)
         return

@@ -34,7 +34,6 @@ from .interpret import Estimates
 from .io import load
 from .model import Model
 from .plan import FitPlan
-from .prior_compare import compare_priors
 from .priors import (
     LKJ,
     Beta,
@@ -52,7 +51,17 @@ from .priors import (
     Uniform,
 )
 from .spec import GroupBlock, GroupTerm, ModelSpec, RandomIntercept, RandomSlope, spec
-from .studies import PointFit, PowerResult, SBCResult, compare_estimates, design_grid, power, sbc, simulate
+from .studies import (
+    PointFit,
+    PowerResult,
+    SBCResult,
+    compare_estimates,
+    compare_priors,
+    design_grid,
+    power,
+    sbc,
+    simulate,
+)
 
 try:
     __version__ = _metadata.version("hmodels")

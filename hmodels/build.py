@@ -331,7 +331,10 @@ def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
         sigma = p.pymc_class()("sigma", **p.params)
         s = 1.0 / sigma**2
         logdet_noise = 2.0 * n * pt.log(sigma) - float(np.log(w).sum())
-    e = pt.as_tensor_variable(design.y.astype(float)) - eta
+    fam = get_family(design.spec.family, design.spec.link)
+    y = np.asarray(fam.engine_outcome(design.y.astype(float)), dtype=float)  # log y for the lognormal
+    const = fam.loglik_constant(design.y.astype(float), design.trials, w, design.se is not None, True)
+    e = pt.as_tensor_variable(y) - eta
     eOe = (w * e**2).sum()
     Zte = pt.inc_subtensor(pt.zeros((L, k))[f.codes], pt.as_tensor_variable(f.Z * w[:, None]) * e[:, None])
     M = pt.eye(k) + s * pt.matmul(pt.matmul(B.T, A), B)  # (L, k, k)
@@ -344,8 +347,8 @@ def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
         v = pt.linalg.solve_triangular(C, c[..., None], lower=True)
         logdet = 2.0 * pt.log(pt.diagonal(C, axis1=-2, axis2=-1)).sum()
         quad = (v**2).sum()
-    pm.Potential("marginal_loglik",
-                 -0.5 * (n * np.log(2 * np.pi) + logdet_noise + logdet + s * eOe - s**2 * quad))
+    pm.Potential("marginal_loglik", const
+                 - 0.5 * (n * np.log(2 * np.pi) + logdet_noise + logdet + s * eOe - s**2 * quad))
 
 
 def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = False):
@@ -354,7 +357,27 @@ def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = Fals
     for a in fam.aux:
         if a == "sigma" and design.se is not None:
             continue
-        p = by_param[a]
-        aux[a] = p.pymc_class()(a, **p.params)
-    if not prior_only:
+        aux[a] = fam.pymc_aux(a, by_param[a], design)
+    if prior_only:
+        return
+    spec = design.spec
+    if spec.cens is None and spec.trunc is None and design.weights is None:
         fam.pymc_likelihood(obs, eta, aux, design.y, trials=design.trials, se=design.se)
+        return
+    # censoring / truncation / weights: the family's distribution object, wrapped (pm.Censored, pm.Truncated)
+    dist = fam.pymc_dist(eta, aux, trials=design.trials, se=design.se)
+    y = design.y
+    if spec.trunc is not None:
+        lb, ub = spec.trunc
+        dist = pm.Truncated.dist(dist, lower=lb, upper=ub)
+    if design.cens is not None:
+        lower = np.where(design.cens == -1, y, -np.inf) if (design.cens == -1).any() else None
+        upper = np.where(design.cens == 1, y, np.inf) if (design.cens == 1).any() else None
+        dist = pm.Censored.dist(dist, lower=lower, upper=upper)
+    if design.weights is None:
+        pm.modelcontext(None).register_rv(dist, obs, observed=y, dims=("obs",))
+    else:  # brms's weights(): each row's log-likelihood times its weight
+        # the parameters' value variables in place of their random variables first: pm.logp of a Censored
+        # (or Truncated) distribution clones ("lifts") them, and the clones would be drawn at random
+        dist = pm.modelcontext(None).replace_rvs_by_values([dist])[0]
+        pm.Potential(f"{obs}_weighted_loglik", (design.weights * pm.logp(dist, y)).sum())

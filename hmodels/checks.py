@@ -141,6 +141,14 @@ class PPCResult:
 def _replicates(fit, seed, draws=None):
     """(design, eta, y_rep) with draws flattened to one axis: eta and y_rep of shape (S, n)."""
     design = fit_design(fit)
+    cens = getattr(design, "cens", None)
+    if cens is not None and (cens != 0).any():
+        raise SpecificationError(
+            f"Posterior predictive checks and residuals compare replicated outcomes with the recorded ones, but "
+            f"{int((cens != 0).sum())} rows are censored: their recorded values are bounds, not outcomes, so the "
+            "comparison would be wrong. Compare models with fit.loo() (its likelihood accounts for censoring); "
+            "fit.predict(kind='response') gives the uncensored outcomes."
+        )
     eta = linear_predictor(fit, design, groups="include")
     rep = np.asarray(simulate_response(fit, eta, design, seed=seed), dtype=float)
     c, d, n = eta.shape
@@ -259,7 +267,7 @@ class Overdispersion:
 def _variance_function(fit, design, mu, idx=None):
     """The family's variance of the outcome at ``mu`` (draws flattened; ``idx`` selects draws)."""
     fam = fit.family
-    if not fam.discrete:
+    if not fam.discrete or fam.outcome == "ordinal":
         raise SpecificationError(
             f"The overdispersion check is for count and binomial families (poisson, negativebinomial, binomial, "
             f"bernoulli, and their zero-inflated, hurdle and beta-binomial versions), not {fam.name!r}; for a "
@@ -277,7 +285,7 @@ def _flat_aux(fit, idx=None) -> dict:
     """The family's parameters as (draws, 1) arrays, draws flattened as :func:`_replicates` (``idx`` selects)."""
     out = {}
     for a, v in aux_draws(fit).items():
-        v = v.reshape(-1, 1)
+        v = v.reshape(-1, *v.shape[2:])  # (draws, 1), or (draws, 1, K-1) for ordinal thresholds
         out[a] = v if idx is None else v[idx]
     return out
 

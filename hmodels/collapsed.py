@@ -95,7 +95,8 @@ class CollapsedStats:
     def __init__(self, design):
         from .engine.layout import reference_coefficients
 
-        y, X = design.y.astype(float), design.X
+        fam = get_family(design.spec.family, design.spec.link)
+        y, X = np.asarray(fam.engine_outcome(design.y.astype(float)), dtype=float), design.X  # log y: lognormal
         if design.offset is not None:  # y ~ N(X b + offset, V): the cross-products are of y - offset
             y = y - design.offset
         n, p = X.shape[0], X.shape[1]

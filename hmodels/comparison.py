@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import SpecificationError
+from .errors import SamplingError, SpecificationError
 from .linpred import fit_design, linear_predictor, pointwise_loglik
 
 __all__ = ["loo", "kfold", "compare", "Comparison", "LOOWarning", "log_likelihood_tree"]
@@ -45,8 +45,11 @@ def _group_codes(fit, by: str) -> tuple[np.ndarray, list[str]]:
     )
 
 
-def log_likelihood_tree(fit, by: str | None = None) -> xr.DataTree:
+def log_likelihood_tree(fit, by: str | None = None, weightless: bool = False) -> xr.DataTree:
     """ArviZ data with ``posterior`` and a ``log_likelihood`` group, per observation or per group.
+
+    Rows (or groups) whose ``weights()`` are all 0 have no likelihood (0 in every draw): they are left
+    out, as if dropped (PSIS cannot smooth a constant), unless ``weightless`` (K-fold, which needs every row).
 
     Examples
     --------
@@ -63,6 +66,13 @@ def log_likelihood_tree(fit, by: str | None = None) -> xr.DataTree:
         codes, levels = _group_codes(fit, by)
         summed = np.stack([ll[..., codes == j].sum(axis=-1) for j in range(len(levels))], axis=-1)
         ll, dim, coords = summed, by, levels
+    weights = getattr(design, "weights", None)
+    if weights is not None and not weightless and (weights == 0).any():
+        if by is None:
+            keep = weights > 0
+        else:
+            keep = np.bincount(codes, weights=weights, minlength=len(coords)) > 0
+        ll, coords = ll[..., keep], np.asarray(coords)[keep]
     c, d = ll.shape[:2]
     ds = xr.Dataset({name: (("chain", "draw", dim), ll)},
                     coords={"chain": np.arange(c), "draw": np.arange(d), dim: coords})
@@ -140,17 +150,68 @@ def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: di
     from .model import Model
     from .predict import new_design, new_level_effects
     from .spec import ModelSpec
+    from .studies._dask import quiet
 
     keep = np.setdiff1d(np.arange(len(data)), test_idx)
     train, test = data.iloc[keep].reset_index(drop=True), data.iloc[test_idx].reset_index(drop=True)
     model = Model(ModelSpec.from_dict(spec_dict), train, priors=priors, centered=fit_meta.get("centered", "auto"),
                   intercept_prior=fit_meta.get("intercept_prior", "centered"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         refit = model.fit(seed=seed, **fit_kwargs)
+    if refit.family.outcome == "ordinal" and refit.spec.response in test.columns:
+        test = test.drop(columns=refit.spec.response)  # labels, not numbers: _held_out_outcome codes them
     design, unseen = new_design(refit, test, need_trials=True, need_se=True)
+    design = _held_out_outcome(refit, design, data, test_idx)
     effects = new_level_effects(refit, design, unseen, seed=seed) if unseen else None
     return pointwise_loglik(refit, linear_predictor(refit, design, effects=effects), design)
+
+
+def _held_out_outcome(refit, design, data: pd.DataFrame, test_idx: np.ndarray):
+    """The held-out rows' outcome as the likelihood reads it, from the fitted rows ``data``.
+
+    An ordinal outcome as the refit's category numbers (``1..K``, not the raw ratings or labels), and the
+    rows' censoring codes and weights: without them a censored row would be scored by its density and a
+    weighted row unweighted.
+    """
+    from dataclasses import replace
+
+    from .design import _raw_response, make_design
+    from .errors import DataError
+
+    spec, changes = refit.spec, {}
+    if refit.family.outcome == "ordinal":
+        from .families.ordinal import ordinal_categories
+
+        codes, levels = ordinal_categories(_raw_response(spec, data), spec.response)
+        position = {lv: k for k, lv in enumerate(refit.design.response_levels, start=1)}
+        held = [levels[c - 1] for c in codes[test_idx]]
+        absent = sorted({str(lv) for lv in held if lv not in position})
+        if absent:
+            raise DataError(
+                f"A held-out fold has categories of {spec.response!r} that its training rows lack "
+                f"({', '.join(absent)}): the refitted model has no threshold for them, so they cannot be scored. "
+                "Use fewer folds (k) or merge rare categories."
+            )
+        changes["y"] = np.array([position[lv] for lv in held], dtype=np.int64)
+    if getattr(spec, "cens", None) is not None or getattr(spec, "weights", None) is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = make_design(spec, data)  # the fitted rows: every one is complete
+        if full.cens is not None:
+            changes["cens"] = full.cens[test_idx]
+        if full.weights is not None:
+            changes["weights"] = full.weights[test_idx]
+    return replace(design, **changes) if changes else design
+
+
+def _fold_task(shared: dict, fold: int, test_idx: np.ndarray, seed: int | None) -> pd.DataFrame:
+    """One fold as a study task: a row per held-out observation with its log likelihood per draw (flattened)."""
+    ll = _fold_loglik(shared["spec"], shared["data"], shared["priors"], shared["meta"], test_idx, shared["kwargs"],
+                      seed)
+    chains, draws = ll.shape[:2]
+    flat = ll.reshape(chains * draws, -1)
+    return pd.DataFrame({"fold": int(fold), "obs": np.asarray(test_idx, dtype=np.int64), "chains": int(chains),
+                         "loglik": [np.ascontiguousarray(flat[:, i]) for i in range(flat.shape[1])]})
 
 
 def _precomputed_folds(results: dict):
@@ -180,11 +241,15 @@ def _precomputed_folds(results: dict):
     return PrecomputedFolds()
 
 
-def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, scheduler=None, **fit_kwargs):
+def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, client=None, scheduler=None,
+          resume=None, progressbar: bool = False, **fit_kwargs):
     """Exact K-fold cross-validation: refit on K-1 folds, score the held-out fold (``az.loo_kfold``).
 
-    The K refits are independent and run in parallel through Dask: on local threads by default, or
-    on a Dask cluster when a ``dask.distributed`` client is active (or ``scheduler=`` names one).
+    The K refits are independent tasks of the studies' Dask runner
+    (:func:`hmodels.studies._dask.run_tasks`, as :func:`hmodels.sbc` and :func:`hmodels.power`):
+    on local threads by default, on a ``dask.distributed`` cluster with ``client=`` (or when a
+    distributed client is active), and with ``resume=folder`` every finished fold is written to
+    Parquet as it arrives, so an interrupted cross-validation reruns only its missing folds.
     Each refit uses the fit's spec, its resolved priors (the same prior objects, not re-derived from
     the subset), centring and sampler settings; ArviZ then combines the held-out log likelihoods.
     Held-out rows of levels absent from the training folds get group effects drawn from the fitted
@@ -199,10 +264,20 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, sche
     by : str, optional
         Keep each group of this factor or column in one fold (leave-groups-out).
     seed : int, optional
-        Seed of the fold split and the refits.
-    scheduler : optional
-        Dask scheduler (``"threads"``, ``"processes"``, ``"synchronous"`` or a distributed client);
-        default: Dask's default (an active distributed client, else threads).
+        Seed of the fold split and the refits (fold ``j`` is refitted with ``seed + j + 1``);
+        required with ``resume``.
+    client : optional
+        A ``dask.distributed`` Client, a scheduler address (``"tcp://scheduler:8786"``) or
+        ``"local"`` (a LocalCluster of one process per core, closed afterwards).
+    scheduler : str, optional
+        Dask's local scheduler when no client is used: ``"threads"`` (default), ``"processes"``
+        or ``"synchronous"``. (A distributed Client given here is used as ``client``.)
+    resume : str or Path, optional
+        Folder where the folds' results stream as Parquet; rerun the same call to finish an
+        interrupted cross-validation. A folder of another study (other data, priors, folds, seed or
+        sampler settings) is refused with a :class:`~hmodels.errors.SpecificationError`.
+    progressbar : bool
+        A progress bar over the folds.
     **fit_kwargs
         Overrides of the refits' sampler settings (e.g. ``draws=500, chains=2``).
 
@@ -213,12 +288,22 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, sche
     Examples
     --------
     >>> fit.kfold(k=5, by="Subject", seed=1, draws=500)  # doctest: +SKIP
+    >>> fit.kfold(k=10, seed=1, client="tcp://scheduler:8786", resume="kfold-sleep")  # doctest: +SKIP
     """
+    import hashlib
+
     import arviz as az
-    import dask
+
+    from .studies._dask import run_tasks
+    from .studies._settings import check_fit_kwargs
 
     if not isinstance(k, int) or isinstance(k, bool) or k < 2:
         raise SpecificationError(f"k must be an integer >= 2, got {k!r}.")
+    if resume is not None and seed is None:
+        raise SpecificationError("kfold with resume= needs a seed (seed=...): the resumed folds must be the same "
+                                 "split and the same refits as the stored ones.")
+    if scheduler is not None and not isinstance(scheduler, str):
+        client, scheduler = scheduler, None  # a distributed Client passed as the scheduler
     groups = _group_codes(fit, by)[0] if by is not None else None
     if groups is not None and k > len(np.unique(groups)):
         raise SpecificationError(f"k={k} folds but {by!r} has only {len(np.unique(groups))} groups; use k <= that.")
@@ -228,14 +313,34 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, sche
     kwargs = dict(draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores, target_accept=s.target_accept,
                   sampler=s.sampler, progressbar=False, method=fit.meta.get("method", "auto"))
     kwargs.update(fit_kwargs)
+    check_fit_kwargs(kwargs, "kfold")
     priors = {r.slot.param: r.prior for r in fit.priors}
+    meta = {"centered": fit.meta.get("centered", "auto"), "intercept_prior": fit.meta.get("intercept_prior",
+                                                                                            "centered")}
     tests = [np.flatnonzero(folds == j) for j in range(1, k + 1)]
-    tasks = [dask.delayed(_fold_loglik)(fit.spec.to_dict(), data, priors, dict(fit.meta), idx, kwargs,
-                                        None if seed is None else seed + j + 1)
-             for j, idx in enumerate(tests)]
-    results = dask.compute(*tasks, scheduler=scheduler)
-    wrapper = _precomputed_folds({tuple(int(i) for i in idx): ll for idx, ll in zip(tests, results)})
-    tree = log_likelihood_tree(fit)
+    data_hash = hashlib.sha256(pd.util.hash_pandas_object(data, index=False).values.tobytes()).hexdigest()[:16]
+    config = {"spec": fit.spec.to_dict(), "data": data_hash, "priors": {p: repr(v) for p, v in priors.items()},
+              "meta": meta, "k": k, "by": by, "folds": hashlib.sha256(folds.tobytes()).hexdigest()[:16],
+              "seed": seed, "fit": kwargs}
+    shared = {"spec": fit.spec.to_dict(), "data": data, "priors": priors, "meta": meta, "kwargs": kwargs}
+    tasks = [((j + 1,), (j + 1, idx, None if seed is None else seed + j + 1)) for j, idx in enumerate(tests)]
+    rows = run_tasks(_fold_task, tasks, kind="kfold", config=config, key_columns=["fold"], client=client,
+                     scheduler=scheduler, resume=resume, progressbar=progressbar, shared=shared)
+    missing = sorted(set(range(1, k + 1)) - set(int(f) for f in rows["fold"].unique()))
+    if missing:
+        raise SamplingError(
+            f"Folds {missing} of {k} did not finish (their workers died); K-fold needs every fold. Run the same "
+            "call again" + (" with the same resume= folder: only the missing folds are refitted." if resume
+                            else " (pass resume=folder to keep finished folds across runs).")
+        )
+    results = {}
+    for j, idx in enumerate(tests):
+        r = rows[rows["fold"] == j + 1].sort_values("obs")
+        chains = int(r["chains"].iloc[0])
+        ll = np.stack([np.asarray(v, dtype=float) for v in r["loglik"]], axis=-1)
+        results[tuple(int(i) for i in r["obs"])] = ll.reshape(chains, -1, ll.shape[-1])
+    wrapper = _precomputed_folds(results)
+    tree = log_likelihood_tree(fit, weightless=True)
     return az.loo_kfold(tree, wrapper, pointwise=True, k=k, folds=folds)
 
 

@@ -8,6 +8,7 @@ over groups and no dense n × (levels · k) matrices.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -92,6 +93,13 @@ class Design:
     offset : ndarray (n,) or None
         The offset ``spec.offset`` evaluated on the rows (added to the linear predictor with
         coefficient 1); None when the model has none.
+    response_levels : tuple or None
+        The ordered categories of an ordinal outcome (``y`` then holds their numbers ``1..K``);
+        None for every other outcome.
+    cens : ndarray (n,) of int or None
+        Censoring per row (``spec.cens``): 0 observed, 1 right-censored, -1 left-censored.
+    weights : ndarray (n,) or None
+        Observation weights (``spec.weights``): each row's log-likelihood is multiplied by its weight.
     """
 
     spec: ModelSpec
@@ -107,6 +115,9 @@ class Design:
     x_means: np.ndarray
     x_sds: np.ndarray
     offset: np.ndarray | None = None
+    response_levels: tuple | None = None
+    cens: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -161,6 +172,9 @@ def used_columns(spec: ModelSpec, columns=None) -> list[str]:
     for extra in (spec.trials, spec.se):
         if extra is not None:
             add([extra] if extra in known else _vars(extra, known))
+    for extra in (spec.cens, spec.weights):  # a column, or an expression of columns (cens(1 - event))
+        if extra is not None:
+            add([extra] if extra in known else _vars(f"I({extra})", known))
     if spec.offset is not None:
         add([spec.offset] if spec.offset in known else _vars(spec.offset, known))
     return cols
@@ -259,6 +273,11 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
     labels = np.asarray(index[rows])  # the data's own index labels of the used rows, for messages
 
     y, trials, se = _response(spec, family, used, labels)
+    levels = None
+    if family.outcome == "ordinal":
+        from .families.ordinal import ordinal_categories
+
+        levels = ordinal_categories(_raw_response(spec, used), spec.response, labels)[1]
 
     # population-level design
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
@@ -270,6 +289,7 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
         X = np.asarray(common.design_matrix, dtype=float)
         fixed_terms = [str(c) for c in common.as_dataframe().columns]
         check_finite(X, fixed_terms, labels, "population-level")
+        X, fixed_terms = population_columns(family, X, fixed_terms)
     _check_rank(X, fixed_terms)
     offset = offset_values(spec, used, labels) if spec.offset is not None else None
     x_means = X.mean(axis=0) if X.size else np.zeros(0)
@@ -279,10 +299,29 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
     for f in factors:
         check_finite(f.Z, f.terms, labels, f"group-specific, for {f.factor!r}")
     _check_information(spec, family, y, trials, se, X, fixed_terms, factors, labels)
+    cens, weights = response_additions(spec, family, used, y, labels)
     return Design(
         spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
         rows=rows, n_dropped=n_bad, data=used, x_means=x_means, x_sds=x_sds, offset=offset,
+        response_levels=levels, cens=cens, weights=weights,
     )
+
+
+def population_columns(family, X: np.ndarray, terms: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The population-level columns the family uses: all, except an ordinal model's intercept.
+
+    The thresholds of a cumulative model take the intercept's place (brms, ordinal's ``clm``); the
+    intercept is dropped after formulae has coded the predictors, so their contrasts stay full-rank.
+
+    Examples
+    --------
+    >>> from hmodels.families import get_family
+    >>> population_columns(get_family("cumulative"), np.ones((2, 2)), ["Intercept", "x"])[1]
+    ['x']
+    """
+    if family.outcome == "ordinal" and terms[:1] == ["Intercept"]:
+        return X[:, 1:], list(terms[1:])
+    return X, list(terms)
 
 
 def offset_values(spec: ModelSpec, data: pd.DataFrame, labels=None, training: pd.DataFrame | None = None,
@@ -422,18 +461,111 @@ def check_finite(M: np.ndarray, terms: list[str], labels, context: str) -> None:
     )
 
 
+def _raw_response(spec: ModelSpec, data: pd.DataFrame) -> pd.Series:
+    """The outcome column as given (or the outcome expression evaluated by formulae)."""
+    return _column_or_expression(spec.response, data, "the outcome", wrap=False)
+
+
+def _column_or_expression(expr: str, data: pd.DataFrame, what: str, wrap: bool = True) -> pd.Series:
+    """A column as given, or an expression of columns evaluated by formulae (``I(1 - event)``)."""
+    if expr in data.columns:
+        return data[expr]
+    try:
+        with np.errstate(all="ignore"):
+            lhs = f"I({expr})" if wrap else expr
+            return pd.Series(np.asarray(evaluate(f"{lhs} ~ 1", data).response).ravel())
+    except Exception as exc:
+        raise SpecificationError(f"Could not evaluate {what} {expr!r}: {exc}") from None
+
+
+_EVENT_WORDS = re.compile(r"event|status|dead|death|died|fail|observed|delta|outcome", re.IGNORECASE)
+
+
+def response_additions(spec: ModelSpec, family, data: pd.DataFrame, y: np.ndarray, labels):
+    """Censoring codes and weights of the rows (None where the spec has none); truncation bounds checked.
+
+    Examples
+    --------
+    >>> import pandas as pd, hmodels as hm
+    >>> d = pd.DataFrame({"t": [1.0, 2.0, 3.0], "c": [0, 1, 0], "g": ["a", "a", "b"]})
+    >>> s = hm.parse_formula("t | cens(c) ~ 1 + (1 | g)", family="weibull")
+    >>> response_additions(s, hm.families.get_family("weibull"), d, d["t"].to_numpy(), d.index)[0].tolist()
+    [0, 1, 0]
+    """
+    cens = weights = None
+    if spec.cens is not None:
+        raw = _column_or_expression(spec.cens, data, "the censoring indicator")
+        if isinstance(raw.dtype, pd.CategoricalDtype) or raw.dtype == object or pd.api.types.is_string_dtype(raw):
+            codes = {"none": 0, "right": 1, "left": -1}
+            codes.update({s: v for v in (0, 1, -1) for s in (str(v), f"{v}.0")})  # numbers read as text (CSV, category)
+            text = raw.astype(str).str.strip().str.lower()
+            bad = ~text.isin(list(codes)).to_numpy()
+            if bad.any():
+                raise DataError(
+                    f"The censoring indicator {spec.cens!r} must hold 0 (observed), 1 (right-censored) or -1 "
+                    f"(left-censored), or the words 'none', 'right', 'left'; found {text[bad].iloc[0]!r} in "
+                    f"{row_labels(labels, bad)}. Interval censoring is not available."
+                )
+            c = text.map(codes).to_numpy()
+        else:
+            c = np.asarray(raw, dtype=float)
+            bad = ~np.isin(c, (-1.0, 0.0, 1.0))
+            if bad.any():
+                raise DataError(
+                    f"The censoring indicator {spec.cens!r} must hold 0 (observed), 1 (right-censored) or -1 "
+                    f"(left-censored), as brms codes it; found {', '.join(f'{v:g}' for v in np.unique(c[bad])[:3])} "
+                    f"in {row_labels(labels, bad)}. Interval censoring (2) is not available."
+                )
+        cens = c.astype(np.int64)
+        if spec.cens in data.columns and _EVENT_WORDS.search(spec.cens) and (cens == 1).any():
+            warnings.warn(
+                f"cens({spec.cens}) reads {spec.cens!r} as brms's censoring indicator: 1 = right-censored (the "
+                "event had not happened when observation stopped), 0 = the event was observed. If 1 in "
+                f"{spec.cens!r} marks an observed event, write cens(1 - {spec.cens}) instead.",
+                DataWarning, stacklevel=4,
+            )
+        if (cens != 0).all():
+            raise DataError(
+                f"Every row is censored by {spec.cens!r}: nothing was observed exactly, so the model cannot be "
+                "estimated from these data. Check the coding (1 = right-censored, 0 = observed)."
+            )
+    if spec.weights is not None:
+        w = np.asarray(_column_or_expression(spec.weights, data, "the weights"), dtype=float)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            raise DataError(
+                f"The weights {spec.weights!r} must be finite and non-negative; found "
+                f"{', '.join(f'{v:g}' for v in w[bad][:3])} in {row_labels(labels, bad)}."
+            )
+        if not (w > 0).any():
+            raise DataError(f"Every weight in {spec.weights!r} is 0: no row enters the likelihood.")
+        weights = w
+    if spec.trunc is not None:
+        lb, ub = spec.trunc
+        outside = np.zeros(len(y), dtype=bool)
+        if lb is not None:
+            outside |= y < lb
+        if ub is not None:
+            outside |= y > ub
+        if outside.any():
+            raise DataError(
+                f"The outcome {spec.response!r} lies outside the truncation bounds "
+                f"[{'-inf' if lb is None else f'{lb:g}'}, {'inf' if ub is None else f'{ub:g}'}] in "
+                f"{row_labels(labels, outside)}: a truncated distribution gives those values probability 0. "
+                "Check the bounds or the rows."
+            )
+    return cens, weights
+
+
 def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | None = None):
     col = spec.response
     labels = np.arange(len(data)) if labels is None else labels
-    if col in data.columns:
-        raw = data[col]
-    else:
-        try:
-            with np.errstate(all="ignore"):
-                raw = pd.Series(np.asarray(evaluate(f"{col} ~ 1", data).response).ravel())
-        except Exception as exc:
-            raise SpecificationError(f"Could not evaluate the outcome {col!r}: {exc}") from None
+    raw = _raw_response(spec, data)
     outcome = family.outcome
+    if outcome == "ordinal":  # category numbers 1..K of an ordered outcome
+        from .families.ordinal import ordinal_categories
+
+        raw = pd.Series(ordinal_categories(raw, col, labels)[0])
     if pd.api.types.is_bool_dtype(raw):
         raw = raw.astype(int)
     if not pd.api.types.is_numeric_dtype(raw):
@@ -533,7 +665,7 @@ def _check_outcome_information(spec, family, y: np.ndarray, trials, labels: np.n
     col = spec.response
     n = len(y)
     if family.outcome == "continuous":
-        if family.link == "log" and (y <= 0).any():
+        if family.link == "log" and (y <= 0).any() and not family.zero_in_support:
             raise DataError(
                 f"The {family.name} family with the log link models a positive mean, but the outcome {col!r} is "
                 f"zero or negative in {row_labels(labels, y <= 0)}. Use the identity link (the default), or an "

@@ -100,6 +100,9 @@ class Diagnosis:
     not_computed : dict
         Checks that could not be computed (``"r_hat"``, ``"ess_bulk"``, ``"ess_tail"``, ``"bfmi"``)
         and why; each fails (a ``not_computed`` verdict, ``ok`` False).
+    until : dict or None
+        What ``model.fit(until="converged")`` did (``fit.meta["until"]``: rounds, draws, seconds,
+        converged), or None for a fit sampled once.
     """
 
     table: pd.DataFrame
@@ -113,6 +116,7 @@ class Diagnosis:
     n_draws: int = 0
     chains: int = 0
     not_computed: dict = field(default_factory=dict)
+    until: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -157,6 +161,8 @@ class Diagnosis:
         verdict = "OK" if self.ok else "PROBLEMS FOUND"
         head = f"hmodels.Diagnosis: {verdict} ({self.chains} chains × {self.n_draws} draws)"
         lines = [head, "", self.summary().to_string()]
+        if self.until:
+            lines += ["", _until_line(self.until)]
         if self.verdicts:
             lines += ["", "Verdicts:"] + [f"- {v}" for v in self.verdicts]
         else:
@@ -214,7 +220,12 @@ def _parameters(fit, group_effects: bool = True):
                     out.append((f"cor({f}, {terms[i]}:{terms[j]})", var, "cor", cor[..., i, j]))
     for a in fit.family.aux:
         if a in post:
-            out.append((a, a, "aux", _stack(post[a])))
+            arr = _stack(post[a])
+            if arr.ndim == 2:
+                out.append((a, a, "aux", arr))
+            else:  # a vector (the thresholds of an ordinal model), one row per element under its label
+                labels = [str(v) for v in post[a].coords[post[a].dims[-1]].values]
+                out += [(lab, a, "aux", arr[..., j]) for j, lab in enumerate(labels)]
     if group_effects:
         for f in fit.meta["factors"]:
             if f"r_{f}" not in post:
@@ -466,6 +477,7 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     bfmi = _bfmi(fit)
     singular = singular_components(fit)
     centered = dict(fit.meta.get("centered", {}))
+    until = fit.meta.get("until")
     target = float(getattr(fit.settings, "target_accept", 0.8))
     verdicts: list[Verdict] = []
 
@@ -475,7 +487,7 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
         higher = 0.99 if target >= 0.95 else 0.95
         msg = (f"{n_div} divergent transitions ({share:.1%} of draws): the sampler could not follow the "
                "posterior's curvature, so estimates may be biased.")
-        remedy = f"Refit with target_accept={higher} (it was {target:g})."
+        remedy = f"Refit with model.fit(target_accept={higher}) (it was {target:g})."
         concentrated = location[(location["kind"] == "sd")] if not location.empty else location
         low = concentrated[concentrated["p_low"] < DIVERGENCE_P] if not concentrated.empty else concentrated
         high = concentrated[concentrated["p_high"] < DIVERGENCE_P] if not concentrated.empty else concentrated
@@ -509,12 +521,13 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     need = ESS_PER_CHAIN * chains
     for col, problem, text, rem in (
         ("r_hat", "r_hat", "R-hat above {thr}: the chains disagree, so these posteriors are not reliably estimated",
-         "Run longer (draws=2000, tune=2000); if it persists the model is poorly identified: "
+         "Run until converged: model.fit(until=\"converged\") adds draws in rounds until R-hat <= 1.01 and "
+         "ESS >= 400 (or draws=2000, tune=2000); if it persists the model is poorly identified: "
          "simplify the random effects."),
         ("ess_bulk", "ess_bulk", "bulk effective sample size below {thr}: means and medians are imprecise",
-         "Run more draws (draws=2000 or more)."),
+         "Run until converged: model.fit(until=\"converged\") (or draws=2000 or more)."),
         ("ess_tail", "ess_tail", "tail effective sample size below {thr}: interval limits are imprecise",
-         "Run more draws (draws=2000 or more)."),
+         "Run until converged: model.fit(until=\"converged\") (or draws=2000 or more)."),
     ):
         bad = table[table["flag"].str.contains(col)] if len(table) else table
         if len(bad):
@@ -525,6 +538,10 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
                        f"{', '.join(names)}.")
             factors = {fc for fc in (_factor_of(n) for n in bad.index) if fc}
             remedy = rem
+            if until and not until.get("converged"):
+                remedy = (f"model.fit(until=\"converged\") stopped after {until['n_rounds']} round(s) when its time "
+                          f"budget ({until['max_time']:g} s) ran out: refit with model.fit(until=\"converged\", "
+                          f"max_time={2 * until['max_time']:g}).")
             if factors and col != "ess_tail":
                 remedy += (" The affected group terms (" + ", ".join(sorted(factors)) + ") may need the other "
                            "parameterisation (centered=True/False per factor).")
@@ -582,7 +599,17 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     return Diagnosis(table=table, divergences=n_div, divergence_location=location, tree_depth_hits=hits,
                      max_tree_depth=max_depth, bfmi=bfmi, singular=singular, verdicts=verdicts,
                      n_draws=n_draws, chains=chains,
-                     not_computed={check: v[0] for check, v in not_computed.items()})
+                     not_computed={check: v[0] for check, v in not_computed.items()}, until=until)
+
+
+def _until_line(u: dict) -> str:
+    """One sentence on what ``until="converged"`` did."""
+    div = sum(r["divergences"] for r in u["rounds"] if not r["kept"])
+    dropped = f"; {div} divergent draws in discarded rounds" if div else ""
+    state = "converged" if u["converged"] else f"not converged (time budget {u['max_time']:g} s spent)"
+    return (f"Sampled until converged: {u['n_rounds']} round(s), {u['draws']} draws per chain kept, "
+            f"{u['seconds']:.1f} s{dropped}; {state}: max R-hat {u['rhat_max']:.3f}, min bulk ESS "
+            f"{u['ess_bulk_min']:.0f}, min tail ESS {u['ess_tail_min']:.0f}.")
 
 
 _CHECK_NAMES = {"r_hat": "R-hat", "ess_bulk": "Bulk ESS", "ess_tail": "Tail ESS", "bfmi": "E-BFMI"}

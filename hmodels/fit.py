@@ -80,7 +80,12 @@ class Fit:
         if self._design is None:
             from .design import make_design
 
-            self._design = make_design(self.spec, self.data, missing="drop")
+            if getattr(self.spec, "nonlinear", None) is not None:
+                from .nonlinear.design import make_nonlinear_design
+
+                self._design = make_nonlinear_design(self.spec, self.data, missing="drop")
+            else:
+                self._design = make_design(self.spec, self.data, missing="drop")
         return self._design
 
     # -- summaries -------------------------------------------------------------------------
@@ -106,7 +111,16 @@ class Fit:
         --------
         >>> fit.fixed_effects().loc["Days", ["mean", "hdi_low", "hdi_high"]]  # doctest: +SKIP
         """
-        return _summary.fixed_effects(self.draws, self.meta["fixed_terms"], prob)
+        table = _summary.fixed_effects(self.draws, self.meta["fixed_terms"], prob)
+        if "cutpoints" in self.family.aux and "cutpoints" in self.draws:  # ordinal thresholds, named as brms does
+            import pandas as pd
+
+            cut = self.draws["cutpoints"]
+            thresholds = _summary.summarise_draws(_summary._stack(cut), [str(v) for v in cut.coords["cutpoint"].values],
+                                                  prob)
+            thresholds.index.name = "term"
+            table = pd.concat([thresholds, table]) if len(table) else thresholds
+        return table
 
     def variance_components(self, prob: float = 0.95) -> pd.DataFrame:
         """Group SDs, correlations and residual/family parameters with intervals.
@@ -119,7 +133,8 @@ class Fit:
         >>> fit.variance_components()  # doctest: +SKIP
         """
         meta = {f: {"terms": m["terms"], "cors": m["cors"]} for f, m in self.meta["factors"].items()}
-        return _summary.variance_components(self.draws, meta, list(self.family.aux), prob)
+        scalar_aux = [a for a in self.family.aux if not self.family.aux_spec(a).is_vector]  # thresholds: fixed_effects
+        return _summary.variance_components(self.draws, meta, scalar_aux, prob)
 
     def group_effects(self, factor: str, prob: float = 0.95) -> pd.DataFrame:
         """Per-level deviations from the population effects for one grouping factor.

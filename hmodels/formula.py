@@ -21,7 +21,7 @@ from .spec import GroupBlock, GroupTerm, ModelSpec
 __all__ = ["parse_formula", "term_source"]
 
 _PROPORTION = re.compile(r"^\s*p\s*\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)\s*$")
-_ATERM = re.compile(r"^\s*(trials|se)\s*\(\s*([^()]+?)\s*\)\s*$")
+_ATERM = re.compile(r"^\s*(trials|se|cens|weights|trunc)\s*\(\s*(.*?)\s*\)\s*$")
 
 
 def parse_formula(formula: str, family: str = "gaussian", link: str | None = None) -> ModelSpec:
@@ -32,7 +32,10 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
     formula : str
         ``response ~ fixed + (terms | factor) + ...``. Supported: ``(x | g)`` correlated,
         ``(x || g)`` uncorrelated, ``(1 | a/b)`` nested, crossed factors, ``p(k, n)`` or
-        ``k | trials(n)`` binomial responses, ``y | se(s)`` known standard errors, and every
+        ``k | trials(n)`` binomial responses, ``y | se(s)`` known standard errors,
+        ``time | cens(censored)`` censoring (brms's coding: 1 = right-censored, 0 = observed,
+        -1 = left-censored), ``y | trunc(lb=0, ub=10)`` truncation, ``y | weights(w)`` observation
+        weights (several additions joined with ``+``), and every
         term formulae understands (``a*b``, ``C(x)``, ``C(x, Sum)``, ``scale(x)``, ``center(x)``,
         ``I(x**2)``, ``poly(x, 2)``, ``bs(x, df=4)``, ``np.log(x)``). A column whose name is not a
         plain name (spaces, a leading ``_``) is written in backticks: ``y ~ `my col` + (1 | g)``.
@@ -69,7 +72,7 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
     lhs, rhs = (s.strip() for s in formula.split("~"))
     if not lhs:
         raise FormulaError(f"The formula {_show(formula)} has no outcome on the left of '~'.")
-    response, trials, se = _parse_lhs(lhs, formula)
+    response, trials, se, additions = _parse_lhs(lhs, formula)
     fixed_text, blocks = _split_random(rhs, formula)
     fixed_text, offsets = _extract_offsets(fixed_text, formula)
     intercept, fixed = _parse_fixed(fixed_text, formula)
@@ -83,7 +86,7 @@ def parse_formula(formula: str, family: str = "gaussian", link: str | None = Non
         )
     return ModelSpec(
         response=response, fixed=fixed, intercept=intercept, groups=tuple(groups),
-        family=fam.name, link=fam.link, trials=trials, se=se, offset=tuple(offsets) or None,
+        family=fam.name, link=fam.link, trials=trials, se=se, offset=tuple(offsets) or None, **additions,
     )
 
 
@@ -133,25 +136,85 @@ def _extract_offsets(text: str, formula: str) -> tuple[str, list[str]]:
     return "".join(out), offsets
 
 
+def _parse_trunc(args: str, formula: str) -> tuple:
+    """``trunc(lb=0, ub=10)`` -> ``(0.0, 10.0)`` (a missing bound is None); numbers only."""
+    import ast
+
+    bad = FormulaError(
+        f"Could not read trunc({args}) in {_show(formula)}: write the bounds as numbers, e.g. 'y | trunc(lb=0)', "
+        "'y | trunc(ub=100)' or 'y | trunc(lb=0, ub=100)'."
+    )
+    try:
+        call = ast.parse(f"trunc({args})", mode="eval").body
+    except SyntaxError:
+        raise bad from None
+    if not isinstance(call, ast.Call):
+        raise bad
+    values = dict(zip(("lb", "ub"), call.args))
+    for kw in call.keywords:
+        if kw.arg not in ("lb", "ub") or kw.arg in values:
+            raise bad
+        values[kw.arg] = kw.value
+    if len(call.args) > 2 or not values:
+        raise bad
+    out = []
+    for key in ("lb", "ub"):
+        node = values.get(key)
+        if node is None:
+            out.append(None)
+            continue
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError):
+            raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # trunc(lb=True) is not a bound of 1
+            raise bad
+        out.append(float(value))
+    return tuple(out)
+
+
+def _top_level_split(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` outside parentheses: ``"cens(c) + weights(a + b)"`` -> two pieces."""
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == sep and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    pieces.append(text[start:])
+    return pieces
+
+
 def _parse_lhs(lhs: str, formula: str):
     parts = [p.strip() for p in lhs.split("|")]
     response, trials, se = parts[0], None, None
+    additions: dict = {}
     if len(parts) > 2:
         raise FormulaError(
             f"The outcome {lhs!r} in {_show(formula)} has more than one '|'; write 'y | trials(n)' or 'y | se(s)'."
         )
     if len(parts) == 2:
-        for aterm in (a.strip() for a in parts[1].split("+")):
+        for aterm in (a.strip() for a in _top_level_split(parts[1], "+")):  # weights(w1 + w2): one term
             m = _ATERM.match(aterm)
             if not m:
                 raise FormulaError(
                     f"Unknown response addition {aterm!r} in {_show(formula)}; hmodels understands "
-                    "'trials(n)' (binomial) and 'se(s)' (known standard errors)."
+                    "'trials(n)' (binomial), 'se(s)' (known standard errors), 'cens(c)' (censoring), "
+                    "'trunc(lb=, ub=)' (truncation) and 'weights(w)' (observation weights)."
                 )
-            if m.group(1) == "trials":
-                trials = m.group(2)
+            kind, arg = m.group(1), m.group(2)
+            if kind in additions or (kind == "trials" and trials is not None) or (kind == "se" and se is not None):
+                raise FormulaError(f"{_show(formula)} gives {kind}(...) twice; write it once.")
+            if not arg.strip():
+                raise FormulaError(f"{kind}() in {_show(formula)} needs an argument, e.g. {kind}(x).")
+            if kind == "trials":
+                trials = arg
+            elif kind == "se":
+                se = arg
+            elif kind == "trunc":
+                additions["trunc"] = _parse_trunc(arg, formula)
             else:
-                se = m.group(2)
+                additions[kind] = arg
     if not response:
         raise FormulaError(f"The formula {_show(formula)} has no outcome before '|'.")
     m = _PROPORTION.match(response)
@@ -159,7 +222,7 @@ def _parse_lhs(lhs: str, formula: str):
         if trials is not None:
             raise FormulaError(f"{_show(formula)} gives the trials twice: use either 'p(k, n)' or 'k | trials(n)'.")
         response, trials = m.group(1), m.group(2)
-    return response, trials, se
+    return response, trials, se, additions
 
 
 def _split_random(rhs: str, formula: str):

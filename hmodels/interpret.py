@@ -394,7 +394,13 @@ def parameter_draws(fit) -> dict[str, np.ndarray]:
                     out[f"cor({f}, {bterms[i]}, {bterms[j]})"] = cor[..., i, j]
     for a in fit.family.aux:
         if a in fit.draws:
-            out[a] = _draws(fit, a)
+            values = _draws(fit, a)
+            if values.ndim == 2:
+                out[a] = values
+            else:  # a vector (ordinal thresholds): one entry per element, under its label (Intercept[1], ...)
+                da = fit.draws[a]
+                for j, lab in enumerate(da.coords[da.dims[-1]].values):
+                    out[str(lab)] = values[..., j]
     return out
 
 

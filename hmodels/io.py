@@ -364,6 +364,11 @@ def _build_fit(groups: dict, meta: dict):
 
 def _check_expressions(spec) -> None:
     """Refuse formula terms that call anything but the allowed transformations."""
+    if getattr(spec, "nonlinear", None) is not None:  # each parameter's formula is evaluated by formulae too
+        from .nonlinear.design import parameter_spec  # (the expression itself is read by a whitelisting parser)
+
+        for name in spec.nonlinear.names:
+            _check_expressions(parameter_spec(spec, name))
     exprs = [spec.response, *spec.fixed, spec.trials, spec.se, spec.offset]
     for g in spec.groups:
         exprs.append(g.factor)

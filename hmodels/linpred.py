@@ -48,6 +48,10 @@ def linear_predictor(fit, design=None, groups: str = "include", effects: dict | 
     (4, 1000, 180)
     """
     design = fit_design(fit) if design is None else design
+    if getattr(design.spec, "nonlinear", None) is not None:  # expression(eta_1..eta_K), on the link scale
+        from .nonlinear.linpred import nonlinear_predictor
+
+        return nonlinear_predictor(fit, design, groups, effects)
     b = _draws(fit, "b") if design.fixed_terms else None
     eta = np.einsum("cdp,np->cdn", b, design.X) if b is not None else 0.0
     if groups == "include":
@@ -70,18 +74,72 @@ def mean_draws(fit, eta: np.ndarray) -> np.ndarray:
 
 
 def aux_draws(fit) -> dict[str, np.ndarray]:
-    """Family parameters as (chain, draw, 1) arrays, ready to broadcast over observations."""
-    return {a: _draws(fit, a)[..., None] for a in fit.family.aux if a in fit.draws}
+    """Family parameters as (chain, draw, 1) arrays, ready to broadcast over observations.
+
+    A vector parameter (the thresholds of an ordinal model) keeps its own last axis: (chain, draw, 1, K-1).
+    """
+    return {a: np.expand_dims(_draws(fit, a), 2) for a in fit.family.aux if a in fit.draws}
 
 
 def simulate_response(fit, eta: np.ndarray, design=None, seed: int | None = None) -> np.ndarray:
-    """Replicated outcomes, one per draw and observation (posterior predictive)."""
+    """Replicated outcomes, one per draw and observation (posterior predictive).
+
+    A truncated outcome is drawn from the truncated distribution (inverse CDF); a censored one is
+    the uncensored outcome (what would have been observed without censoring).
+    """
     design = fit_design(fit) if design is None else design
     rng = np.random.default_rng(seed)
-    return fit.family.simulate(rng, mean_draws(fit, eta), aux_draws(fit), trials=design.trials, se=design.se)
+    mu, aux = mean_draws(fit, eta), aux_draws(fit)
+    trunc = design.spec.trunc
+    if trunc is None:
+        return fit.family.simulate(rng, mu, aux, trials=design.trials, se=design.se)
+    dist = fit.family.scipy_dist(mu, aux, trials=design.trials, se=design.se)
+    lo, hi = _truncation_cdf(fit.family, dist, trunc)
+    v = rng.uniform(size=np.shape(mu))
+    with np.errstate(all="ignore"):
+        y = dist.ppf(np.clip(lo + (hi - lo) * v, 0.0, 1.0))
+        upper = np.broadcast_to((lo > 0.5) & (not fit.family.discrete), np.shape(mu))  # scipy's counts: no isf
+        if upper.any():  # a bound in the upper tail: F(lb) rounds to 1 there, so invert the survival function
+            lb, ub = trunc
+            s_lo = 1.0 if lb is None else dist.sf(lb - 1 if fit.family.discrete else lb)
+            s_hi = 0.0 if ub is None else dist.sf(ub)
+            y = np.where(upper, dist.isf(np.clip(s_lo - (s_lo - s_hi) * v, 0.0, 1.0)), y)
+    return np.clip(y, -np.inf if trunc[0] is None else trunc[0], np.inf if trunc[1] is None else trunc[1])
+
+
+def _truncation_cdf(family, dist, trunc):
+    """``F`` just below the lower bound (at ``lb - 1`` for counts: the bound is included) and ``F(ub)``."""
+    lb, ub = trunc
+    lo = 0.0 if lb is None else dist.cdf(lb - 1 if family.discrete else lb)
+    hi = 1.0 if ub is None else dist.cdf(ub)
+    return lo, hi
+
+
+def truncation_log_mass(family, dist, trunc) -> np.ndarray:
+    """``log P(lb <= y <= ub)`` under ``dist`` (the normalising constant of a truncated likelihood), stably."""
+    lb, ub = trunc
+    below = None if lb is None else (lb - 1 if family.discrete else lb)
+    if ub is None:
+        return dist.logsf(below)
+    if below is None:
+        return dist.logcdf(ub)
+    a, b = dist.logcdf(below), dist.logcdf(ub)
+    with np.errstate(divide="ignore"):
+        return b + np.log(-np.expm1(a - b))
 
 
 def pointwise_loglik(fit, eta: np.ndarray, design=None) -> np.ndarray:
     """Log-likelihood of each observation under each draw, shape (chain, draw, n)."""
     design = fit_design(fit) if design is None else design
-    return fit.family.loglik(design.y, mean_draws(fit, eta), aux_draws(fit), trials=design.trials, se=design.se)
+    fam, mu, aux = fit.family, mean_draws(fit, eta), aux_draws(fit)
+    ll = fam.loglik(design.y, mu, aux, trials=design.trials, se=design.se)
+    cens, trunc = getattr(design, "cens", None), design.spec.trunc
+    if cens is not None or trunc is not None:
+        dist = fam.scipy_dist(mu, aux, trials=design.trials, se=design.se)
+        y = np.asarray(design.y, dtype=float)
+        if cens is not None:  # a censored row contributes the probability beyond its recorded value
+            ll = np.where(cens == 1, dist.logsf(y), np.where(cens == -1, dist.logcdf(y), ll))
+        if trunc is not None:
+            ll = ll - truncation_log_mass(fam, dist, trunc)
+    weights = getattr(design, "weights", None)
+    return ll if weights is None else ll * weights

@@ -34,9 +34,12 @@ class Model:
     data : pandas.DataFrame
     family : str
         ``gaussian`` (default), ``student_t``, ``bernoulli``, ``binomial``, ``poisson``,
-        ``negativebinomial`` (compiled engine); ``gamma``, ``lognormal``, ``beta``, ``beta_binomial``,
+        ``negativebinomial``, ``gamma``, ``lognormal``, ``beta``, ``beta_binomial``,
         ``zero_inflated_poisson``, ``zero_inflated_negativebinomial``, ``hurdle_poisson``,
-        ``hurdle_negativebinomial``, ``exponential``, ``weibull`` (PyMC graph; see
+        ``hurdle_negativebinomial``, ``exponential``, ``weibull``, ``cumulative`` (ordered outcomes; alias
+        ``ordinal``), ``hurdle_gamma``, ``hurdle_lognormal``, ``zero_one_inflated_beta`` (each has a
+        kernel in the compiled engine; a family registered without one runs on the PyMC graph and the
+        plan says so; see
         :data:`hmodels.families.FAMILIES`). Ignored when ``formula`` is a ModelSpec (it carries its family).
     link : str, optional
         Link function; the family's default when omitted.
@@ -58,6 +61,13 @@ class Model:
         reported Intercept is the raw one.
     missing : {"drop", "raise"}
         Rows with missing values in used columns are dropped with a warning (default) or raise.
+    nonlinear : dict, optional
+        A nonlinear mixed model (:mod:`hmodels.nonlinear`): ``formula`` is then ``"response ~ expression"``
+        and ``nonlinear`` maps each parameter of the expression to the formula of its linear
+        predictor (``{"lKa": "1 + (1 | Subject)", "lKe": "1"}``); with a self-starting shape
+        (``"SSlogis(age, Asym, xmid, scal)"``) unlisted parameters get ``"1"``.
+    start : dict, optional
+        Starting values of the nonlinear parameters' population values (``{"lKa": 0.5}``).
 
     Examples
     --------
@@ -75,8 +85,17 @@ class Model:
 
     def __init__(self, formula, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
                  priors=None, prior_set: str | None = None, centered="auto", intercept_prior: str = "centered",
-                 missing: str = "drop"):
-        if isinstance(formula, ModelSpec):
+                 missing: str = "drop", nonlinear: dict | None = None, start: dict | None = None):
+        if nonlinear is not None:
+            from .nonlinear.design import nonlinear_spec
+
+            if not isinstance(formula, str):
+                raise SpecificationError("nonlinear= needs a formula string 'response ~ expression'.")
+            columns = list(data.columns) if isinstance(data, pd.DataFrame) else []
+            self.spec = nonlinear_spec(formula, nonlinear, columns, family, link, start)
+        elif start is not None:
+            raise SpecificationError("start= gives starting values of nonlinear parameters; pass nonlinear= too.")
+        elif isinstance(formula, ModelSpec):
             self.spec = formula
         elif isinstance(formula, str):
             self.spec = parse_formula(formula, family=family, link=link)
@@ -85,8 +104,20 @@ class Model:
                 f"Model needs a formula string or an hm.spec(...) object, got {type(formula).__name__}."
             )
         self.family = get_family(self.spec.family, self.spec.link)
-        self.design = make_design(self.spec, data, missing=missing)
-        self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
+        if self.spec.nonlinear is not None:  # one linear predictor per parameter, stacked; start-scaled priors
+            from .nonlinear.design import make_nonlinear_design
+            from .nonlinear.priors import resolve_nonlinear_priors
+
+            self.design = make_nonlinear_design(self.spec, data, missing=missing)
+            self.priors = resolve_nonlinear_priors(self.design, priors, prior_set, intercept_prior)
+            intercept_prior = "raw"  # each coefficient is a parameter's own value, as given (nothing centred)
+        else:
+            self.design = make_design(self.spec, data, missing=missing)
+            self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
+        if self.spec.nonlinear is not None and isinstance(centered, str) and centered == "auto":
+            from .nonlinear.design import auto_centering  # the linear rule on the linearised model
+
+            centered = auto_centering(self.design, getattr(self.priors, "start", None))
         self.centered_request = centered
         self.intercept_prior = intercept_prior
         self.prior_set = prior_set if prior_set is not None else (priors if isinstance(priors, str) else "default")
@@ -121,6 +152,10 @@ class Model:
 
     def built_graph(self, collapsed: str | None = None):
         """The :class:`~hmodels.build.BuiltModel` (PyMC graph) with ``collapsed`` integrated out (built once)."""
+        if collapsed not in self._built and self.spec.nonlinear is not None:
+            from .nonlinear.build import build_nonlinear_model
+
+            self._built[collapsed] = build_nonlinear_model(self.design, self.priors, self.centering(collapsed))
         if collapsed not in self._built:
             self._built[collapsed] = build_model(
                 self.design, self.priors, self.centering(collapsed), collapse=collapsed
@@ -154,7 +189,8 @@ class Model:
 
     def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
             seed: int | None = None, target_accept: float | None = None, sampler: str | None = None,
-            progressbar: bool = True, log_likelihood: bool = False, method: str = "auto", prior_only: bool = False):
+            progressbar: bool = True, log_likelihood: bool = False, method: str = "auto", prior_only: bool = False,
+            until: str | None = None, max_time: float | None = None):
         """Sample the posterior with NUTS.
 
         One policy (:func:`hmodels.plan.make_plan`) decides how, for every sampler; the backend
@@ -191,6 +227,15 @@ class Model:
             Sample the priors alone by NUTS (brms's ``sample_prior = "only"``): the PyMC graph without
             its likelihood, every factor non-centred (the prior of a hierarchical model is a funnel
             for centred effects). ``fit.meta["prior_only"]`` is True and the plan says so.
+        until : {None, "converged"}
+            ``"converged"``: sample in rounds until the largest R-hat is at most 1.01 and the
+            smallest bulk and tail ESS at least 400 over every coefficient, SD, correlation and
+            family parameter, or ``max_time`` runs out (:func:`hmodels.sampling.sample_until`).
+            Later rounds add draws to every chain after a fresh warm-up; a round with divergences
+            is discarded and sampling restarts at ``target_accept`` 0.95, then 0.99. What was done
+            is in ``fit.meta["until"]`` and in :func:`hmodels.diagnostics.diagnose`.
+        max_time : float, optional
+            Seconds of sampling allowed to ``until="converged"`` (default 600).
 
         Returns
         -------
@@ -209,6 +254,9 @@ class Model:
         from .assemble import assemble_fit
 
         t0 = time.perf_counter()
+        if until is not None and (prior_only or until != "converged"):
+            raise SpecificationError(f"until must be None or 'converged' (and not combined with prior_only=True), "
+                                     f"got until={until!r}.")
         cores = min(chains, os.cpu_count() or 1) if cores is None else cores
         settings = check_settings(sampler, draws, tune, chains, cores, seed, target_accept)
         check_fit_memory(self, settings, log_likelihood)  # refuse a request that cannot fit in memory
@@ -220,14 +268,27 @@ class Model:
 
             em = self.engine_model(plan.collapsed_factor)
             build_s = time.perf_counter() - t0
-            result = sample_engine(em, plan, settings, progressbar=progressbar)
+
+            def run(s, p):
+                return sample_engine(em, p, s, progressbar=progressbar)
         else:
             from .pymc_backend import sample_pymc
 
             built = self.built_graph(plan.collapsed_factor)
             build_s = time.perf_counter() - t0
-            result = sample_pymc(built, self.design, plan, settings, self.family.aux, progressbar=progressbar)
+
+            def run(s, p):
+                return sample_pymc(built, self.design, p, s, self.family.aux, progressbar=progressbar)
+        record = None
+        if until is None:
+            result = run(settings, plan)
+        else:
+            from .sampling import sample_until
+
+            result, settings, record = sample_until(run, settings, plan, until, max_time)
         fit = assemble_fit(self, result, settings, log_likelihood=log_likelihood, timing={"build_s": build_s})
+        if record is not None:
+            fit.meta["until"] = record
         fit.timing["total_s"] = time.perf_counter() - t0
         return fit
 
@@ -256,7 +317,12 @@ class Model:
         if log_likelihood:
             raise SpecificationError("prior_only=True samples no likelihood; use log_likelihood=False.")
         centering = dict.fromkeys((f.factor for f in self.design.factors), False)
-        built = build_model(self.design, self.priors, centering, prior_only=True)
+        if self.spec.nonlinear is not None:
+            from .nonlinear.build import build_nonlinear_model
+
+            built = build_nonlinear_model(self.design, self.priors, centering, prior_only=True)
+        else:
+            built = build_model(self.design, self.priors, centering, prior_only=True)
         followed = plan.for_backend("pymc")
         plan = replace(followed, sampler=settings.sampler, centered=tuple(centering.items()),
                        deviations=("prior_only: the PyMC graph without its likelihood, every factor non-centred",
@@ -299,8 +365,10 @@ class Model:
     def __repr__(self) -> str:
         d = self.design
         groups = ", ".join(f"{f.factor} ({f.n_levels} levels)" for f in d.factors) or "none"
+        nl = self.spec.nonlinear
+        params = "" if nl is None else "".join(f"\n  {k} ~ {v}" for k, v in nl.parameters)
         return (
-            f"hmodels.Model: {self.spec.formula}\n  family: {self.family.name} (link: {self.family.link})\n"
+            f"hmodels.Model: {self.spec.formula}{params}\n  family: {self.family.name} (link: {self.family.link})\n"
             f"  observations: {d.n}" + (f" ({d.n_dropped} dropped)" if d.n_dropped else "") +
             f"\n  grouping factors: {groups}\n  priors: {self.prior_set}"
         )

@@ -51,7 +51,13 @@ METHODS = ("auto", "joint", "collapsed")
 BACKENDS = {"nutpie": "engine", "numpyro": "pymc-graph", "pymc": "pymc-graph"}
 #: Largest number of sampled parameters for which nutpie adapts a low-rank (correlation-aware)
 #: mass matrix; above it the diagonal one (the low-rank update then costs more than it gains:
-#: 3.5 s vs 1.0 s for the same ESS on a 125-parameter poisson GLMM).
+#: 3.5 s vs 1.0 s for the same ESS on a 125-parameter poisson GLMM). Issue 14 measured nutpie
+#: 0.16's other adaptations on the nested poisson GLMMs of ``tests/hard`` (187 parameters, 4 x 1000
+#: draws, seeds 1-2, ``benchmarks/results/hard_np_*.md``): diagonal (default) min bulk ESS 122-219,
+#: R-hat 1.006-1.033, 1-6 divergences, 0.6-1.4 s; ``low_rank`` ESS 28-111, R-hat 1.03-1.11, 1-27
+#: divergences, 60-107 s; ``draw_diag`` ESS 144-267 but 18-238 divergences; ``flow`` does not run on
+#: the compiled log density (its adapter needs a JAX log density). tune=2000 (ESS 65-190) and
+#: target_accept=0.95 (ESS 96-409, 0-2 divergences) did not win either, so the defaults stay.
 LOW_RANK_MAX_DIM = 64
 #: Default NUTS target acceptance rate. 0.8 gave divergences in the tail of collapsed eight schools
 #: (10 in 4000 draws) and on centred pastes; 0.9 gave none on every benchmark model.
@@ -76,9 +82,12 @@ def collapse_plan(design, method: str) -> str | None:
     if method not in METHODS:
         raise SpecificationError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
     spec = design.spec
-    ok = get_family(spec.family, spec.link).integrates_out and bool(design.factors)
+    additions = [w for a, w in (("cens", "censoring"), ("trunc", "truncation"), ("weights", "weights"))
+                 if getattr(spec, a, None) is not None]
+    ok = get_family(spec.family, spec.link).integrates_out and bool(design.factors) and not additions
     if method == "collapsed" and not ok:
         why = ("the model has no grouping factors" if not design.factors else
+               f"the likelihood has {' and '.join(additions)}" if additions else
                f"group effects integrate out analytically only for the gaussian family with identity link, "
                f"not {spec.family} ({spec.link})")
         raise SpecificationError(f"method='collapsed' is not available: {why}. Use method='joint' or 'auto'.")
@@ -224,9 +233,14 @@ def make_plan(model: Model, sampler: str, method: str = "auto", target_accept: f
     """
     if sampler not in BACKENDS:
         raise SpecificationError(f"Unknown sampler {sampler!r}; use one of {', '.join(BACKENDS)}.")
+    if model.spec.nonlinear is not None:
+        return _nonlinear_plan(model, sampler, method, target_accept)
+    from .engine.layout import engine_gap
+
+    gap = engine_gap(model.design)  # why the compiled engine cannot sample this model (None: it can)
     collapsed = collapse_plan(model.design, method)
     centering = model.centering(collapsed)
-    if model.family.engine_code is None:  # no compiled kernel: every sampler runs the PyMC graph
+    if gap is not None:  # no compiled kernel: every sampler runs the PyMC graph
         ndim = int(sum(np.asarray(v).size for v in model.built_graph(collapsed).model.initial_point().values()))
         intbeta, aggregate = False, False
     else:
@@ -239,13 +253,33 @@ def make_plan(model: Model, sampler: str, method: str = "auto", target_accept: f
         centered=tuple((k, bool(v)) for k, v in centering.items() if k != collapsed),
         target_accept=target, mass_matrix=mass_matrix_adaptation(ndim), aggregate_rows=aggregate, n_parameters=ndim,
     )
-    if model.family.engine_code is None:
+    if gap is not None:
         plan = replace(plan, mass_matrix="diag")
         followed = plan.for_backend("pymc" if sampler == "nutpie" else sampler)
-        note = (f"the compiled engine has no kernel for the {model.family.name} family, so {sampler} samples "
-                "the PyMC graph (compiled for this model)")
+        note = f"{gap}, so {sampler} samples the PyMC graph (compiled for this model)"
         return replace(followed, sampler=sampler, deviations=(note, *followed.deviations))
     return plan.for_backend(sampler)
+
+
+def _nonlinear_plan(model: Model, sampler: str, method: str, target_accept: float | None) -> FitPlan:
+    """A nonlinear mean: every sampler runs the PyMC graph of :mod:`hmodels.nonlinear.build`, nothing integrated out."""
+    if method not in METHODS:
+        raise SpecificationError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
+    if method == "collapsed":
+        raise SpecificationError("method='collapsed' is not available for a nonlinear model: its group effects enter "
+                                 "the mean nonlinearly, so they cannot be integrated out analytically. Use "
+                                 "method='joint' or 'auto'.")
+    centering = model.centering(None)
+    ndim = int(sum(np.asarray(v).size for v in model.built_graph(None).model.initial_point().values()))
+    target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
+    followed = FitPlan(
+        sampler="pymc", backend="pymc-graph", method="joint", collapsed_factor=None, integrate_coefficients=False,
+        centered=tuple((k, bool(v)) for k, v in centering.items()), target_accept=target, mass_matrix="diag",
+        aggregate_rows=False, n_parameters=ndim,
+    ).for_backend("pymc")
+    note = (f"nonlinear mean: the compiled engine has one linear predictor, so {sampler} samples the PyMC graph of "
+            "hmodels.nonlinear.build (compiled for this model); no factor is integrated out")
+    return replace(followed, sampler=sampler, deviations=(note, *followed.deviations))
 
 
 @dataclass

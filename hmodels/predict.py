@@ -32,13 +32,22 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .design import FORMULA_ENV, Design, FactorDesign, check_finite, offset_values, row_labels, used_columns
+from .design import (
+    FORMULA_ENV,
+    Design,
+    FactorDesign,
+    check_finite,
+    offset_values,
+    population_columns,
+    row_labels,
+    used_columns,
+)
 from .errors import DataError, MissingColumnError, SpecificationError, closest
 from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, simulate_response
 
 __all__ = ["Prediction", "predict", "new_design", "new_level_effects"]
 
-KINDS = ("mean", "response", "link")
+KINDS = ("mean", "response", "link", "probs")
 GROUPS = ("include", "exclude", "new")
 
 
@@ -48,9 +57,10 @@ class Prediction:
     Attributes
     ----------
     draws : xarray.DataArray
-        Dims ``(chain, draw, obs)``; ``obs`` is the index of ``newdata``.
+        Dims ``(chain, draw, obs)``; ``obs`` is the index of ``newdata``. ``kind="probs"`` adds a
+        last dim ``category`` (the ordinal outcome's categories).
     kind : str
-        ``"mean"``, ``"response"`` or ``"link"``.
+        ``"mean"``, ``"response"``, ``"link"`` or ``"probs"``.
     groups : str
         ``"include"``, ``"exclude"`` or ``"new"``.
     new_levels : dict
@@ -93,13 +103,21 @@ class Prediction:
         from .summary import summarise_draws
 
         labels = list(self.draws.coords["obs"].values)
-        t = summarise_draws(self.values, labels, prob)[["mean", "sd", "hdi_low", "hdi_high"]]
-        t.index = pd.Index(labels, name="obs")
+        values = self.values
+        if values.ndim == 4:  # category probabilities: one row per (obs, category)
+            cats = list(self.draws.coords["category"].values)
+            index = pd.MultiIndex.from_product([labels, cats], names=["obs", "category"])
+            flat = values.reshape(values.shape[0], values.shape[1], -1)
+            t = summarise_draws(flat, list(range(flat.shape[-1])), prob)[["mean", "sd", "hdi_low", "hdi_high"]]
+            t.index = index
+        else:
+            t = summarise_draws(values, labels, prob)[["mean", "sd", "hdi_low", "hdi_high"]]
+            t.index = pd.Index(labels, name="obs")
         t.attrs["prob"] = prob
         return t
 
     def __repr__(self) -> str:
-        c, d, n = self.values.shape
+        c, d, n = self.values.shape[:3]
         new = (
             "; new levels: " + ", ".join(f"{f}: {len(v)}" for f, v in self.new_levels.items())
             if self.new_levels
@@ -120,10 +138,14 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         Rows to predict for, with the predictor and grouping columns of the model (the outcome is
         not needed). Default: the rows the model was fitted to. Binomial models need the trials
         column for ``kind="response"``; known-SE models need the SE column for ``"response"``.
-    kind : {"mean", "response", "link"}
-        ``"mean"``: expected outcome (probability for bernoulli/binomial, rate for counts);
-        ``"response"``: simulated outcomes (posterior predictive, with residual noise);
-        ``"link"``: the linear predictor.
+    kind : {"mean", "response", "link", "probs"}
+        ``"mean"``: expected outcome (probability for bernoulli/binomial, rate for counts; for an
+        ordinal outcome the expected rating when its categories are consecutive whole numbers,
+        else the expected category number ``1..K``);
+        ``"response"``: simulated outcomes (posterior predictive, with residual noise; ratings or
+        category numbers as for ``"mean"``);
+        ``"link"``: the linear predictor; ``"probs"``: the probability of every category of an
+        ordinal outcome (draws get a last dim ``category``).
     groups : {"include", "exclude", "new"}
         How group-specific effects enter (see the module docstring): fitted levels only,
         population level only, or fresh draws for unseen levels.
@@ -150,6 +172,17 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     """
     if kind not in KINDS:
         raise SpecificationError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}.")
+    if kind == "mean" and fit.spec.trunc is not None:
+        raise SpecificationError(
+            "kind='mean' of a truncated outcome (the mean of the truncated distribution) is not available yet; "
+            "kind='response' draws from the truncated distribution (average them for its mean), kind='link' "
+            "gives the linear predictor."
+        )
+    if kind == "probs" and not hasattr(fit.family, "probabilities"):
+        raise SpecificationError(
+            f"kind='probs' gives category probabilities of an ordinal outcome; the {fit.family.name} family has no "
+            "categories. Use kind='mean' for the expected outcome."
+        )
     if groups not in GROUPS:
         raise SpecificationError(
             f"groups must be one of {', '.join(map(repr, GROUPS))}, got {groups!r}: 'include' uses the fitted "
@@ -179,8 +212,23 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         values = eta
     elif kind == "mean":  # the expected outcome (zero-inflation, hurdles, the lognormal's exp(mu + sigma^2/2))
         values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit))
+    elif kind == "probs":
+        values = fit.family.probabilities(mean_draws(fit, eta), aux_draws(fit))
+        c, d = values.shape[:2]
+        cats = list(fit_design(fit).response_levels)
+        da = xr.DataArray(
+            values, dims=("chain", "draw", "obs", "category"),
+            coords={"chain": np.arange(c), "draw": np.arange(d), "obs": index, "category": cats},
+            name=kind, attrs={"kind": kind, "groups": groups},
+        )
+        return Prediction(da, kind, groups, new_levels)
     else:
         values = simulate_response(fit, eta, design, seed=s_response)
+    if kind in ("mean", "response") and fit.family.outcome == "ordinal":  # whole-number ratings: their own scale
+        from .families.ordinal import rating_offset
+
+        offset = rating_offset(fit_design(fit).response_levels)
+        values = values if offset is None else np.asarray(values, dtype=float) + offset
     c, d = values.shape[:2]
     da = xr.DataArray(
         np.asarray(values, dtype=float), dims=("chain", "draw", "obs"),
@@ -235,6 +283,10 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     --------
     >>> d, unseen = new_design(fit, pd.DataFrame({"Days": [1], "Subject": ["308"]}))  # doctest: +SKIP
     """
+    if getattr(fit.spec, "nonlinear", None) is not None:  # one encoding per nonlinear parameter
+        from .nonlinear.newdata import new_nonlinear_design
+
+        return new_nonlinear_design(fit, newdata, need_trials, need_se)
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
     if len(newdata) == 0:
@@ -300,7 +352,10 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     if rhs == "0":
         X = np.zeros((len(nd), 0))
     else:
-        X, names = _encoded(rhs, training, nd, "population-level terms")
+        from .families import get_family
+
+        X, names = population_columns(get_family(spec.family, spec.link),
+                                      *_encoded(rhs, training, nd, "population-level terms"))
         if names != fixed_terms:
             raise SpecificationError(
                 f"The rebuilt population-level terms {names} differ from the fitted {fixed_terms}."
@@ -339,7 +394,13 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
         factors.append(FactorDesign(g.factor, levels + unseen, codes, np.concatenate(Zs, axis=1), terms, blocks,
                                     correlated, exprs))
 
-    y = nd[spec.response].to_numpy(dtype=float) if spec.response in nd.columns else np.full(len(nd), np.nan)
+    if spec.response not in nd.columns:
+        y = np.full(len(nd), np.nan)
+    elif fit.family.outcome == "ordinal":  # the fitted categories' numbers 1..K (labels or ratings); NaN if unseen
+        position = {lv: k for k, lv in enumerate(fit.design.response_levels, start=1)}
+        y = np.array([position.get(v, np.nan) for v in nd[spec.response]], dtype=float)
+    else:
+        y = nd[spec.response].to_numpy(dtype=float)
     trials = se = None
     for col, need, label in ((spec.trials, need_trials, "trials"), (spec.se, need_se, "standard-error")):
         if col is None:

@@ -153,7 +153,11 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
         sims[slot.param] = x
         plo, phi = _interval(x, prob)
         implies, ilo, ihi = "", float("nan"), float("nan")
-        if slot.cls == "Intercept":
+        if getattr(model.spec, "nonlinear", None) is not None and slot.cls in ("fixed", "sd"):
+            # a nonlinear parameter's coefficient is on that parameter's own scale, not the outcome's
+            what = slot.term if slot.cls == "fixed" else f"a {slot.factor}'s deviation in {slot.term}"
+            implies, (ilo, ihi) = f"{what}, on the nonlinear parameter's own scale", (plo, phi)
+        elif slot.cls == "Intercept":
             mu = inverse_link_numpy(fam.link, x)
             what = {"identity": f"mean {resp}", "log": f"mean {resp}", "inverse": f"mean {resp}"}.get(
                 fam.link, f"probability of {resp}")
@@ -331,6 +335,25 @@ def _obs_name(model) -> str:
     return model.spec.response
 
 
+def _order_ordered(pmodel, idata):
+    """Sort the forward draws of variables with an ``ordered`` transform (the thresholds of an ordinal model).
+
+    Forward sampling draws their elements independently and ignores the transform; the prior that
+    NUTS samples — the independent density restricted to increasing vectors — is exactly the
+    distribution of those draws sorted (their order statistics).
+    """
+    import xarray as xr
+    from pymc.distributions.transforms import Ordered
+
+    ordered = [rv.name for rv, tr in pmodel.rvs_to_transforms.items() if isinstance(tr, Ordered)]
+    ds = idata["prior"].to_dataset()
+    names = [n for n in ordered if n in ds]
+    if names:
+        ds = ds.assign({n: (ds[n].dims, np.sort(np.asarray(ds[n].values), axis=-1)) for n in names})
+        idata["prior"] = xr.DataTree(ds)
+    return idata
+
+
 def _sample_prior(pmodel, draws: int, seed, var_names=None):
     """Run ``pm.sample_prior_predictive`` quietly, compiled with FAST_COMPILE.
 
@@ -346,8 +369,9 @@ def _sample_prior(pmodel, draws: int, seed, var_names=None):
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # PyTensor's BLAS notice; overflow under vague priors
-            return pm.sample_prior_predictive(draws=draws, model=pmodel, random_seed=seed, var_names=var_names,
-                                              compile_kwargs={"mode": "FAST_COMPILE"})
+            idata = pm.sample_prior_predictive(draws=draws, model=pmodel, random_seed=seed, var_names=var_names,
+                                               compile_kwargs={"mode": "FAST_COMPILE"})
+        return _order_ordered(pmodel, idata)
     finally:
         logger.setLevel(level)
 

@@ -141,7 +141,9 @@ def draw_collapsed_effects(design, factor: str, cor_vars: dict, post, seed=None,
     s = np.ones(S) if design.se is not None else 1.0 / _flat(post, "sigma") ** 2
     others = [g for g in design.factors if g.factor != factor]
     r_others = {g.factor: _flat(post, f"r_{g.factor}") for g in others}
-    y = design.y.astype(float)
+    from .families import get_family
+
+    y = np.asarray(get_family(design.spec.family, design.spec.link).engine_outcome(design.y.astype(float)), dtype=float)
     if design.offset is not None:
         y = y - design.offset  # the offset is part of the mean, with coefficient 1
     Zw = f.Z * w[:, None]

@@ -61,9 +61,35 @@ def _html_table(df: pd.DataFrame, index: bool = True) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _outcome_notes(fit) -> str:
+    """What the reader must know about the outcome: ordered categories, censoring, truncation, weights."""
+    d, spec, notes = fit.design, fit.spec, []
+    levels = getattr(d, "response_levels", None)
+    if levels is not None:
+        notes.append(f"ordered categories {' < '.join(map(str, levels))} ({len(levels) - 1} thresholds)")
+    cens = getattr(d, "cens", None)
+    if cens is not None:
+        notes.append(f"{int((cens == 1).sum())} right- and {int((cens == -1).sum())} left-censored of {len(cens)} "
+                     f"rows (cens({spec.cens}); their likelihood is the probability beyond the recorded value)")
+    if getattr(spec, "trunc", None) is not None:
+        lb, ub = spec.trunc
+        notes.append(f"truncated to [{'-inf' if lb is None else f'{lb:g}'}, {'inf' if ub is None else f'{ub:g}'}]")
+    if getattr(spec, "weights", None) is not None:
+        notes.append(f"observation weights {spec.weights} (each row's log-likelihood times its weight)")
+    return "; " + "; ".join(notes) if notes else ""
+
+
 def _framework(fit) -> str:
     fam = fit.family
     has_groups = bool(fit.meta["factors"])
+    if getattr(fit.spec, "nonlinear", None) is not None:
+        return "Bayesian nonlinear mixed model" if has_groups else "Bayesian nonlinear regression"
+    if fam.outcome == "ordinal":
+        return ("Bayesian cumulative-link (ordinal) mixed model" if has_groups
+                else "Bayesian cumulative-link (ordinal) regression")
+    if getattr(fit.spec, "cens", None) is not None:
+        return (f"Bayesian parametric survival / censored-outcome {'mixed model' if has_groups else 'regression'} "
+                f"({fam.name})")
     if fam.is_linear:
         kind = "Bayesian linear mixed model (LMM)" if has_groups else "Bayesian linear regression"
     else:
@@ -82,16 +108,18 @@ def _group_structure(fit) -> pd.DataFrame:
 
 def _random_structure(fit) -> list[str]:
     lines = []
-    for g in fit.spec.groups:
-        m = fit.meta["factors"][g.factor]
+    factors = ([g.factor for g in fit.spec.groups] if getattr(fit.spec, "nonlinear", None) is None
+               else list(fit.meta["factors"]))  # a nonlinear model's factors are in its stacked design
+    for factor in factors:
+        m = fit.meta["factors"][factor]
         cors = m["cors"]
         terms = ", ".join(m["terms"])
-        desc = f"**{g.factor}**: group-specific {terms}"
+        desc = f"**{factor}**: group-specific {terms}"
         if cors:
             desc += "; correlated (" + "; ".join(", ".join(t) for _, t in cors) + ", LKJ prior on the correlations)"
         elif len(m["terms"]) > 1:
             desc += "; uncorrelated"
-        cent = fit.meta.get("centered", {}).get(g.factor, False)
+        cent = fit.meta.get("centered", {}).get(factor, False)
         desc += f"; {'centred' if cent else 'non-centred'} parameterisation"
         lines.append(desc)
     return lines
@@ -240,7 +268,10 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
             r2 = components.r2(fit, prob)
         except SpecificationError:
             icc = r2 = None
-        ppc_res = checks.ppc(fit, seed=seed)
+        try:
+            ppc_res, ppc_note = checks.ppc(fit, seed=seed), None
+        except SpecificationError as exc:  # censored outcomes: recorded values are bounds, not outcomes
+            ppc_res, ppc_note = None, str(exc)
         try:
             od = checks.overdispersion(fit, seed=seed) if fam.dispersion_checkable else None
         except SpecificationError:
@@ -254,8 +285,11 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
         f"Framework: {_framework(fit)}, fitted with hmodels.",
         [f"Formula: `{fit.spec.formula}`",
          f"Outcome: {fit.spec.response}" + (f" (successes out of {fit.spec.trials} trials)" if fit.spec.trials else "")
-         + (f" with known standard errors {fit.spec.se}" if fit.spec.se else ""),
+         + (f" with known standard errors {fit.spec.se}" if fit.spec.se else "") + _outcome_notes(fit),
          f"Family: {fam.name}; link: {fam.link}",
+         *([f"Nonlinear parameters (each with its own formula, on the {fam.link} scale): "
+            + "; ".join(f"{k} ~ {v}" for k, v in fit.spec.nonlinear.parameters)]
+           if getattr(fit.spec, "nonlinear", None) is not None else []),
          "Fixed effects: " + (", ".join(fit.meta["fixed_terms"]) or "none")
          + (f"; offset {fit.spec.offset} (coefficient fixed at 1)" if getattr(fit.spec, "offset", None) else ""),
          "Grouping factors: " + (", ".join(fit.meta["factors"]) or "none")],
@@ -308,8 +342,11 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
         if diag.ok else "Problems were found; see the verdicts below.", summ]
     if diag.verdicts:
         sec["Convergence diagnostics"].append([str(v) for v in diag.verdicts])
-    ptab = ppc_res.table[~ppc_res.table.index.str.startswith("mean[")]
-    sec["Posterior predictive checks"] += [ppc_res.summary(), ptab]
+    if ppc_res is not None:
+        ptab = ppc_res.table[~ppc_res.table.index.str.startswith("mean[")]
+        sec["Posterior predictive checks"] += [ppc_res.summary(), ptab]
+    else:
+        sec["Posterior predictive checks"].append(f"Not computed: {ppc_note}")
     if od is not None:
         sec["Posterior predictive checks"].append(od.message)
     sec["Limitations"].append(_limitations(fit, diag, ppc_res, od))
@@ -326,7 +363,8 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    images["Posterior predictive checks"] = _png(ppc_res.plot())
+                    if ppc_res is not None:
+                        images["Posterior predictive checks"] = _png(ppc_res.plot())
                 except Exception:  # a plot must not stop the report  # noqa: BLE001
                     pass
                 images["Variance components"] = _png(_components_figure(

@@ -29,7 +29,8 @@ import numpy as np
 from .errors import SamplingError
 
 __all__ = ["SamplerSettings", "sample", "available_samplers", "default_sampler", "check_settings", "check_trace",
-           "check_memory", "check_fit_memory", "draw_size", "available_memory", "raise_on_interrupt", "reduce_seed"]
+           "check_memory", "check_fit_memory", "draw_size", "available_memory", "raise_on_interrupt", "reduce_seed",
+           "sample_until", "convergence_summary", "UNTIL_RHAT", "UNTIL_ESS", "UNTIL_MAX_TIME"]
 
 SAMPLERS = {"nutpie": "nutpie", "numpyro": "numpyro", "pymc": None}
 #: Seeds at or above this are reduced to 64 bits (nutpie takes an unsigned 64-bit seed).
@@ -448,3 +449,191 @@ def sample(model, settings: SamplerSettings, progressbar: bool = True, log_likel
                             "Try sampler='pymc'.") from exc
     check_trace(idata["posterior"], settings.draws, settings.chains, settings.sampler)
     return idata, {"total_s": time.perf_counter() - t0}
+
+
+# -- run until converged -----------------------------------------------------------------------------------
+
+#: ``until="converged"``: largest R-hat and smallest bulk and tail ESS (over every coefficient, SD,
+#: correlation and family parameter) at which sampling stops.
+UNTIL_RHAT = 1.01
+UNTIL_ESS = 400
+#: Default time budget of ``until="converged"`` (seconds of sampling, all rounds together).
+UNTIL_MAX_TIME = 600.0
+#: Target acceptance rates tried in turn when a round has divergences.
+UNTIL_TARGETS = (0.95, 0.99)
+
+
+def convergence_summary(posterior) -> dict:
+    """Largest R-hat and smallest bulk / tail ESS over the canonical non-group variables of a posterior.
+
+    Group effects (``r_<factor>``, ``z_<factor>``) are left out; correlation matrices count once per
+    pair (the constant diagonal is skipped).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.default_rng(0)
+    >>> ds = xr.Dataset({"b": (("chain", "draw", "term"), rng.normal(size=(4, 500, 2)))})
+    >>> s = convergence_summary(ds)
+    >>> s["rhat_max"] < 1.01, s["ess_bulk_min"] > 1000
+    (True, True)
+    """
+    import arviz as az
+    import xarray as xr
+
+    cols = []
+    for name, da in posterior.data_vars.items():
+        if name.startswith(("r_", "z_")):
+            continue
+        arr = np.asarray(da.transpose("chain", "draw", ...).values, dtype=float)
+        C, D = arr.shape[:2]
+        flat = arr.reshape(C, D, -1)
+        if name.startswith("cor_") and arr.ndim == 4:
+            iu = np.triu_indices(arr.shape[2], 1)
+            flat = arr[:, :, iu[0], iu[1]]
+        cols.append(flat)
+    if not cols:
+        return {"rhat_max": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan}
+    x = np.concatenate(cols, axis=-1)
+    x = x[:, :, np.nanstd(x, axis=(0, 1)) > 0]
+    ds = xr.Dataset({"x": (("chain", "draw", "p"), x)})
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = np.asarray(az.rhat(ds)["x"].values, dtype=float)
+        bulk = np.asarray(az.ess(ds, method="bulk")["x"].values, dtype=float)
+        tail = np.asarray(az.ess(ds, method="tail")["x"].values, dtype=float)
+
+    def agg(fn, v):
+        v = v[np.isfinite(v)]
+        return float(fn(v)) if v.size else np.nan
+
+    return {"rhat_max": agg(np.max, rhat), "ess_bulk_min": agg(np.min, bulk), "ess_tail_min": agg(np.min, tail)}
+
+
+def _converged(s: dict) -> bool:
+    return (np.isfinite(s["rhat_max"]) and s["rhat_max"] <= UNTIL_RHAT
+            and s["ess_bulk_min"] >= UNTIL_ESS and s["ess_tail_min"] >= UNTIL_ESS)
+
+
+def _concat(a, b):
+    """Two BackendResults with the same chains, joined along ``draw`` (b's draws continue a's chains)."""
+    from dataclasses import replace as dc_replace
+
+    import xarray as xr
+
+    def join(x, y):
+        D = x.sizes["draw"]
+        return xr.concat([x, y.assign_coords(draw=y["draw"].values + D)], dim="draw")
+
+    divs = [d for d in (a.divergences, b.divergences) if d is not None]
+    div = None
+    if divs:
+        div = divs[0] if len(divs) == 1 else xr.concat(divs, dim="divergence")
+    timing = {k: a.timing.get(k, 0.0) + b.timing.get(k, 0.0) for k in set(a.timing) | set(b.timing)}
+    return dc_replace(b, posterior=join(a.posterior, b.posterior), sample_stats=join(a.sample_stats, b.sample_stats),
+                      timing=timing, divergences=div)
+
+
+def sample_until(run_round, settings: SamplerSettings, plan, until: str = "converged", max_time: float | None = None):
+    """Sample in rounds until the fit has converged or the time budget is spent.
+
+    Round 1 samples with ``settings``. While the largest R-hat exceeds :data:`UNTIL_RHAT` or the
+    smallest bulk or tail ESS is below :data:`UNTIL_ESS` (:func:`convergence_summary`), another
+    round runs the same number of chains with a fresh warm-up (nutpie cannot resume an adapted
+    sampler) and enough draws to reach the ESS target at the rate seen so far (at least
+    ``settings.draws``, at most three times the draws so far, and no more than the remaining
+    budget allows at the measured speed); its draws continue each chain. A round with divergences
+    is discarded, and the next one restarts at a higher target acceptance rate
+    (:data:`UNTIL_TARGETS`), since draws from a divergent run may be biased. Each round has its own
+    seed derived from ``settings.seed``, so the same seed gives the same rounds.
+
+    Parameters
+    ----------
+    run_round : callable
+        ``run_round(settings, plan) -> BackendResult``.
+    settings : SamplerSettings
+    plan : FitPlan
+    until : {"converged"}
+    max_time : float, optional
+        Seconds of sampling for all rounds together (default :data:`UNTIL_MAX_TIME`); a round is
+        not started when the time left cannot fit half of ``settings.draws`` at the measured speed.
+
+    Returns
+    -------
+    (BackendResult, SamplerSettings, dict)
+        The joined result, the settings it amounts to (total draws per chain, the last round's
+        warm-up and target), and the record stored in ``fit.meta["until"]``: ``converged``,
+        ``rounds`` (per round: draws, tune, target_accept, seconds, divergences, kept, and R-hat /
+        ESS after it), ``draws`` (kept per chain), ``seconds``, ``max_time``, ``criteria``.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"))
+    >>> fit = m.fit(draws=200, tune=200, chains=2, seed=1, until="converged", progressbar=False)  # doctest: +SKIP
+    >>> fit.meta["until"]["converged"]  # doctest: +SKIP
+    True
+    """
+    from dataclasses import replace as dc_replace
+
+    if until != "converged":
+        raise SamplingError(f"until must be 'converged' or None, got {until!r}.")
+    budget = UNTIL_MAX_TIME if max_time is None else max_time
+    if not (isinstance(budget, numbers.Real) and budget > 0):
+        raise SamplingError(f"max_time must be a positive number of seconds, got {max_time!r}.")
+    budget = float(budget)
+    start = time.perf_counter()
+    rounds, result, kept_draws = [], None, 0
+    targets = [t for t in UNTIL_TARGETS if t > float(plan.target_accept)]
+    round_settings, round_plan = settings, plan
+    while True:
+        if rounds:
+            seed = None if settings.seed is None else reduce_seed(int(settings.seed) + 104729 * len(rounds))
+            round_settings = dc_replace(round_settings, seed=seed)
+        t0 = time.perf_counter()
+        res = run_round(round_settings, round_plan)
+        seconds = time.perf_counter() - t0
+        n_div = int(np.asarray(res.sample_stats["diverging"].values).sum()) if "diverging" in res.sample_stats else 0
+        restart = bool(n_div) and bool(targets)  # divergent draws may be biased: restart at a higher target
+        if restart:
+            result, kept_draws = None, 0
+        else:
+            result = res if result is None else _concat(result, res)
+            kept_draws += round_settings.draws
+        summary = convergence_summary((res if result is None else result).posterior)
+        rounds.append({"draws": round_settings.draws, "tune": round_settings.tune,
+                       "target_accept": float(round_plan.target_accept), "seed": round_settings.seed,
+                       "seconds": seconds, "divergences": n_div, "kept": not restart, **summary})
+        if n_div and not restart:
+            break  # divergences at the highest target: more draws would not remove them
+        if not restart and _converged(summary):
+            break
+        per_draw = seconds / max(round_settings.draws + round_settings.tune, 1)
+        affordable = int((budget - (time.perf_counter() - start)) / per_draw) - round_settings.tune
+        if restart:
+            round_plan = dc_replace(round_plan, target_accept=targets.pop(0))
+            nxt = settings.draws
+        else:
+            ess = min(summary["ess_bulk_min"], summary["ess_tail_min"])
+            factor = UNTIL_ESS / ess if np.isfinite(ess) and ess > 0 else 2.0
+            if not summary["rhat_max"] <= UNTIL_RHAT:
+                factor = max(factor, 2.0)
+            nxt = int(np.ceil(kept_draws * max(factor - 1.0, 0.25) * 1.2))
+            nxt = min(max(nxt, settings.draws), 3 * kept_draws)
+        nxt = min(nxt, affordable)
+        if nxt < max(settings.draws // 2, 1):
+            break
+        round_settings = dc_replace(round_settings, draws=int(nxt))
+    if result is None:  # the budget ran out after a divergent round: return it, as the user would have seen it
+        result, kept_draws = res, round_settings.draws
+        rounds[-1]["kept"] = True
+    # the sampling time of every round, discarded ones included (ESS per second stays honest)
+    result = dc_replace(result, timing={**result.timing, "sample_s": float(sum(r["seconds"] for r in rounds))})
+    final = dc_replace(settings, draws=int(kept_draws), tune=round_settings.tune,
+                       target_accept=float(result.plan.target_accept))
+    record = {"until": until, "converged": bool(_converged(summary) and not rounds[-1]["divergences"]),
+              "rounds": rounds, "n_rounds": len(rounds), "draws": int(kept_draws),
+              "seconds": time.perf_counter() - start, "max_time": budget,
+              "criteria": {"rhat_max": UNTIL_RHAT, "ess_bulk_min": UNTIL_ESS, "ess_tail_min": UNTIL_ESS},
+              **{k: v for k, v in summary.items()}}
+    return result, final, record

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from .errors import FormulaError, SpecificationError
 from .families import get_family
 from .formula_text import quote_name
 
-__all__ = ["GroupBlock", "GroupTerm", "ModelSpec", "RandomIntercept", "RandomSlope", "spec", "quote_name",
-           "reserved_names", "normalise_offset"]
+__all__ = ["GroupBlock", "GroupTerm", "ModelSpec", "NonlinearPart", "RandomIntercept", "RandomSlope", "spec",
+           "quote_name", "reserved_names", "normalise_offset"]
 
 _OFFSET = re.compile(r"(?<![\w.`])offset\s*\(")
 
@@ -75,6 +77,50 @@ class GroupTerm:
 
 
 @dataclass(frozen=True)
+class NonlinearPart:
+    """The nonlinear part of a spec as plain data: the expression and one formula per parameter.
+
+    Parameters
+    ----------
+    expression : str
+        The right-hand side of the model formula as written: an expression of data columns and
+        parameters (``"Asym / (1 + exp((xmid - age) / scal))"``) or a self-starting shape
+        (``"SSlogis(age, Asym, xmid, scal)"``).
+    parameters : tuple of (str, str)
+        ``(parameter, formula)`` pairs in the order the parameters are stacked: the right-hand side
+        of each parameter's own linear predictor (``("Asym", "1 + (1 | Tree)")``).
+    self_start : str, optional
+        The self-starting shape's name (``"SSlogis"``) when the expression is one.
+    start : tuple of (str, float)
+        Starting values given by the user (``start=`` of :class:`~hmodels.Model`).
+
+    Examples
+    --------
+    >>> NonlinearPart("a * exp(b * x)", (("a", "1"), ("b", "1"))).formulas
+    {'a': '1', 'b': '1'}
+    """
+
+    expression: str
+    parameters: tuple[tuple[str, str], ...]
+    self_start: str | None = None
+    start: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "parameters", tuple((str(k), str(v)) for k, v in self.parameters))
+        object.__setattr__(self, "start", tuple((str(k), float(v)) for k, v in self.start))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The nonlinear parameters, in stacking order."""
+        return tuple(k for k, _ in self.parameters)
+
+    @property
+    def formulas(self) -> dict[str, str]:
+        """Parameter -> the right-hand side of its formula."""
+        return dict(self.parameters)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A mixed-model specification as plain data.
 
@@ -99,6 +145,20 @@ class ModelSpec:
         formula; ``"np.log(exposure)"`` for counts over an exposure). Evaluated by formulae in
         hmodels' formula namespace. Several offsets are summed into one expression; a fixed term
         written ``offset(x)`` is moved here, so equivalent specs compare equal.
+    nonlinear : NonlinearPart, optional
+        A nonlinear mean (:mod:`hmodels.nonlinear`): ``fixed`` and ``groups`` are then empty and each
+        parameter's formula is in ``nonlinear.parameters``.
+    cens : str, optional
+        Column (or expression) with the censoring indicator, coded as brms codes it: 0 = observed,
+        1 = right-censored (the true value is above the recorded one), -1 = left-censored
+        (``time | cens(censored) ~ ...``). Survival data often have an *event* indicator instead
+        (1 = the event was observed): write ``cens(1 - event)``.
+    weights : str, optional
+        Column with non-negative observation weights; each row's log-likelihood is multiplied by
+        its weight (brms's ``weights()``).
+    trunc : tuple, optional
+        ``(lb, ub)``: the outcome is truncated to ``lb <= y <= ub`` (None for no bound; for counts the
+        bounds are included, so ``trunc(lb=1)`` is a zero-truncated count).
 
     Examples
     --------
@@ -120,6 +180,10 @@ class ModelSpec:
     trials: str | None = None
     se: str | None = None
     offset: str | None = None
+    nonlinear: NonlinearPart | None = None
+    cens: str | None = None
+    weights: str | None = None
+    trunc: tuple | None = None
 
     def __post_init__(self):
         fam = get_family(self.family, self.link)
@@ -140,6 +204,7 @@ class ModelSpec:
                 f"not {fam.name!r}."
             )
         _check_offsets(self)
+        _check_additions(self, fam)
         _check_names(self)
 
     @property
@@ -165,8 +230,17 @@ class ModelSpec:
             aterms.append(f"trials({self.trials})")
         if self.se is not None:
             aterms.append(f"se({self.se})")
+        if self.cens is not None:
+            aterms.append(f"cens({self.cens})")
+        if self.trunc is not None:
+            aterms.append("trunc(" + ", ".join(f"{k}={v:g}" for k, v in zip(("lb", "ub"), self.trunc)
+                                               if v is not None) + ")")
+        if self.weights is not None:
+            aterms.append(f"weights({self.weights})")
         if aterms:
             lhs = f"{lhs} | {' + '.join(aterms)}"
+        if self.nonlinear is not None:  # the parameters' formulas are in nonlinear.parameters
+            return f"{lhs} ~ {self.nonlinear.expression}"
         rhs = ["1" if self.intercept else "0", *self.fixed]
         if self.offset is not None:
             rhs.append(f"offset({self.offset})")
@@ -190,10 +264,82 @@ class ModelSpec:
         )
         kw = {k: v for k, v in data.items() if k != "groups"}
         kw["fixed"] = tuple(kw.get("fixed", ()))
+        if kw.get("trunc") is not None:
+            kw["trunc"] = tuple(kw["trunc"])
+        if kw.get("nonlinear") is not None:
+            nl = kw["nonlinear"]
+            kw["nonlinear"] = NonlinearPart(nl["expression"], tuple(map(tuple, nl["parameters"])),
+                                            nl.get("self_start"), tuple(map(tuple, nl.get("start", ()))))
         return cls(groups=groups, **kw)
 
     def __str__(self) -> str:
-        return f"{self.formula}  [family={self.family}, link={self.link}]"
+        nl = "" if self.nonlinear is None else f", nonlinear={self.nonlinear.formulas}"
+        return f"{self.formula}  [family={self.family}, link={self.link}{nl}]"
+
+
+def _check_additions(spec: ModelSpec, fam) -> None:
+    """Censoring, truncation and weights: well-formed, and for a family that can honour them."""
+    if spec.trunc is not None:
+        try:
+            lb, ub = spec.trunc
+            lb = None if lb is None else float(lb)
+            ub = None if ub is None else float(ub)
+        except (TypeError, ValueError):
+            raise SpecificationError(f"trunc must be (lb, ub) with numbers or None, got {spec.trunc!r}.") from None
+        if lb is None and ub is None:
+            raise SpecificationError("trunc needs a lower bound, an upper bound or both, e.g. trunc(lb=0).")
+        if lb is not None and ub is not None and not lb < ub:
+            raise SpecificationError(f"trunc(lb={lb:g}, ub={ub:g}): the lower bound must be below the upper bound.")
+        if any(v is not None and not np.isfinite(v) for v in (lb, ub)):
+            raise SpecificationError("trunc bounds must be finite numbers; leave a side out for no bound.")
+        object.__setattr__(spec, "trunc", (lb, ub))
+    for what, value in (("cens", spec.cens), ("weights", spec.weights)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise SpecificationError(f"{what} must name a column (or an expression of columns), got {value!r}.")
+    wanted = [w for w, v in (("censoring", spec.cens), ("truncation", spec.trunc), ("weights", spec.weights))
+              if v is not None]
+    if not wanted:
+        return
+    if not fam.supports_additions:
+        raise SpecificationError(
+            f"{' and '.join(wanted).capitalize()} {'is' if wanted in (['censoring'], ['truncation']) else 'are'} "
+            f"not available for the {fam.name} family yet; only for {', '.join(addition_families())}."
+        )
+    if spec.cens is not None and fam.discrete:
+        raise SpecificationError(
+            f"Censoring is for continuous outcomes (times, concentrations), not the {fam.name} family's counts."
+        )
+    if spec.trunc is not None and fam.outcome in ("binary", "binomial"):
+        raise SpecificationError(f"Truncation does not apply to the {fam.name} family's outcome.")
+    if spec.trunc is not None and fam.discrete and any(v is not None and v != round(v) for v in spec.trunc):
+        lb, ub = spec.trunc  # a count bound is included (y >= lb): lb=0.5 would normalise over y >= 0, not y >= 1
+        fixed = ", ".join(f"{k}={f(v):g}" for k, v, f in (("lb", lb, np.ceil), ("ub", ub, np.floor))
+                          if v is not None)
+        raise SpecificationError(
+            f"trunc({', '.join(f'{k}={v:g}' for k, v in zip(('lb', 'ub'), spec.trunc) if v is not None)}): the "
+            f"{fam.name} family's counts are whole numbers, so its truncation bounds must be too (both are "
+            f"included: lb=1 keeps y >= 1). Write trunc({fixed})."
+        )
+    if spec.se is not None and (spec.cens is not None or spec.trunc is not None):
+        raise SpecificationError("Known standard errors (se) cannot be combined with censoring or truncation.")
+    if spec.cens is not None and spec.trunc is not None:
+        raise SpecificationError(
+            "Censoring and truncation together are not available yet: fit the censored model without trunc(), or "
+            "the truncated model without cens()."
+        )
+
+
+def addition_families() -> list[str]:
+    """Families that take ``cens()``, ``trunc()`` and ``weights()`` (those with a PyMC distribution object).
+
+    Examples
+    --------
+    >>> "weibull" in addition_families()
+    True
+    """
+    from .families import FAMILIES, get_family
+
+    return [name for name in FAMILIES if get_family(name).supports_additions]
 
 
 def _as_offsets(offset) -> list[str]:

@@ -127,3 +127,56 @@ def test_kfold_folds_run_in_parallel_and_reproducibly():
     for batch in data["Batch"].unique():  # every batch in one fold, folds of whole batches
         assert len(set(folds[data["Batch"].to_numpy() == batch])) == 1
     assert sorted(np.bincount(folds)[1:]) == [10, 10, 10]
+
+
+class Stop(BaseException):
+    """Stands in for an interruption (Ctrl-C, a killed job) in the middle of a cross-validation."""
+
+
+def test_kfold_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    """Finished folds stream to Parquet; a rerun refits only the missing ones, with the same numbers."""
+    import hmodels.comparison as comparison
+    import hmodels.studies._dask as runner
+
+    data = hm.datasets.load("dyestuff")
+    kw = dict(k=4, by="Batch", seed=3, draws=100, tune=150, scheduler="synchronous")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("Yield ~ 1 + (1 | Batch)", data).fit(draws=100, tune=150, chains=2, seed=1, progressbar=False)
+        whole = fit.kfold(**kw)
+    monkeypatch.setattr(runner, "LOCAL_CHUNK", 1)  # write every fold as it finishes
+    real, calls = comparison._fold_loglik, {"n": 0, "stop": 2}
+
+    def counted(*args):
+        calls["n"] += 1
+        if calls["n"] > calls["stop"]:
+            raise Stop()
+        return real(*args)
+
+    monkeypatch.setattr(comparison, "_fold_loglik", counted)
+    folder = tmp_path / "kfold"
+    with pytest.raises(Stop), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit.kfold(resume=folder, **kw)
+    assert len(list(folder.glob("part-*.parquet"))) == 2
+    calls.update(n=0, stop=99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed = fit.kfold(resume=folder, **kw)
+    assert calls["n"] == 2  # only the two missing folds were refitted
+    np.testing.assert_array_equal(resumed.elpd_i.values, whole.elpd_i.values)
+    assert resumed.elpd == whole.elpd and resumed.se == whole.se
+    # a folder of another cross-validation is refused, not mixed in
+    for other in (dict(kw, seed=4), dict(kw, k=3), dict(kw, draws=120), dict(kw, by=None)):
+        with pytest.raises(hm.SpecificationError, match="other settings"):
+            fit.kfold(resume=folder, **other)
+    assert calls["n"] == 2
+    with pytest.raises(hm.SpecificationError, match="needs a seed"):
+        fit.kfold(k=4, resume=tmp_path / "x")
+
+
+def test_kfold_checks_its_sampler_settings_before_refitting(schools_fit):
+    with pytest.raises(hm.SpecificationError, match="'draw' to model.fit"):
+        schools_fit.kfold(k=2, seed=1, draw=100)
+    with pytest.raises(hm.SamplingError, match="draws must be"):
+        schools_fit.kfold(k=2, seed=1, draws=0)

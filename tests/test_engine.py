@@ -24,6 +24,7 @@ from scipy import stats
 import hmodels as hm
 from hmodels.build import build_model
 from hmodels.engine import native
+from hmodels.engine.codes import AUX_NAMES
 from hmodels.engine.layout import EngineModel, _prior_row, lkj_cholesky
 from hmodels.priors.distributions import PRIOR_CLASSES
 
@@ -41,6 +42,14 @@ BASE["ypos"] = np.exp(0.3 * BASE["yg"])
 BASE["se"] = rng0.uniform(0.5, 2.0, N)
 BASE["cat"] = np.array(list("uvw"))[rng0.integers(0, 3, N)]  # with g: repeated rows, which are aggregated
 BASE["wide"] = [f"w{i:02d}" for i in rng0.permutation(np.arange(N) % 20)]  # 19 dummies: > 16 coefficients
+_rng1 = np.random.default_rng(12)  # outcomes of the families added later (the columns above stay as they were)
+BASE["yprop"] = _rng1.beta(2.0, 3.0, N)  # a proportion in (0, 1)
+BASE["yz"] = np.where(_rng1.uniform(size=N) < 0.3, 0, _rng1.poisson(3.0, N))  # counts with excess zeros
+_rng2 = np.random.default_rng(13)  # the ordinal and two-part outcomes (added after the columns above)
+BASE["yo"] = np.digitize(BASE["x"] + _rng2.logistic(size=N), [-1.0, 0.3, 1.5]) + 1  # ratings 1..4
+BASE["yhz"] = np.where(_rng2.uniform(size=N) < 0.3, 0.0, BASE["ypos"])  # positive with exact zeros
+_u = _rng2.uniform(size=N)
+BASE["yzo"] = np.where(_u < 0.1, 0.0, np.where(_u < 0.25, 1.0, BASE["yprop"]))  # a proportion with exact 0s and 1s
 
 MIXED = {"Intercept": hm.StudentT(4, 1, 3), "x": hm.Laplace(0, 2), "x2": hm.Cauchy(0, 2),
          "sd(g, Intercept)": hm.HalfStudentT(3, 2), "sd(g, x)": hm.Gamma(2, 2), "sd(h)": hm.Uniform(0, 5),
@@ -65,6 +74,26 @@ CASES = {
     "binom-cloglog": ("p(yk, n) ~ x + (1 | g)", "binomial", "cloglog", None, False, None, "centered"),
     "poisson": ("yc ~ x + (x | g) + (1 | h)", "poisson", None, None, {"h": True}, None, "centered"),
     "negbin": ("yc ~ x + (1 | g)", "negativebinomial", None, None, False, None, "centered"),
+    "gamma-slopes": ("ypos ~ x + (x | g)", "gamma", "log", None, True, None, "centered"),
+    "gamma-inverse": ("ypos ~ x + (1 | g)", "gamma", "inverse", None, False, None, "raw"),
+    "gamma-identity": ("ypos ~ x + (1 | g) + (1 | h)", "gamma", "identity", None, {"h": True}, None, "centered"),
+    "lognormal": ("ypos ~ x + (x | g)", "lognormal", None, None, False, None, "centered"),
+    "beta": ("yprop ~ x + (x || g)", "beta", None, None, {"g": True}, None, "centered"),
+    "beta-binomial": ("p(yk, n) ~ x + (1 | g) + (1 | h)", "beta_binomial", None, None, False, None, "raw"),
+    "zip": ("yz ~ x + (1 | g)", "zero_inflated_poisson", None, None, True, None, "centered"),
+    "zinb": ("yz ~ x + (x | g)", "zero_inflated_negativebinomial", None, None, False, None, "centered"),
+    "hurdle-poisson": ("yz ~ x + (1 | g) + (1 | h)", "hurdle_poisson", None, None, False, None, "centered"),
+    "hurdle-negbin": ("yz ~ x + (1 | g)", "hurdle_negativebinomial", None, None, True, None, "raw"),
+    "exponential": ("ypos ~ x + (1 | g)", "exponential", None, None, False, None, "centered"),
+    "cumulative-logit": ("yo ~ x + (x | g)", "cumulative", "logit", None, False, None, "centered"),
+    "cumulative-probit": ("yo ~ x + x2 + (1 | g) + (1 | h)", "cumulative", "probit", {"cutpoints": hm.Normal(0, 3)},
+                          {"h": True}, None, "centered"),
+    "hurdle-gamma": ("yhz ~ x + (x | g)", "hurdle_gamma", None, None, True, None, "centered"),
+    "hurdle-lognormal": ("yhz ~ x + (1 | g) + (1 | h)", "hurdle_lognormal", None, None, False, None, "raw"),
+    "zoib": ("yzo ~ x + (1 | g)", "zero_one_inflated_beta", None, None, {"g": True}, None, "centered"),
+    "weibull": ("ypos ~ x + (x | g)", "weibull", None, None, False, None, "centered"),
+    "collapsed-lognormal": ("ypos ~ x + (x | g)", "lognormal", None, None, False, "g", "centered"),
+    "partial-lognormal": ("ypos ~ x + (1 | g) + (1 | h)", "lognormal", None, None, False, "h", "raw"),
     "no-intercept": ("yg ~ 0 + x + (1 | g)", "gaussian", None, None, False, None, "centered"),
     "many-coefficients": ("yg ~ x + wide + (1 | g)", "gaussian", None, None, True, None, "centered"),
     "collapsed-many-coefficients": ("yg ~ x + wide + (x | g)", "gaussian", None, None, False, "g", "raw"),
@@ -147,7 +176,7 @@ def _pymc_values(pmodel, m, em, x):
             consts[f"r_{f.name}"] = r
             for bi, block in enumerate(f.blocks):
                 consts[f"r_{f.name}_{bi}"] = r[:, block]
-    for a in ("sigma", "nu", "alpha"):
+    for a in AUX_NAMES:
         if a in v:
             consts[a] = v[a][0]
     point = {}
@@ -212,7 +241,9 @@ def _dense_loglik(m, em, x):
             cov = cov + Z @ np.kron(np.eye(fd.n_levels), B @ B.T) @ Z.T
         else:
             mean = mean + (fd.Z * v[f"r_{f.name}"][0][fd.codes]).sum(axis=1)
-    return stats.multivariate_normal(mean, cov).logpdf(d.y)
+    y = m.family.engine_outcome(d.y)  # log y for the lognormal, a gaussian model of log y
+    const = m.family.loglik_constant(d.y, d.trials, None, d.se is not None, True)  # its Jacobian -sum(log y)
+    return stats.multivariate_normal(mean, cov).logpdf(y) + const
 
 
 @pytest.mark.parametrize("case", [c for c in ALL_CASES if c.startswith(("partial", "collapsed"))])
@@ -249,9 +280,9 @@ def _log_prior_only(m, em, x):
                 total += stats.multivariate_normal(np.zeros(len(sd)), B @ B.T).logpdf(r).sum()
             else:
                 total += stats.norm.logpdf(v[f"z_{f.name}"][0]).sum()
-    for a in ("sigma", "nu", "alpha"):
+    for a in AUX_NAMES:
         if a in v:
-            total += float(rows[a].scipy().logpdf(v[a][0]))
+            total += float(np.sum(rows[a].scipy().logpdf(v[a][0])))  # each ordinal threshold has the prior
     # LKJ terms (with PyMC's normalising constant) for correlated blocks
     for f in em.factors:
         for block, cor, xl in zip(f.blocks, f.correlated, f.x_lkj):
@@ -279,10 +310,16 @@ def test_repeated_rows_are_aggregated_only_where_exact():
         assert _model(case)[1].aggregated is None, case
 
 
+def _prior_values(prior, n):
+    """Points inside the prior's support (probabilities for a prior on (0, 1))."""
+    lo, hi = {"positive": (0.6, 3.9), "unit": (0.03, 0.97)}.get(prior.support, (-4.0, 4.0))
+    return np.linspace(lo, hi, n)
+
+
 @pytest.mark.parametrize("prior", PRIORS, ids=repr)
 def test_prior_log_density_matches_scipy(prior):
     row = _prior_row(prior, prior.support)
-    values = np.linspace(0.6, 3.9, 9) if prior.support == "positive" else np.linspace(-4, 4, 9)
+    values = _prior_values(prior, 9)
     for v in values:
         lp, dlp = native.prior_logp(int(row[0]), row[1], row[2], row[3], v)
         assert math.isclose(lp, float(prior.scipy().logpdf(v)), rel_tol=1e-10, abs_tol=1e-12)
@@ -302,7 +339,8 @@ def test_lkj_transform_gives_correlation_cholesky_factors():
 
 
 @pytest.mark.parametrize("case", ["collapsed-k2", "partial-slopes", "collapsed-known-se", "collapsed-k2+beta",
-                                  "partial-slopes+beta", "partial-known-se+beta"])
+                                  "partial-slopes+beta", "partial-known-se+beta", "collapsed-lognormal+beta",
+                                  "partial-lognormal"])
 def test_conditional_draws_are_the_exact_gaussian_conditional(case):
     """Zero noise gives the conditional mean; unit noises give a square root of its covariance."""
     m, em = _model(case)
@@ -330,7 +368,7 @@ def test_conditional_draws_are_the_exact_gaussian_conditional(case):
     resid = d.se**2 if d.se is not None else np.full(d.n, v["sigma"][0] ** 2)
     prec = Z.T @ (Z / resid[:, None]) + np.linalg.inv(prior_cov)
     cov = np.linalg.inv(prec)
-    mean = cov @ (Z.T @ ((d.y - offset) / resid) + np.linalg.solve(prior_cov, prior_mean))
+    mean = cov @ (Z.T @ ((m.family.engine_outcome(d.y) - offset) / resid) + np.linalg.solve(prior_cov, prior_mean))
     q = p * em.intbeta + L * k
     beta = np.zeros((1, p))
     z = np.zeros((1, L, k))
@@ -363,7 +401,7 @@ def test_prior_log_density_matches_pymc(prior):
     import pymc as pm
 
     row = _prior_row(prior, prior.support)
-    values = np.linspace(0.6, 3.9, 5) if prior.support == "positive" else np.linspace(-4, 4, 5)
+    values = _prior_values(prior, 5)
     values = values[(values > prior.params.get("lower", -np.inf)) & (values < prior.params.get("upper", np.inf))]
     dist = prior.pymc_class().dist(**prior.params)
     theirs = pm.logp(dist, values).eval()
@@ -376,4 +414,176 @@ def test_prior_log_density_matches_pymc(prior):
 
 def test_every_prior_class_with_a_kernel_is_checked():
     assert {type(p).__name__ for p in PRIORS} == {n for n, c in PRIOR_CLASSES.items() if c.engine_code is not None}
-    assert len(PRIORS) == 12
+    assert len(PRIORS) == 13
+
+
+# ---- the families with kernels added for issue 12: routed to the engine, and they recover the truth ---------
+NEW_FAMILIES = {  # family: (link, formula's outcome, true family parameters, eta offset)
+    "gamma": ("log", {"shape": 4.0}, 1.0),
+    "lognormal": ("identity", {"sigma": 0.4}, 1.0),
+    "beta": ("logit", {"phi": 15.0}, 0.0),
+    "beta_binomial": ("logit", {"phi": 8.0}, 0.0),
+    "zero_inflated_poisson": ("log", {"zi": 0.3}, 1.0),
+    "zero_inflated_negativebinomial": ("log", {"alpha": 4.0, "zi": 0.3}, 1.0),
+    "hurdle_poisson": ("log", {"hu": 0.3}, 1.0),
+    "hurdle_negativebinomial": ("log", {"alpha": 4.0, "hu": 0.3}, 1.0),
+    "exponential": ("log", {}, 1.0),
+    "weibull": ("log", {"shape": 2.0}, 1.0),
+    "hurdle_gamma": ("log", {"shape": 4.0, "hu": 0.3}, 1.0),
+    "hurdle_lognormal": ("identity", {"sigma": 0.4, "hu": 0.3}, 1.0),
+    "zero_one_inflated_beta": ("logit", {"phi": 15.0, "zoi": 0.2, "coi": 0.4}, 0.0),
+}
+TRUTH = {"Intercept": 0.3, "x": 0.5, "sd": 0.4}
+
+
+def _simulated(family, n_groups=20, per_group=20):
+    """y ~ x + (1 | g) simulated from the family itself with known values (TRUTH, NEW_FAMILIES).
+
+    Each family has its own seed (its place in NEW_FAMILIES), so that the data sets are independent; the
+    group effects drawn are standardised to mean 0 and SD ``TRUTH["sd"]``, so that the intercept's and the
+    SD's truths are those of the data set's own groups (20 draws of them would scatter by about 0.1 and 0.06).
+    """
+    link, aux, shift = NEW_FAMILIES[family]
+    fam = hm.families.get_family(family, link)
+    rng = np.random.default_rng([20, list(NEW_FAMILIES).index(family)])
+    n = n_groups * per_group
+    g = np.repeat(np.arange(n_groups), per_group)
+    x = rng.normal(size=n)
+    u = rng.normal(0, TRUTH["sd"], n_groups)
+    u = TRUTH["sd"] * (u - u.mean()) / u.std()
+    eta = shift + TRUTH["Intercept"] + TRUTH["x"] * x + u[g]
+    trials = rng.integers(5, 15, n) if fam.outcome == "binomial" else None
+    y = fam.simulate(rng, fam.mean(eta), aux, trials=trials)
+    data = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    if trials is not None:
+        data["n"] = trials
+    lhs = "p(y, n)" if fam.outcome == "binomial" else "y"
+    return hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family, link=link), shift, data
+
+
+@pytest.mark.parametrize("family", list(NEW_FAMILIES))
+def test_plan_uses_the_engine_for_the_family(family):
+    m, _, _ = _simulated(family, n_groups=5, per_group=6)
+    plan = m.plan()
+    assert plan.backend == "engine" and plan.sampler == "nutpie", plan
+    assert not any("PyMC graph" in d for d in plan.deviations), plan.deviations
+
+
+@pytest.mark.parametrize("family", list(NEW_FAMILIES))
+def test_engine_fit_recovers_the_truth(family):
+    """Coefficients, group SD and family parameters inside their 95% intervals (400 rows, 20 groups)."""
+    m, shift, _ = _simulated(family)
+    fit = m.fit(draws=400, tune=400, chains=2, seed=3, progressbar=False)
+    assert fit.meta["plan"]["backend"] == "engine"
+    post = fit.draws
+    truth = {"b": [TRUTH["Intercept"] + shift, TRUTH["x"]], "sd_g": [TRUTH["sd"]], **NEW_FAMILIES[family][1]}
+    for name, values in truth.items():
+        d = np.asarray(post[name].values).reshape(-1, np.size(values))
+        lo, hi = np.quantile(d, [0.025, 0.975], axis=0)
+        assert np.all((lo <= values) & (values <= hi)), (family, name, values, lo, hi)
+
+
+# ---- the cumulative (ordinal) family: thresholds through PyMC's ordered transform ---------------------------
+CUT = np.array([-1.0, 0.4, 1.8])
+
+
+def _ratings(link, n_groups=30, per_group=20, seed=5):
+    """Ratings 1..4 from the cumulative model with known thresholds, slope 0.8 and group SD 0.5."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per_group)
+    x = rng.normal(size=g.size)
+    u = rng.normal(0, 0.5, n_groups)
+    u = 0.5 * (u - u.mean()) / u.std()  # the data set's own groups have SD 0.5 (as in _simulated)
+    y = hm.families.get_family("cumulative", link).simulate(rng, 0.8 * x + u[g], {"cutpoints": CUT})
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_cumulative_log_density_is_exact_far_in_the_tails(link):
+    """Linear predictors beyond +-30 (category probabilities far below 1e-10): the kernel's value is exact.
+
+    It equals category_logp's (plus scipy's priors), and its gradient equals finite differences.
+    """
+    m = hm.Model("y ~ x + (1 | g)", _ratings(link, n_groups=4, per_group=8), family="cumulative", link=link)
+    em = EngineModel(m.design, m.priors, m.centering(None))
+    x = em.initial_point(seed=1)
+    x[em.x_beta] = 20.0 / em.coef_scale[0]  # slope 20: eta = 20 x reaches beyond +-30
+    v = em.constrained(x[None])
+    d = m.design
+    eta = d.X @ v["b"][0] + v["r_g"][0][d.factors[0].codes, 0]
+    assert np.abs(eta).max() > 30
+    loglik = float(m.family.loglik(d.y, eta, {"cutpoints": v["cutpoints"][0]}).sum())
+    assert np.isfinite(loglik) and loglik < -100
+    ours = em.logp_grad(x, jacobian=False)[0]
+    assert math.isclose(ours, loglik + _log_prior_only(m, em, x), rel_tol=1e-10)
+    grad, fd = em.logp_grad(x)[1], _finite_diff(em, x)
+    assert (np.abs(fd - grad) / (1.0 + np.abs(fd))).max() < 1e-5
+
+
+def test_cumulative_draws_are_named_as_the_pymc_backend_names_them():
+    m = hm.Model("y ~ x + (1 | g)", _ratings("logit", n_groups=5, per_group=8), family="cumulative")
+    plan = m.plan()
+    assert plan.backend == "engine" and not any("PyMC graph" in d for d in plan.deviations), plan
+    em = m.engine_model(None)
+    assert em.ndim == 1 + 3 + 1 + 5  # slope, 3 thresholds, sd, 5 effects
+    x0 = em.initial_point(jitter=0.0)
+    np.testing.assert_allclose(em.constrained(x0[None])["cutpoints"][0], np.log([1 / 3, 1.0, 3.0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_cumulative_engine_fit_recovers_the_truth(link):
+    """Thresholds, slope and group SD inside their 95% intervals (600 rows, 30 groups); ordered thresholds."""
+    m = hm.Model("y ~ x + (1 | g)", _ratings(link), family="cumulative", link=link)
+    fit = m.fit(draws=400, tune=400, chains=2, seed=3, progressbar=False)
+    assert fit.meta["plan"]["backend"] == "engine" and fit.divergences == 0
+    cut = fit.draws["cutpoints"]
+    assert list(cut.coords["cutpoint"].values) == ["Intercept[1]", "Intercept[2]", "Intercept[3]"]
+    assert np.all(np.diff(np.asarray(cut.values), axis=-1) > 0)
+    truth = {"cutpoints": CUT, "b": [0.8], "sd_g": [0.5]}
+    for name, values in truth.items():
+        d = np.asarray(fit.draws[name].values).reshape(-1, np.size(values))
+        lo, hi = np.quantile(d, [0.025, 0.975], axis=0)
+        assert np.all((lo <= values) & (values <= hi)), (link, name, values, lo, hi)
+    assert list(fit.fixed_effects().index) == ["Intercept[1]", "Intercept[2]", "Intercept[3]", "x"]
+
+
+def test_the_compiled_library_is_named_by_its_source(tmp_path, monkeypatch):
+    """A changed kernels.c (or layout) gets a new cache key: an old library is never loaded for new source."""
+    before = native.library_path()
+    monkeypatch.setattr(native.codes, "NAUX", 8)  # a layout constant: part of the compiled source too
+    layout_changed = native.library_path()
+    changed = tmp_path / "kernels.c"
+    changed.write_text(native.SOURCE.read_text() + "\n/* changed */\n")
+    monkeypatch.setattr(native, "SOURCE", changed)
+    assert len({before, layout_changed, native.library_path()}) == 3
+
+
+def test_lognormal_integrates_out_exactly_as_the_gaussian_model_of_log_y():
+    """A lognormal model is a gaussian model of log y: its factor integrates out, and the posterior is the same."""
+    m, _, data = _simulated("lognormal")
+    assert m.plan().method == "collapsed" and m.plan().integrate_coefficients
+    data = data.assign(ly=np.log(data["y"]))
+    priors = {"Intercept": hm.Normal(1, 2), "x": hm.Normal(0, 1), "sd": hm.HalfNormal(1), "sigma": hm.HalfNormal(1)}
+    fits = [hm.Model(f, data, family=fam, priors=priors).fit(draws=500, tune=500, chains=2, seed=4, progressbar=False)
+            for f, fam in (("y ~ x + (1 | g)", "lognormal"), ("ly ~ x + (1 | g)", "gaussian"))]
+    for name in ("b", "sd_g", "sigma", "r_g"):
+        a, b = (np.asarray(f.draws[name].values) for f in fits)
+        # the same log density up to a constant and the same seed: the same draws up to rounding
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_censoring_truncation_and_weights_never_reach_the_kernels():
+    """The kernels have no censored, truncated or weighted likelihoods: the engine refuses such a model."""
+    from hmodels.engine.layout import engine_gap
+
+    rng = np.random.default_rng(2)
+    data = pd.DataFrame({"t": rng.weibull(2.0, 24) + 0.1, "c": rng.integers(0, 2, 24), "w": rng.uniform(0.5, 1, 24),
+                         "x": rng.normal(size=24), "g": np.repeat(list("abcd"), 6)})
+    assert engine_gap(hm.Model("t ~ x + (1 | g)", data, family="weibull").design) is None
+    for lhs, words in (("t | cens(c)", "censoring"), ("t | weights(w)", "weights")):
+        m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family="weibull")
+        assert words in engine_gap(m.design)
+        with pytest.raises(hm.SpecificationError, match=f"{words}.*sampler='pymc'"):
+            EngineModel(m.design, m.priors, m.centering(None))
+        plan = m.plan()  # the PyMC graph samples it, and the plan says why
+        assert plan.backend == "pymc-graph" and words in plan.deviations[0], plan

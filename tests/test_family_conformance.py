@@ -6,7 +6,9 @@ fitted through the PyMC graph, as its plan says.
 
 Checks: the NumPy log-likelihood equals PyMC's log density of the family's own likelihood; simulated
 outcomes have the family's mean and variance; the compiled engine's log density equals PyMC's for
-a mixed model of the family and its gradient equals finite differences; a fit predicts, checks,
+a mixed model of the family and its gradient equals finite differences, and equals the family's
+NumPy log-likelihood (scipy.stats' logpdf / logpmf, or built from them where scipy has no such
+distribution: zero-inflated and hurdle counts) plus scipy's priors; a fit predicts, checks,
 compares (PSIS-LOO) and survives a save/load round trip with identical predictions.
 """
 
@@ -20,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-from test_engine import assert_engine_matches_pymc
+from test_engine import _log_prior_only, _points, assert_engine_matches_pymc
 
 import hmodels as hm
 from hmodels.engine.layout import EngineModel
@@ -107,7 +109,7 @@ def check_loglik_matches_pymc(fam):
     aux = _aux(fam, float(np.mean(mu)))
     y = fam.simulate(rng, mu, aux, trials=trials)
     with pm.Model() as m:
-        aux_pt = {k: pt.as_tensor_variable(np.float64(v)) for k, v in aux.items()}
+        aux_pt = {k: pt.as_tensor_variable(np.asarray(v, dtype=np.float64)) for k, v in aux.items()}
         fam.pymc_likelihood("y", pt.as_tensor_variable(eta), aux_pt, y, trials=trials, dims=None)
     theirs = float(m.compile_logp()({}))
     ours = float(np.sum(fam.loglik(y, mu, aux, trials=trials)))
@@ -133,6 +135,22 @@ def check_engine_matches_pymc_and_finite_differences(fam):
     m = _model(fam, _data(fam))
     em = EngineModel(m.design, m.priors, m.centering(None))
     assert_engine_matches_pymc(m, em, None, repr(fam), gradient=True, seed=3)
+
+
+def check_engine_matches_scipy(fam):
+    """The engine's log density = sum of the family's NumPy (scipy) log-likelihood + scipy's log priors."""
+    m = _model(fam, _data(fam, seed=6))
+    em = EngineModel(m.design, m.priors, m.centering(None))
+    d = m.design
+    for x in _points(em, n=2, seed=8):
+        v = em.constrained(x[None])
+        eta = d.X @ v["b"][0] + (0.0 if d.offset is None else d.offset)
+        for f in d.factors:
+            eta = eta + (f.Z * v[f"r_{f.factor}"][0][f.codes]).sum(axis=1)
+        aux = {a: v[a][0] for a in fam.aux}
+        loglik = float(np.sum(fam.loglik(d.y, fam.mean(eta), aux, trials=d.trials)))
+        ours = em.logp_grad(x, jacobian=False)[0]
+        assert math.isclose(ours, loglik + _log_prior_only(m, em, x), rel_tol=1e-9, abs_tol=1e-8), fam
 
 
 def check_fit_predict_check_loo_save(fam, tmp_path):
@@ -174,6 +192,11 @@ def test_simulation_moments(family, link):
 @pytest.mark.parametrize("family,link", [p for p in PAIRS if FAMILIES[p[0]].engine_code is not None])
 def test_engine_matches_pymc_and_finite_differences(family, link):
     check_engine_matches_pymc_and_finite_differences(get_family(family, link))
+
+
+@pytest.mark.parametrize("family,link", [p for p in PAIRS if FAMILIES[p[0]].engine_code is not None])
+def test_engine_matches_scipy(family, link):
+    check_engine_matches_scipy(get_family(family, link))
 
 
 @pytest.mark.parametrize("family,link", PAIRS)

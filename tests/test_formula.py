@@ -69,7 +69,7 @@ def test_spec_round_trips_through_plain_data():
         ("y x", "exactly one '~'"),
         ("y ~ x + (1 | g", "Unbalanced"),
         ("y ~ x + ( | g)", "needs terms"),
-        ("y | weights(w) ~ x", "weights(w)"),
+        ("y | mi(m) ~ x", "mi(m)"),
         ("~ x", "no outcome"),
         ("y ~ my x + (1 | g)", "backticks, e.g. `my x`"),
         ("y ~ _x + (1 | g)", "backticks"),

@@ -61,7 +61,7 @@ def test_gamma_glmm_recovers_the_truth():
     """Gamma (log link), 30 groups x 10 rows, shape 5: every parameter within 3 posterior SDs of the truth."""
     data = _glmm("gamma", b=(1.0, 0.5), sd=0.4, aux={"shape": 5.0}, seed=1)
     fit = _fit(hm.Model("y ~ x + (1 | g)", data, family="gamma"))
-    assert fit.meta["plan"]["backend"] == "pymc-graph"
+    assert fit.meta["plan"]["backend"] == "engine"
     _within(fit, {"Intercept": 1.0, "x": 0.5, "sd(g, Intercept)": 0.4, "shape": 5.0})
     # ICC / R² are defined for the log link (the residual variance of log y given the mean)
     assert 0 < float(components.icc(fit).loc["g", "mean"]) < 1
@@ -95,7 +95,7 @@ def zip_fit():
 def test_zero_inflated_fit_downstream(zip_fit):
     fam = zip_fit.family
     assert fam.name == "zero_inflated_poisson" and "zi" in zip_fit.draws
-    assert "no kernel" in zip_fit.meta["plan"]["deviations"][0]
+    assert zip_fit.meta["plan"]["backend"] == "engine"  # its C kernel (tests/test_engine.py checks it)
     with pytest.raises(hm.FamilyError, match="two processes"):
         components.icc(zip_fit)
     r2 = components.bayes_r2(zip_fit)
@@ -257,8 +257,7 @@ def test_probability_parameters_need_priors_on_the_unit_interval():
 
 @pytest.mark.parametrize("key", ["sd", "Days", "Intercept", "sigma"])
 def test_a_beta_prior_never_reaches_the_compiled_engine(key):
-    """Beta has no kernel; it is refused wherever the engine samples (coefficients, SDs, gaussian sigma)."""
-    assert hm.Beta.engine_code is None
+    """Beta is a prior for probabilities only: refused for coefficients, SDs and gaussian sigma."""
     with pytest.raises(hm.PriorError, match=r"Beta\(2, 2\) is a prior for probabilities"):
         hm.Model("Reaction ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy"), priors={key: hm.Beta(2, 2)})
 
@@ -321,11 +320,11 @@ def test_latent_residual_variance_is_refused_where_not_defined(name, link):
                                                                       "shape": 1.0})
 
 
-def test_new_families_run_on_the_pymc_graph_and_the_plan_says_so():
+def test_new_families_run_on_the_compiled_engine_and_the_plan_says_so():
     for name in NEW:
-        assert FAMILIES[name].engine_code is None
+        assert FAMILIES[name].engine_code is not None
     plan = hm.Model("y ~ x + (1 | g)", _positive(), family="weibull").plan()
-    assert plan.backend == "pymc-graph" and "no kernel for the weibull family" in plan.deviations[0]
+    assert plan.backend == "engine" and not any("PyMC graph" in d for d in plan.deviations)
 
 
 def test_marginal_means_of_a_zero_inflated_model_include_the_zeros(zip_fit):

@@ -23,6 +23,12 @@ DATASET_MODELS = {
     "eight_schools": ("y | se(sigma) ~ 1 + (1 | school)", "gaussian"),
     "chickweight": ("weight ~ Time * Diet + (Time | Chick)", "gaussian"),
     "theoph": ("conc ~ Time + (1 | Subject)", "gaussian"),
+    "orange": ("circumference ~ age + (1 | Tree)", "gaussian"),
+    "co2": ("uptake ~ conc + Type * Treatment + (1 | Plant)", "gaussian"),
+    "grouseticks": ("TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)", "poisson"),
+    "salamanders": ("count ~ mined + (1 | site)", "zero_inflated_poisson"),
+    "owls": ("SiblingNegotiation ~ FoodTreatment + offset(np.log(BroodSize)) + (1 | Nest)", "negativebinomial"),
+    "wine": ("rating ~ temp + contact + (1 | judge)", "cumulative"),
 }
 
 

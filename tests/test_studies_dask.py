@@ -72,3 +72,35 @@ def test_a_killed_worker_loses_and_duplicates_nothing(client, tmp_path, monkeypa
     assert not stored.duplicated(["cell", "replicate"]).any() and len(stored) == 300
     local = hm.power("y ~ treat + (1 | cluster)", crt, scheduler="synchronous", **kw)
     assert np.allclose(local.replicates["estimate"], rows["estimate"])
+
+
+def test_kfold_on_a_cluster_equals_the_local_cross_validation(client, tmp_path):
+    import warnings
+
+    data = hm.datasets.load("dyestuff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("Yield ~ 1 + (1 | Batch)", data).fit(draws=100, tune=150, chains=2, seed=1, progressbar=False)
+        kw = dict(k=3, by="Batch", seed=2, draws=100, tune=150)
+        remote = fit.kfold(client=client, resume=tmp_path / "kfold", **kw)
+        local = fit.kfold(scheduler="synchronous", **kw)
+    np.testing.assert_array_equal(remote.elpd_i.values, local.elpd_i.values)
+    assert len(list((tmp_path / "kfold").glob("part-*.parquet"))) >= 1
+
+
+def test_compare_priors_on_a_cluster_equals_the_local_table(client, tmp_path):
+    m = hm.Model("y | se(sigma) ~ 1 + (1 | school)", hm.datasets.load("eight_schools"))
+    kw = dict(draws=100, tune=150, chains=2, seed=3)
+    remote = hm.compare_priors(m, ["default", "vague"], client=client, resume=tmp_path / "priors", **kw)
+    local = hm.compare_priors(m, ["default", "vague"], scheduler="synchronous", **kw)
+    assert remote.equals(local)
+
+
+def test_a_task_that_fails_raises_its_error_not_a_lost_worker_warning(client):
+    import operator
+
+    from hmodels.studies._dask import run_tasks
+
+    with pytest.raises(ZeroDivisionError):  # operator.truediv(shared=1, 0) on a worker
+        run_tasks(operator.truediv, [((0,), (0,))], kind="demo", config={}, key_columns=["k"], client=client,
+                  shared=1)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import hmodels as hm
 
@@ -170,6 +171,11 @@ def test_without_grouping_factors_reml_is_least_squares():
     assert np.allclose(pf.fixed_effects()["estimate"], beta)
     assert np.allclose(pf.fixed_effects()["se"], np.sqrt(np.diag(s2 * np.linalg.inv(X.T @ X))))
     assert pf.variance_components().loc["sigma", "estimate"] == pytest.approx(np.sqrt(s2))
+    # Satterthwaite's degrees of freedom of least squares are the residual ones: the t interval of OLS
+    fe = pf.fixed_effects()
+    assert np.allclose(fe["df"], 28, rtol=1e-5)
+    t = stats.t.ppf(0.975, 28)
+    assert np.allclose(fe["upper"], beta + t * fe["se"], rtol=1e-6)
 
 
 def test_bernoulli_rows_give_the_binomial_fit():
@@ -181,3 +187,29 @@ def test_bernoulli_rows_give_the_binomial_fit():
     r = REF["cbpp_Laplace_tight"]
     assert b.estimates()["sd(herd, Intercept)"] == pytest.approx(r["sd"][0]["sd"], rel=1e-5)
     assert b.fixed_effects()["estimate"].to_numpy() == pytest.approx([f["estimate"] for f in r["fixed"]], rel=1e-5)
+
+
+# -- Satterthwaite degrees of freedom (lmerTest), tests/reference/lmertest_satterthwaite.{R,json} ----------------
+SATT = json.loads((Path(__file__).parent / "reference" / "lmertest_satterthwaite.json").read_text())["fits"]
+
+
+@pytest.mark.parametrize("key", sorted(SATT))
+def test_satterthwaite_df_agree_with_lmertest(key):
+    r = SATT[key]
+    pf = hm.Model(r["hmodels_formula"], hm.datasets.load(r["dataset"])).optimize("reml" if r["reml"] else "ml")
+    fe = pf.fixed_effects()
+    for f in r["fixed"]:
+        t = _label(f["term"])
+        assert fe.loc[t, "df"] == pytest.approx(f["df"], rel=1e-4), (t, fe.loc[t, "df"], f["df"])
+        # the interval is the t interval with these degrees of freedom
+        q = stats.t.ppf(0.975, f["df"])
+        assert fe.loc[t, "upper"] == pytest.approx(f["estimate"] + q * f["se"], rel=1e-4)
+
+
+def test_satterthwaite_df_are_not_made_up():
+    """No df where there is no Satterthwaite approximation: GLMMs (Laplace) keep the Wald z interval."""
+    cbpp = hm.datasets.load("cbpp")
+    pf = hm.Model("p(incidence, size) ~ period + (1 | herd)", cbpp, family="binomial").optimize("ml")
+    fe = pf.fixed_effects()
+    assert fe["df"].isna().all()
+    assert np.allclose(fe["upper"], fe["estimate"] + stats.norm.ppf(0.975) * fe["se"])

@@ -124,3 +124,45 @@ def test_bad_arguments():
         hm.power(f, crt, effects={"treat": 1}, variances=VARS, reps=2)
     with pytest.raises(hm.SpecificationError, match="fit must be"):
         hm.power(f, crt, effects={"treat": 1}, variances=VARS, n_groups=[4], n_per_group=[2], fit="gls")
+
+
+# -- assurance: power averaged over a design prior --------------------------------------------------
+def test_point_mass_design_prior_reproduces_power():
+    kw = dict(effects={"treat": 0.5}, variances=VARS, n_groups=[10], n_per_group=[4], reps=20, seed=3)
+    plain = hm.power("y ~ treat + (1 | cluster)", crt, **kw)
+    point = stats.rv_discrete(values=([0.5], [1.0]))
+    assured = hm.power("y ~ treat + (1 | cluster)", crt, design_prior={"treat": point}, **kw)
+    assert "assurance" in assured.table.columns and "power" not in assured.table.columns
+    # the design prior draws from a stream of its own: the same data sets, the same fits
+    np.testing.assert_array_equal(plain.replicates["estimate"], assured.replicates["estimate"])
+    assert assured.table["assurance"].iloc[0] == plain.table["power"].iloc[0]
+    assert assured.table["mcse"].iloc[0] == plain.table["mcse"].iloc[0]
+    assert "assurance" in repr(assured)
+
+
+def test_normal_design_prior_matches_the_expected_design_effect_power():
+    from scipy import integrate
+
+    mu, tau, G, m = 0.4, 0.3, 30, 6
+    res = hm.power("y ~ treat + (1 | cluster)", crt, effects={"treat": mu}, variances=VARS, n_groups=[G],
+                   n_per_group=[m], design_prior={"treat": hm.Normal(mu, tau)}, reps=300, seed=5)
+    row = res.table.iloc[0]
+    expected = integrate.quad(lambda d: closed_form(d, G, m, 0.5, 1.0) * stats.norm.pdf(d, mu, tau),
+                              mu - 10 * tau, mu + 10 * tau)[0]
+    assert abs(row["assurance"] - expected) < 2 * row["mcse"], (row["assurance"], expected, row["mcse"])
+    # assurance is not the power at the prior mean (0.447 vs 0.396 here): the check can tell them apart
+    assert abs(expected - closed_form(mu, G, m, 0.5, 1.0)) > 0.01
+    truths = res.replicates["truth"]
+    assert truths.nunique() == 300 and abs(truths.mean() - mu) < 3 * tau / np.sqrt(300)
+    assert row["truth"] == pytest.approx(truths.mean())
+
+
+def test_design_prior_errors():
+    f = "y ~ treat + (1 | cluster)"
+    kw = dict(effects={"treat": 0.5}, variances=VARS, n_groups=[4], n_per_group=[2], reps=2, seed=1)
+    with pytest.raises(hm.SpecificationError, match=r"design_prior\['treat'\] must be an hmodels prior"):
+        hm.power(f, crt, design_prior={"treat": 0.5}, **kw)
+    with pytest.raises(hm.SpecificationError, match="not among effects or variances"):
+        hm.power(f, crt, design_prior={"tret": hm.Normal(0, 1)}, **kw)
+    with pytest.raises(hm.SpecificationError, match="design_prior must be a dict"):
+        hm.power(f, crt, design_prior=hm.Normal(0, 1), **kw)

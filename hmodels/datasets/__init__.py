@@ -36,6 +36,18 @@ DATASETS: dict[str, tuple[str, dict, str]] = {
                     "Body weight of 50 chicks on 4 diets, days 0-21 (datasets::ChickWeight)."),
     "theoph": ("theoph.csv", {"Subject": None},
                "Theophylline concentrations in 12 subjects after an oral dose (datasets::Theoph)."),
+    "orange": ("orange.csv", {"Tree": None},
+               "Trunk circumference of 5 orange trees at 7 ages (datasets::Orange); Tree in natural order 1-5."),
+    "co2": ("co2.csv", {"Plant": None, "Type": ["Quebec", "Mississippi"], "Treatment": ["nonchilled", "chilled"]},
+            "CO2 uptake of 12 grass plants at 7 ambient concentrations (datasets::CO2); R's reference levels."),
+    "grouseticks": ("grouseticks.csv", {"INDEX": None, "BROOD": None, "YEAR": None, "LOCATION": None},
+                    "Ticks on 403 red grouse chicks: 118 broods nested in 63 locations, 1995-97 (lme4::grouseticks)."),
+    "salamanders": ("salamanders.csv", {"site": None, "mined": None, "spp": None},
+                    "Salamander counts at 23 stream sites, mined or not, 7 species (glmmTMB::Salamanders)."),
+    "owls": ("owls.csv", {"Nest": None, "FoodTreatment": None, "SexParent": None},
+             "Begging calls (sibling negotiation) of barn owl broods in 27 nests (glmmTMB::Owls)."),
+    "wine": ("wine.csv", {"temp": None, "contact": None, "bottle": None, "judge": None},
+             "Bitterness ratings 1-5 of 8 wines by 9 judges (ordinal::wine); rating is the whole number 1-5."),
 }
 _ALIASES = {"radon_mn": "radon", "eightschools": "eight_schools", "8schools": "eight_schools"}
 

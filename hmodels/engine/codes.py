@@ -31,27 +31,24 @@ O_PRIORS = 16  # F: prior table, PW floats per row
 O_FAC = 17  # I: factor table, FW ints per factor
 O_BLK = 18  # I: block table, BW ints per block
 X_BETA = 19  # x offset of beta
-X_SIGMA = 20  # x offsets of the family parameters (-1 when absent)
-X_NU = 21
-X_ALPHA = 22
-P_BETA = 23  # prior row of beta[0] (beta[j] uses P_BETA + j)
-P_SIGMA = 24
-P_NU = 25
-P_ALPHA = 26
-O_CROSS = 27  # F: XtWX (p*p), XtWy_r (p), y_r'Wy_r, sum(log w) (y_r = y - Xc b_ref, see O_BREF)
-O_CONST = 28  # F: constant of the log likelihood (log factorials, binomial coefficients)
-H_INTBETA = 29  # 1: the coefficients are integrated out too (gaussian, Normal priors on all of them)
-O_M0 = 30  # F: prior mean of the centred coefficients (p)
-O_L0 = 31  # F: Cholesky factor of their prior covariance (p * p)
-H_SHIFT = 32  # 1: the sampled intercept is the grand mean (see ``shift_coordinates`` in kernels.c)
-O_Y0 = 33  # F: y_r = y - Xc b_ref (n), when the coefficients are integrated out and a factor is sampled
-O_XWY0 = 34  # F: Xc'W y_r (p), same condition
-O_BREF = 35  # F: reference coefficients b_ref (p): weighted least squares of y on Xc (identity link); every
+O_AUX = 20  # I: the family-parameter table, AW ints per name of AUX_NAMES (see below)
+P_BETA = 21  # prior row of beta[0] (beta[j] uses P_BETA + j)
+O_CROSS = 22  # F: XtWX (p*p), XtWy_r (p), y_r'Wy_r, sum(log w) (y_r = y - Xc b_ref, see O_BREF)
+O_CONST = 23  # F: constant of the log likelihood (log factorials, binomial coefficients)
+H_INTBETA = 24  # 1: the coefficients are integrated out too (gaussian, Normal priors on all of them)
+O_M0 = 25  # F: prior mean of the centred coefficients (p)
+O_L0 = 26  # F: Cholesky factor of their prior covariance (p * p)
+H_SHIFT = 27  # 1: the sampled intercept is the grand mean (see ``shift_coordinates`` in kernels.c)
+O_Y0 = 28  # F: y_r = y - Xc b_ref (n), when the coefficients are integrated out and a factor is sampled
+O_XWY0 = 29  # F: Xc'W y_r (p), same condition
+O_BREF = 30  # F: reference coefficients b_ref (p): weighted least squares of y on Xc (identity link); every
 #              cross-product of the response is taken of y_r = y - Xc b_ref, and the kernels work with
 #              beta - b_ref, so no sum of squares of the raw response (which can cancel catastrophically) is formed
-O_D0 = 36  # F: m0 - b_ref (p), the prior mean of integrated-out coefficients relative to b_ref
-O_OFFSET = 37  # F: offset added to the linear predictor (n), -1 for none (an integrated-out model has y - offset
+O_D0 = 31  # F: m0 - b_ref (p), the prior mean of integrated-out coefficients relative to b_ref
+O_OFFSET = 32  # F: offset added to the linear predictor (n), -1 for none (an integrated-out model has y - offset
 #                in O_Y and every cross-product instead, so the offset never reaches the kernels there)
+O_LOGY = 33  # F: log y (n) then log(1 - y) (n), 0 where undefined (positive and unit-interval families read them)
+H_NCUT = 34  # number of ordinal thresholds (K - 1 for K categories; 0 for every other family)
 HEADER = 40
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
@@ -86,12 +83,26 @@ BW = 6
 # ---- prior table (PW floats per row) ----------------------------------------------------------------
 PW = 7  # code, p1, p2, p3, transform, lower, upper (T_AFFINE: value = lower + upper * x)
 NORMAL, STUDENT_T, CAUCHY, LAPLACE, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5, 6
-EXPONENTIAL, GAMMA, INVERSE_GAMMA, LOGNORMAL, UNIFORM, LKJ = 7, 8, 9, 10, 11, 12
+EXPONENTIAL, GAMMA, INVERSE_GAMMA, LOGNORMAL, UNIFORM, LKJ, BETA = 7, 8, 9, 10, 11, 12, 13
 T_IDENTITY, T_LOG, T_INTERVAL, T_AFFINE = 0, 1, 2, 3
+
+# ---- family parameters (the table at I[O_AUX]: AW ints per name, in the order of AUX_NAMES) -----------
+#: Every family parameter the kernels know, by slot; a family uses some of them (-1 in the table when absent).
+#: ``cutpoints`` is a vector (H_NCUT increasing thresholds, PyMC's ordered transform; its prior row applies to
+#: each element); every other slot is a scalar.
+AUX_NAMES = ("sigma", "nu", "alpha", "shape", "phi", "zi", "hu", "zoi", "coi", "cutpoints")
+A_SIGMA, A_NU, A_ALPHA, A_SHAPE, A_PHI, A_ZI, A_HU, A_ZOI, A_COI, A_CUT = range(10)
+NAUX = 10
+AX_X = 0  # x offset of the parameter (-1 when the family has none; the first of H_NCUT for the cutpoints)
+AX_PRIOR = 1  # its prior row (the row carries its transform: T_LOG for positive, T_INTERVAL for probabilities)
+AW = 2
 
 # ---- families and links ------------------------------------------------------------------------------
 GAUSSIAN, STUDENT, BERNOULLI, BINOMIAL, POISSON, NEGBIN = 0, 1, 2, 3, 4, 5
-IDENTITY, LOG, LOGIT, PROBIT, CLOGLOG = 0, 1, 2, 3, 4
+FAM_GAMMA, FAM_BETA, BETABINOMIAL, ZIPOISSON, ZINEGBIN, HURDLEPOISSON, HURDLENEGBIN = 6, 7, 8, 9, 10, 11, 12
+FAM_EXPONENTIAL, FAM_WEIBULL = 13, 14
+FAM_CUMULATIVE, FAM_HURDLEGAMMA, FAM_HURDLELOGNORMAL, FAM_ZOIB = 15, 16, 17, 18
+IDENTITY, LOG, LOGIT, PROBIT, CLOGLOG, INVERSE = 0, 1, 2, 3, 4, 5
 
 
 def c_defines() -> str:

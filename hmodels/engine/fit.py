@@ -3,8 +3,10 @@
 It follows a :class:`~hmodels.plan.FitPlan` (what is integrated out, centring, target rate,
 mass matrix) on the :class:`~hmodels.engine.layout.EngineModel` of that plan, and returns a
 :class:`~hmodels.plan.BackendResult` with exactly the variables of the joint model: ``b``,
-``sd_<factor>``, ``cor_<factor>``, ``r_<factor>`` (and ``z_<factor>`` for standardised effects),
-``sigma``, ``nu``, ``alpha``. It knows nothing of :class:`~hmodels.fit.Fit`.
+``sd_<factor>``, ``cor_<factor>``, ``r_<factor>`` (and ``z_<factor>`` for standardised effects) and
+the family's own parameters (``sigma``, ``nu``, ``alpha``, ``shape``, ``phi``, ``zi``, ``hu``, ``zoi``, ``coi``,
+and an ordinal model's ``cutpoints``, dim ``cutpoint``, labelled ``Intercept[1]``, ...). It
+knows nothing of :class:`~hmodels.fit.Fit`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import SamplingError
+from ..families.ordinal import threshold_labels
 from ..plan import BackendResult, FitPlan
+from .codes import AUX_NAMES
 
 if TYPE_CHECKING:  # annotations only
     from ..sampling import SamplerSettings
@@ -86,8 +90,11 @@ def _posterior_dataset(em, values: dict, C: int, D: int):
         if f"z_{f.name}" in values:
             put(f"z_{f.name}", (f.name, f"{f.name}__term"), values[f"z_{f.name}"])
         put(f"r_{f.name}", (f.name, f"{f.name}__term"), values[f"r_{f.name}"])
-    for a in ("sigma", "nu", "alpha"):
-        if a in values:
+    for a in AUX_NAMES:
+        if a == "cutpoints" and a in values:  # the ordinal thresholds, labelled as the PyMC backend labels them
+            coords["cutpoint"] = threshold_labels(design.response_levels)
+            put(a, ("cutpoint",), values[a])
+        elif a in values:
             put(a, (), values[a])
     return xr.Dataset(data, coords=coords)
 
@@ -108,8 +115,9 @@ def _divergence_points(em, stats):
     data = {}
     for f in em.factors:
         data[f"sd_{f.name}"] = (("divergence", f"{f.name}__term"), values[f"sd_{f.name}"])
-    for a in ("sigma", "nu", "alpha"):
-        if a in values:
+    for a in AUX_NAMES:
+        # scalars only: diagnose() compares an ordinal model's thresholds at the draws kept at divergences
+        if a in values and np.ndim(values[a]) == 1:
             data[a] = (("divergence",), values[a])
     return xr.Dataset(data, coords={f"{f.name}__term": list(f.terms) for f in em.factors})
 

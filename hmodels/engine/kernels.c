@@ -18,7 +18,15 @@
  *    unless the factor is integrated out, its effects: standardised z (non-centred, r_l = B z_l)
  *    or w = Q' r / scale (centred; Q a Householder reflection across levels, see reflect(); scale the
  *    data scale of each term, F_ESCALE);
- *  - family parameters sigma, nu, alpha (log transform).
+ *  - family parameters (the table at I[O_AUX], one row per name of AUX_NAMES in codes.py: sigma, nu, alpha,
+ *    shape, phi, zi, hu, zoi, coi, cutpoints): log transform for positive ones, logit (T_INTERVAL) for the
+ *    probabilities zi, hu, zoi, coi; the H_NCUT ordinal thresholds through PyMC's ordered transform
+ *    (c_1 = x_1, c_j = c_{j-1} + exp(x_j); log Jacobian sum_{j>=2} x_j), the prior row applying to each.
+ * Families (family_loglik): gaussian, student_t, bernoulli, binomial, poisson, negativebinomial, gamma (log,
+ * inverse, identity links), beta, beta_binomial, zero-inflated and hurdle poisson and negative binomial,
+ * exponential, weibull, hurdle gamma, hurdle lognormal, zero-one-inflated beta; the cumulative (ordinal)
+ * family in cumulative_loglik (logit, probit); the lognormal is the gaussian kernel on log y (layout.py
+ * writes log y into O_Y).
  * A gaussian identity-link model integrates one factor out analytically (block Woodbury), and with
  * it the coefficients when their priors are all Normal (gaussian_marginal). Its cross-products are
  * of y_r = y - Xc b_ref (O_BREF, the least-squares fit) and it works with beta - b_ref throughout:
@@ -134,6 +142,9 @@ static double prior_logp(int code, double p1, double p2, double p3, double v, do
     case UNIFORM:
         *dlp = 0.0;
         return -log(p2 - p1);
+    case BETA:  /* a probability: Beta(p1, p2) on (0, 1) */
+        *dlp = (p1 - 1.0) / v - (p2 - 1.0) / (1.0 - v);
+        return (p1 - 1.0) * log(v) + (p2 - 1.0) * log1p(-v) - lgam(p1) - lgam(p2) + lgam(p1 + p2);
     }
     *dlp = 0.0;
     return -INFINITY;
@@ -231,8 +242,28 @@ static double lkj_backward(const double *y, i64 m, const double *L, const double
 /* ---- families ------------------------------------------------------------------------------------ */
 static inline double mean_of(int link, double eta, double *dmu) {
     if (link == LOG) { double m = exp(eta); *dmu = m; return m; }
+    if (link == INVERSE) { double m = 1.0 / eta; *dmu = -m * m; return m; }
     *dmu = 1.0;
     return eta;
+}
+
+#define P_EPS 1e-12  /* probabilities are clipped to [eps, 1 - eps], as the families' PyMC likelihoods do */
+
+/* mean of a logit-link proportion (clipped as PyMC's likelihood clips it: no gradient outside) */
+static inline double proportion_of(double eta, double *dmu) {
+    double m = sigmoid(eta);
+    if (m < P_EPS) { *dmu = 0.0; return P_EPS; }
+    if (m > 1.0 - P_EPS) { *dmu = 0.0; return 1.0 - P_EPS; }
+    *dmu = m * (1.0 - m);
+    return m;
+}
+
+/* log f(0) of the negative binomial with mean mu = exp(eta) and shape alpha, and its derivatives */
+static inline double nb_log_p0(double alpha, double mu, double *d_eta, double *d_alpha) {
+    double l = log1p(mu / alpha);  /* log((alpha + mu) / alpha), accurate for mu << alpha */
+    *d_eta = -alpha * mu / (alpha + mu);
+    *d_alpha = -l + mu / (alpha + mu);
+    return -alpha * l;
 }
 
 /* log p, log(1-p) and their derivatives in eta for logit, probit, cloglog */
@@ -262,11 +293,12 @@ static void binary_parts(int link, double eta, double *lp1, double *lp0, double 
     }
 }
 
-/* Sum of log likelihood over observations (without the constant); fills g_eta and adds to g_aux
- * (d/dsigma, d/dnu, d/dalpha). aux = (sigma, nu, alpha). */
+/* Sum of log likelihood over observations (without the constant, O_CONST); fills g_eta and adds to g_aux
+ * the derivatives in the family parameters (aux and g_aux are indexed by the A_* slots of AUX_NAMES).
+ * logy: log y (n) then log(1 - y) (n), for the positive and unit-interval families. */
 static double family_loglik(int family, int link, i64 n, const double *y, const double *eta,
                             const double *trials, const double *w, const double *aux, double *g_eta,
-                            double *g_aux, int known_se) {
+                            double *g_aux, int known_se, const double *logy) {
     double ll = 0.0, dmu;
     if (family == GAUSSIAN) {
         if (known_se) {
@@ -277,17 +309,17 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
             }
             return ll - 0.5 * n * LOG_2PI;
         }
-        double sigma = aux[0], inv = 1.0 / (sigma * sigma), ss = 0.0;
+        double sigma = aux[A_SIGMA], inv = 1.0 / (sigma * sigma), ss = 0.0;
         for (i64 i = 0; i < n; i++) {
             double r = y[i] - mean_of(link, eta[i], &dmu);
             ss += r * r;
             g_eta[i] = inv * r * dmu;
         }
-        g_aux[0] += ss / (sigma * sigma * sigma) - n / sigma;
+        g_aux[A_SIGMA] += ss / (sigma * sigma * sigma) - n / sigma;
         return -0.5 * inv * ss - n * log(sigma) - 0.5 * n * LOG_2PI;
     }
     if (family == STUDENT) {
-        double sigma = aux[0], nu = aux[1];
+        double sigma = aux[A_SIGMA], nu = aux[A_NU];
         double c = lgam(0.5 * (nu + 1.0)) - lgam(0.5 * nu) - 0.5 * log(nu * M_PI) - log(sigma);
         double dc = 0.5 * digamma(0.5 * (nu + 1.0)) - 0.5 * digamma(0.5 * nu) - 0.5 / nu;
         double gs = 0.0, gn = 0.0;
@@ -300,8 +332,8 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
             gs += -1.0 / sigma - dl_dt * t / sigma;
             gn += dc - 0.5 * log1p(q) + 0.5 * (nu + 1.0) * q / (nu * (1.0 + q));
         }
-        g_aux[0] += gs;
-        g_aux[1] += gn;
+        g_aux[A_SIGMA] += gs;
+        g_aux[A_NU] += gn;
         return ll;
     }
     if (family == BERNOULLI || family == BINOMIAL) {
@@ -327,17 +359,343 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
         return ll;
     }
     if (family == NEGBIN) {
-        double alpha = aux[2], la = log(alpha), lga = lgam(alpha), dga = digamma(alpha), ga = 0.0;
+        double alpha = aux[A_ALPHA], la = log(alpha), lga = lgam(alpha), dga = digamma(alpha), ga = 0.0;
         for (i64 i = 0; i < n; i++) {
             double mu = exp(eta[i]), lam = log(alpha + mu);
             ll += lgam(y[i] + alpha) - lga + alpha * (la - lam) + y[i] * (eta[i] - lam);
             g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu);
             ga += digamma(y[i] + alpha) - dga + la - lam + 1.0 - (alpha + y[i]) / (alpha + mu);
         }
-        g_aux[2] += ga;
+        g_aux[A_ALPHA] += ga;
+        return ll;
+    }
+    const double *ly = logy, *l1y = logy + n;
+    if (family == FAM_GAMMA) {  /* mean mu, shape k: k log k - lgamma(k) + k log y - k log mu - k y / mu (- log y) */
+        double k = aux[A_SHAPE], gk = 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double mu, lmu, ymu;
+            if (link == LOG) {
+                lmu = eta[i]; ymu = y[i] * exp(-eta[i]);
+                g_eta[i] = k * (ymu - 1.0);
+            } else {
+                mu = mean_of(link, eta[i], &dmu);
+                if (!(mu > 0.0)) return -INFINITY;
+                lmu = log(mu); ymu = y[i] / mu;
+                g_eta[i] = k * (ymu - 1.0) / mu * dmu;
+            }
+            ll += k * (ly[i] - lmu - ymu);
+            gk += ly[i] - lmu - ymu;
+        }
+        ll += n * (k * log(k) - lgam(k));
+        g_aux[A_SHAPE] += gk + n * (log(k) + 1.0 - digamma(k));
+        return ll;
+    }
+    if (family == FAM_EXPONENTIAL) {  /* mean exp(eta): -eta - y exp(-eta) */
+        for (i64 i = 0; i < n; i++) {
+            double ymu = y[i] * exp(-eta[i]);
+            ll += -eta[i] - ymu;
+            g_eta[i] = ymu - 1.0;
+        }
+        return ll;
+    }
+    if (family == FAM_WEIBULL) {  /* mean exp(eta), shape k: scale lam = mu / Gamma(1 + 1/k), z = (y / lam)^k:
+                                   * log k - k log lam + k log y - z (- log y) */
+        double k = aux[A_SHAPE], c = lgam(1.0 + 1.0 / k), dL = digamma(1.0 + 1.0 / k) / (k * k), gk = 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double L = eta[i] - c, u = ly[i] - L, z = exp(k * u);
+            ll += -k * L + k * ly[i] - z;
+            g_eta[i] = k * (z - 1.0);
+            gk += -L - k * dL + ly[i] - z * (u - k * dL);
+        }
+        ll += n * log(k);
+        g_aux[A_SHAPE] += gk + n / k;
+        return ll;
+    }
+    if (family == FAM_BETA) {  /* Beta(mu phi, (1 - mu) phi): lgamma(phi) - lgamma(a) - lgamma(b) + a log y + b log(1-y)
+                                * (- log y - log(1 - y)) */
+        double phi = aux[A_PHI], gp = 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double mu = proportion_of(eta[i], &dmu), a = mu * phi, b = phi - a;
+            double da = ly[i] - digamma(a), db = l1y[i] - digamma(b);
+            ll += a * ly[i] + b * l1y[i] - lgam(a) - lgam(b);
+            g_eta[i] = phi * (da - db) * dmu;
+            gp += mu * da + (1.0 - mu) * db;
+        }
+        ll += n * lgam(phi);
+        g_aux[A_PHI] += gp + n * digamma(phi);
+        return ll;
+    }
+    if (family == BETABINOMIAL) {  /* lbeta(k + a, n - k + b) - lbeta(a, b) (+ log binomial coefficient) */
+        double phi = aux[A_PHI], gp = 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double mu = proportion_of(eta[i], &dmu), a = mu * phi, b = phi - a, k = y[i], f = trials[i] - y[i];
+            double da = digamma(k + a) - digamma(a), db = digamma(f + b) - digamma(b);
+            ll += lgam(k + a) + lgam(f + b) - lgam(trials[i] + phi) - lgam(a) - lgam(b) + lgam(phi);
+            g_eta[i] = phi * (da - db) * dmu;
+            gp += mu * da + (1.0 - mu) * db + digamma(phi) - digamma(trials[i] + phi);
+        }
+        g_aux[A_PHI] += gp;
+        return ll;
+    }
+    if (family == ZIPOISSON || family == ZINEGBIN) {
+        /* y = 0: log(zi + (1 - zi) f(0)); y > 0: log(1 - zi) + log f(y) (- log y!) */
+        double zi = aux[A_ZI], lzi = log(zi), l1zi = log1p(-zi), gz = 0.0, ga = 0.0;
+        int nb = family == ZINEGBIN;
+        double alpha = nb ? aux[A_ALPHA] : 0.0, la = nb ? log(alpha) : 0.0;
+        double lga = nb ? lgam(alpha) : 0.0, dga = nb ? digamma(alpha) : 0.0;
+        for (i64 i = 0; i < n; i++) {
+            double mu = exp(eta[i]);
+            if (y[i] == 0.0) {
+                double de, dal, lf0 = nb ? nb_log_p0(alpha, mu, &de, &dal) : -mu;
+                if (!nb) { de = -mu; dal = 0.0; }
+                double c = l1zi + lf0, hi = lzi > c ? lzi : c, lo = lzi > c ? c : lzi;
+                double l0 = hi + log1p(exp(lo - hi));  /* log(zi + (1 - zi) f(0)) */
+                double pc = exp(c - l0);  /* share of the zero from the count part */
+                ll += l0;
+                g_eta[i] = pc * de;
+                ga += pc * dal;
+                gz += -expm1(lf0) / exp(l0);
+            } else if (nb) {
+                double lam = log(alpha + mu);
+                ll += l1zi + lgam(y[i] + alpha) - lga + alpha * (la - lam) + y[i] * (eta[i] - lam);
+                g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu);
+                ga += digamma(y[i] + alpha) - dga + la - lam + 1.0 - (alpha + y[i]) / (alpha + mu);
+                gz -= 1.0 / (1.0 - zi);
+            } else {
+                ll += l1zi + y[i] * eta[i] - mu;
+                g_eta[i] = y[i] - mu;
+                gz -= 1.0 / (1.0 - zi);
+            }
+        }
+        g_aux[A_ZI] += gz;
+        if (nb) g_aux[A_ALPHA] += ga;
+        return ll;
+    }
+    if (family == HURDLEPOISSON || family == HURDLENEGBIN) {
+        /* y = 0: log hu; y > 0: log(1 - hu) + log f(y) - log(1 - f(0)) (- log y!) */
+        double hu = aux[A_HU], lhu = log(hu), l1hu = log1p(-hu), gh = 0.0, ga = 0.0;
+        int nb = family == HURDLENEGBIN;
+        double alpha = nb ? aux[A_ALPHA] : 0.0, la = nb ? log(alpha) : 0.0;
+        double lga = nb ? lgam(alpha) : 0.0, dga = nb ? digamma(alpha) : 0.0;
+        for (i64 i = 0; i < n; i++) {
+            if (y[i] == 0.0) {
+                ll += lhu;
+                g_eta[i] = 0.0;
+                gh += 1.0 / hu;
+                continue;
+            }
+            double mu = exp(eta[i]);
+            gh -= 1.0 / (1.0 - hu);
+            if (nb) {
+                double de, dal, lf0 = nb_log_p0(alpha, mu, &de, &dal), lam = log(alpha + mu);
+                double r = 1.0 / expm1(-lf0);  /* f(0) / (1 - f(0)) */
+                ll += l1hu + lgam(y[i] + alpha) - lga + alpha * (la - lam) + y[i] * (eta[i] - lam) - log(-expm1(lf0));
+                g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu) + r * de;
+                ga += digamma(y[i] + alpha) - dga + la - lam + 1.0 - (alpha + y[i]) / (alpha + mu) + r * dal;
+            } else {
+                ll += l1hu + y[i] * eta[i] - mu - log(-expm1(-mu));
+                g_eta[i] = y[i] - mu - (mu < 700.0 ? mu / expm1(mu) : 0.0);
+            }
+        }
+        g_aux[A_HU] += gh;
+        if (nb) g_aux[A_ALPHA] += ga;
+        return ll;
+    }
+    if (family == FAM_HURDLEGAMMA || family == FAM_HURDLELOGNORMAL) {
+        /* y = 0: log hu; y > 0: log(1 - hu) + the continuous log density at y (as PyMC's hurdle mixture:
+         * a continuous part puts no mass at 0, so it is not truncated). Gamma (log link): mean exp(eta), shape k;
+         * lognormal (identity link): log y ~ N(eta, sigma) */
+        double hu = aux[A_HU], lhu = log(hu), l1hu = log1p(-hu), gh, gp = 0.0;
+        int gam = family == FAM_HURDLEGAMMA;
+        double k = gam ? aux[A_SHAPE] : 0.0, sigma = gam ? 0.0 : aux[A_SIGMA];
+        double ck = gam ? k * log(k) - lgam(k) : -log(sigma) - 0.5 * LOG_2PI;
+        double dck = gam ? log(k) + 1.0 - digamma(k) : 0.0;
+        i64 npos = 0;
+        for (i64 i = 0; i < n; i++) {
+            if (y[i] == 0.0) {
+                ll += lhu;
+                g_eta[i] = 0.0;
+                continue;
+            }
+            npos++;
+            if (gam) {
+                double ymu = y[i] * exp(-eta[i]);
+                ll += (k - 1.0) * ly[i] - k * eta[i] - k * ymu;
+                g_eta[i] = k * (ymu - 1.0);
+                gp += ly[i] - eta[i] - ymu;
+            } else {
+                double r = ly[i] - eta[i];
+                ll += -ly[i] - 0.5 * r * r / (sigma * sigma);
+                g_eta[i] = r / (sigma * sigma);
+                gp += r * r / (sigma * sigma * sigma);
+            }
+        }
+        ll += (double)npos * (l1hu + ck);
+        gh = (double)(n - npos) / hu - (double)npos / (1.0 - hu);
+        g_aux[A_HU] += gh;
+        if (gam) g_aux[A_SHAPE] += gp + (double)npos * dck;
+        else g_aux[A_SIGMA] += gp - (double)npos / sigma;
+        return ll;
+    }
+    if (family == FAM_ZOIB) {
+        /* y in {0, 1}: log zoi + log coi (y = 1) or log(1 - coi) (y = 0); otherwise
+         * log(1 - zoi) + log Beta(y | mu phi, (1 - mu) phi), mu = logistic(eta) clipped as in PyMC's likelihood */
+        double phi = aux[A_PHI], zoi = aux[A_ZOI], coi = aux[A_COI], gp = 0.0;
+        double lgphi = lgam(phi), dgphi = digamma(phi);
+        i64 n0 = 0, n1 = 0, nin = 0;
+        for (i64 i = 0; i < n; i++) {
+            if (y[i] == 0.0 || y[i] == 1.0) {
+                if (y[i] == 1.0) n1++; else n0++;
+                g_eta[i] = 0.0;
+                continue;
+            }
+            nin++;
+            double mu = proportion_of(eta[i], &dmu), a = mu * phi, b = phi - a;
+            double da = ly[i] - digamma(a), db = l1y[i] - digamma(b);
+            ll += (a - 1.0) * ly[i] + (b - 1.0) * l1y[i] - lgam(a) - lgam(b) + lgphi;
+            g_eta[i] = phi * (da - db) * dmu;
+            gp += mu * da + (1.0 - mu) * db + dgphi;
+        }
+        ll += (double)nin * log1p(-zoi) + (double)(n0 + n1) * log(zoi) + (double)n1 * log(coi)
+            + (double)n0 * log1p(-coi);
+        g_aux[A_PHI] += gp;
+        g_aux[A_ZOI] += (double)(n0 + n1) / zoi - (double)nin / (1.0 - zoi);
+        g_aux[A_COI] += (double)n1 / coi - (double)n0 / (1.0 - coi);
         return ll;
     }
     return -INFINITY;
+}
+
+/* ---- the cumulative (ordinal) family -------------------------------------------------------------- */
+/* log Phi(x), accurate in both tails */
+static inline double log_ndtr(double x) {
+    if (x > 0.0) return log1p(-0.5 * erfc(x / SQRT_2));
+    double lc, m;
+    log_ndtr_and_mills(x, &lc, &m);
+    return lc;
+}
+
+/* log F(x) and log f(x) of the latent error: logistic (LOGIT) or standard normal (PROBIT) */
+static inline void latent_log_cdf_pdf(int link, double x, double *lF, double *lf) {
+    if (link == LOGIT) {
+        *lF = -log1pexp(-x);
+        *lf = -log1pexp(x) - log1pexp(-x);
+        return;
+    }
+    *lF = log_ndtr(x);
+    *lf = -0.5 * x * x - 0.5 * LOG_2PI;
+}
+
+/* log(1 + exp(x)) and the logistic F(x) = 1 / (1 + exp(-x)) from one exponential */
+static inline double softplus_sigmoid(double x, double *sig) {
+    if (x >= 0.0) {
+        double e = exp(-x);
+        *sig = 1.0 / (1.0 + e);
+        return x + log1p(e);
+    }
+    double e = exp(x);
+    *sig = e / (1.0 + e);
+    return log1p(e);
+}
+
+/* log(1 - exp(u)) for u < 0 */
+static inline double log1mexp(double u) {
+    return u > -LOG_2 ? log(-expm1(u)) : log1p(-exp(u));
+}
+
+/* Sum over observations of log P(y_i = k) = log(F(c_k - eta_i) - F(c_{k-1} - eta_i)) (c_0 = -inf, c_K = +inf),
+ * written as hmodels.families.ordinal.category_logp writes it: through the lower tail when the interval lies
+ * below 0 and the upper tail (1 - F(x) = F(-x)) above it. Fills g_eta and adds d/dc to g_cut. */
+static double cumulative_loglik(int link, i64 n, const double *y, const double *eta, const double *cut, i64 ncut,
+                                double *g_eta, double *g_cut) {
+    double ll = 0.0;
+    if (link == LOGIT) {  /* closed form: F(b) - F(a) = F(b) F(-a) (1 - exp(a - b)), each factor exact in the tails */
+        for (i64 i = 0; i < n; i++) {
+            i64 k = (i64)y[i];
+            double L = 0.0, da = 0.0, db = 0.0, sa, sb;
+            if (k > 1) {  /* the lower threshold a = c_{k-1} - eta: -log(1 + exp(a)), d/da = -F(a) */
+                double a = cut[k - 2] - eta[i];
+                L -= softplus_sigmoid(a, &sa);
+                da = -sa;
+                if (k <= ncut) {  /* log(1 - exp(a - b)), d/da = -1 / expm1(b - a) = -d/db */
+                    double d = cut[k - 1] - cut[k - 2], r = d < 700.0 ? 1.0 / expm1(d) : 0.0;
+                    L += log(-expm1(-d));
+                    da -= r;
+                    db = r;
+                }
+            }
+            if (k <= ncut) {  /* the upper threshold b = c_k - eta: -log(1 + exp(-b)), d/db = F(-b) */
+                double b = cut[k - 1] - eta[i];
+                L -= softplus_sigmoid(-b, &sb);
+                db += sb;
+            }
+            if (k > 1) g_cut[k - 2] += da;
+            if (k <= ncut) g_cut[k - 1] += db;
+            ll += L;
+            g_eta[i] = -(da + db);
+        }
+        return ll;
+    }
+    for (i64 i = 0; i < n; i++) {
+        i64 k = (i64)y[i];  /* 1..K */
+        double L, da = 0.0, db = 0.0, lFa, lfa, lFb, lfb;
+        if (k <= 1) {  /* log F(b), b = c_1 - eta */
+            double b = cut[0] - eta[i];
+            latent_log_cdf_pdf(link, b, &lFb, &lfb);
+            L = lFb;
+            db = exp(lfb - L);
+            g_cut[0] += db;
+        } else if (k > ncut) {  /* log(1 - F(a)) = log F(-a), a = c_{K-1} - eta */
+            double a = cut[ncut - 1] - eta[i];
+            latent_log_cdf_pdf(link, -a, &lFa, &lfa);
+            L = lFa;
+            da = -exp(lfa - L);
+            g_cut[ncut - 1] += da;
+        } else {
+            double a = cut[k - 2] - eta[i], b = cut[k - 1] - eta[i];
+            if (a + b > 0.0) {
+                latent_log_cdf_pdf(link, -a, &lFa, &lfa);
+                latent_log_cdf_pdf(link, -b, &lFb, &lfb);
+                L = lFa + log1mexp(lFb - lFa);
+            } else {
+                latent_log_cdf_pdf(link, a, &lFa, &lfa);
+                latent_log_cdf_pdf(link, b, &lFb, &lfb);
+                L = lFb + log1mexp(lFa - lFb);
+            }
+            /* the densities are symmetric: f(-x) = f(x) */
+            da = -exp(lfa - L);
+            db = exp(lfb - L);
+            g_cut[k - 2] += da;
+            g_cut[k - 1] += db;
+        }
+        ll += L;
+        g_eta[i] = -(da + db);
+    }
+    return ll;
+}
+
+/* The thresholds from x (PyMC's ordered transform: c_1 = x_1, c_j = c_{j-1} + exp(x_j)) with the prior of each
+ * (row prow) and the log Jacobian sum_{j >= 2} x_j. Fills cut; g_cut receives d log prior / dc. */
+static double cutpoints_forward(const double *x, i64 xs, i64 ncut, const double *prow, int jacobian, double *cut,
+                                double *g_cut) {
+    double lp = 0.0, d;
+    for (i64 j = 0; j < ncut; j++) {
+        cut[j] = j == 0 ? x[xs] : cut[j - 1] + exp(x[xs + j]);
+        lp += prior_logp((int)prow[0], prow[1], prow[2], prow[3], cut[j], &d);
+        g_cut[j] = d;
+        if (jacobian && j > 0) lp += x[xs + j];
+    }
+    return lp;
+}
+
+/* d/dx of everything that reached the thresholds through g_cut (and of the Jacobian) */
+static void cutpoints_backward(const double *x, double *grad, i64 xs, i64 ncut, const double *g_cut, int jacobian) {
+    double tail = 0.0;
+    for (i64 j = ncut - 1; j >= 1; j--) {
+        tail += g_cut[j];  /* sum_{m >= j} g_cut[m] */
+        grad[xs + j] += exp(x[xs + j]) * tail + (jacobian ? 1.0 : 0.0);
+    }
+    grad[xs] += tail + g_cut[0];
 }
 
 /* ---- one factor's B = diag(sd) Lc (k x k, kmax stride) -------------------------------------------- */
@@ -823,8 +1181,8 @@ static double noise_terms(const double *F, const i64 *I, const double *aux, int 
         *logdet = -F[I[O_CROSS] + p * p + p + 1];
         return 1.0;
     }
-    *logdet = 2.0 * n * log(aux[0]);
-    return 1.0 / (aux[0] * aux[0]);
+    *logdet = 2.0 * n * log(aux[A_SIGMA]);
+    return 1.0 / (aux[A_SIGMA] * aux[A_SIGMA]);
 }
 
 /* e = y - offset and e'We, Xc'We, Z_l'We (of the integrated-out factor) over rows; returns e'We */
@@ -1125,6 +1483,7 @@ typedef struct {
     double *eta, *g_eta, *e;  /* n */
     double *ge, *ut;          /* L_c * k_c */
     double *x, *scratch;      /* ndim */
+    double *cut, *gcut;       /* ndim (the ordinal thresholds and d/dc: H_NCUT of them) */
     double *beta, *dbeta, *XtWe, *a, *v, *accp, *zeta, *shift;  /* p */
     double *LP;               /* p*p */
     MarginalWork mw;
@@ -1133,7 +1492,7 @@ typedef struct {
 static size_t state_bytes(const i64 *I, i64 ndim) {
     i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED], p = I[H_P];
     size_t b = ALIGNED(sizeof(Factor) * (nfac + 1)) + 2 * ALIGNED(sizeof(double *) * (nfac + 1))
-        + 3 * ALIGNED(sizeof(double) * (n + 1)) + 2 * ALIGNED(sizeof(double) * (ndim + 1))
+        + 3 * ALIGNED(sizeof(double) * (n + 1)) + 4 * ALIGNED(sizeof(double) * (ndim + 1))
         + 8 * ALIGNED(sizeof(double) * (p + 1)) + ALIGNED(sizeof(double) * (p * p + 1));
     for (i64 f = 0; f < nfac; f++) {
         i64 fac = I[O_FAC] + f * FW;
@@ -1163,6 +1522,8 @@ static int state_alloc(State *st, const i64 *I, i64 ndim) {
     st->e = carve(a, sizeof(double) * (n + 1));
     st->x = carve(a, sizeof(double) * (ndim + 1));
     st->scratch = carve(a, sizeof(double) * (ndim + 1));
+    st->cut = carve(a, sizeof(double) * (ndim + 1));
+    st->gcut = carve(a, sizeof(double) * (ndim + 1));
     double **pv[8] = {&st->beta, &st->dbeta, &st->XtWe, &st->a, &st->v, &st->accp, &st->zeta, &st->shift};
     for (int q = 0; q < 8; q++) *pv[q] = carve(a, sizeof(double) * (p + 1));
     st->LP = carve(a, sizeof(double) * (p * p + 1));
@@ -1207,11 +1568,17 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     for (i64 j = 0; j < ndim; j++) grad[j] = 0.0;
     double *beta = st.beta, *dbeta = st.dbeta;
     double lp = coefficients(x, grad, F, I, jacobian, beta, dbeta);
-    double aux[3] = {0, 0, 0}, daux[3] = {0, 0, 0}, g_aux[3] = {0, 0, 0};
-    for (int slot = 0; slot < 3; slot++) {
-        i64 xs = I[X_SIGMA + slot];
-        if (xs >= 0) aux[slot] = scalar_param(x, grad, xs, F, pr + I[P_SIGMA + slot] * PW, jacobian, &daux[slot], &lp);
+    double aux[NAUX], daux[NAUX], g_aux[NAUX];
+    const i64 *auxt = I + I[O_AUX];  /* the family-parameter table: x offset and prior row per A_* slot */
+    for (int a = 0; a < NAUX; a++) {
+        aux[a] = daux[a] = g_aux[a] = 0.0;
+        i64 xs = auxt[a * AW + AX_X];
+        if (xs >= 0 && a != A_CUT)
+            aux[a] = scalar_param(x, grad, xs, F, pr + auxt[a * AW + AX_PRIOR] * PW, jacobian, &daux[a], &lp);
     }
+    i64 ncut = I[H_NCUT], xcut = auxt[A_CUT * AW + AX_X];
+    if (ncut > 0)
+        lp += cutpoints_forward(x, xcut, ncut, F + pr + auxt[A_CUT * AW + AX_PRIOR] * PW, jacobian, st.cut, st.gcut);
     for (i64 f = 0; f < nfac; f++) lp += factor_B(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
     for (i64 f = 0; f < nfac; f++)
         if (f != c) effects_forward(x, F, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
@@ -1237,7 +1604,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
                                 &st.mw, &gs);
         if (!known_se) {
             gs += 0.5 * n / s;  /* -n log(sigma) = (n/2) log s */
-            grad[I[X_SIGMA]] += gs * (-2.0 * s / aux[0]) * daux[0];
+            grad[auxt[A_SIGMA * AW + AX_X]] += gs * (-2.0 * s / aux[A_SIGMA]) * daux[A_SIGMA];
         }
         const double *B = fcc->B;
         double *Bu = st.ge;  /* ge is no longer needed: reuse for B u_l */
@@ -1274,12 +1641,17 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     } else {
         linear_predictor(F, I, beta, st.R, -1, st.eta);
         const double *w = F + I[O_W], *trials = F + I[O_TRIALS];
-        lp += family_loglik((int)I[H_FAMILY], (int)I[H_LINK], n, y, st.eta, trials, w, aux, st.g_eta, g_aux,
-                            known_se);
-        for (int slot = 0; slot < 3; slot++) {
-            i64 xs = I[X_SIGMA + slot];
-            if (xs >= 0) grad[xs] += g_aux[slot] * daux[slot];
+        if (I[H_FAMILY] == FAM_CUMULATIVE) {
+            lp += cumulative_loglik((int)I[H_LINK], n, y, st.eta, st.cut, ncut, st.g_eta, st.gcut);
+        } else {
+            lp += family_loglik((int)I[H_FAMILY], (int)I[H_LINK], n, y, st.eta, trials, w, aux, st.g_eta, g_aux,
+                                known_se, F + I[O_LOGY]);
         }
+        for (int a = 0; a < NAUX; a++) {
+            i64 xs = auxt[a * AW + AX_X];
+            if (xs >= 0 && a != A_CUT) grad[xs] += g_aux[a] * daux[a];
+        }
+        if (ncut > 0) cutpoints_backward(x, grad, xcut, ncut, st.gcut, jacobian);
     }
     if (c < 0 || !full) {  /* back to the coefficients and the sampled group effects */
         if (I[H_INTBETA] != 1) {
@@ -1354,9 +1726,13 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
     double M[256], C[256], Minv[256], cv[KMAX], vz[KMAX];
     for (i64 d = 0; d < S; d++) {
         shift_coordinates(xd + d * ndim, F, I, ndim, x);
-        double *beta = st.beta, *dbeta = st.dbeta, aux[3] = {0, 0, 0}, dv, lpd = 0.0, logdet_noise;
+        double *beta = st.beta, *dbeta = st.dbeta, aux[NAUX], dv, lpd = 0.0, logdet_noise;
+        const i64 *auxt = I + I[O_AUX];
+        for (int a = 0; a < NAUX; a++) aux[a] = 0.0;
         coefficients(x, scratch, F, I, 0, beta, dbeta);
-        if (!known_se) aux[0] = scalar_param(x, scratch, I[X_SIGMA], F, pr + I[P_SIGMA] * PW, 0, &dv, &lpd);
+        if (!known_se)
+            aux[A_SIGMA] = scalar_param(x, scratch, auxt[A_SIGMA * AW + AX_X], F, pr + auxt[A_SIGMA * AW + AX_PRIOR] * PW,
+                                        0, &dv, &lpd);
         double s = noise_terms(F, I, aux, known_se, &logdet_noise);
         for (i64 f = 0; f < nfac; f++) factor_B(x, scratch, F, I, I[O_FAC] + f * FW, &st.fc[f], 0);
         for (i64 f = 0; f < nfac; f++)

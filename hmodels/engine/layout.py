@@ -5,7 +5,9 @@
 that ``kernels.c`` reads (header slots, factor and block tables), fixes where
 each parameter lives in the unconstrained vector ``x``, proposes initial points, and turns
 draws of ``x`` into the posterior variables of the joint model (``b``, ``sd_<factor>``,
-``cor_<factor>``, ``r_<factor>``, ``z_<factor>``, ``sigma``, ``nu``, ``alpha``) — including exact
+``cor_<factor>``, ``r_<factor>``, ``z_<factor>`` and the family's own parameters, from the slots of
+``codes.AUX_NAMES``: ``sigma``, ``nu``, ``alpha``, ``shape``, ``phi``, ``zi``, ``hu``, ``zoi``, ``coi`` and an
+ordinal model's vector of ``cutpoints``) — including exact
 draws of an integrated-out factor's effects from their conditional posterior.
 
 Where the data lie and in what units never reaches the sampler or a sum of squares: coefficients
@@ -29,7 +31,7 @@ from ..priors.distributions import PRIOR_CLASSES
 from . import codes as K
 from . import native
 
-__all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES", "reference_coefficients"]
+__all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES", "reference_coefficients", "engine_gap"]
 
 #: The compiled kernels' code of every registered family that has one (the family classes own them).
 FAMILY_CODES = {name: cls.engine_code for name, cls in FAMILIES.items() if cls.engine_code is not None}
@@ -37,6 +39,33 @@ LINK_CODES = {name: link.engine_code for name, link in LINKS.items()}
 #: The compiled kernels' code and parameter order of every prior class that has one (the classes own them).
 PRIOR_CODES = {name: (cls.engine_code, cls._params)
                for name, cls in PRIOR_CLASSES.items() if cls.engine_code is not None}
+
+
+def engine_gap(design) -> str | None:
+    """Why the compiled engine cannot sample this design's model (words for the plan), or None when it can.
+
+    The kernels have a likelihood for every family with an ``engine_code`` and link with one, with no
+    censoring (``cens()``), truncation (``trunc()``) or observation weights (``weights()``): those run
+    on the PyMC graph.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> engine_gap(hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy")).design) is None
+    True
+    """
+    spec = design.spec
+    fam = get_family(spec.family, spec.link)
+    if fam.engine_code is None:
+        return f"the compiled engine has no kernel for the {fam.name} family"
+    if fam.link_fn.engine_code is None:
+        return f"the compiled engine has no kernel for the {fam.link} link"
+    extras = [words for attr, words in (("cens", "censoring (cens())"), ("trunc", "truncation (trunc())"),
+                                        ("weights", "observation weights (weights())"))
+              if getattr(spec, attr, None) is not None]
+    if extras:
+        return f"the compiled engine has no likelihood with {' or '.join(extras)}"
+    return None
 
 
 def lkj_log_normaliser(eta: float, n: int) -> float:
@@ -93,7 +122,8 @@ class EngineModel:
     centered : dict
         Per grouping factor: centred (True) or non-centred (False) group effects.
     collapse : str, optional
-        Name of a grouping factor to integrate out analytically (gaussian identity-link models only).
+        Name of a grouping factor to integrate out analytically (gaussian identity-link models, and the
+        lognormal: a gaussian model of ``log y``).
     integrate_coefficients : bool, optional
         Integrate the population-level coefficients out too (default: whenever a factor is
         integrated out and every coefficient has a Normal prior).
@@ -139,7 +169,10 @@ class EngineModel:
         xmeans = np.where(np.arange(p) == icol, 0.0, design.X.mean(axis=0)) if (mode and p) else np.zeros(p)
         Xc = design.X - xmeans
         self.mode, self.icol, self.xmeans, self.Xc = mode, icol, xmeans, Xc
-        y = np.asarray(design.y, dtype=float)
+        # the outcome the kernels read: y itself, or the family's transformation of it (log y for the lognormal,
+        # which is then exactly a gaussian model of log y; the Jacobian -sum(log y) is in the family's constant)
+        y = np.asarray(self.fam.engine_outcome(np.asarray(design.y, dtype=float)), dtype=float)
+        self.y_kernel = y
         offset = None if design.offset is None else np.asarray(design.offset, dtype=float)
         if offset is not None and collapse is not None:
             # gaussian, identity link: y ~ N(mu + offset, V) is y - offset ~ N(mu, V); every cross-product and
@@ -151,11 +184,17 @@ class EngineModel:
         # coefficients are sampled standardised about a reference (the least-squares fit for an identity
         # link) and the integrated likelihood reads cross-products of the residual y - Xc b_ref only
         identity = self.link == "identity"
-        y_net = y - offset if (identity and offset is not None) else y  # what the coefficients explain
+        # the outcome on the scale of mu (log y of the positive values for the hurdle lognormal; NaN elsewhere)
+        loc = self.fam.engine_location(np.asarray(design.y, dtype=float))
+        self.y_location = self.y_kernel if loc is None else np.asarray(loc, dtype=float)
+        y_loc = y if loc is None else self.y_location  # y: less the offset where a factor is integrated out
+        ok = np.isfinite(y_loc)
+        y_net = y_loc - offset if (identity and offset is not None) else y_loc
+        y_net, ok_rows = (y_net, slice(None)) if ok.all() else (y_net[ok], ok)  # what the coefficients explain
         self.unit = _data_scale(y_net) if identity else 1.0
         slots = {r.slot.param: r.slot for r in priors}
         if identity:
-            bref = reference_coefficients(Xc, y_net, w)
+            bref = reference_coefficients(Xc[ok_rows], y_net, w[ok_rows])
         else:  # the link of the mean outcome for the intercept (as the initial point always had), 0 for slopes
             bref = np.array([float(slots[t].loc) if j == icol and mode else 0.0 for j, t in enumerate(terms)])
         self.bref = bref
@@ -175,12 +214,14 @@ class EngineModel:
         self.x_beta = x
         if not self.intbeta:
             x += p
-        const = self.fam.loglik_constant(y, design.trials, w, self.known_se, collapse is not None)
+        const = self.fam.loglik_constant(np.asarray(design.y, dtype=float), design.trials, w, self.known_se,
+                                         collapse is not None)
         trials = design.trials if design.trials is not None else np.zeros(n)
         codes = [f.codes for f in design.factors]
         Zs = [f.Z for f in design.factors]
-        if self.fam.engine_code is None:
-            raise SpecificationError(f"The compiled engine has no kernel for the {self.family} family.")
+        gap = engine_gap(design)
+        if gap is not None:  # never a likelihood that silently drops part of the model
+            raise SpecificationError(f"{gap[0].upper()}{gap[1:]}: fit this model with sampler='pymc' or 'numpyro'.")
         family_code = self.fam.engine_code
         # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
         self.aggregated = _aggregate(self.fam, Xc, codes, Zs, y, trials, offset) if collapse is None else None
@@ -272,15 +313,24 @@ class EngineModel:
                                            list(f.correlated), x_sd, x_lkj, x_eff, centred, is_collapsed, cors,
                                            escale))
 
-        # -- family parameters
+        # -- family parameters (the table of K.AUX_NAMES slots; the prior row carries the transform)
         self.x_aux = {}
         p_aux = {}
-        for a in ("sigma", "nu", "alpha"):
+        unknown = [a for a in self.fam.aux if a not in K.AUX_NAMES]
+        if unknown:
+            raise SpecificationError(f"The compiled engine has no slot for the {self.family} family's parameter(s) "
+                                     f"{', '.join(unknown)}; add them to AUX_NAMES in hmodels/engine/codes.py.")
+        # the ordinal thresholds: K - 1 coordinates (PyMC's ordered transform), one prior row for every element
+        self.ncut = len(design.response_levels) - 1 if "cutpoints" in self.fam.aux else 0
+        for a in K.AUX_NAMES:
             if a in self.fam.aux and not (a == "sigma" and self.known_se):
-                p_aux[a] = prior_row(by_param[a], "positive")
+                p_aux[a] = prior_row(by_param[a], self.fam.aux_spec(a).support)
                 self.x_aux[a] = x
-                x += 1
+                x += self.ncut if a == "cutpoints" else 1
         self.ndim = x
+        aux_table = np.full((K.NAUX, K.AW), -1, np.int64)
+        for a, xa in self.x_aux.items():
+            aux_table[K.AUX_NAMES.index(a), [K.AX_X, K.AX_PRIOR]] = [xa, p_aux[a]]
 
         # -- data
         y_off = F.add(y)
@@ -289,6 +339,11 @@ class EngineModel:
         w_off = F.add(w)
         tr_off = F.add(trials)
         offset_off = F.add(offset) if offset is not None else -1
+        with np.errstate(divide="ignore", invalid="ignore"):  # log y and log(1 - y) where defined, else 0
+            yo = np.asarray(design.y, dtype=float) if self.aggregated is None else y
+            logy_off = F.add(np.concatenate([np.where(yo > 0, np.log(np.where(yo > 0, yo, 1.0)), 0.0),
+                                             np.where(yo < 1, np.log1p(-np.where(yo < 1, yo, 0.0)), 0.0)]))
+        aux_off = I.add(aux_table)
         cross_off = 0
         if self.collapsed >= 0:
             Xw = Xc * w[:, None]
@@ -312,12 +367,9 @@ class EngineModel:
         h[K.H_INTERCEPT], h[K.H_INT_COL], h[K.H_FULL], h[K.H_NDIM] = mode, icol, int(self.full), self.ndim
         h[K.O_Y], h[K.O_X], h[K.O_XMEANS], h[K.O_W], h[K.O_TRIALS] = y_off, x_off, xm_off, w_off, tr_off
         h[K.O_PRIORS], h[K.O_FAC], h[K.O_BLK] = prior_off, fac_off, blk_off
-        h[K.X_BETA] = self.x_beta
-        h[K.X_SIGMA] = self.x_aux.get("sigma", -1)
-        h[K.X_NU] = self.x_aux.get("nu", -1)
-        h[K.X_ALPHA] = self.x_aux.get("alpha", -1)
-        h[K.P_BETA] = p_beta
-        h[K.P_SIGMA], h[K.P_NU], h[K.P_ALPHA] = p_aux.get("sigma", -1), p_aux.get("nu", -1), p_aux.get("alpha", -1)
+        h[K.X_BETA], h[K.O_AUX], h[K.P_BETA] = self.x_beta, aux_off, p_beta
+        h[K.O_LOGY] = logy_off
+        h[K.H_NCUT] = self.ncut
         h[K.O_CROSS], h[K.O_CONST] = cross_off, const_off
         h[K.H_INTBETA], h[K.O_M0], h[K.O_L0] = int(self.intbeta), m0_off, l0_off
         # the sampled intercept is the grand mean when a centred factor has intercepts (kernels.c)
@@ -350,7 +402,8 @@ class EngineModel:
         Coefficients at their reference (the least-squares fit for an identity link; else the
         intercept at the link of the mean outcome and slopes at 0), SDs at half the data scale,
         effects at 0. Coefficients and centred effects are sampled standardised by the data, so the
-        jitter is relative to the data's scale whatever its units.
+        jitter is relative to the data's scale whatever its units. A jittered point where the log
+        density is not finite (a mean outside the family's support) is drawn again with half the jitter.
         """
         x0 = np.zeros(self.ndim)
         rows = {r.slot.param: r for r in self._slots}
@@ -368,14 +421,27 @@ class EngineModel:
                 slot = rows[f"sd({f.name}, {t})"].slot
                 row = self._row_of(f.x_sd + j)
                 x0[f.x_sd + j] = _unconstrain(0.5 * slot.scale, pr[row])
-        y = np.asarray(self.design.y, dtype=float)
-        unit = float(np.std(y if self.design.offset is None else y - self.design.offset)) if self.link == "identity" \
-            else 1.0
+        y = self.y_location
+        if self.design.offset is not None:
+            y = y - self.design.offset
+        unit = float(np.std(y[np.isfinite(y)])) if self.link == "identity" else 1.0
         for a, xa in self.x_aux.items():
-            guess = {"sigma": 0.5 * (unit if unit > 0 else 1.0), "nu": 10.0, "alpha": 5.0}[a]
+            if a == "cutpoints":  # logits of equal category shares (as Cumulative.pymc_aux), through the transform
+                k = np.arange(1, self.ncut + 1)
+                x0[xa:xa + self.ncut] = unconstrain_ordered(np.log(k / (self.ncut + 1 - k)))
+                continue
+            guess = {"sigma": 0.5 * (unit if unit > 0 else 1.0), "nu": 10.0, "alpha": 5.0}.get(
+                a, self.fam.aux_spec(a).example)  # shape, phi, zi, hu: the family's typical value
             x0[xa] = _unconstrain(guess, pr[self._row_of(xa)])
         rng = np.random.default_rng(seed)
-        return x0 + rng.uniform(-jitter, jitter, self.ndim)
+        # a point where the log density is finite: with an identity or inverse link (gamma) a jittered
+        # linear predictor can leave the family's support, so the jitter is halved until it is not
+        for _ in range(12):
+            x = x0 + rng.uniform(-jitter, jitter, self.ndim)
+            if math.isfinite(self.logp_grad(x)[0]):
+                return x
+            jitter *= 0.5
+        return x0
 
     def _row_of(self, xi: int) -> int:
         """Prior row of the scalar parameter at x[xi] (SDs and family parameters)."""
@@ -384,9 +450,10 @@ class EngineModel:
             if f.x_sd <= xi < f.x_sd + len(f.terms):
                 fac = I[K.O_FAC] + fi * K.FW
                 return int(I[fac + K.F_PSD] + xi - f.x_sd)
-        for a, slot in (("sigma", K.P_SIGMA), ("nu", K.P_NU), ("alpha", K.P_ALPHA)):
-            if self.x_aux.get(a) == xi:
-                return int(I[slot])
+        table = I[I[K.O_AUX]:I[K.O_AUX] + K.NAUX * K.AW].reshape(K.NAUX, K.AW)
+        for row in table:
+            if row[K.AX_X] == xi:
+                return int(row[K.AX_PRIOR])
         raise KeyError(xi)
 
     # -- draws -> named variables ------------------------------------------------------------------------
@@ -432,7 +499,10 @@ class EngineModel:
                     out[f"z_{f.name}"] = e
                     out[f"r_{f.name}"] = np.einsum("slb,sab->sla", e, B)
         for a, xa in self.x_aux.items():
-            out[a] = _constrain(xd[:, xa], pr[self._row_of(xa)])
+            if a == "cutpoints":
+                out[a] = constrain_ordered(xd[:, xa:xa + self.ncut])
+            else:
+                out[a] = _constrain(xd[:, xa], pr[self._row_of(xa)])
         return out
 
     def _coefficients(self, beta: np.ndarray) -> dict[str, np.ndarray]:
@@ -535,6 +605,8 @@ def _prior_row(prior, support: str) -> list[float]:
     if prior.name == "Uniform":
         lo, hi = vals[0], vals[1]
         return [code, lo, hi, 0.0, K.T_INTERVAL, lo, hi]
+    if support == "unit":  # a probability (zi, hu): sampled on the logit scale
+        return [code, *vals, K.T_INTERVAL, 0.0, 1.0]
     transform = K.T_LOG if support == "positive" else K.T_IDENTITY
     return [code, *vals, transform, 0.0, 0.0]
 
@@ -562,6 +634,30 @@ def _unconstrain(v: float, row) -> float:
         q = min(max((v - lo) / (hi - lo), 0.05), 0.95)
         return math.log(q / (1 - q))
     return float(v)
+
+
+def constrain_ordered(x: np.ndarray) -> np.ndarray:
+    """PyMC's ordered transform, (S, m) -> (S, m): ``c_1 = x_1``, ``c_j = c_{j-1} + exp(x_j)`` (as ``kernels.c``).
+
+    Examples
+    --------
+    >>> constrain_ordered(np.array([[-1.0, 0.0, np.log(2.0)]]))
+    array([[-1.,  0.,  2.]])
+    """
+    x = np.asarray(x, dtype=float)
+    return np.cumsum(np.concatenate([x[..., :1], np.exp(x[..., 1:])], axis=-1), axis=-1)
+
+
+def unconstrain_ordered(c: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`constrain_ordered`: ``x_1 = c_1``, ``x_j = log(c_j - c_{j-1})``.
+
+    Examples
+    --------
+    >>> unconstrain_ordered(np.array([-1.0, 0.0, 2.0])).round(4).tolist()
+    [-1.0, 0.0, 0.6931]
+    """
+    c = np.asarray(c, dtype=float)
+    return np.concatenate([c[..., :1], np.log(np.diff(c, axis=-1))], axis=-1)
 
 
 def reflect_levels(w: np.ndarray) -> np.ndarray:

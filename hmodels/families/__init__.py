@@ -9,12 +9,15 @@ parameters (support, default prior) in :mod:`hmodels.families.auxiliary`. The co
 (``tests/test_family_conformance.py``) are generated from :data:`FAMILIES`: registering a family
 (:func:`register_family`) gets it the whole suite.
 
-Families with a kernel in the compiled engine (``engine_code``): gaussian, student_t, bernoulli,
-binomial, poisson, negativebinomial. Families sampled through the PyMC graph (no kernel yet; the
-fit plan says so): gamma, lognormal, beta, beta_binomial, zero_inflated_poisson,
-zero_inflated_negativebinomial, hurdle_poisson, hurdle_negativebinomial, exponential, weibull
-(:mod:`hmodels.families.positive`, :mod:`hmodels.families.proportions`,
-:mod:`hmodels.families.zeros`).
+Every registered family has a kernel in the compiled engine (``engine_code``; hand-derived
+gradients, checked by the conformance suite): gaussian, student_t, bernoulli, binomial, poisson,
+negativebinomial here, and gamma, lognormal (the gaussian kernel on ``log y``), beta,
+beta_binomial, zero_inflated_poisson, zero_inflated_negativebinomial, hurdle_poisson,
+hurdle_negativebinomial, exponential, weibull, cumulative (ordinal), hurdle_gamma, hurdle_lognormal,
+zero_one_inflated_beta (:mod:`hmodels.families.positive`, :mod:`hmodels.families.proportions`,
+:mod:`hmodels.families.zeros`, :mod:`hmodels.families.ordinal`, :mod:`hmodels.families.two_part`). A
+family registered without one (``engine_code`` None) is sampled through the PyMC graph, and the fit
+plan says so.
 
 Examples
 --------
@@ -38,8 +41,10 @@ from ..errors import FamilyError, closest
 from .auxiliary import AUX_SPECS, AuxSpec
 from .base import _P_EPS, Family, _clip_pt, _count_latent_variance
 from .links import LINKS, Link, get_link
+from .ordinal import Cumulative
 from .positive import Exponential, Gamma, LogNormal, Weibull
 from .proportions import Beta, BetaBinomial
+from .two_part import HurdleGamma, HurdleLogNormal, ZeroOneInflatedBeta
 from .zeros import HurdleNegativeBinomial, HurdlePoisson, ZeroInflatedNegativeBinomial, ZeroInflatedPoisson
 
 __all__ = ["Family", "get_family", "FAMILIES", "register_family", "family_link_pairs", "inverse_link",
@@ -83,10 +88,15 @@ class Gaussian(Family):
             return np.full(np.shape(lam), float(np.mean(np.asarray(se, dtype=float) ** 2)))
         return np.broadcast_to(np.asarray(aux["sigma"], dtype=float) ** 2, np.shape(lam))
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
 
-        return pm.Normal(name, mu=self.link_fn.inverse_pt(eta), sigma=aux.get("sigma", se), observed=y, dims=dims)
+        return pm.Normal.dist(mu=self.link_fn.inverse_pt(eta), sigma=aux.get("sigma", se))
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.norm(mu, aux.get("sigma", se))
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         return float(0.5 * np.log(w).sum()) if known_se and not collapsed else 0.0
@@ -120,11 +130,15 @@ class StudentT(Family):
             return super().latent_residual_variance(lam, aux, se, method)
         return self.variance(lam, aux)
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
 
-        return pm.StudentT(name, nu=aux["nu"], mu=self.link_fn.inverse_pt(eta), sigma=aux["sigma"], observed=y,
-                           dims=dims)
+        return pm.StudentT.dist(nu=aux["nu"], mu=self.link_fn.inverse_pt(eta), sigma=aux["sigma"])
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.t(aux["nu"], mu, aux["sigma"])
 
 
 @dataclass(frozen=True, repr=False)
@@ -150,12 +164,17 @@ class Bernoulli(Family):
     def variance(self, mu, aux, trials=None, se=None):  # noqa: D102
         return mu * (1 - mu)
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
 
         if self.link == "logit":
-            return pm.Bernoulli(name, logit_p=eta, observed=y, dims=dims)
-        return pm.Bernoulli(name, p=_clip_pt(self.link_fn.inverse_pt(eta)), observed=y, dims=dims)
+            return pm.Bernoulli.dist(logit_p=eta)
+        return pm.Bernoulli.dist(p=_clip_pt(self.link_fn.inverse_pt(eta)))
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.bernoulli(np.clip(mu, _P_EPS, 1 - _P_EPS))
 
     @property
     def aggregates(self) -> bool:  # noqa: D102
@@ -189,12 +208,17 @@ class Binomial(Family):
         """Expected count ``trials * p`` (the probability ``p`` itself when ``trials`` is None)."""
         return mu if trials is None else trials * mu
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
 
         if self.link == "logit":
-            return pm.Binomial(name, n=trials, logit_p=eta, observed=y, dims=dims)
-        return pm.Binomial(name, n=trials, p=_clip_pt(self.link_fn.inverse_pt(eta)), observed=y, dims=dims)
+            return pm.Binomial.dist(n=trials, logit_p=eta)
+        return pm.Binomial.dist(n=trials, p=_clip_pt(self.link_fn.inverse_pt(eta)))
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.binom(trials, np.clip(mu, _P_EPS, 1 - _P_EPS))
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         from scipy.special import gammaln
@@ -232,10 +256,15 @@ class Poisson(Family):
     def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):  # noqa: D102
         return _count_latent_variance(1.0 / np.asarray(lam, dtype=float), method)
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
 
-        return pm.Poisson(name, mu=self.link_fn.inverse_pt(eta), observed=y, dims=dims)
+        return pm.Poisson.dist(mu=self.link_fn.inverse_pt(eta))
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.poisson(mu)
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         from scipy.special import gammaln
@@ -277,10 +306,16 @@ class NegativeBinomial(Family):
         inv = 1.0 / np.asarray(lam, dtype=float) + 1.0 / np.asarray(aux["alpha"], dtype=float)
         return _count_latent_variance(inv, method)
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
 
-        return pm.NegativeBinomial(name, mu=self.link_fn.inverse_pt(eta), alpha=aux["alpha"], observed=y, dims=dims)
+        return pm.NegativeBinomial.dist(mu=self.link_fn.inverse_pt(eta), alpha=aux["alpha"])
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        alpha = np.asarray(aux["alpha"], dtype=float)
+        return stats.nbinom(alpha, alpha / (alpha + np.asarray(mu, dtype=float)))
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         from scipy.special import gammaln
@@ -329,12 +364,14 @@ for _name, _cls in (("gaussian", Gaussian), ("student_t", StudentT), ("bernoulli
                     ("binomial", Binomial), ("poisson", Poisson), ("negativebinomial", NegativeBinomial)):
     register_family(_name, _cls)
 
-# families without a compiled kernel (sampled through the PyMC graph)
+# the families of hmodels.families.positive, .proportions and .zeros
 for _name, _cls in (("gamma", Gamma), ("lognormal", LogNormal), ("beta", Beta), ("beta_binomial", BetaBinomial),
                     ("zero_inflated_poisson", ZeroInflatedPoisson),
                     ("zero_inflated_negativebinomial", ZeroInflatedNegativeBinomial),
                     ("hurdle_poisson", HurdlePoisson), ("hurdle_negativebinomial", HurdleNegativeBinomial),
-                    ("exponential", Exponential), ("weibull", Weibull)):
+                    ("exponential", Exponential), ("weibull", Weibull), ("cumulative", Cumulative),
+                    ("hurdle_gamma", HurdleGamma), ("hurdle_lognormal", HurdleLogNormal),
+                    ("zero_one_inflated_beta", ZeroOneInflatedBeta)):
     register_family(_name, _cls)
 
 

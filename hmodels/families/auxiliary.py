@@ -36,8 +36,9 @@ from dataclasses import dataclass
 
 __all__ = ["AuxSpec", "AUX_SPECS", "AUX_SUPPORTS"]
 
-#: Supports an auxiliary parameter can have: the positive half-line or the open unit interval.
-AUX_SUPPORTS = ("positive", "unit")
+#: Supports an auxiliary parameter can have: the positive half-line, the open unit interval, or an
+#: increasing vector of reals (the thresholds of an ordinal model; the prior applies to each element).
+AUX_SUPPORTS = ("positive", "unit", "ordered")
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,11 @@ class AuxSpec:
 
     Parameters
     ----------
-    support : {"positive", "unit"}
+    support : {"positive", "unit", "ordered"}
         ``"positive"``: sampled on the log scale; ``"unit"``: a probability in (0, 1), sampled on
         the logit scale (its prior must live on (0, 1): :class:`~hmodels.priors.Beta` or a
-        ``Uniform`` inside [0, 1]).
+        ``Uniform`` inside [0, 1]); ``"ordered"``: a vector of increasing real values (a real-line
+        prior on each element; the family creates it, see ``Family.pymc_aux``).
     default : str
         The default prior, as text (``"Gamma(0.01, 0.01)"``), used when neither the user nor a prior
         set gives one.
@@ -60,8 +62,9 @@ class AuxSpec:
     scale : {"none", "data"}
         ``"data"``: the default is in units of the outcome (multiplied by its data scale, as
         ``sigma``); ``"none"``: as written.
-    example : float
-        A typical value (the generated conformance tests simulate data with it).
+    example : float or tuple of float
+        A typical value (the generated conformance tests simulate data with it); a tuple for an
+        ``"ordered"`` vector.
 
     Examples
     --------
@@ -84,6 +87,16 @@ class AuxSpec:
             raise FamilyError(f"An auxiliary parameter's support must be one of {AUX_SUPPORTS}, got {self.support!r}.")
         if self.scale not in ("none", "data"):
             raise FamilyError(f"An auxiliary parameter's scale must be 'none' or 'data', got {self.scale!r}.")
+
+    @property
+    def prior_support(self) -> str:
+        """The support its prior must have: ``"real"`` for an ordered vector, else :attr:`support`."""
+        return "real" if self.support == "ordered" else self.support
+
+    @property
+    def is_vector(self) -> bool:
+        """Whether the parameter is a vector (the ordered thresholds of an ordinal model)."""
+        return self.support == "ordered"
 
     @property
     def default_prior(self):

@@ -61,6 +61,10 @@ class Family:
     ppc_kind: ClassVar[str] = "density"
     discrete: ClassVar[bool] = False
     accepts_se: ClassVar[bool] = False
+    #: A continuous family whose outcome can be exactly 0 (a hurdle), though its location has a log link.
+    zero_in_support: ClassVar[bool] = False
+    #: A hurdle family: every zero comes from the hurdle, so zeros say nothing about the location ``mu``.
+    hurdle: ClassVar[bool] = False
     #: The family to suggest when the outcome is overdispersed for this one (None: no such family).
     overdispersed_alternative: ClassVar[str | None] = None
 
@@ -204,11 +208,63 @@ class Family:
         )
 
     # -- the distribution (PyMC) -----------------------------------------------------------------
+    def pymc_aux(self, name, prior, design):
+        """The PyMC random variable of the family's parameter ``name`` with its resolved ``prior`` (a scalar).
+
+        A family whose parameter is not a scalar (the ordinal thresholds) overrides this.
+        """
+        return prior.pymc_class()(name, **prior.params)
+
+    def pymc_dist(self, eta, aux, trials=None, se=None):
+        """The outcome's PyMC distribution given the linear predictor ``eta`` (unnamed, ``pm.X.dist``), or None.
+
+        A family that defines it gets :meth:`pymc_likelihood` for free and takes censoring,
+        truncation and weights (``pm.Censored``, ``pm.Truncated``; see :meth:`supports_additions`).
+        """
+        return None
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):
+        """The outcome's frozen scipy distribution given the location ``mu`` (vectorised), or None.
+
+        Its ``logcdf``/``logsf``/``ppf`` serve censored and truncated log-likelihoods and simulation.
+        """
+        return None
+
+    @property
+    def supports_additions(self) -> bool:
+        """Whether the family takes ``cens()``, ``trunc()`` and ``weights()`` (it has both distribution objects)."""
+        return type(self).pymc_dist is not Family.pymc_dist and type(self).scipy_dist is not Family.scipy_dist
+
     def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):
-        """Add the observed PyMC likelihood of ``y`` given the linear predictor ``eta`` to the model in context."""
-        raise NotImplementedError
+        """Add the observed PyMC likelihood of ``y`` given the linear predictor ``eta`` to the model in context.
+
+        The default registers :meth:`pymc_dist` as the observed variable; a family without one overrides this.
+        """
+        dist = self.pymc_dist(eta, aux, trials=trials, se=se)
+        if dist is None:
+            raise NotImplementedError(f"The {self.name} family defines neither pymc_dist nor pymc_likelihood.")
+        import pymc as pm
+
+        dims = (dims,) if isinstance(dims, str) else dims
+        return pm.modelcontext(None).register_rv(dist, name, observed=y, dims=dims)
 
     # -- compiled engine -----------------------------------------------------------------------------
+    def engine_outcome(self, y):
+        """The outcome as the family's C kernel and an integrated-out likelihood read it.
+
+        ``y`` itself; ``log y`` for the lognormal (a gaussian model of ``log y``).
+        """
+        return y
+
+    def engine_location(self, y):
+        """The outcome on the scale of an identity link's location ``mu`` (NaN where it has none), or None.
+
+        None: :meth:`engine_outcome` is on that scale. The engine's reference fit and data scale
+        (coefficients are sampled standardised about them) read it; the hurdle lognormal gives
+        ``log y`` of its positive values.
+        """
+        return None
+
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:
         """Terms of the log-likelihood that do not depend on parameters (the engine adds them as PyMC does)."""
         return 0.0

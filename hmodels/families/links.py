@@ -177,7 +177,7 @@ class Cloglog(Link):
 class Inverse(Link):
     """``mu = 1 / eta`` (the canonical link of the gamma family; the mean must stay positive)."""
 
-    name, engine_code, scale_words = "inverse", None, "the inverse scale (1 / mean)"
+    name, engine_code, scale_words = "inverse", K.INVERSE, "the inverse scale (1 / mean)"
 
     def inverse(self, eta):  # noqa: D102
         return 1.0 / np.asarray(eta, dtype=float)

@@ -1,7 +1,7 @@
 """Families for positive continuous outcomes: gamma, lognormal, exponential and weibull.
 
-None has a kernel in the compiled engine yet: they are sampled through the PyMC graph (the fit
-plan lists it). Parameterisations follow brms, so that priors and estimates carry over:
+Each has a kernel in the compiled engine (``engine_code``; the lognormal is the gaussian kernel on
+``log y``). Parameterisations follow brms, so that priors and estimates carry over:
 
 ===========  ===========================  =========================  ==================================
 family       location ``mu``              own parameters             variance of ``y``
@@ -12,15 +12,16 @@ exponential  mean                         —                          ``mu^2``
 weibull      mean                         ``shape``                  ``mu^2 (G(1 + 2/shape) / G(1 + 1/shape)^2 - 1)``
 ===========  ===========================  =========================  ==================================
 
-Censoring (``time | cens(event) ~ ...``) and truncation are not supported yet: an exponential or
-weibull model here treats every time as observed.
+Censored times (``time | cens(censored) ~ ...``, brms's coding: 1 = right-censored) and truncation
+(``y | trunc(lb=, ub=)``) go through :meth:`~hmodels.families.base.Family.pymc_dist` and
+:meth:`~hmodels.families.base.Family.scipy_dist` (the PyMC graph; the plan says so).
 
 Examples
 --------
 >>> import hmodels as hm
 >>> fam = hm.families.get_family("weibull")
 >>> fam, fam.aux, fam.engine_code is None
-(Family(name='weibull', link='log'), ('shape',), True)
+(Family(name='weibull', link='log'), ('shape',), False)
 >>> float(fam.response_mean(2.0, {"shape": 1.0})), float(fam.variance(2.0, {"shape": 1.0}))  # exponential
 (2.0, 4.0)
 """
@@ -33,6 +34,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..engine import codes as K
 from ..errors import DataError
 from .auxiliary import AuxSpec
 from .base import Family, _count_latent_variance
@@ -59,8 +61,8 @@ def check_positive(family: Family, y: np.ndarray, column: str, labels: np.ndarra
         raise DataError(
             f"The {family.name} family models a positive outcome, but {column!r} is zero or negative in "
             f"{row_labels(labels, bad)} (values such as {vals}). Drop or correct those rows if they are errors; "
-            "exact zeros need a two-part (hurdle) model for the zeros and the positive values (hurdle_gamma and "
-            "hurdle_lognormal are not available yet); an outcome that can be negative needs a family on the whole "
+            "exact zeros need a two-part model for the zeros and the positive values (family='hurdle_gamma' or "
+            "'hurdle_lognormal'); an outcome that can be negative needs a family on the whole "
             "real line (gaussian, student_t)."
         )
 
@@ -99,6 +101,10 @@ class Gamma(_Positive):
     links: ClassVar = ("log", "inverse", "identity")
     default_link: ClassVar = "log"
     aux: ClassVar = ("shape",)
+    engine_code: ClassVar = K.FAM_GAMMA
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        return float(-np.log(np.asarray(y, dtype=float)).sum())  # -sum(log y): the kernel has the rest
 
     @property
     def example_eta(self) -> float:  # noqa: D102
@@ -136,13 +142,19 @@ class Gamma(_Positive):
         return {"lognormal": "log(1 + 1/shape) (lognormal approximation)", "trigamma": "trigamma(shape) (exact)",
                 "delta": "1/shape (delta method)"}.get(method)
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
         import pytensor.tensor as pt
 
         k = aux["shape"]
         rate = k * pt.exp(-eta) if self.link == "log" else k / self.link_fn.inverse_pt(eta)
-        return pm.Gamma(name, alpha=k, beta=rate, observed=y, dims=dims)
+        return pm.Gamma.dist(alpha=k, beta=rate)
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        k = np.asarray(aux["shape"], dtype=float)
+        return stats.gamma(k, scale=np.asarray(mu, dtype=float) / k)
 
 
 @dataclass(frozen=True, repr=False)
@@ -170,6 +182,19 @@ class LogNormal(_Positive):
                          "SD of log({response}) (the residual SD on the log scale)", scale="data", example=0.5),
     }
     aliases: ClassVar = ("log_normal",)
+    engine_code: ClassVar = K.GAUSSIAN  # a gaussian model of log y (engine_outcome), Jacobian in the constant
+
+    def engine_outcome(self, y):
+        """``log y``: the lognormal model is the gaussian model of ``log y``."""
+        return np.log(np.asarray(y, dtype=float))
+
+    @property
+    def integrates_out(self) -> bool:
+        """True: a gaussian identity-link model of ``log y``, so group effects integrate out exactly as for an LMM."""
+        return True
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        return float(-np.log(np.asarray(y, dtype=float)).sum())  # -sum(log y): the kernel has the rest
 
     def link_scale_response(self, y, name):  # noqa: D102
         return np.log(np.asarray(y, dtype=float)), f"log({name})"
@@ -196,10 +221,15 @@ class LogNormal(_Positive):
     def latent_label(self, method: str) -> str | None:  # noqa: D102
         return "sigma^2 (residual variance of log y)"
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
 
-        return pm.LogNormal(name, mu=eta, sigma=aux["sigma"], observed=y, dims=dims)
+        return pm.LogNormal.dist(mu=eta, sigma=aux["sigma"])
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.lognorm(aux["sigma"], scale=np.exp(mu))
 
 
 _LOG_GUMBEL_VARIANCE = math.pi**2 / 6  # variance of log E for E ~ Exponential(1)
@@ -207,7 +237,7 @@ _LOG_GUMBEL_VARIANCE = math.pi**2 / 6  # variance of log E for E ~ Exponential(1
 
 @dataclass(frozen=True, repr=False)
 class Exponential(_Positive):
-    """Positive outcome (waiting times) with mean ``mu``: variance ``mu^2``; no censoring yet.
+    """Positive outcome (waiting times) with mean ``mu``: variance ``mu^2``; censored times with ``cens()``.
 
     Examples
     --------
@@ -219,6 +249,7 @@ class Exponential(_Positive):
 
     links: ClassVar = ("log",)
     default_link: ClassVar = "log"
+    engine_code: ClassVar = K.FAM_EXPONENTIAL
 
     def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
         from scipy import stats
@@ -238,16 +269,21 @@ class Exponential(_Positive):
     def latent_label(self, method: str) -> str | None:  # noqa: D102
         return "pi^2/6 (variance of log y)"
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
         import pytensor.tensor as pt
 
-        return pm.Exponential(name, lam=pt.exp(-eta), observed=y, dims=dims)
+        return pm.Exponential.dist(lam=pt.exp(-eta))
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+
+        return stats.expon(scale=mu)
 
 
 @dataclass(frozen=True, repr=False)
 class Weibull(_Positive):
-    """Positive outcome (times to an event) with mean ``mu`` and ``shape`` (brms's ``weibull``); no censoring yet.
+    """Positive outcome (times to an event) with mean ``mu`` and ``shape`` (brms's ``weibull``); censoring: ``cens()``.
 
     The Weibull scale is ``mu / Gamma(1 + 1/shape)``; ``shape = 1`` is the exponential, above 1
     the hazard rises with time, below 1 it falls.
@@ -263,6 +299,10 @@ class Weibull(_Positive):
     links: ClassVar = ("log",)
     default_link: ClassVar = "log"
     aux: ClassVar = ("shape",)
+    engine_code: ClassVar = K.FAM_WEIBULL
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        return float(-np.log(np.asarray(y, dtype=float)).sum())  # -sum(log y): the kernel has the rest
 
     @staticmethod
     def _scale(mu, k):
@@ -296,9 +336,16 @@ class Weibull(_Positive):
     def latent_label(self, method: str) -> str | None:  # noqa: D102
         return "pi^2/(6 shape^2) (variance of log y)"
 
-    def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
+    def pymc_dist(self, eta, aux, trials=None, se=None):  # noqa: D102
         import pymc as pm
         import pytensor.tensor as pt
 
         k = aux["shape"]
-        return pm.Weibull(name, alpha=k, beta=pt.exp(eta - pt.gammaln(1.0 + 1.0 / k)), observed=y, dims=dims)
+        return pm.Weibull.dist(alpha=k, beta=pt.exp(eta - pt.gammaln(1.0 + 1.0 / k)))
+
+    def scipy_dist(self, mu, aux, trials=None, se=None):  # noqa: D102
+        from scipy import stats
+        from scipy.special import gammaln
+
+        k = np.asarray(aux["shape"], dtype=float)
+        return stats.weibull_min(k, scale=np.exp(np.log(mu) - gammaln(1.0 + 1.0 / k)))

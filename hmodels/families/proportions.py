@@ -1,8 +1,7 @@
 """Families for proportions: beta (a proportion in (0, 1)) and beta_binomial (overdispersed successes).
 
 Both use brms's mean-precision parameterisation: mean ``mu`` (logit link), precision ``phi``,
-``Beta(mu phi, (1 - mu) phi)``. Neither has a kernel in the compiled engine yet: they are sampled
-through the PyMC graph (the fit plan lists it).
+``Beta(mu phi, (1 - mu) phi)``. Both have kernels in the compiled engine (``engine_code``).
 
 Examples
 --------
@@ -19,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..engine import codes as K
 from ..errors import DataError, FamilyError
 from .base import _P_EPS, Family, _clip_pt
 
@@ -58,6 +58,11 @@ class Beta(Family):
     links: ClassVar = ("logit",)
     default_link: ClassVar = "logit"
     aux: ClassVar = ("phi",)
+    engine_code: ClassVar = K.FAM_BETA
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        y = np.asarray(y, dtype=float)
+        return float(-(np.log(y) + np.log1p(-y)).sum())  # the kernel has mu phi log y + (1 - mu) phi log(1 - y)
 
     def check_response(self, y, column, labels) -> None:
         """Refuse outcomes outside (0, 1): exact 0 or 1 with a transformation to use, others as out of range."""
@@ -80,7 +85,7 @@ class Beta(Family):
                 f"The beta family models a proportion strictly between 0 and 1, but {column!r} is exactly 0 or 1 in "
                 f"{row_labels(labels, edge)}: the beta density is 0 or infinite there. Either transform the outcome "
                 f"into (0, 1), e.g. (y * (n - 1) + 0.5) / n with n = {n} rows (Smithson & Verkuilen 2006), or model "
-                "the exact 0s and 1s with a zero_one_inflated_beta family (not available in hmodels yet). For "
+                "the exact 0s and 1s with family='zero_one_inflated_beta'. For "
                 "successes out of a known number of trials use family='binomial' or 'beta_binomial'."
             )
 
@@ -136,6 +141,7 @@ class BetaBinomial(Family):
     aux: ClassVar = ("phi",)
     outcome: ClassVar = "binomial"
     aliases: ClassVar = ("betabinomial", "betabinom")
+    engine_code: ClassVar = K.BETABINOMIAL
     ppc_kind: ClassVar = "density"  # shown as proportions
     discrete: ClassVar = True
 
@@ -171,3 +177,8 @@ class BetaBinomial(Family):
 
         mu, phi = _clip_pt(self.link_fn.inverse_pt(eta)), aux["phi"]
         return pm.BetaBinomial(name, alpha=mu * phi, beta=(1 - mu) * phi, n=trials, observed=y, dims=dims)
+
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        from scipy.special import gammaln
+
+        return float((gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)).sum())

@@ -7,9 +7,8 @@
 ``f`` is the poisson or negative-binomial (``alpha``: variance ``mu + mu^2 / alpha``) pmf with mean
 ``mu = exp(eta)``, the mean of the count part; the expected outcome is :meth:`response_mean`
 (``(1 - zi) mu`` and ``(1 - hu) mu / (1 - f(0))``). ``zi`` and ``hu`` are one probability for all
-rows for now (no formula of their own). None has a kernel in the compiled engine yet: they are
-sampled through the PyMC graph (the fit plan lists it). ICC and marginal/conditional R² are not
-defined for them (two processes make the outcome); Bayesian R² is.
+rows for now (no formula of their own). Each has a kernel in the compiled engine (``engine_code``).
+ICC and marginal/conditional R² are not defined for them (two processes make the outcome); Bayesian R² is.
 
 Examples
 --------
@@ -28,6 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..engine import codes as K
 from ..errors import FamilyError
 from .base import Family
 
@@ -91,6 +91,11 @@ class _ExcessZeros(Family):
         """Not defined: raises :class:`~hmodels.errors.FamilyError`."""
         raise _no_latent(self)
 
+    def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
+        from scipy.special import gammaln
+
+        return float(-gammaln(np.asarray(y, dtype=float) + 1).sum())  # -log y! (0 for the zeros)
+
     # the count part f (a mixin below): _logf(y), _log_f0 = log f(0), _second_moment = E[y^2], draws
 
 
@@ -123,6 +128,7 @@ class _ZeroInflated(_ExcessZeros):
 @dataclass(frozen=True, repr=False)
 class _Hurdle(_ExcessZeros):
     aux: ClassVar = ("hu",)
+    hurdle: ClassVar = True
 
     def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
         hu = np.asarray(aux["hu"], dtype=float)
@@ -205,6 +211,7 @@ class ZeroInflatedPoisson(_PoissonPart, _ZeroInflated):
     """
 
     aliases: ClassVar = ("zip", "zipoisson", "zero_inflated_pois")
+    engine_code: ClassVar = K.ZIPOISSON
     overdispersed_alternative: ClassVar = "zero_inflated_negativebinomial"
 
     @property
@@ -230,6 +237,7 @@ class ZeroInflatedNegativeBinomial(_NegBinPart, _ZeroInflated):
 
     aux: ClassVar = ("alpha", "zi")
     aliases: ClassVar = ("zinb", "zero_inflated_negbinomial", "zero_inflated_nb", "zinegbin")
+    engine_code: ClassVar = K.ZINEGBIN
 
     def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
         import pymc as pm
@@ -251,6 +259,7 @@ class HurdlePoisson(_PoissonPart, _Hurdle):
     """
 
     aliases: ClassVar = ("hurdle_pois",)
+    engine_code: ClassVar = K.HURDLEPOISSON
     overdispersed_alternative: ClassVar = "hurdle_negativebinomial"
 
     @property
@@ -276,6 +285,7 @@ class HurdleNegativeBinomial(_NegBinPart, _Hurdle):
 
     aux: ClassVar = ("alpha", "hu")
     aliases: ClassVar = ("hurdle_negbinomial", "hurdle_nb", "hurdle_negbin")
+    engine_code: ClassVar = K.HURDLENEGBIN
 
     def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
         import pymc as pm

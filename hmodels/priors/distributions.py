@@ -447,9 +447,8 @@ class Uniform(Prior):
 class Beta(Prior):
     """Beta prior ``Beta(alpha, beta)`` on probabilities in (0, 1) (``zi``, ``hu``; ``Beta(1, 1)`` is uniform).
 
-    Only parameters that are probabilities take it (support ``"unit"``). Those belong to families
-    sampled through the PyMC graph, so the prior has no kernel in the compiled engine
-    (``engine_code`` None) and the support check keeps it from any parameter the engine samples.
+    Only parameters that are probabilities take it (support ``"unit"``); the compiled engine samples
+    them on the logit scale, and the support check keeps the prior from every other parameter.
 
     Examples
     --------
@@ -461,7 +460,7 @@ class Beta(Prior):
     """
 
     _params = ("alpha", "beta")
-    engine_code = None  # probabilities of families without a kernel (the PyMC graph samples them)
+    engine_code = K.BETA
     example_args = (2.0, 3.0)
     _positive = ("alpha", "beta")
     support = "unit"

@@ -141,6 +141,8 @@ class PriorTable:
             if self.intercept_prior == "centered"
             else "Intercept prior is on the raw intercept (predictors as given)"
         )
+        if not any(r.slot.param == "Intercept" for r in self.rows):
+            return f"Priors:\n{self.to_frame().to_string(index=False)}"  # no intercept (ordinal thresholds, 0 + ...)
         return f"Priors ({note}):\n{self.to_frame().to_string(index=False)}"
 
     def _repr_html_(self) -> str:
@@ -226,9 +228,9 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
             continue
         aspec = fam.aux_spec(a)
         if aspec.scale == "data":
-            slots.append(PriorSlot(a, a, (a,), aspec.support, None, None, 0.0, unit, f"scale {unit_note}"))
+            slots.append(PriorSlot(a, a, (a,), aspec.prior_support, None, None, 0.0, unit, f"scale {unit_note}"))
         else:
-            slots.append(PriorSlot(a, a, (a,), aspec.support))
+            slots.append(PriorSlot(a, a, (a,), aspec.prior_support))
     return slots
 
 

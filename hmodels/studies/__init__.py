@@ -8,15 +8,17 @@
 - :func:`optimize` (``model.optimize``), :class:`PointFit`, :func:`compare_estimates` — REML / ML /
   Laplace point fits as lme4 computes them (:mod:`hmodels.studies.pointfit`).
 
-The replicates of SBC and power studies run as Dask tasks, locally or on a ``dask.distributed``
+The replicates of SBC and power studies, the refits of :func:`compare_priors` (and of
+:func:`hmodels.comparison.kfold`) run as Dask tasks, locally or on a ``dask.distributed``
 cluster, and stream to a resumable Parquet folder (:mod:`hmodels.studies._dask`).
 """
 
 from .pointfit import PointFit, compare_estimates
 from .pointfit import optimize_model as optimize
 from .power import PowerResult, power
+from .prior_compare import compare_priors
 from .sbc import SBCResult, sbc
 from .simulate import design_grid, simulate
 
 __all__ = ["simulate", "design_grid", "sbc", "SBCResult", "power", "PowerResult", "optimize", "PointFit",
-           "compare_estimates"]
+           "compare_estimates", "compare_priors"]

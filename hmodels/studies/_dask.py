@@ -38,6 +38,9 @@ __all__ = ["run_tasks", "StudyStore", "fingerprint", "quiet"]
 STUDY_FILE = "study.json"
 #: Seconds between writes of finished replicates to the resume folder (cluster runs).
 FLUSH_SECONDS = 2.0
+#: Tasks per batch of the local runner when results stream to a resume folder (each batch is written when it
+#: finishes); None: ``max(4, 2 x cores)``.
+LOCAL_CHUNK: int | None = None
 
 
 @contextlib.contextmanager
@@ -91,7 +94,7 @@ class StudyStore:
     ----------
     path : str or Path
     kind : str
-        ``"sbc"`` or ``"power"``.
+        ``"sbc"``, ``"power"``, ``"kfold"`` or ``"compare_priors"``.
     config : dict
         The study's settings; a folder made with other settings is refused.
     key_columns : list of str
@@ -275,7 +278,7 @@ def _run_local(fn, todo, shared, store, scheduler, progressbar):
     if scheduler not in ("threads", "processes", "synchronous", "sync", "single-threaded"):
         raise SpecificationError(f"scheduler must be 'threads', 'processes' or 'synchronous', got {scheduler!r}.")
     workers = os.cpu_count() or 1
-    chunk = len(todo) if store is None else max(4, 2 * workers)
+    chunk = len(todo) if store is None else (LOCAL_CHUNK or max(4, 2 * workers))
     bar = _progress(len(todo), progressbar)
     out = []
     try:
@@ -305,6 +308,7 @@ def _identity(x):
 
 def _run_distributed(client, fn, todo, shared, store, progressbar, flush_seconds):
     from distributed import as_completed
+    from distributed.scheduler import KilledWorker
 
     # the shared inputs as a task of their own (not scattered data): if every worker holding them dies,
     # the scheduler recomputes them from the task instead of failing the study
@@ -315,6 +319,9 @@ def _run_distributed(client, fn, todo, shared, store, progressbar, flush_seconds
     try:
         for fut in as_completed(futures):
             if fut.status != "finished":
+                exc = fut.exception() if fut.status == "error" else None
+                if exc is not None and not isinstance(exc, KilledWorker):
+                    raise exc  # the task itself failed (bad input, a bug): as it would locally
                 failed += 1
                 continue
             res = fut.result()

@@ -86,9 +86,21 @@ def parameter_labels(design) -> list[ParamLabel]:
                     i, j = block[a], block[b]
                     term = f"{f.terms[i]}:{f.terms[j]}"
                     out.append(ParamLabel(f"cor({f.factor}, {term})", "cor", f.factor, term, (i, j)))
+    fam = _family(design)
     for a in family_aux(design):
-        out.append(ParamLabel(a, a))
+        if fam.aux_spec(a).is_vector:  # the thresholds of an ordinal model, one label each (Intercept[1], ...)
+            from ..families.ordinal import threshold_labels
+
+            out += [ParamLabel(lab, a, "", "", (k,)) for k, lab in enumerate(threshold_labels(design.response_levels))]
+        else:
+            out.append(ParamLabel(a, a))
     return out
+
+
+def _family(design):
+    from ..families import get_family
+
+    return get_family(design.spec.family, design.spec.link)
 
 
 @dataclass
@@ -127,6 +139,8 @@ class Params:
                 out[p.label] = float(self.sd[p.group][p.index[0]])
             elif p.kind == "cor":
                 out[p.label] = float(self.cor[p.group][p.index])
+            elif p.index:  # an element of a vector parameter (ordinal thresholds)
+                out[p.label] = float(np.asarray(self.aux[p.kind])[p.index[0]])
             else:
                 out[p.label] = float(self.aux[p.kind])
         return out
@@ -285,10 +299,21 @@ def _structure(design, labels, full: dict, what: str) -> Params:
                 raise SpecificationError(f"{what}[{lab.label!r}] is a correlation and must lie in [-1, 1], got {v}.")
             i, j = lab.index
             cor[lab.group][i, j] = cor[lab.group][j, i] = v
+        elif lab.index:  # an element of a vector parameter (ordinal thresholds)
+            aux.setdefault(lab.kind, np.zeros(sum(q.kind == lab.kind for q in labels)))[lab.index[0]] = v
         else:
+            support = _family(design).aux_spec(lab.kind).support
+            if support == "unit" and not 0 < v < 1:
+                raise SpecificationError(f"{what}[{lab.label!r}] is a probability and must lie in (0, 1), got {v}.")
             if v <= 0:
                 raise SpecificationError(f"{what}[{lab.label!r}] must be > 0, got {v}.")
             aux[lab.kind] = v
+    for name, value in aux.items():
+        if np.ndim(value) and np.any(np.diff(value) <= 0):
+            labs = [q.label for q in labels if q.kind == name]
+            raise SpecificationError(
+                f"{what}: the thresholds {', '.join(labs)} must increase, got {', '.join(f'{x:g}' for x in value)}."
+            )
     for name, R in cor.items():
         if np.linalg.eigvalsh(R).min() < -1e-10:
             raise SpecificationError(
@@ -380,6 +405,10 @@ def draw_from_priors(design, priors, rng: np.random.Generator) -> Params:
                 idx = np.asarray(block)
                 R[np.ix_(idx, idx)] = lkj_corr(eta, len(block), rng)
         cor[f.factor] = R
+    fam = _family(design)
     for a in family_aux(design):
-        aux[a] = draw(a)
+        if fam.aux_spec(a).is_vector:  # ordered thresholds: the sorted independent draws (see prior_checks)
+            aux[a] = np.sort([draw(a) for _ in range(len(design.response_levels) - 1)])
+        else:
+            aux[a] = draw(a)
     return Params(beta, sd, cor, aux)

@@ -426,6 +426,78 @@ def _inverse_diag(H: np.ndarray, scale: float = 2.0) -> np.ndarray:
     return se
 
 
+def _richardson_hessian(fun, x: np.ndarray, rel: float = 1e-3) -> np.ndarray:
+    """Hessian by central differences at steps h and h/2, Richardson-extrapolated (error O(h^4), as numDeriv)."""
+    return (4 * _hessian(fun, x, rel / 2) - _hessian(fun, x, rel)) / 3
+
+
+def _richardson_jacobian(fun, x: np.ndarray, rel: float = 1e-3) -> list[np.ndarray]:
+    """d fun / d x_i (fun array-valued) by Richardson-extrapolated central differences."""
+    out = []
+    for i in range(len(x)):
+        def d(h):
+            e = np.zeros(len(x))
+            e[i] = h
+            return (fun(x + e) - fun(x - e)) / (2 * h)
+
+        h = rel * max(abs(x[i]), 0.1)
+        out.append((4 * d(h / 2) - d(h)) / 3)
+    return out
+
+
+def _satterthwaite(lmm: _LMM, theta: np.ndarray, sigma: float) -> np.ndarray:
+    """Satterthwaite degrees of freedom of each coefficient, as lmerTest computes them (Kuznetsova et al. 2017).
+
+    With ``phi = (theta, sigma)`` (theta alone when the residual SDs are known), ``C(phi)`` the
+    coefficients' covariance and ``A = 2 H^-1`` the asymptotic covariance of ``phi`` from the Hessian
+    ``H`` of the unprofiled (REML) deviance, coefficient ``j`` has
+    ``df_j = 2 C_jj^2 / (g_j^T A g_j)`` with ``g_j = d C_jj / d phi``. NaN where ``H`` is not
+    positive definite (a variance component on its boundary).
+    """
+    p = lmm.p
+    if not p:
+        return np.zeros(0)
+    k = len(theta)
+
+    def split(phi):
+        return phi[:k], (1.0 if lmm.known else float(phi[k]))
+
+    def dev(phi):
+        th, sg = split(phi)
+        if sg <= 0:
+            return np.nan
+        try:
+            sol = lmm.solve(th)
+        except (np.linalg.LinAlgError, linalg.LinAlgError):
+            return np.nan
+        return lmm._dev(sol, None if lmm.known else sg)
+
+    def cov_diag(phi):
+        th, sg = split(phi)
+        sol = lmm.solve(th)
+        RXinv = linalg.solve_triangular(sol["RX"], np.eye(p), lower=True)
+        return sg**2 * np.einsum("ij,ij->j", RXinv, RXinv)
+
+    phi = np.concatenate([theta, [] if lmm.known else [sigma]])
+    nan = np.full(p, np.nan)
+    if not len(phi):
+        return nan
+    try:
+        H = _richardson_hessian(dev, phi)
+        if not np.isfinite(H).all():
+            return nan
+        w = np.linalg.eigvalsh((H + H.T) / 2)
+        if w.min() <= 1e-8 * max(w.max(), 1e-300):
+            return nan
+        A = 2 * np.linalg.inv(H)
+        G = np.stack(_richardson_jacobian(cov_diag, phi), axis=0)  # (n_phi, p)
+        var = cov_diag(phi)
+        with np.errstate(divide="ignore"):  # a variance that does not depend on phi: infinite df (the z interval)
+            return 2 * var**2 / np.einsum("ij,ik,kj->j", G, A, G)
+    except (np.linalg.LinAlgError, linalg.LinAlgError):
+        return nan
+
+
 def _fit_lmm(design, criterion: str, polish: bool = True, component_se: bool = True) -> dict:
     lmm = _LMM(design, reml=criterion == "reml")
     s = lmm.s
@@ -454,10 +526,11 @@ def _fit_lmm(design, criterion: str, polish: bool = True, component_se: bool = T
     u = (linalg.solve_triangular(sol["L"].T, sol["cu"] - sol["RZX"] @ sol["beta_r"], lower=False) if s.q
          else np.zeros(0))
     b = _lam_times(s, theta, u)
+    df = _satterthwaite(lmm, theta, sigma) if component_se else np.full(lmm.p, np.nan)
     report["seconds"] = time.perf_counter() - t0
     n_par = lmm.p + s.n_theta + (0 if lmm.known else 1)
     loglik = -0.5 * dev
-    return dict(beta=beta, vcov=vcov, sds=sds, cors=cors, sigma=None if lmm.known else sigma, se_phi=se_phi,
+    return dict(beta=beta, vcov=vcov, df=df, sds=sds, cors=cors, sigma=None if lmm.known else sigma, se_phi=se_phi,
                 theta=theta, singular=singular, loglik=loglik, criterion_value=dev, n_par=n_par, report=report,
                 b=b, structure=s)
 
@@ -620,6 +693,10 @@ class PointFit:
         lme4's relative covariance factor parameters (same order within a factor).
     vcov : ndarray
         Covariance matrix of the coefficients.
+    df : ndarray or None
+        Satterthwaite degrees of freedom of each coefficient (gaussian models, as lmerTest); NaN
+        where they are not available (Laplace fits, fast fits of power studies, or a variance
+        component on its boundary).
     """
 
     spec: object
@@ -636,6 +713,7 @@ class PointFit:
     optimizer: dict
     theta: np.ndarray
     group_modes: dict = field(default_factory=dict)
+    df: np.ndarray | None = None
 
     @property
     def aic(self) -> float:
@@ -653,24 +731,32 @@ class PointFit:
         return -2 * self.loglik
 
     def fixed_effects(self, prob: float = 0.95) -> pd.DataFrame:
-        """Coefficients: estimate, se and the Wald interval (``lower``, ``upper``) of ``prob``; index = term.
+        """Coefficients: estimate, se, Satterthwaite ``df`` and the interval (``lower``, ``upper``) of ``prob``.
+
+        For gaussian models the interval is ``estimate ± t_df se`` with Satterthwaite's degrees of
+        freedom (lmerTest's ``summary(fit, ddf = "Satterthwaite")``, Kuznetsova et al. 2017);
+        where ``df`` is NaN (GLMMs, a variance component on its boundary) it is the Wald
+        interval ``estimate ± z se``. The index is the term.
 
         Examples
         --------
         >>> import hmodels as hm
         >>> pf = hm.Model("Reaction ~ Days + (Days | Subject)", hm.datasets.load("sleepstudy")).optimize()
         >>> pf.fixed_effects().round(2)
-                   estimate    se   lower   upper
+                   estimate    se    df   lower   upper
         term
-        Intercept    251.41  6.82  238.03  264.78
-        Days          10.47  1.55    7.44   13.50
+        Intercept    251.41  6.82  17.0  237.01  265.80
+        Days          10.47  1.55  17.0    7.21   13.73
         """
         from scipy.stats import norm
+        from scipy.stats import t as student_t
 
         se = np.sqrt(np.clip(np.diag(self.vcov), 0.0, None)) if len(self.beta) else np.zeros(0)
-        z = norm.ppf(0.5 + prob / 2)
-        t = pd.DataFrame({"estimate": self.beta, "se": se, "lower": self.beta - z * se, "upper": self.beta + z * se},
-                         index=pd.Index(list(self.fixed_terms), name="term"))
+        df = np.full(len(self.beta), np.nan) if self.df is None else np.asarray(self.df, dtype=float)
+        q = np.where(np.isfinite(df), student_t.ppf(0.5 + prob / 2, np.where(np.isfinite(df), df, 1.0)),
+                     norm.ppf(0.5 + prob / 2))
+        t = pd.DataFrame({"estimate": self.beta, "se": se, "df": df, "lower": self.beta - q * se,
+                          "upper": self.beta + q * se}, index=pd.Index(list(self.fixed_terms), name="term"))
         return t
 
     def variance_components(self) -> pd.DataFrame:
@@ -782,7 +868,7 @@ def _point_fit(design, spec, crit: str, polish: bool, component_se: bool) -> Poi
                     vcov=np.asarray(r["vcov"]), components=comps, loglik=float(r["loglik"]), n_obs=design.n,
                     n_parameters=int(r["n_par"]), singular=bool(r["singular"]),
                     converged=bool(r["report"]["converged"]), optimizer=r["report"], theta=np.asarray(r["theta"]),
-                    group_modes=modes)
+                    group_modes=modes, df=None if r.get("df") is None else np.asarray(r["df"], dtype=float))
 
 
 def optimize_model(model, criterion: str = "reml") -> PointFit:

@@ -3,7 +3,8 @@
 For every design cell (number of groups x rows per group) and replicate, :func:`power` builds the
 planned data set (a ``design`` callable or a template), simulates the outcome from the assumed
 effects and variances (:func:`hmodels.simulate`), fits the model — by REML / ML (:func:`~hmodels.
-studies.pointfit.point_fit`, Wald intervals) or by NUTS with its priors — and applies the
+studies.pointfit.point_fit`; t intervals with Satterthwaite's degrees of freedom for gaussian models,
+as lmerTest, Wald z intervals for GLMMs) or by NUTS with its priors — and applies the
 decision rule to each tested effect. Per cell and effect it reports
 
 - **power**: the share of replicates where the decision is reached, with its Monte-Carlo SE
@@ -14,9 +15,15 @@ decision rule to each tested effect. Per cell and effect it reports
 - **failures** (fits that raised an error, left out of the power) and fits that did not converge
   or were singular (kept, and counted).
 
-Decision rules: ``"interval excludes 0"`` (the ``prob`` interval: Wald for point fits, central
+**Assurance** (O'Hagan, Stevens & Campbell 2005): with ``design_prior={"treat": dist}`` each
+replicate first draws its true effect (or SD, or any other parameter) from the design prior, so the
+share of decisive replicates estimates the power averaged over that prior, ``E[power(delta)]``; the
+table then reports ``assurance`` (with its Monte-Carlo SE) instead of ``power``. The draws come from
+a random stream of their own, so a point-mass design prior reproduces :func:`power` exactly.
+
+Decision rules: ``"interval excludes 0"`` (the ``prob`` interval: t / Wald for point fits, central
 posterior interval for Bayesian fits), ``"P(effect>0)>0.975"`` (any direction, threshold and
-level; for point fits the normal approximation ``Phi((estimate - c) / se)``), or ``"rope"`` (the
+level; for point fits ``F((estimate - c) / se)`` with the t(df) or normal ``F``), or ``"rope"`` (the
 interval lies entirely outside ``rope=(low, high)``).
 """
 
@@ -36,6 +43,7 @@ from scipy import stats
 
 from ..errors import SpecificationError
 from ._dask import quiet, run_tasks
+from ._settings import check_fit_kwargs
 from .params import parse_params
 from .simulate import call_design, design_for, simulate_outcome, with_outcome
 
@@ -86,14 +94,18 @@ def _decide(rule: dict, lower: float, upper: float, p_dir: float) -> bool:
     return bool(lower > rule["high"] or upper < rule["low"])
 
 
-def _p_direction(rule: dict, est: float, se: float, draws: np.ndarray | None) -> float:
+def _p_direction(rule: dict, est: float, se: float, draws: np.ndarray | None, df: float = np.nan) -> float:
+    """P(effect > threshold): the share of posterior draws, or from the point fit's t (Satterthwaite df) or z."""
     if rule["kind"] != "prob":
         return np.nan
     c = rule["threshold"]
     if draws is not None:
         p = float(np.mean(draws > c))
+    elif se > 0:
+        z = (c - est) / se
+        p = float(stats.t.sf(z, df)) if np.isfinite(df) else float(stats.norm.sf(z))
     else:
-        p = float(stats.norm.sf((c - est) / se)) if se > 0 else float(est > c)
+        p = float(est > c)
     return p if rule["direction"] == ">" else 1.0 - p
 
 
@@ -101,7 +113,11 @@ def _p_direction(rule: dict, est: float, se: float, draws: np.ndarray | None) ->
 # one replicate (runs on a Dask worker)
 # ------------------------------------------------------------------------------------------------
 def _fit_effects(shared, design, seed):
-    """(estimates, se, lower, upper, draws per tested effect, converged, singular) of one simulated data set."""
+    """(estimates, se, lower, upper, draws per tested effect, df, converged, singular) of one simulated data set.
+
+    Point fits of gaussian models use Satterthwaite's degrees of freedom (t intervals, as lmerTest):
+    with few clusters the Wald z interval is too narrow and overstates power.
+    """
     from ..spec import ModelSpec
 
     tested, prob, fit = shared["test"], shared["prob"], shared["fit"]
@@ -110,11 +126,11 @@ def _fit_effects(shared, design, seed):
     if fit in ("reml", "ml"):
         from .pointfit import point_fit
 
-        pf = point_fit(design, fit, polish=False, component_se=False)
+        pf = point_fit(design, fit, polish=False, component_se=True)
         fe = pf.fixed_effects(prob)
         est, se = fe["estimate"].to_numpy()[idx], fe["se"].to_numpy()[idx]
         lo, hi = fe["lower"].to_numpy()[idx], fe["upper"].to_numpy()[idx]
-        return est, se, lo, hi, [None] * len(idx), pf.converged, pf.singular
+        return est, se, lo, hi, [None] * len(idx), fe["df"].to_numpy()[idx], pf.converged, pf.singular
     from ..model import Model
 
     model = Model(ModelSpec.from_dict(shared["spec"]), design.data, priors=shared["priors"])
@@ -130,7 +146,16 @@ def _fit_effects(shared, design, seed):
     with quiet(), np.errstate(all="ignore"):
         rhat = max(float(az.rhat(sel[..., j])) for j in range(len(idx))) if sel.shape[0] > 1 else 1.0
     converged = f.divergences == 0 and (not np.isfinite(rhat) or rhat <= 1.05)
-    return (flat.mean(axis=0), flat.std(axis=0), lo, hi, [flat[:, j] for j in range(len(idx))], converged, False)
+    return (flat.mean(axis=0), flat.std(axis=0), lo, hi, [flat[:, j] for j in range(len(idx))],
+            np.full(len(idx), np.nan), converged, False)
+
+
+def _draw_design_prior(design_prior: dict, entropy: int, cell: int, rep: int) -> dict[str, float]:
+    """One draw of every design-prior parameter, from a random stream of its own (labels in sorted order)."""
+    if not design_prior:
+        return {}
+    rng = np.random.default_rng(np.random.SeedSequence([entropy, cell, rep, 1]))
+    return {k: float(np.asarray(design_prior[k].rvs(random_state=rng)).ravel()[0]) for k in sorted(design_prior)}
 
 
 def _replicate(shared: dict, cell: int, n_groups, n_per_group, rep: int) -> pd.DataFrame:
@@ -140,7 +165,9 @@ def _replicate(shared: dict, cell: int, n_groups, n_per_group, rep: int) -> pd.D
     rule = shared["rule"]
     t0 = time.perf_counter()
     tested = shared["test"]
-    truth = {t: float(shared["values"].get(t, 0.0)) for t in tested}
+    values = {**shared["values"], **_draw_design_prior(shared.get("design_prior") or {}, shared["entropy"], cell,
+                                                       rep)}
+    truth = {t: float(values.get(t, 0.0)) for t in tested}
     error = ""
     try:
         from ..spec import ModelSpec
@@ -148,18 +175,18 @@ def _replicate(shared: dict, cell: int, n_groups, n_per_group, rep: int) -> pd.D
         spec = ModelSpec.from_dict(shared["spec"])
         df = call_design(shared["design"], n_groups, n_per_group, rng, shared["group"])
         design = design_for(spec, df)
-        params = parse_params(design, shared["values"], fill={"fixed": 0.0, "cor": 0.0}, what="effects/variances")
+        params = parse_params(design, values, fill={"fixed": 0.0, "cor": 0.0}, what="effects/variances")
         y, _ = simulate_outcome(design, params, rng)
         design = with_outcome(design, y)
-        est, se, lo, hi, draws, converged, singular = _fit_effects(shared, design, seed)
+        est, se, lo, hi, draws, df, converged, singular = _fit_effects(shared, design, seed)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
         nan = np.full(len(tested), np.nan)
-        est, se, lo, hi, draws, converged, singular = nan, nan, nan, nan, [None] * len(tested), False, False
+        est, se, lo, hi, draws, df, converged, singular = nan, nan, nan, nan, [None] * len(tested), nan, False, False
     seconds = time.perf_counter() - t0
     rows = []
     for j, t in enumerate(tested):
-        p_dir = _p_direction(rule, est[j], se[j], draws[j]) if not error else np.nan
+        p_dir = _p_direction(rule, est[j], se[j], draws[j], df[j]) if not error else np.nan
         rows.append({
             "cell": int(cell), "n_groups": np.nan if n_groups is None else float(n_groups),
             "n_per_group": np.nan if n_per_group is None else float(n_per_group), "replicate": int(rep),
@@ -183,9 +210,10 @@ class PowerResult:
     table : pandas.DataFrame
         One row per design cell and tested effect: ``n_groups``, ``n_per_group``, ``effect``,
         ``truth``, ``reps``, ``power``, ``mcse``, ``mean_width``, ``type_s``, ``type_m``,
-        ``failures``, ``not_converged``, ``singular``.
+        ``failures``, ``not_converged``, ``singular``. With a design prior, ``assurance``
+        replaces ``power`` and ``truth`` is the mean of the replicates' drawn truths.
     replicates : pandas.DataFrame
-        One row per replicate and effect (estimate, interval, decision, ...).
+        One row per replicate and effect (its truth, estimate, interval, decision, ...).
     settings : dict
     """
 
@@ -193,8 +221,13 @@ class PowerResult:
     replicates: pd.DataFrame
     settings: dict = field(default_factory=dict)
 
+    @property
+    def _measure(self) -> str:
+        return "assurance" if "assurance" in self.table.columns else "power"
+
     def __repr__(self) -> str:
-        cols = ["n_groups", "n_per_group", "effect", "power", "mcse", "mean_width", "type_s", "type_m", "failures"]
+        cols = ["n_groups", "n_per_group", "effect", self._measure, "mcse", "mean_width", "type_s", "type_m",
+                "failures"]
         return (f"hmodels.PowerResult ({self.settings.get('decision')}, {self.settings.get('fit')} fits, "
                 f"{self.settings.get('reps')} replicates per cell)\n{self.table[cols].round(3).to_string(index=False)}")
 
@@ -223,13 +256,13 @@ class PowerResult:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         for val, g in t.groupby(line_col, dropna=False):
             g = g.sort_values(x_col)
-            ax.errorbar(g[x_col], g["power"], yerr=2 * g["mcse"], marker="o", capsize=3,
+            ax.errorbar(g[x_col], g[self._measure], yerr=2 * g["mcse"], marker="o", capsize=3,
                         label=f"{line_col.replace('_', ' ')} = {val:g}" if pd.notna(val) else None)
         if target is not None:
             ax.axhline(target, color="0.5", ls="--", lw=0.8)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(x_col.replace("_", " "))
-        ax.set_ylabel("power")
+        ax.set_ylabel(self._measure)
         ax.set_title(f"{effect}: {self.settings.get('decision')}")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
@@ -237,7 +270,7 @@ class PowerResult:
         return fig
 
 
-def _summarise(reps: pd.DataFrame, cells: list, tested: list[str], R: int) -> pd.DataFrame:
+def _summarise(reps: pd.DataFrame, cells: list, tested: list[str], R: int, measure: str = "power") -> pd.DataFrame:
     rows = []
     for ci, (G, m) in enumerate(cells):
         for t in tested:
@@ -245,15 +278,16 @@ def _summarise(reps: pd.DataFrame, cells: list, tested: list[str], R: int) -> pd
             ok = r[r["error"].astype(str) == ""]
             n_ok = len(ok)
             p = float(ok["decision"].mean()) if n_ok else np.nan
-            truth = float(r["truth"].iloc[0]) if len(r) else np.nan
-            sig = ok[ok["decision"]]
-            if len(sig) and truth != 0 and np.isfinite(truth):
-                type_s = float((np.sign(sig["estimate"]) != np.sign(truth)).mean())
-                type_m = float((sig["estimate"].abs() / abs(truth)).mean())
+            truth = float(r["truth"].mean()) if len(r) else np.nan
+            # type S / M against each replicate's own truth (they differ under a design prior)
+            sig = ok[ok["decision"] & (ok["truth"] != 0) & np.isfinite(ok["truth"])]
+            if len(sig):
+                type_s = float((np.sign(sig["estimate"]) != np.sign(sig["truth"])).mean())
+                type_m = float((sig["estimate"].abs() / sig["truth"].abs()).mean())
             else:
                 type_s = type_m = np.nan
             rows.append({
-                "n_groups": G, "n_per_group": m, "effect": t, "truth": truth, "reps": len(r), "power": p,
+                "n_groups": G, "n_per_group": m, "effect": t, "truth": truth, "reps": len(r), measure: p,
                 "mcse": float(np.sqrt(p * (1 - p) / n_ok)) if n_ok else np.nan,
                 "mean_width": float((ok["upper"] - ok["lower"]).mean()) if n_ok else np.nan,
                 "type_s": type_s, "type_m": type_m, "failures": int(len(r) - n_ok),
@@ -276,8 +310,8 @@ def _as_list(v, name):
 def power(formula, design: Callable | pd.DataFrame, effects: Mapping, variances: Mapping, n_groups=None,
           n_per_group=None, reps: int = 200, decision: str = "interval excludes 0", prob: float = 0.95, rope=None,
           fit: str = "reml", family: str = "gaussian", link: str | None = None, priors=None, test=None,
-          seed: int | None = None, client=None, scheduler: str | None = None, resume=None,
-          progressbar: bool = False, **fit_kwargs) -> PowerResult:
+          design_prior: Mapping | None = None, seed: int | None = None, client=None, scheduler: str | None = None,
+          resume=None, progressbar: bool = False, **fit_kwargs) -> PowerResult:
     """Power, interval width and type S / M errors of a planned study, by simulation over a grid of designs.
 
     Parameters
@@ -310,6 +344,12 @@ def power(formula, design: Callable | pd.DataFrame, effects: Mapping, variances:
         Priors of the Bayesian fits (as for :class:`~hmodels.model.Model`).
     test : list of str, optional
         Effects to test (default: the keys of ``effects`` except ``Intercept``).
+    design_prior : dict, optional
+        Assurance: ``{label: distribution}`` (an :mod:`hmodels.priors` object such as
+        ``hm.Normal(0.5, 0.2)`` or a frozen ``scipy.stats`` distribution) for any label of
+        ``effects`` or ``variances``; each replicate draws its true value from it, and the table
+        reports ``assurance``, the power averaged over the design prior, with its Monte-Carlo SE.
+        Use a positive distribution for SDs.
     seed : int, optional
         Replicate (cell, i) depends on (seed, cell, i) only.
     client, scheduler, resume, progressbar :
@@ -330,6 +370,14 @@ def power(formula, design: Callable | pd.DataFrame, effects: Mapping, variances:
     >>> res.table[["n_groups", "n_per_group", "effect", "reps"]]
        n_groups  n_per_group effect  reps
     0        10            5  treat    20
+
+    Assurance: the true effect is uncertain, ``Normal(0.8, 0.3)``:
+
+    >>> res = hm.power("y ~ treat + (1 | cluster)", crt, effects={"treat": 0.8},
+    ...                variances={"sd(cluster)": 0.3, "sigma": 1.0}, n_groups=[10], n_per_group=[5],
+    ...                design_prior={"treat": hm.Normal(0.8, 0.3)}, reps=20, seed=1)
+    >>> "assurance" in res.table.columns
+    True
     """
     from ..formula import parse_formula
     from ..spec import ModelSpec
@@ -355,6 +403,7 @@ def power(formula, design: Callable | pd.DataFrame, effects: Mapping, variances:
         if not isinstance(m, Mapping):
             raise SpecificationError(f"{name} must be a dict by parameter label, got {type(m).__name__}.")
     values = {**dict(effects), **dict(variances)}
+    dprior = _design_prior(design_prior)
     gs, ms = _as_list(n_groups, "n_groups"), _as_list(n_per_group, "n_per_group")
     if isinstance(design, pd.DataFrame):
         pass
@@ -368,6 +417,15 @@ def power(formula, design: Callable | pd.DataFrame, effects: Mapping, variances:
     df0 = call_design(design, gs[0], ms[0], np.random.default_rng(0), group)
     d0 = design_for(spec, df0)
     parse_params(d0, values, fill={"fixed": 0.0, "cor": 0.0}, what="effects/variances")
+    if dprior:
+        unknown = [k for k in dprior if k not in values]
+        if unknown:
+            raise SpecificationError(
+                f"design_prior gives {', '.join(map(repr, unknown))}, which is not among effects or variances "
+                f"({', '.join(map(repr, values))}); give it there too (its value is then drawn from the design prior)."
+            )
+        parse_params(d0, {**values, **_draw_design_prior(dprior, 0, 0, 0)}, fill={"fixed": 0.0, "cor": 0.0},
+                     what="effects/variances drawn from design_prior")
     tested = [t for t in effects if t != "Intercept"] if test is None else list(test)
     unknown = [t for t in tested if t not in d0.fixed_terms]
     if unknown or not tested:
@@ -380,20 +438,58 @@ def power(formula, design: Callable | pd.DataFrame, effects: Mapping, variances:
     entropy = int(np.random.SeedSequence(seed).entropy) if seed is None else int(seed)
     if fit == "bayes":
         fit_kwargs = {"draws": 500, "tune": 500, "chains": 2, **fit_kwargs}
+        check_fit_kwargs({**fit_kwargs, "seed": 1}, "power")
+    elif fit_kwargs:
+        raise SpecificationError(f"{', '.join(map(repr, fit_kwargs))}: sampler settings apply to fit='bayes' only; "
+                                 f"fit={fit!r} uses point fits. Remove them, or use fit='bayes'.")
     design_id = (hashlib.sha256(pd.util.hash_pandas_object(design, index=False).values.tobytes()).hexdigest()[:16]
                  if isinstance(design, pd.DataFrame) else getattr(design, "__qualname__", repr(design)))
     config = {"spec": spec.to_dict(), "values": {k: repr(v) for k, v in values.items()}, "cells": cells,
               "reps": int(reps), "rule": rule, "prob": prob, "fit": fit, "test": tested, "seed": entropy,
-              "priors": repr(priors), "fit_kwargs": fit_kwargs, "design": design_id}
+              "priors": repr(priors), "fit_kwargs": fit_kwargs, "design": design_id,
+              "design_prior": {k: _describe(v) for k, v in dprior.items()}}
     shared = {"spec": spec.to_dict(), "design": design, "group": group, "values": values, "rule": rule,
               "prob": prob, "fit": fit, "test": tested, "entropy": entropy, "priors": priors,
-              "fit_kwargs": fit_kwargs}
+              "fit_kwargs": fit_kwargs, "design_prior": dprior}
     if seed is None:
         warnings.warn(f"power: no seed given; this study's seed is {entropy} (pass seed={entropy} to reproduce or "
                       "resume it).", UserWarning, stacklevel=2)
     tasks = [((ci, r), (ci, G, m, r)) for ci, (G, m) in enumerate(cells) for r in range(int(reps))]
     rows = run_tasks(_replicate, tasks, kind="power", config=config, key_columns=["cell", "replicate"],
                      client=client, scheduler=scheduler, resume=resume, progressbar=progressbar, shared=shared)
-    table = _summarise(rows, cells, tested, int(reps))
-    return PowerResult(table=table, replicates=rows, settings={"decision": decision, "fit": fit, "reps": int(reps),
-                                                               "prob": prob, "seed": entropy, "cells": cells})
+    table = _summarise(rows, cells, tested, int(reps), "assurance" if dprior else "power")
+    return PowerResult(table=table, replicates=rows, settings={
+        "decision": decision, "fit": fit, "reps": int(reps), "prob": prob, "seed": entropy, "cells": cells,
+        "design_prior": {k: _describe(v) for k, v in dprior.items()}})
+
+
+def _design_prior(design_prior) -> dict:
+    """``{label: frozen scipy distribution}`` from hmodels priors or scipy distributions; typed errors otherwise."""
+    if design_prior is None:
+        return {}
+    if not isinstance(design_prior, Mapping) or not design_prior:
+        raise SpecificationError("design_prior must be a dict {label: distribution}, e.g. "
+                                 "{'treat': hm.Normal(0.5, 0.2)}.")
+    out = {}
+    for k, d in design_prior.items():
+        if hasattr(d, "scipy") and callable(d.scipy):
+            d = d.scipy()
+        if not callable(getattr(d, "rvs", None)):
+            raise SpecificationError(
+                f"design_prior[{k!r}] must be an hmodels prior (hm.Normal(0.5, 0.2)) or a frozen scipy.stats "
+                f"distribution (scipy.stats.norm(0.5, 0.2)), got {type(d).__name__}. A fixed value belongs in "
+                "effects or variances."
+            )
+        out[str(k)] = d
+    return out
+
+
+def _describe(d) -> str:
+    """A stable description of a frozen scipy distribution (its repr holds a memory address)."""
+    dist = getattr(d, "dist", None)
+    if dist is None:
+        return repr(d)
+    extra = ""
+    if hasattr(dist, "xk") and hasattr(dist, "pk"):
+        extra = f", xk={list(map(float, dist.xk))}, pk={list(map(float, dist.pk))}"
+    return f"{getattr(dist, 'name', type(dist).__name__)}(args={tuple(d.args)}, kwds={dict(d.kwds)}{extra})"

@@ -31,6 +31,7 @@ from scipy import stats
 
 from ..errors import SpecificationError
 from ._dask import quiet, run_tasks
+from ._settings import check_fit_kwargs
 from .params import ParamLabel, draw_from_priors, parameter_labels
 from .simulate import model_with_design, simulate_outcome, with_outcome
 
@@ -71,9 +72,14 @@ def draws_by_label(fit) -> dict[str, np.ndarray]:
             for i in range(len(terms)):
                 for j in range(i + 1, len(terms)):
                     out[f"cor({f}, {terms[i]}:{terms[j]})"] = c[..., i, j]
-    for a in ("sigma", "nu", "alpha"):
+    for a in fit.family.aux:  # every family parameter (sigma, shape, phi, zi, ...; ordinal thresholds per label)
         if a in post:
-            out[a] = arr(a)
+            values = arr(a)
+            if values.ndim == 2:
+                out[a] = values
+            else:
+                labels = post[a].coords[post[a].dims[-1]].values
+                out.update({str(lab): values[..., j] for j, lab in enumerate(labels)})
     return out
 
 
@@ -442,6 +448,12 @@ def sbc(model, n: int = 200, draws: int = 250, tune: int = 250, chains: int = 2,
 
     if not isinstance(model, Model):
         raise SpecificationError(f"sbc needs an hmodels Model, got {type(model).__name__}.")
+    if model.spec.weights is not None:
+        raise SpecificationError(
+            "sbc calibrates a generative model, but a weighted likelihood (weights()) is not one: its posterior is "
+            "not the posterior of data simulated from the model, so the ranks would not be uniform even for a "
+            "correct sampler. Calibrate the model without weights()."
+        )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
         raise SpecificationError(f"n must be an integer >= 2 (replicates), got {n!r}.")
     if not (thin == "auto" or (isinstance(thin, (int, np.integer)) and thin >= 1)):
@@ -450,6 +462,7 @@ def sbc(model, n: int = 200, draws: int = 250, tune: int = 250, chains: int = 2,
         raise SpecificationError("fitter must be a callable fitter(model, seed) -> Fit or {label: draws}.")
     entropy = int(np.random.SeedSequence(seed).entropy) if seed is None else int(seed)
     fit_kwargs = {"draws": int(draws), "tune": int(tune), "chains": int(chains), **fit_kwargs}
+    check_fit_kwargs(fit_kwargs, "sbc")
     spec_dict = model.spec.to_dict()
     priors = {r.slot.param: r.prior for r in model.priors}
     data_hash = hashlib.sha256(pd.util.hash_pandas_object(model.design.data, index=False).values.tobytes()).hexdigest()

@@ -34,8 +34,9 @@ class _ParamsFit:
         self.spec = spec
         self.design = design
         self.family = get_family(spec.family, spec.link)
-        self.draws = xr.Dataset({a: (("chain", "draw"), np.array([[float(v)]])) for a, v in aux.items()},
-                                coords={"chain": [0], "draw": [0]})
+        self.draws = xr.Dataset(
+            {a: (("chain", "draw", f"{a}_dim")[:2 + np.ndim(v)], np.asarray(v, dtype=float)[None, None])
+             for a, v in aux.items()}, coords={"chain": [0], "draw": [0]})
 
 
 def linear_predictor_of(design, params: Params, effects: dict[str, np.ndarray]) -> np.ndarray:
@@ -60,6 +61,13 @@ def simulate_outcome(design, params: Params, rng: np.random.Generator) -> tuple[
     """
     from ..linpred import simulate_response
 
+    cens = getattr(design, "cens", None)
+    if cens is not None and (cens != 0).any():
+        raise SpecificationError(
+            f"{int((cens != 0).sum())} rows of this design are censored (cens()), and simulation has no censoring "
+            "mechanism to apply to new outcomes (when would each simulated subject have been censored?). Simulate "
+            "from the model without cens() and censor the simulated times yourself, e.g. at a study end."
+        )
     effects = params.group_effects(design, rng)
     eta = linear_predictor_of(design, params, effects)
     fit = _ParamsFit(design.spec, design, {a: params.aux[a] for a in family_aux(design)})
@@ -79,6 +87,12 @@ def _placeholder(spec, data: pd.DataFrame) -> pd.DataFrame:
     fam = get_family(spec.family, spec.link)
     n = len(data)
     alt = np.arange(n) % 2
+    if fam.outcome == "ordinal":
+        raise SpecificationError(
+            f"An ordinal model's categories come from its outcome: add the column {spec.response!r} to the design, "
+            "holding its categories (an ordered Categorical, or whole numbers covering every rating), e.g. "
+            f"design[{spec.response!r}] = np.resize([1, 2, 3, 4, 5], len(design)); simulation replaces its values."
+        )
     if fam.outcome == "continuous":
         y = np.random.default_rng(0).normal(size=n)
         y = np.exp(y) if fam.link == "log" else y
@@ -121,9 +135,18 @@ def _is_column_name(name: str) -> bool:
 
 
 def with_outcome(design, y: np.ndarray):
-    """A copy of ``design`` whose outcome is ``y`` (in ``design.y`` and in ``design.data``)."""
+    """A copy of ``design`` whose outcome is ``y`` (in ``design.y`` and in ``design.data``).
+
+    An ordinal outcome's category numbers ``1..K`` are written into the data as its categories (an
+    ordered Categorical of the original labels), so a refit reads the same scale.
+    """
     y = np.asarray(y)
-    return replace(design, y=y, data=design.data.assign(**{design.spec.response: y}))
+    column = y
+    levels = getattr(design, "response_levels", None)
+    if levels is not None:
+        column = pd.Categorical(np.asarray(levels, dtype=object)[y.astype(np.int64) - 1], categories=list(levels),
+                                ordered=True)
+    return replace(design, y=y, data=design.data.assign(**{design.spec.response: column}))
 
 
 def model_with_design(model, design):
@@ -230,7 +253,7 @@ def simulate(model, params: Mapping | None = None, n: int | None = None, seed: i
     for _ in range(1 if n is None else int(n)):
         p = fixed if fixed is not None else draw_from_priors(d, priors, rng)
         y, _ = simulate_outcome(d, p, rng)
-        df = d.data.assign(**{spec.response: y})
+        df = with_outcome(d, y).data  # an ordinal outcome as its categories
         df.attrs["params"] = p.flat(d)
         out.append(df)
     return out[0] if n is None else out

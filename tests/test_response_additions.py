@@ -1,0 +1,224 @@
+"""Censoring ``cens()``, truncation ``trunc()`` and observation weights ``weights()`` of the outcome.
+
+References: survival::survreg maximum-likelihood fits of the censored NCCTG lung data
+(tests/reference/survreg_censored.R -> survreg_censored.json, lung.csv): the log-likelihood at
+survreg's estimates equals ours exactly, and hmodels' posterior means lie within half a posterior SD
+of survreg's estimates. The PyMC graph's censored / truncated / weighted likelihood equals the NumPy
+pointwise log-likelihood (LOO, model comparison) draw by draw.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import hmodels as hm
+from hmodels.linpred import linear_predictor, pointwise_loglik
+
+REF = Path(__file__).parent / "reference"
+SURVREG = json.loads((REF / "survreg_censored.json").read_text())
+
+
+def _lung():
+    return pd.read_csv(REF / "lung.csv")
+
+
+def _fake_fit(fam, **aux):
+    """The parts of a Fit that :func:`pointwise_loglik` reads: the family and one draw of its parameters."""
+    draws = xr.Dataset({k: (("chain", "draw"), [[float(v)]]) for k, v in aux.items()})
+    return types.SimpleNamespace(family=fam, draws=draws)
+
+
+@pytest.mark.parametrize("dist", ["weibull", "exponential", "lognormal"])
+def test_censored_loglik_at_survreg_estimates_equals_survregs(dist):
+    ref = SURVREG["fits"][dist]
+    m = hm.Model("time | cens(censored) ~ age + sex", _lung(), family=dist)
+    beta = np.array([ref["fixed"][t]["estimate"] for t in m.design.fixed_terms])
+    eta = (m.design.X @ beta)[None, None, :]
+    aux = {k: v["estimate"] for k, v in ref["aux"].items()}
+    ll = pointwise_loglik(_fake_fit(m.family, **aux), eta, m.design)
+    assert ll.sum() == pytest.approx(ref["logLik"], rel=1e-10)
+
+
+@pytest.fixture(scope="session")
+def lung_fits():
+    out = {}
+    for dist in ("weibull", "lognormal"):
+        m = hm.Model("time | cens(censored) ~ age + sex", _lung(), family=dist)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", hm.ConvergenceWarning)
+            out[dist] = m.fit(draws=1000, tune=1000, chains=2, seed=3, progressbar=False, log_likelihood=True)
+    return out
+
+
+@pytest.mark.parametrize("dist", ["weibull", "lognormal"])
+def test_posterior_agrees_with_survreg(lung_fits, dist):
+    ref, fit = SURVREG["fits"][dist], lung_fits[dist]
+    fe, vc = fit.fixed_effects(), fit.variance_components()
+    for term, r in ref["fixed"].items():
+        assert abs(fe.loc[term, "mean"] - r["estimate"]) < 0.5 * fe.loc[term, "sd"], (term, fe.loc[term, "mean"], r)
+        assert fe.loc[term, "sd"] == pytest.approx(r["se"], rel=0.2), term
+    for name, r in ref["aux"].items():
+        assert abs(vc.loc[name, "mean"] - r["estimate"]) < 0.5 * vc.loc[name, "sd"], (name, r)
+    assert fit.divergences == 0
+    assert "censoring" in fit.meta["plan"]["deviations"][0]
+
+
+def test_pymc_likelihood_equals_numpy_pointwise_draw_by_draw(lung_fits):
+    """The censored likelihood the sampler used (pm.Censored) is the one LOO reads (NumPy), at posterior draws."""
+    import pymc as pm
+
+    fit = lung_fits["weibull"]
+    design = fit.design
+    eta = linear_predictor(fit)
+    ll = pointwise_loglik(fit, eta)
+    shape = np.asarray(fit.draws["shape"].transpose("chain", "draw").values)
+    y = design.y.astype(float)
+    upper = np.where(design.cens == 1, y, np.inf)
+    for c, d in [(0, 0), (1, 17), (0, 999)]:
+        dist = fit.family.pymc_dist(eta[c, d], {"shape": shape[c, d]})
+        theirs = pm.logp(pm.Censored.dist(dist, lower=None, upper=upper), y).eval()
+        np.testing.assert_allclose(ll[c, d], theirs, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ll.sum(-1).mean(), fit.loo().elpd + fit.loo().p, rtol=0.05)
+
+
+def test_ignoring_censoring_biases_the_intercept_the_censored_fit_does_not(lung_fits):
+    naive = hm.Model("time ~ age + sex", _lung(), family="weibull")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = naive.fit(draws=300, tune=300, chains=2, seed=3, progressbar=False)
+    ref = SURVREG["fits"]["weibull"]["fixed"]
+    X = lung_fits["weibull"].design.X  # columns Intercept, age, sex
+    truth = float(np.mean(X @ np.array([ref[t]["estimate"] for t in ("Intercept", "age", "sex")])))
+    # the log mean survival time averaged over the patients, per draw
+    censored = lung_fits["weibull"].predict(kind="link").values.mean(axis=-1)
+    ignored = f.predict(kind="link").values.mean(axis=-1)
+    assert abs(censored.mean() - truth) < 0.5 * censored.std()
+    assert ignored.mean() < truth - 3 * censored.std()  # treating censored times as deaths: survival too short
+
+
+def test_censored_fit_refuses_ppc_and_saves(lung_fits, tmp_path):
+    fit = lung_fits["weibull"]
+    with pytest.raises(hm.SpecificationError, match="censored"):
+        fit.ppc()
+    path = tmp_path / "cens.nc"
+    fit.save(path)
+    back = hm.load(path)
+    assert back.spec.cens == "censored" and back.spec.formula.startswith("time | cens(censored) ~")
+    np.testing.assert_array_equal(back.design.cens, fit.design.cens)
+    new = _lung().head(3)
+    np.testing.assert_array_equal(np.asarray(back.predict(new).draws), np.asarray(fit.predict(new).draws))
+
+
+# -- truncation --------------------------------------------------------------------------------------------
+def _zero_truncated(seed=5, n_groups=25, per=12):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=g.size)
+    lam = np.exp(0.3 + 0.5 * x + rng.normal(0, 0.3, n_groups)[g])
+    y = rng.poisson(lam)
+    while (y == 0).any():  # draw again until every count is positive: Poisson(lam) | y >= 1
+        y[y == 0] = rng.poisson(lam[y == 0])
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+
+
+@pytest.fixture(scope="session")
+def truncated_fit():
+    m = hm.Model("y | trunc(lb=1) ~ x + (1 | g)", _zero_truncated(), family="poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hm.ConvergenceWarning)
+        return m.fit(draws=600, tune=600, chains=2, seed=2, progressbar=False)
+
+
+def test_zero_truncated_poisson_recovers_the_truth_and_replicates_have_no_zeros(truncated_fit):
+    fe = truncated_fit.fixed_effects()
+    for term, value in (("Intercept", 0.3), ("x", 0.5)):
+        assert fe.loc[term, "hdi_low"] < value < fe.loc[term, "hdi_high"], (term, fe.loc[term].to_dict())
+    rep = truncated_fit.predict(kind="response", seed=1).values
+    assert rep.min() >= 1
+    assert np.isfinite(float(truncated_fit.loo().elpd))
+    with pytest.raises(hm.SpecificationError, match="truncated"):
+        truncated_fit.predict(kind="mean")
+
+
+def test_truncated_pointwise_loglik_is_the_renormalised_pmf(truncated_fit):
+    from scipy import stats
+
+    fit = truncated_fit
+    eta = linear_predictor(fit)[:1, :1]
+    ll = pointwise_loglik(fit, eta)[0, 0]
+    lam = np.exp(eta[0, 0])
+    np.testing.assert_allclose(ll, stats.poisson.logpmf(fit.design.y, lam) - stats.poisson.logsf(0, lam), rtol=1e-12)
+
+
+# -- weights ----------------------------------------------------------------------------------------------
+def test_weight_two_is_the_same_log_density_as_each_row_twice():
+    d = hm.datasets.load("sleepstudy")
+    doubled = pd.concat([d, d], ignore_index=True)
+    priors = {"Intercept": hm.Normal(300, 100), "Days": hm.Normal(0, 50), "sd": hm.HalfNormal(50),
+              "sigma": hm.HalfNormal(50)}  # the data-scaled defaults differ slightly (sd with n - 1)
+    m_w = hm.Model("Reaction | weights(w) ~ Days + (1 | Subject)", d.assign(w=2.0), centered=False, priors=priors)
+    m_2 = hm.Model("Reaction ~ Days + (1 | Subject)", doubled, centered=False, priors=priors)
+    point = m_2.pymc_model.initial_point()
+    lp_w = m_w.pymc_model.compile_logp()(point)
+    lp_2 = m_2.pymc_model.compile_logp()(point)
+    assert lp_w == pytest.approx(lp_2, rel=1e-10)
+    assert m_w.plan().method == "joint" and "weights" in m_w.plan().deviations[0]
+
+
+# -- the formula and bad input ----------------------------------------------------------------------------
+def test_formula_round_trip_of_every_addition():
+    s = hm.parse_formula("t | cens(1 - event) + weights(w) ~ x + (1 | g)", family="weibull")
+    assert (s.cens, s.weights, s.trunc) == ("1 - event", "w", None)
+    assert hm.parse_formula(s.formula, family="weibull") == s
+    t = hm.parse_formula("y | trunc(lb=0, ub=10) ~ x", family="gaussian")
+    assert t.trunc == (0.0, 10.0) and hm.parse_formula(t.formula) == t
+
+
+@pytest.mark.parametrize("formula,family,error,match", [
+    ("t | cens(c) ~ x", "poisson", hm.SpecificationError, "continuous outcomes"),
+    ("t | cens(c) ~ x", "beta", hm.SpecificationError, "not available for the beta family"),
+    ("t | trunc(lb=z) ~ x", "gaussian", hm.FormulaError, "numbers"),
+    ("t | trunc(lb=5, ub=1) ~ x", "gaussian", hm.SpecificationError, "below the upper"),
+    ("t | trunc(lb=2) ~ x", "gaussian", hm.DataError, "outside the truncation bounds"),
+    ("t | cens(bad) ~ x", "weibull", hm.DataError, "0 \\(observed\\), 1 \\(right-censored\\)"),
+    ("t | weights(neg) ~ x", "gaussian", hm.DataError, "non-negative"),
+    ("t | cens(c) + trunc(lb=0) ~ x", "weibull", hm.SpecificationError, "together"),
+    ("t | cens(c) + cens(c) ~ x", "weibull", hm.FormulaError, "twice"),
+    ("t | censor(c) ~ x", "weibull", hm.FormulaError, "cens\\(c\\)"),
+])
+def test_bad_additions_are_refused_with_the_fix(formula, family, error, match):
+    d = pd.DataFrame({"t": [1.0, 2.5, 3.0, 4.0], "c": [0, 1, 0, 0], "bad": [0, 2, 0, 1], "neg": [1.0, -1.0, 1.0, 1.0],
+                      "x": [0.1, 0.5, 0.2, 0.9], "z": 1.0})
+    with pytest.raises(error, match=match):
+        hm.Model(formula, d, family=family)
+
+
+def test_an_event_indicator_named_as_such_gets_a_warning():
+    d = _lung().assign(event=lambda x: 1 - x["censored"])
+    with pytest.warns(hm.DataWarning, match="1 - event"):
+        hm.Model("time | cens(event) ~ age", d, family="weibull")
+    m = hm.Model("time | cens(1 - event) ~ age", d, family="weibull")  # the fix: no warning, same coding
+    np.testing.assert_array_equal(m.design.cens, d["censored"].to_numpy())
+
+
+def test_studies_refuse_what_they_cannot_simulate_or_calibrate(lung_fits):
+    with pytest.raises(hm.SpecificationError, match="censoring mechanism"):
+        hm.simulate(lung_fits["weibull"].model, n=1, seed=1)
+    weighted = hm.Model("Reaction | weights(w) ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy").assign(w=2.0))
+    with pytest.raises(hm.SpecificationError, match="weighted likelihood"):
+        hm.sbc(weighted, n=4, seed=1)
+
+
+def test_report_of_a_censored_fit_says_so_and_skips_the_ppc(lung_fits):
+    text = lung_fits["weibull"].report()
+    assert "63 right- and 0 left-censored of 228 rows" in text
+    assert "survival / censored-outcome regression" in text
+    assert "Not computed:" in text and "censored" in text
