@@ -87,10 +87,10 @@ def ordinal_categories(raw: pd.Series, column: str, labels=None) -> tuple[np.nda
             raise DataError(
                 f"The ordinal outcome {column!r} holds the whole numbers {', '.join(map(str, levels[:8]))}: the "
                 f"ratings {', '.join(map(str, missing[:8]))} between them never occur. hmodels will not silently "
-                "renumber the scale (predictions would then come back on the wrong numbers). If those ratings exist but were not "
-                f"used, their thresholds cannot be estimated: merge them with a neighbour; if the scale has only these "
-                f"values, say so: data[{column!r}] = pd.Categorical(data[{column!r}], categories="
-                f"{list(levels)[:8]}, ordered=True)."
+                "renumber the scale (predictions would then come back on the wrong numbers). If those ratings exist "
+                "but were not used, their thresholds cannot be estimated: merge them with a neighbour; if the scale "
+                f"has only these values, say so: data[{column!r}] = pd.Categorical(data[{column!r}], "
+                f"categories={list(levels)[:8]}, ordered=True)."
             )
         codes = np.searchsorted(values, y).astype(np.int64) + 1
     else:
