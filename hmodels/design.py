@@ -407,12 +407,25 @@ def _quoting_hint(columns) -> str:
 
 
 def _categorise_factors(spec: ModelSpec, data: pd.DataFrame) -> pd.DataFrame:
-    """Make grouping columns categorical whatever their dtype (integers in a CSV included)."""
+    """Make grouping columns categorical whatever their dtype (integers in a CSV included), and keep the
+    declared order of every categorical predictor.
+
+    formulae sorts the categories of an *unordered* pandas Categorical and keeps the order only of an
+    ordered one; the first category is the reference level. A user who declares
+    ``categories=["Quebec", "Mississippi"]`` means Quebec as the reference, as R's factor levels do, so
+    categorical predictors are handed to formulae as ordered (treatment coding in the declared order).
+    """
     data = data.copy()
+    group_columns = {c for g in spec.groups for c in g.columns}
     for g in spec.groups:
         for c in g.columns:
             if not isinstance(data[c].dtype, pd.CategoricalDtype):
                 data[c] = pd.Categorical(data[c].astype(str) if not pd.api.types.is_numeric_dtype(data[c]) else data[c])
+    for c in data.columns:
+        col = data[c]
+        if (c not in group_columns and c != spec.response and isinstance(col.dtype, pd.CategoricalDtype)
+                and not col.cat.ordered):
+            data[c] = col.cat.as_ordered()
     return data
 
 

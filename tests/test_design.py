@@ -114,3 +114,14 @@ def test_no_warning_for_clean_data(sleep):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hm.Model("Reaction ~ Days + (Days | Subject)", sleep)
+
+
+def test_declared_category_order_sets_the_reference_level():
+    """An unordered pandas Categorical keeps its declared order (first = reference), as R's factor levels."""
+    d = hm.datasets.load("sleepstudy")
+    d["arm"] = pd.Categorical(np.where(d["Days"] > 4, "treated", "control"), categories=["treated", "control"])
+    m = hm.Model("Reaction ~ arm + (1 | Subject)", d)
+    assert m.design.fixed_terms == ["Intercept", "arm[control]"]  # formulae alone would sort: arm[treated]
+    np.testing.assert_array_equal(m.design.X[:, 1], (d["arm"] == "control").to_numpy(float))
+    d["arm_text"] = d["arm"].astype(str)  # plain strings: no declared order, sorted as formulae does
+    assert hm.Model("Reaction ~ arm_text + (1 | Subject)", d).design.fixed_terms == ["Intercept", "arm_text[treated]"]
