@@ -407,8 +407,7 @@ def _quoting_hint(columns) -> str:
 
 
 def _categorise_factors(spec: ModelSpec, data: pd.DataFrame) -> pd.DataFrame:
-    """Make grouping columns categorical whatever their dtype (integers in a CSV included), and keep the
-    declared order of every categorical predictor.
+    """Make grouping columns categorical (integers in a CSV included); keep categorical predictors' order.
 
     formulae sorts the categories of an *unordered* pandas Categorical and keeps the order only of an
     ordered one; the first category is the reference level. A user who declares
