@@ -52,7 +52,8 @@ class Verdict:
     problem : str
         Short code: ``divergences``, ``r_hat``, ``ess_bulk``, ``ess_tail``, ``tree_depth``,
         ``bfmi``, ``not_computed`` (a check that could not be computed: it fails),
-        ``singular_sd``, ``singular_cor``.
+        ``singular_sd``, ``singular_cor``, ``multimodal`` (chains in different modes),
+        ``prior_dominated`` (a posterior about as wide as its prior; does not affect ``ok``).
     message : str
         What is wrong and what it means.
     remedy : str
@@ -571,6 +572,8 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
     for check, (message, remedy, names) in not_computed.items():
         verdicts.append(Verdict("not_computed", message, remedy, names))
 
+    verdicts += _identifiability(fit, params, table)
+
     for label, row in singular.iterrows():
         if not row["singular"]:
             continue
@@ -600,6 +603,82 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
                      max_tree_depth=max_depth, bfmi=bfmi, singular=singular, verdicts=verdicts,
                      n_draws=n_draws, chains=chains,
                      not_computed={check: v[0] for check, v in not_computed.items()}, until=until)
+
+
+#: Chains are in different modes when two chain means differ by more than this many within-chain SDs.
+MODE_GAP = 4.0
+#: A parameter's posterior is "its prior" when its SD is at least this share of the prior SD.
+PRIOR_DOMINATED = 0.9
+
+
+def _prior_sds(fit) -> dict[str, float]:
+    """Prior SD of each coefficient, group SD and family parameter, by table label (where comparable)."""
+    out = {}
+    centred = getattr(fit.priors, "intercept_prior", "centered") == "centered" and len(fit.meta["fixed_terms"]) > 1
+    for row in fit.priors:
+        label = row.slot.param
+        if label == "Intercept" and centred:  # the prior is on the intercept at the predictors' means
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                sd = float(row.prior.scipy().std())
+        except Exception:  # a prior without a scipy form (LKJ): nothing to compare  # noqa: BLE001
+            continue
+        if np.isfinite(sd) and sd > 0:
+            out[label] = sd
+    return out
+
+
+def _identifiability(fit, params, table: pd.DataFrame) -> list[Verdict]:
+    """Chains in different modes, and parameters whose posterior is their prior (issue 13: say which, and why).
+
+    Modes: for each reported parameter other than group effects, the chain means differ by more than
+    :data:`MODE_GAP` pooled within-chain SDs. Prior-dominated: the posterior SD is at least
+    :data:`PRIOR_DOMINATED` of the prior SD (coefficients, group SDs and family parameters; not the
+    Intercept when its prior sits on the intercept at the predictors' means).
+    """
+    out: list[Verdict] = []
+    modes = []
+    for label, _var, kind, draws in params:
+        if kind == "group" or draws.ndim != 2 or draws.shape[0] < 2:
+            continue
+        means, sds = draws.mean(axis=1), draws.std(axis=1)
+        within = float(np.sqrt(np.mean(sds**2)))
+        if within > 0 and (means.max() - means.min()) > MODE_GAP * within:
+            modes.append((label, means))
+    if modes:
+        names = [m[0] for m in modes[:5]] + (["..."] if len(modes) > 5 else [])
+        label, means = modes[0]
+        nonlinear = getattr(fit.spec, "nonlinear", None) is not None
+        remedy = (f"Give {label} a prior that rules out the other mode(s), or reparameterise so the modes cannot be "
+                  "swapped (e.g. order two exchangeable parameters). ")
+        if nonlinear:
+            remedy += ("In a nonlinear model two parameters that play the same role (absorption and elimination "
+                       "rates, two exponentials) can swap: pass start= near the solution you expect and priors "
+                       "that separate them, then refit.")
+        else:
+            remedy += "Check the model for parameters that only their sum or product identifies."
+        out.append(Verdict(
+            "multimodal",
+            f"The chains found different modes for {', '.join(names)} (chain means of {label}: "
+            f"{', '.join(f'{m:.4g}' for m in means)}): the posterior has several separated regions, and "
+            "the pooled draws mix them.", remedy, tuple(m[0] for m in modes)))
+    prior_sd = _prior_sds(fit)
+    weak = []
+    for label, row in table.iterrows():
+        if label in prior_sd and np.isfinite(row["sd"]) and row["sd"] >= PRIOR_DOMINATED * prior_sd[label]:
+            weak.append((label, float(row["sd"]) / prior_sd[label]))
+    if weak:
+        names = ", ".join(f"{lab} ({r:.0%} of its prior SD)" for lab, r in weak[:6])
+        out.append(Verdict(
+            "prior_dominated",
+            f"The data say little about {names}: the posterior is about as wide as the prior, so these estimates "
+            "reflect the prior, not the data.",
+            "Report them as prior-driven, or give them an informative prior from outside knowledge; a parameter the "
+            "data cannot identify is better fixed or dropped (a nonlinear parameter without information: fix it in "
+            "the expression, or remove its random effect).",
+            tuple(lab for lab, _ in weak), affects_ok=False))
+    return out
 
 
 def _until_line(u: dict) -> str:

@@ -113,3 +113,42 @@ def test_fit_warns_when_convergence_cannot_be_checked():
     with pytest.warns(hm.ConvergenceWarning, match="cannot be checked from 1 chain"):
         fit = m.fit(draws=1, tune=10, chains=1, seed=1, progressbar=False)
     assert not fit.converged and not fit.diagnose().ok
+
+
+# -- identifiability (issue 13): chains in different modes, posteriors that are their priors -------------------
+@pytest.fixture(scope="module")
+def sleep_fit():
+    import warnings
+
+    import hmodels as hm
+
+    m = hm.Model("Reaction ~ Days + (1 | Subject)", hm.datasets.load("sleepstudy"),
+                 priors={"Days": hm.Normal(0, 0.01)})  # a prior so narrow the data cannot move it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)
+
+
+def test_a_posterior_that_is_its_prior_is_named(sleep_fit):
+    d = diagnose(sleep_fit)
+    v = [v for v in d.verdicts if v.problem == "prior_dominated"]
+    assert len(v) == 1 and v[0].parameters == ("Days",)
+    assert "Days (" in v[0].message and "of its prior SD" in v[0].message
+    assert not v[0].affects_ok  # a property of model and data, not of the sampler
+    assert not [v for v in d.verdicts if v.problem == "multimodal"]
+
+
+def test_chains_in_different_modes_are_named(sleep_fit):
+    import copy
+
+    fit = copy.copy(sleep_fit)
+    fit.posterior = sleep_fit.posterior.copy(deep=True)
+    b = fit.posterior["posterior"]["b"]
+    shifted = b.values.copy()
+    shifted[1, :, 0] += 40 * float(b.sel(term="Intercept").std())  # chain 1 in another mode of the Intercept
+    fit.posterior["posterior"]["b"] = b.copy(data=shifted)
+    d = diagnose(fit)
+    v = [v for v in d.verdicts if v.problem == "multimodal"]
+    assert len(v) == 1 and v[0].parameters[0] == "Intercept"
+    assert "different modes" in v[0].message and "prior that rules out" in v[0].remedy
+    assert not d.ok
