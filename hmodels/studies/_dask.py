@@ -191,8 +191,22 @@ def _distributed_client(client):
         raise SpecificationError("client= needs dask.distributed: pip install distributed") from None
     if isinstance(client, str):
         if client == "local":
-            cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            import logging
+
+            quiet_log = logging.getLogger("distributed")
+            level = quiet_log.level
+            quiet_log.setLevel(logging.CRITICAL)  # a failed start logs pages of tracebacks per worker
+            try:
+                cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+            except RuntimeError as exc:
+                raise SpecificationError(
+                    f"client='local' could not start its worker processes ({exc}). In a script, the code that "
+                    "starts a study must sit under `if __name__ == \"__main__\":` (worker processes re-import the "
+                    "script); or leave client out to run the replicates on threads in this process."
+                ) from None
+            finally:
+                quiet_log.setLevel(level)
             return Client(cluster), True
         return Client(client), True
     if isinstance(client, Client):
