@@ -154,8 +154,17 @@ def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: di
 
     keep = np.setdiff1d(np.arange(len(data)), test_idx)
     train, test = data.iloc[keep].reset_index(drop=True), data.iloc[test_idx].reset_index(drop=True)
-    model = Model(ModelSpec.from_dict(spec_dict), train, priors=priors, centered=fit_meta.get("centered", "auto"),
-                  intercept_prior=fit_meta.get("intercept_prior", "centered"))
+    from .errors import DataError
+
+    try:
+        model = Model(ModelSpec.from_dict(spec_dict), train, priors=priors,
+                      centered=fit_meta.get("centered", "auto"), intercept_prior=fit_meta.get("intercept_prior",
+                                                                                              "centered"))
+    except DataError as exc:  # e.g. an ordinal category that only the held-out rows have
+        raise DataError(
+            f"K-fold: the model cannot be refitted without the {len(test_idx)} held-out rows of one fold: {exc} "
+            "Use fewer folds (k=) or folds that keep every category and level in each training set (by=)."
+        ) from None
     with quiet():
         refit = model.fit(seed=seed, **fit_kwargs)
     if refit.family.outcome == "ordinal" and refit.spec.response in test.columns:

@@ -188,3 +188,15 @@ def test_whole_number_ratings_with_gaps_are_refused_and_consecutive_ones_keep_th
     mean = fit.predict(new, kind="mean").values
     np.testing.assert_allclose(mean, (probs * np.arange(0, 4)).sum(-1), rtol=1e-12)  # on the 0..3 scale
     assert set(np.unique(fit.predict(new, kind="response", seed=1).values)) <= {0, 1, 2, 3}
+
+
+def test_kfold_names_a_fold_whose_training_rows_lack_a_category():
+    d = _ratings(n_groups=10, per_group=6)
+    d = d[d["rating"] != "excellent"].copy()
+    d.loc[d.index[0], "rating"] = "excellent"  # one row of the top category: its fold cannot be refitted
+    m = hm.Model("rating ~ x + (1 | g)", d, family="cumulative")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.fit(draws=100, tune=100, chains=2, seed=1, progressbar=False)
+    with pytest.raises(hm.DataError, match="K-fold: the model cannot be refitted without"):
+        fit.kfold(k=3, seed=1, draws=50, tune=50, chains=1)
