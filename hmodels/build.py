@@ -171,12 +171,71 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
                 eta = eta + r[codes, 0]
             else:
                 eta = eta + (pt.as_tensor_variable(Z) * r[codes]).sum(axis=1)
+        dvals = {}
+        if getattr(design, "dpars", None):  # parameters with their own formula: per-row values
+            from .dpars import inverse_link
+
+            if collapse is not None:
+                raise ValueError("A factor cannot be integrated out when a family parameter has its own formula.")
+            for name, dd in design.dpars.items():
+                dvals[name] = inverse_link(dd.link, pymc_dpar(design, dd, by_param, priors.intercept_prior, built,
+                                                              pm, pt))
         if collapsed is None:
-            _likelihood(design, fam, eta, by_param, built.observed, pm, pt, prior_only=prior_only)
+            _likelihood(design, fam, eta, by_param, built.observed, pm, pt, prior_only=prior_only, dpars=dvals)
         else:
             _collapsed_likelihood(design, *collapsed, eta, by_param, pm, pt)
     built.model = model
     return built
+
+
+# -- distributional parameters with their own formulas (hmodels.dpars builds their designs)
+def _param_map(dd, by_param: dict) -> dict:
+    """by_param with each renamed factor's SD keys (``sd(g__sigma, sigma_x)``) pointing at ``sd(g, sigma_x)``."""
+    out = dict(by_param)
+    for f in dd.factors:
+        g = dd.origin[f.factor]
+        for t in f.terms:
+            out[f"sd({f.factor}, {t})"] = by_param[f"sd({g}, {t})"]
+    return out
+
+
+def pymc_dpar(design, dd, by_param: dict, intercept_prior: str, built, pm, pt):
+    """The PyMC linear predictor of one distributional parameter, on its link scale (n,).
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("Reaction ~ Days", hm.datasets.load("sleepstudy"), dpars={"sigma": "Days"})
+    >>> sorted(v.name for v in m.pymc_model.free_RVs)
+    ['Intercept_centered', 'Intercept_sigma_centered', 'b_sigma_slopes', 'b_slopes']
+    """
+    model = pm.modelcontext(None)
+    name = dd.name
+    dim = f"b_{name}__term"
+    model.add_coord(dim, list(dd.fixed_terms))
+    X = dd.X
+    spread = X.std(axis=0) if dd.has_intercept else np.sqrt((X**2).mean(axis=0))
+    scales = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 1.0)
+    priors = [by_param[t] for t in dd.fixed_terms]
+    if not dd.has_intercept or intercept_prior == "raw" or len(dd.fixed_terms) == 1:
+        b = _vector_rv(f"b_{name}", priors, dim, pm, scales=scales)
+        eta = pt.dot(pt.as_tensor_variable(X), b)
+    else:  # the intercept prior on the intercept at the predictors' means, as the mean's
+        means = dd.x_means[1:]
+        pi = priors[0]
+        b0c = pi.pymc_class()(f"Intercept_{name}_centered", **pi.params, **_scaled(pi, 1.0))
+        sdim = f"b_{name}__slope_term"
+        model.add_coord(sdim, list(dd.fixed_terms[1:]))
+        bs = _vector_rv(f"b_{name}_slopes", priors[1:], sdim, pm, scales=scales[1:])
+        pm.Deterministic(f"b_{name}", pt.concatenate([(b0c - pt.dot(means, bs))[None], bs]), dims=dim)
+        eta = b0c + pt.dot(pt.as_tensor_variable(X[:, 1:] - means), bs)
+    mapped = _param_map(dd, by_param)
+    for f in dd.factors:
+        model.add_coord(f.factor, list(f.levels))
+        model.add_coord(f"{f.factor}__term", list(f.terms))
+        r = _group_effects(f, mapped, False, built, pm, pt, response_scale=1.0)
+        eta = eta + (pt.as_tensor_variable(f.Z) * r[f.codes]).sum(axis=1)
+    return eta
 
 
 def _fixed_effects(design, by_param, intercept_prior, pm, pt):
@@ -351,13 +410,16 @@ def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
                  - 0.5 * (n * np.log(2 * np.pi) + logdet_noise + logdet + s * eOe - s**2 * quad))
 
 
-def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = False):
-    """The family's own parameters (with their priors) and its observed likelihood (the family owns it)."""
+def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = False, dpars=None):
+    """The family's own parameters (with their priors) and its observed likelihood (the family owns it).
+
+    ``dpars``: per-row values (n,) of the parameters with their own formula (:mod:`hmodels.dpars`).
+    """
     aux = {}
     for a in fam.aux:
         if a == "sigma" and design.se is not None:
             continue
-        aux[a] = fam.pymc_aux(a, by_param[a], design)
+        aux[a] = dpars[a] if dpars and a in dpars else fam.pymc_aux(a, by_param[a], design)
     if prior_only:
         return
     spec = design.spec

@@ -397,7 +397,7 @@ def residuals(fit, seed: int = 0) -> pd.DataFrame:
     if not fam.discrete:
         if design.se is not None:
             scale = design.se
-        elif "sigma" in fam.aux and fam.link_scale_response(y, "") is None:  # gaussian-type: the residual SD
+        elif "sigma" in fam.aux and "sigma" in fit.draws and fam.link_scale_response(y, "") is None:  # gaussian
             scale = float(np.asarray(fit.draws["sigma"].values).mean())
         else:  # the family's variance at each row's fitted location
             V = np.asarray(fam.variance(mu, aux_draws(fit)), dtype=float)

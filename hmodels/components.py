@@ -80,6 +80,10 @@ def _factor_variances(fit, design) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _residual_variance(fit, design, eta_fixed, fvars, method: str) -> np.ndarray:
     """Latent residual variance per draw (the family owns the formula), shape (chain, draw)."""
     fam = fit.family
+    if getattr(design, "dpars", None):  # a per-row family parameter: no single residual variance per draw
+        raise SpecificationError(
+            f"The variance decomposition (ICC, marginal/conditional R2) needs one residual variance per draw, but "
+            f"{', '.join(design.dpars)} has its own formula and differs by row; use bayes_r2() instead.")
     aux = {k: v[..., 0] for k, v in aux_draws(fit).items()}
     if fam.link == "log" and fam.discrete:  # mean count at the fixed effects, over the group-effect variance
         v = sum((pr for _, pr in fvars.values()), np.zeros_like(eta_fixed))

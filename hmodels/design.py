@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import formulae as fm
 import numpy as np
@@ -118,6 +118,7 @@ class Design:
     response_levels: tuple | None = None
     cens: np.ndarray | None = None
     weights: np.ndarray | None = None
+    dpars: dict | None = None  # name -> hmodels.dpars.DparDesign, for parameters with their own formula
 
     @property
     def n(self) -> int:
@@ -177,6 +178,9 @@ def used_columns(spec: ModelSpec, columns=None) -> list[str]:
             add([extra] if extra in known else _vars(f"I({extra})", known))
     if spec.offset is not None:
         add([spec.offset] if spec.offset in known else _vars(spec.offset, known))
+    if getattr(spec, "dpars", ()):
+
+        add(dpar_columns(spec, columns))
     return cols
 
 
@@ -300,10 +304,14 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
         check_finite(f.Z, f.terms, labels, f"group-specific, for {f.factor!r}")
     _check_information(spec, family, y, trials, se, X, fixed_terms, factors, labels)
     cens, weights = response_additions(spec, family, used, y, labels)
+    dpars = None
+    if spec.dpars:  # each parameter with a formula: its own linear predictor on the same rows
+
+        dpars = dpar_designs(spec, used, labels)
     return Design(
         spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
         rows=rows, n_dropped=n_bad, data=used, x_means=x_means, x_sds=x_sds, offset=offset,
-        response_levels=levels, cens=cens, weights=weights,
+        response_levels=levels, cens=cens, weights=weights, dpars=dpars,
     )
 
 
@@ -865,3 +873,82 @@ def _factor_design(group, data: pd.DataFrame) -> FactorDesign:
 
 def _natural(s: str):
     return [int(p) if p.isdigit() else p for p in s.replace(":", " : ").split()]
+
+
+# -- the designs of distributional parameters with their own formulas (hmodels.dpars)
+def dpar_designs(spec, used, labels) -> dict:
+    """One :class:`DparDesign` per parameter with a formula, on the model's (cleaned) rows ``used``.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> data = hm.datasets.load("sleepstudy")
+    >>> spec = hm.parse_formula("Reaction ~ Days")
+    >>> from dataclasses import replace
+    >>> d = dpar_designs(replace(spec, dpars=(("sigma", "Days"),)), data, data.index.to_numpy())
+    >>> d["sigma"].X.shape
+    (180, 2)
+    """
+    from .dpars import DparDesign, dpar_link
+    from .families import get_family
+
+    fam = get_family(spec.family, spec.link)
+    out = {}
+    for name, rhs in spec.dpars:
+        sub = dpar_sub_spec(spec, name)
+        data = _categorise_factors(sub, used)
+        text = " + ".join(["1" if sub.intercept else "0", *sub.fixed])
+        common = _evaluate(text, data, f"population-level terms of {name!r}")
+        X = np.asarray(common.design_matrix, dtype=float)
+        raw = [str(c) for c in common.as_dataframe().columns]
+        check_finite(X, raw, labels, f"population-level, of {name!r}")
+        _check_rank(X, raw)
+        factors, origin = [], {}
+        for g in sub.groups:
+            f = _factor_design(g, data)
+            new = f"{f.factor}__{name}"
+            origin[new] = f.factor
+            factors.append(replace(f, factor=new, terms=[f"{name}_{t}" for t in f.terms]))
+        out[name] = DparDesign(name, dpar_link(fam, name), rhs, X, [f"{name}_{t}" for t in raw], factors,
+                               X.mean(axis=0), X.std(axis=0), origin)
+    return out
+
+
+def dpar_columns(spec, columns=None) -> list[str]:
+    """Columns the dpars' formulas read."""
+    cols = []
+    for name, _ in spec.dpars:
+        for c in used_columns(dpar_sub_spec(spec, name), columns)[1:]:
+            if c not in cols:
+                cols.append(c)
+    return cols
+
+
+def dpar_sub_spec(spec: ModelSpec, name: str) -> ModelSpec:
+    """The ordinary spec ``response ~ <formula of name>`` of a distributional parameter, checked.
+
+    Raises :class:`~hmodels.errors.FormulaError` when the formula cannot be read, has an offset (only
+    the mean takes one) or has no population-level term.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> from dataclasses import replace
+    >>> s = replace(hm.parse_formula("Reaction ~ Days"), dpars=(("sigma", "Days + (1 | Subject)"),))
+    >>> dpar_sub_spec(s, "sigma").factors
+    ('Subject',)
+    """
+    from .errors import FormulaError
+    from .formula import parse_formula
+
+    text = dict(spec.dpars)[name]
+    try:
+        sub = parse_formula(f"{spec.response} ~ {text}")
+    except SpecificationError as exc:
+        raise FormulaError(f"In the formula of {name!r} in dpars= ({text!r}): {exc}") from None
+    if sub.offset is not None:
+        raise FormulaError(f"The formula of {name!r} in dpars= ({text!r}) has an offset, which only the mean takes.")
+    if not sub.intercept and not sub.fixed:
+        raise FormulaError(f"The formula of {name!r} in dpars= ({text!r}) has no population-level term; keep the "
+                           "intercept ('1 + ...').")
+    return sub

@@ -120,6 +120,16 @@ class Fit:
                                                   prob)
             thresholds.index.name = "term"
             table = pd.concat([thresholds, table]) if len(table) else thresholds
+        for name, _ in getattr(self.spec, "dpars", ()):  # a family parameter's coefficients (sigma_x), as brms
+            var = f"b_{name}"
+            if var in self.draws:
+                import pandas as pd
+
+                da = self.draws[var]
+                extra = _summary.summarise_draws(_summary._stack(da), [str(v) for v in da.coords[da.dims[-1]].values],
+                                                 prob)
+                extra.index.name = "term"
+                table = pd.concat([table, extra]) if len(table) else extra
         return table
 
     def variance_components(self, prob: float = 0.95) -> pd.DataFrame:
@@ -134,7 +144,19 @@ class Fit:
         """
         meta = {f: {"terms": m["terms"], "cors": m["cors"]} for f, m in self.meta["factors"].items()}
         scalar_aux = [a for a in self.family.aux if not self.family.aux_spec(a).is_vector]  # thresholds: fixed_effects
-        return _summary.variance_components(self.draws, meta, scalar_aux, prob)
+        table = _summary.variance_components(self.draws, meta, scalar_aux, prob)
+        if getattr(self.spec, "dpars", ()):  # group SDs of family parameters with a formula: sd(g, sigma_Intercept)
+            from .dpars import dpar_factor_meta
+
+            dmeta, origin = dpar_factor_meta(self.design)
+            if dmeta:
+                import pandas as pd
+
+                extra = _summary.variance_components(self.draws, dmeta, [], prob)
+                extra["group"] = [origin[g] for g in extra["group"]]
+                extra.index = [f"{k}({g}, {t})" for g, t, k in zip(extra["group"], extra["term"], extra["kind"])]
+                table = pd.concat([table, extra])
+        return table
 
     def group_effects(self, factor: str, prob: float = 0.95) -> pd.DataFrame:
         """Per-level deviations from the population effects for one grouping factor.
@@ -215,20 +237,22 @@ class Fit:
         if n_div:
             out.append(
                 f"{n_div} divergent transitions: the sampler could not explore part of the posterior, so "
-                f"estimates may be biased. Refit with target_accept=0.95 or 0.99; if they persist, try "
-                f"centered=True for factors with many observations per level, or simplify the random effects."
+                f"estimates may be biased. Refit with model.fit(target_accept=0.95) or 0.99; if they persist, "
+                f"try centered=True for factors with many observations per level, or simplify the random effects."
             )
         rhat, ess = self._rhat_ess()
         chains = self.posterior["posterior"].sizes["chain"]
         if rhat > 1.01:
             out.append(
                 f"R-hat up to {rhat:.3f} (> 1.01): the chains disagree, so the posterior is not reliably "
-                "estimated. Run more draws and tuning (draws=2000, tune=2000) or simplify the model."
+                "estimated. Refit with model.fit(until=\"converged\"), which adds draws until R-hat <= 1.01 and "
+                "ESS >= 400 (or draws=2000, tune=2000); if it persists, simplify the model."
             )
         if ess < 100 * chains:
             out.append(
                 f"Bulk effective sample size as low as {ess:.0f} (< {100 * chains} for {chains} chains): "
-                "intervals are imprecise. Run more draws, or rescale predictors to unit scale."
+                "intervals are imprecise. Refit with model.fit(until=\"converged\") or more draws, or rescale "
+                "predictors to unit scale."
             )
         return out
 

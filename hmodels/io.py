@@ -348,6 +348,7 @@ def _build_fit(groups: dict, meta: dict):
     for row in meta["priors"]["rows"]:
         s = {k: v for k, v in row["slot"].items() if k in slot_fields}
         s["keys"] = tuple(s.get("keys", ()))
+        s["set_keys"] = tuple(s.get("set_keys", ()))
         p = dict(row["prior"])
         cls = PRIOR_CLASSES.get(p.pop("dist", None))
         if cls is None:
@@ -369,6 +370,11 @@ def _check_expressions(spec) -> None:
 
         for name in spec.nonlinear.names:
             _check_expressions(parameter_spec(spec, name))
+    if getattr(spec, "dpars", ()):  # each family parameter's formula is evaluated by formulae too
+        from .design import dpar_sub_spec
+
+        for name, _ in spec.dpars:
+            _check_expressions(dpar_sub_spec(spec, name))
     exprs = [spec.response, *spec.fixed, spec.trials, spec.se, spec.offset]
     for g in spec.groups:
         exprs.append(g.factor)

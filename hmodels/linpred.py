@@ -73,23 +73,40 @@ def mean_draws(fit, eta: np.ndarray) -> np.ndarray:
     return fit.family.mean(eta)
 
 
-def aux_draws(fit) -> dict[str, np.ndarray]:
+def aux_draws(fit, design=None, groups: str = "include") -> dict[str, np.ndarray]:
     """Family parameters as (chain, draw, 1) arrays, ready to broadcast over observations.
 
     A vector parameter (the thresholds of an ordinal model) keeps its own last axis: (chain, draw, 1, K-1).
+    A parameter with its own formula (:mod:`hmodels.dpars`) is per row: (chain, draw, n), the inverse
+    link of its linear predictor on ``design``'s rows (default: the fitted rows); ``groups="exclude"``
+    leaves its group effects out, and a level the fit has not seen gets none.
     """
-    return {a: np.expand_dims(_draws(fit, a), 2) for a in fit.family.aux if a in fit.draws}
+    out = {a: np.expand_dims(_draws(fit, a), 2) for a in fit.family.aux if a in fit.draws}
+    if design is None:
+        if not any(f"b_{a}" in fit.draws for a in fit.family.aux):  # no parameter with a formula
+            return out
+        design = fit_design(fit)
+    if getattr(design, "dpars", None):
+        from .dpars import dpar_values
+
+        for name, dd in design.dpars.items():
+            out[name] = dpar_values(fit.draws, dd, groups)
+    return out
 
 
-def simulate_response(fit, eta: np.ndarray, design=None, seed: int | None = None) -> np.ndarray:
+def simulate_response(fit, eta: np.ndarray, design=None, seed: int | None = None,
+                      groups: str = "include") -> np.ndarray:
     """Replicated outcomes, one per draw and observation (posterior predictive).
+
+    ``groups``: whether the group effects of family parameters with their own formula enter
+    (:func:`aux_draws`).
 
     A truncated outcome is drawn from the truncated distribution (inverse CDF); a censored one is
     the uncensored outcome (what would have been observed without censoring).
     """
     design = fit_design(fit) if design is None else design
     rng = np.random.default_rng(seed)
-    mu, aux = mean_draws(fit, eta), aux_draws(fit)
+    mu, aux = mean_draws(fit, eta), aux_draws(fit, design, groups)
     trunc = design.spec.trunc
     if trunc is None:
         return fit.family.simulate(rng, mu, aux, trials=design.trials, se=design.se)
@@ -131,7 +148,7 @@ def truncation_log_mass(family, dist, trunc) -> np.ndarray:
 def pointwise_loglik(fit, eta: np.ndarray, design=None) -> np.ndarray:
     """Log-likelihood of each observation under each draw, shape (chain, draw, n)."""
     design = fit_design(fit) if design is None else design
-    fam, mu, aux = fit.family, mean_draws(fit, eta), aux_draws(fit)
+    fam, mu, aux = fit.family, mean_draws(fit, eta), aux_draws(fit, design)
     ll = fam.loglik(design.y, mu, aux, trials=design.trials, se=design.se)
     cens, trunc = getattr(design, "cens", None), design.spec.trunc
     if cens is not None or trunc is not None:

@@ -68,6 +68,10 @@ class Model:
         (``"SSlogis(age, Asym, xmid, scal)"``) unlisted parameters get ``"1"``.
     start : dict, optional
         Starting values of the nonlinear parameters' population values (``{"lKa": 0.5}``).
+    dpars : dict, optional
+        Family parameters with their own formula (:mod:`hmodels.dpars`; brms's
+        ``bf(y ~ ..., sigma ~ x)``): ``{"sigma": "x + (1 | g)"}``, ``{"zi": "1 + x"}``. On the log
+        (positive parameters) or logit (probabilities) scale; unlisted parameters stay scalars.
 
     Examples
     --------
@@ -85,7 +89,8 @@ class Model:
 
     def __init__(self, formula, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
                  priors=None, prior_set: str | None = None, centered="auto", intercept_prior: str = "centered",
-                 missing: str = "drop", nonlinear: dict | None = None, start: dict | None = None):
+                 missing: str = "drop", nonlinear: dict | None = None, start: dict | None = None,
+                 dpars: dict | None = None):
         if nonlinear is not None:
             from .nonlinear.design import nonlinear_spec
 
@@ -103,6 +108,10 @@ class Model:
             raise SpecificationError(
                 f"Model needs a formula string or an hm.spec(...) object, got {type(formula).__name__}."
             )
+        if dpars:  # family parameters with their own formula (checked against the family by the spec)
+            from dataclasses import replace as _replace
+
+            self.spec = _replace(self.spec, dpars=tuple(dict(dpars).items()) if isinstance(dpars, dict) else dpars)
         self.family = get_family(self.spec.family, self.spec.link)
         if self.spec.nonlinear is not None:  # one linear predictor per parameter, stacked; start-scaled priors
             from .nonlinear.design import make_nonlinear_design

@@ -84,6 +84,8 @@ def collapse_plan(design, method: str) -> str | None:
     spec = design.spec
     additions = [w for a, w in (("cens", "censoring"), ("trunc", "truncation"), ("weights", "weights"))
                  if getattr(spec, a, None) is not None]
+    if getattr(spec, "dpars", ()):
+        additions.append("family parameters with their own formula (dpars)")
     ok = get_family(spec.family, spec.link).integrates_out and bool(design.factors) and not additions
     if method == "collapsed" and not ok:
         why = ("the model has no grouping factors" if not design.factors else

@@ -208,12 +208,13 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
             )
     effects = new_level_effects(fit, design, new_levels, seed=s_effects) if groups == "new" and new_levels else None
     eta = linear_predictor(fit, design, groups="exclude" if groups == "exclude" else "include", effects=effects)
+    dgroups = "exclude" if groups == "exclude" else "include"  # dpars' effects: unseen levels get none
     if kind == "link":
         values = eta
     elif kind == "mean":  # the expected outcome (zero-inflation, hurdles, the lognormal's exp(mu + sigma^2/2))
-        values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit))
+        values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit, design, dgroups))
     elif kind == "probs":
-        values = fit.family.probabilities(mean_draws(fit, eta), aux_draws(fit))
+        values = fit.family.probabilities(mean_draws(fit, eta), aux_draws(fit, design, dgroups))
         c, d = values.shape[:2]
         cats = list(fit_design(fit).response_levels)
         da = xr.DataArray(
@@ -223,7 +224,7 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         )
         return Prediction(da, kind, groups, new_levels)
     else:
-        values = simulate_response(fit, eta, design, seed=s_response)
+        values = simulate_response(fit, eta, design, seed=s_response, groups=dgroups)
     if kind in ("mean", "response") and fit.family.outcome == "ordinal":  # whole-number ratings: their own scale
         from .families.ordinal import rating_offset
 
@@ -328,6 +329,10 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
                 "prediction needs a finite value in every row. Fill or drop those rows first."
             )
     factor_cols = {c for g in spec.groups for c in g.columns}
+    if getattr(spec, "dpars", ()):  # factors of the family parameters' formulas (their unseen levels: population)
+        from .design import dpar_sub_spec
+
+        factor_cols |= {c for name, _ in spec.dpars for g in dpar_sub_spec(spec, name).groups for c in g.columns}
     for c in needed:  # unseen categories of a population-level predictor
         if c in factor_cols or c not in training.columns:
             continue
@@ -419,8 +424,13 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
             se = values
     x_means = X.mean(axis=0) if X.size else np.zeros(X.shape[1])
     x_sds = X.std(axis=0) if X.size else np.zeros(X.shape[1])
+    dpars = None
+    if getattr(spec, "dpars", ()):  # family parameters with their own formula: encoded like the fitted data
+
+        dpars = new_dpar_designs(fit, training, nd, newdata.index.to_numpy(), unseen_levels)
     design = Design(spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
-                    rows=np.arange(len(nd)), n_dropped=0, data=nd, x_means=x_means, x_sds=x_sds, offset=offset)
+                    rows=np.arange(len(nd)), n_dropped=0, data=nd, x_means=x_means, x_sds=x_sds, offset=offset,
+                    dpars=dpars)
     return design, unseen_levels
 
 
@@ -466,4 +476,40 @@ def new_level_effects(fit, design, new_levels: dict, seed=None) -> dict[str, np.
         z = rng.standard_normal((c, d, len(unseen), k))
         u = np.einsum("cdkj,cdnj->cdnk", L, z)
         out[f.factor] = np.concatenate([r, u], axis=2)
+    return out
+
+
+def new_dpar_designs(fit, training, nd, row_labels, unseen: dict | None = None) -> dict:
+    """The fitted dpars' designs on new data, encoded like the fitted data.
+
+    A level of a factor the fit has not seen gets code -1: its group effect is 0 (the population
+    value; fresh draws for new levels are future work). Such levels are added to ``unseen`` (factor
+    -> levels), so that ``predict(groups="include")`` refuses them as it does for the mean's factors.
+    """
+    from .design import dpar_sub_spec
+
+    spec = fit.spec
+    out = {}
+    for name, dd in fit.design.dpars.items():
+        sub = dpar_sub_spec(spec, name)
+        text = " + ".join(["1" if sub.intercept else "0", *sub.fixed])
+        X, names = _encoded(text, training, nd, f"population-level terms of {name!r}")
+        if [f"{name}_{t}" for t in names] != list(dd.fixed_terms):
+            raise SpecificationError(f"The rebuilt terms of {name!r} {names} differ from the fitted {dd.fixed_terms}.")
+        check_finite(X, list(dd.fixed_terms), row_labels, f"population-level, of {name!r}, in newdata")
+        factors = []
+        for g, f in zip(sub.groups, dd.factors):
+            pos = {lv: i for i, lv in enumerate(f.levels)}
+            labs = _labels(g, nd)
+            codes = np.array([pos.get(lv, -1) for lv in labs], dtype=np.int64)
+            if unseen is not None:
+                for lv in dict.fromkeys(labs):
+                    if lv not in pos and lv not in unseen.setdefault(g.factor, []):
+                        unseen[g.factor].append(lv)
+                if not unseen[g.factor]:
+                    del unseen[g.factor]
+            Z = np.concatenate([_encoded(b.expression, training, nd, f"group-specific terms of {g.factor!r}")[0]
+                                for b in g.blocks], axis=1)
+            factors.append(replace(f, codes=codes, Z=Z))
+        out[name] = replace(dd, X=X, factors=factors)
     return out

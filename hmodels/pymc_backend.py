@@ -31,6 +31,10 @@ def _canonical_names(design, family_aux) -> set[str]:
     names = {"b", *family_aux}
     for f in design.factors:
         names |= {f"sd_{f.factor}", f"r_{f.factor}", f"z_{f.factor}"}
+    if getattr(design, "dpars", None):
+        from .dpars import dpar_variables
+
+        names |= dpar_variables(design)
     return names
 
 
@@ -75,7 +79,8 @@ def sample_pymc(built: BuiltModel, design: Design, plan: FitPlan, settings: Samp
     if plan.collapsed_factor is not None:
         seed = None if settings.seed is None else [settings.seed, 7919]
         post = post.assign(draw_collapsed_effects(design, plan.collapsed_factor, built.cor_vars, post, seed=seed))
-    post = post.assign_coords({f.factor: [str(lv) for lv in f.levels] for f in design.factors})
+    dfactors = [f for dd in (getattr(design, "dpars", None) or {}).values() for f in dd.factors]
+    post = post.assign_coords({f.factor: [str(lv) for lv in f.levels] for f in [*design.factors, *dfactors]})
     post = post.drop_vars([c for c in post.coords if c not in post.dims])
     t3 = time.perf_counter()
     n_sampled = int(sum(np.asarray(v).size for v in built.model.initial_point().values()))

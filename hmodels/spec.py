@@ -159,6 +159,10 @@ class ModelSpec:
     trunc : tuple, optional
         ``(lb, ub)``: the outcome is truncated to ``lb <= y <= ub`` (None for no bound; for counts the
         bounds are included, so ``trunc(lb=1)`` is a zero-truncated count).
+    dpars : tuple of (str, str), optional
+        Distributional parameters with their own formula (brms's ``bf(y ~ ..., sigma ~ x)``):
+        ``(("sigma", "1 + x"),)``. Parameters not listed are scalars, as without ``dpars``
+        (:mod:`hmodels.dpars`).
 
     Examples
     --------
@@ -184,6 +188,7 @@ class ModelSpec:
     cens: str | None = None
     weights: str | None = None
     trunc: tuple | None = None
+    dpars: tuple = ()
 
     def __post_init__(self):
         fam = get_family(self.family, self.link)
@@ -206,6 +211,10 @@ class ModelSpec:
         _check_offsets(self)
         _check_additions(self, fam)
         _check_names(self)
+        if self.dpars:
+            from .dpars import check_dpars
+
+            object.__setattr__(self, "dpars", check_dpars(self.dpars, fam, self))
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -266,6 +275,7 @@ class ModelSpec:
         kw["fixed"] = tuple(kw.get("fixed", ()))
         if kw.get("trunc") is not None:
             kw["trunc"] = tuple(kw["trunc"])
+        kw["dpars"] = tuple(map(tuple, kw.get("dpars", ())))
         if kw.get("nonlinear") is not None:
             nl = kw["nonlinear"]
             kw["nonlinear"] = NonlinearPart(nl["expression"], tuple(map(tuple, nl["parameters"])),
@@ -274,7 +284,8 @@ class ModelSpec:
 
     def __str__(self) -> str:
         nl = "" if self.nonlinear is None else f", nonlinear={self.nonlinear.formulas}"
-        return f"{self.formula}  [family={self.family}, link={self.link}{nl}]"
+        dp = "" if not self.dpars else f", dpars={dict(self.dpars)}"
+        return f"{self.formula}  [family={self.family}, link={self.link}{nl}{dp}]"
 
 
 def _check_additions(spec: ModelSpec, fam) -> None:

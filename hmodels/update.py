@@ -67,7 +67,8 @@ def update(fit, data=None, priors=None, formula=None, family: str | None = None,
     new_link = link if link is not None else (fit.spec.link if family is None else None)
     if formula is not None:
         spec = formula
-    elif (family is not None or link is not None) and getattr(fit.spec, "nonlinear", None) is not None:
+    elif (family is not None or link is not None) and (getattr(fit.spec, "nonlinear", None) is not None
+                                                        or getattr(fit.spec, "dpars", ())):
         from dataclasses import replace  # the formula string alone would lose the parameters' formulas
 
         spec = replace(fit.spec, family=new_family, link=new_link)

@@ -117,7 +117,7 @@ def test_fit_warns_when_convergence_cannot_be_checked():
 
 # -- identifiability (issue 13): chains in different modes, posteriors that are their priors -------------------
 @pytest.fixture(scope="module")
-def sleep_fit():
+def narrow_prior_fit():
     import warnings
 
     import hmodels as hm
@@ -129,8 +129,8 @@ def sleep_fit():
         return m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)
 
 
-def test_a_posterior_that_is_its_prior_is_named(sleep_fit):
-    d = diagnose(sleep_fit)
+def test_a_posterior_that_is_its_prior_is_named(narrow_prior_fit):
+    d = diagnose(narrow_prior_fit)
     v = [v for v in d.verdicts if v.problem == "prior_dominated"]
     assert len(v) == 1 and v[0].parameters == ("Days",)
     assert "Days (" in v[0].message and "of its prior SD" in v[0].message
@@ -138,11 +138,11 @@ def test_a_posterior_that_is_its_prior_is_named(sleep_fit):
     assert not [v for v in d.verdicts if v.problem == "multimodal"]
 
 
-def test_chains_in_different_modes_are_named(sleep_fit):
+def test_chains_in_different_modes_are_named(narrow_prior_fit):
     import copy
 
-    fit = copy.copy(sleep_fit)
-    fit.posterior = sleep_fit.posterior.copy(deep=True)
+    fit = copy.copy(narrow_prior_fit)
+    fit.posterior = narrow_prior_fit.posterior.copy(deep=True)
     b = fit.posterior["posterior"]["b"]
     shifted = b.values.copy()
     shifted[1, :, 0] += 40 * float(b.sel(term="Intercept").std())  # chain 1 in another mode of the Intercept

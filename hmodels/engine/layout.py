@@ -65,6 +65,9 @@ def engine_gap(design) -> str | None:
               if getattr(spec, attr, None) is not None]
     if extras:
         return f"the compiled engine has no likelihood with {' or '.join(extras)}"
+    if getattr(spec, "dpars", ()):
+        return (f"the compiled engine has scalar family parameters, not ones with their own formula "
+                f"({', '.join(n for n, _ in spec.dpars)})")
     return None
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -78,6 +78,7 @@ class PriorSlot:
     loc: float = 0.0
     scale: float = 1.0
     scale_note: str = ""
+    set_keys: tuple[str, ...] = ()  # keys looked up in prior sets only (a distributional parameter's class)
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,12 @@ def prior_slots(design, intercept_prior: str = "centered") -> list[PriorSlot]:
                 )
                 keys = tuple(dict.fromkeys((label, f"cor({f.factor})", "cor")))
                 slots.append(PriorSlot(label, "cor", keys, "cor", f.factor, None, 0.0, 1.0, ""))
+    if getattr(spec, "dpars", ()):  # parameters with their own formula: coefficients instead of a scalar
+        slots.extend(dpar_slots(design, unit, unit_note))
     for a in fam.aux:  # the family's own parameters, as it declares them
         if a == "sigma" and design.se is not None:  # known standard errors replace sigma
+            continue
+        if a in dict(getattr(spec, "dpars", ())):
             continue
         aspec = fam.aux_spec(a)
         if aspec.scale == "data":
@@ -415,10 +420,12 @@ def _resolve_slot(slot: PriorSlot, user: dict, named: PriorSet, default: PriorSe
     if declared is not None:
         sources.append(("family", declared))
     for source, pset in sources:
-        for key in slot.keys:
+        for key in (*slot.keys, *slot.set_keys):
             entry = pset.entries.get(key)
             if entry is None:
                 continue
+            if slot.set_keys and entry.scale == "mad" and slot.support != "cor":  # a dpar: link-scale units
+                entry = replace(entry, scale="data")
             if entry.scale == "mad" and slot.support != "cor":
                 unit = max(entry.min_scale, robust[1])
                 prior = entry.prior.scaled(unit) if unit > 0 else entry.prior
@@ -489,3 +496,52 @@ def _check_support(slot: PriorSlot, prior: Prior, where: str) -> None:
             f"{where}: {slot.param} must be positive, but {prior!r} puts mass on negative values. Use a prior on "
             f"positive values such as {sugg}."
         )
+
+
+# -- distributional parameters with their own formulas (their designs: hmodels.dpars / hmodels.design)
+def dpar_slots(design, unit: float, unit_note: str) -> list:
+    """Prior slots of the distributional parameters' coefficients, group SDs and correlations.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("Reaction ~ Days", hm.datasets.load("sleepstudy"), dpars={"sigma": "Days"})
+    >>> [(s.param, s.set_keys) for s in dpar_slots(m.design, 56.2, "sd(Reaction) = 56.2")]
+    [('sigma_Intercept', ('Intercept',)), ('sigma_Days', ('fixed',))]
+    """
+    fam = get_family(design.spec.family, design.spec.link)
+    slots = []
+    for name, dd in (getattr(design, "dpars", None) or {}).items():
+        aspec = fam.aux_spec(name)
+        link = dd.link
+        if aspec.support == "positive" and aspec.scale == "data":
+            loc = math.log(unit)
+            loc_note = f"log({unit_note.split(' = ')[0]}) = {_fmt(loc)}"
+        else:
+            loc, loc_note = 0.0, f"{link}({'1' if link == 'log' else '0.5'}) = 0"
+        for j, term in enumerate(dd.fixed_terms):
+            if term == f"{name}_Intercept":
+                slots.append(PriorSlot(term, "Intercept", (term,), "real", None, term, loc, 1.0,
+                                       f"loc {loc_note}; scale {link} link of {name} (unit 1)",
+                                       set_keys=("Intercept",)))
+                continue
+            sx = dd.x_sds[j] if dd.x_sds[j] > 0 else max(abs(dd.x_means[j]), 1.0)
+            raw = term[len(name) + 1:]
+            slots.append(PriorSlot(term, "fixed", (term, f"b({term})"), "real", None, term, 0.0, 1.0 / sx,
+                                   f"scale {link} link of {name} (unit 1) / sd({raw}) = {_fmt(1.0 / sx)}",
+                                   set_keys=("fixed",)))
+        for f in dd.factors:
+            g = dd.origin[f.factor]
+            zsd = f.Z.std(axis=0)
+            for j, term in enumerate(f.terms):
+                sx = 1.0 if term == f"{name}_Intercept" or zsd[j] <= 0 else zsd[j]
+                note = f"scale {link} link of {name} (unit 1)" + ("" if sx == 1.0 else f" / sd = {_fmt(1 / sx)}")
+                slots.append(PriorSlot(f"sd({g}, {term})", "sd", (f"sd({g}, {term})",), "positive", f.factor,
+                                       term, 0.0, 1.0 / sx, note, set_keys=("sd",)))
+            n_cor = sum(f.correlated)
+            for b, cor in zip(f.blocks, f.correlated):
+                if cor:
+                    label = f"cor({f.factor})" if n_cor == 1 else f"cor({f.factor}, {', '.join(f.terms[i] for i in b)})"
+                    slots.append(PriorSlot(label, "cor", (label,), "cor", f.factor, None, 0.0, 1.0, "",
+                                           set_keys=("cor",)))
+    return slots

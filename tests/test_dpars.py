@@ -1,0 +1,271 @@
+"""Distributional parameters with their own formulas (hmodels.dpars; brms's ``sigma ~ x``, glmmTMB's ziformula)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import hmodels as hm
+from hmodels.errors import FamilyError, FormulaError, PriorError, SpecificationError
+
+REF = Path(__file__).parent / "reference"
+TRUTH = {"Intercept": 1.0, "x": 0.5, "sigma_Intercept": -0.5, "sigma_x": 0.6, "sd_g": 0.5}
+
+
+def _hetero_data(seed: int = 1, n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 10, n)
+    x = rng.normal(size=n)
+    u = rng.normal(0, TRUTH["sd_g"], 10)
+    sigma = np.exp(TRUTH["sigma_Intercept"] + TRUTH["sigma_x"] * x)
+    y = TRUTH["Intercept"] + TRUTH["x"] * x + u[g] + sigma * rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{k}" for k in g]})
+
+
+@pytest.fixture(scope="module")
+def hetero():
+    model = hm.Model("y ~ x + (1 | g)", _hetero_data(), dpars={"sigma": "x"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(draws=500, tune=500, chains=2, seed=11, progressbar=False)
+    return model, fit
+
+
+def test_spec_names_priors_and_plan():
+    model = hm.Model("y ~ x + (1 | g)", _hetero_data(), dpars={"sigma": "sigma ~ x + (1 | g)"})
+    assert model.spec.dpars == (("sigma", "x + (1 | g)"),)
+    params = [r.slot.param for r in model.priors]
+    assert params == ["Intercept", "x", "sd(g, Intercept)", "sigma_Intercept", "sigma_x", "sd(g, sigma_Intercept)"]
+    assert "sigma" not in params  # the scalar sigma is replaced by its linear predictor
+    sy = float(np.std(model.design.y, ddof=1))
+    assert model.priors["sigma_Intercept"].prior.params["mu"] == pytest.approx(np.log(sy))
+    assert model.priors["sigma_Intercept"].rationale  # from the prior set, with its rationale
+    sx = float(np.std(model.design.dpars["sigma"].X[:, 1]))
+    assert model.priors["sigma_x"].prior.params["sigma"] == pytest.approx(2.5 / sx)
+    user = hm.Model("y ~ x + (1 | g)", _hetero_data(), dpars={"sigma": "x"}, priors={"sigma_x": hm.Normal(0, 1)})
+    assert user.priors["sigma_x"].source == "user"
+    plan = model.plan()
+    assert plan.backend == "pymc-graph" and plan.method == "joint"
+    assert any("own formula" in d for d in plan.deviations)
+    back = hm.ModelSpec.from_dict(json.loads(json.dumps(model.spec.to_dict())))
+    assert back == model.spec and "dpars={'sigma': 'x + (1 | g)'}" in str(back)
+
+
+def test_recovery(hetero):
+    _, fit = hetero
+    fe = fit.fixed_effects()
+    assert {"sigma_Intercept", "sigma_x"} <= set(fe.index)
+    for term in ("Intercept", "x", "sigma_Intercept", "sigma_x"):
+        mean, sd = fe.loc[term, "mean"], fe.loc[term, "sd"]
+        assert abs(mean - TRUTH[term]) < 3 * sd, (term, mean, sd)
+    assert fe.loc["sigma_x", "sd"] < 0.1  # informative: sigma's slope is identified, not the prior
+
+
+def test_numpy_loglik_matches_pymc_graph(hetero):
+    model, fit = hetero
+    pm_model = model.pymc_model
+    rng = np.random.default_rng(3)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
+    values = pm_model.compile_fn(pm_model.unobserved_value_vars, inputs=pm_model.value_vars,
+                                 on_unused_input="ignore", point_fn=False)(**point)
+    named = dict(zip([v.name for v in pm_model.unobserved_value_vars], values))
+    draws = xr.Dataset({k: (("chain", "draw", *fit.draws[k].dims[2:]), np.asarray(named[k])[None, None])
+                        for k in ("b", "r_g", "b_sigma")})
+    view = SimpleNamespace(family=fit.family, draws=draws, design=model.design)
+    from hmodels.linpred import linear_predictor, pointwise_loglik
+
+    ll_np = pointwise_loglik(view, linear_predictor(view, model.design), model.design)[0, 0]
+    obs = pm_model.observed_RVs[0]
+    ll_pm = pm_model.compile_logp(vars=[obs], sum=False, jacobian=False)(point)[0]
+    np.testing.assert_allclose(ll_np, ll_pm, rtol=1e-9, atol=1e-9)
+
+
+def _family_pairs():
+    from hmodels.families import FAMILIES, get_family
+
+    fast = {("gaussian", "sigma"), ("student_t", "nu"), ("beta", "phi"), ("zero_inflated_negativebinomial", "zi"),
+            ("hurdle_gamma", "hu"), ("zero_one_inflated_beta", "coi")}
+    for name in FAMILIES:
+        fam = get_family(name)
+        for a in fam.aux:
+            if fam.aux_spec(a).support in ("positive", "unit"):
+                yield pytest.param(name, a, marks=() if (name, a) in fast else pytest.mark.slow, id=f"{name}-{a}")
+
+
+@pytest.mark.parametrize("family, param", list(_family_pairs()))
+def test_every_family_parameter_loglik_matches_pymc(family, param):
+    """Each family parameter with a formula (x): the NumPy pointwise log-likelihood equals the PyMC graph's."""
+    from hmodels.families import get_family
+    from hmodels.linpred import linear_predictor, pointwise_loglik
+
+    fam = get_family(family)
+    rng = np.random.default_rng(0)
+    n = 60
+    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], 10)
+    trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
+    mu = fam.mean(0.3 + 0.4 * x + fam.example_eta)
+    aux = {b: fam.aux_spec(b).example for b in fam.aux}
+    if "sigma" in aux and fam.link == "log":
+        aux["sigma"] = 0.05 * float(np.mean(mu))
+    data = pd.DataFrame({"y": fam.simulate(rng, mu, aux, trials=trials), "x": x, "g": g})
+    lhs = "y" if trials is None else "p(y, n)"
+    if trials is not None:
+        data["n"] = trials
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family, dpars={param: "x"}, centered=False)
+    pmm = model.pymc_model
+    point = {k: v + np.random.default_rng(3).normal(0, 0.2, np.shape(v)) for k, v in pmm.initial_point().items()}
+    values = pmm.compile_fn(pmm.unobserved_value_vars, inputs=pmm.value_vars, on_unused_input="ignore",
+                            point_fn=False)(**point)
+    named = dict(zip([v.name for v in pmm.unobserved_value_vars], values))
+    keep = ["b", "r_g", f"b_{param}", *[a for a in fam.aux if a in named and a != param]]
+    dims = {"b": ("term",), "r_g": ("g", "g__term"), f"b_{param}": ("b_term",)}
+    draws = xr.Dataset({k: (("chain", "draw", *dims.get(k, tuple(f"{k}_{i}" for i in range(np.ndim(named[k]))))),
+                            np.asarray(named[k])[None, None]) for k in keep})
+    view = SimpleNamespace(family=model.family, draws=draws, design=model.design)
+    ll_np = pointwise_loglik(view, linear_predictor(view, model.design), model.design)[0, 0]
+    ll_pm = pmm.compile_logp(vars=pmm.observed_RVs, sum=False, jacobian=False)(point)[0]
+    np.testing.assert_allclose(ll_np, ll_pm, rtol=1e-9, atol=1e-9)
+
+
+def test_loo_and_per_row_predictions(hetero):
+    _, fit = hetero
+    loo = fit.loo()
+    assert np.isfinite(float(loo.elpd))
+    new = pd.DataFrame({"x": [-2.0, 2.0], "g": ["g0", "g0"]})
+    y = fit.predict(new, kind="response", seed=5).values  # (chain, draw, 2)
+    b = fit.draws["b_sigma"].values.reshape(-1, 2)
+    ratio = float(np.mean(np.exp(4 * b[:, 1])))  # sigma(x = 2) / sigma(x = -2)
+    observed = y[..., 1].std() / y[..., 0].std()
+    assert observed == pytest.approx(ratio, rel=0.15)  # a scalar sigma would give about 1, not ~11
+    again = fit.predict(new, kind="response", seed=5).values
+    np.testing.assert_array_equal(y, again)
+    with pytest.raises(SpecificationError, match="sigma has its own formula"):  # no single residual variance
+        fit.icc()
+    from hmodels.components import bayes_r2
+
+    assert 0 < float(bayes_r2(fit)["mean"].iloc[0]) < 1
+    assert fit.residuals()["pearson"].notna().all()
+
+
+def test_save_load_round_trip(hetero, tmp_path):
+    _, fit = hetero
+    path = tmp_path / "dpars.nc"
+    fit.save(path)
+    back = hm.load(path)
+    assert back.spec == fit.spec
+    pd.testing.assert_frame_equal(back.fixed_effects(), fit.fixed_effects())
+    new = pd.DataFrame({"x": [0.0, 1.0], "g": ["g1", "g2"]})
+    np.testing.assert_allclose(back.predict(new, kind="response", seed=2).values,
+                               fit.predict(new, kind="response", seed=2).values)
+
+
+def test_group_terms_of_a_dpar():
+    """sigma ~ x + (1 | g): per-group residual SDs, recovered; summaries name them as brms."""
+    rng = np.random.default_rng(2)
+    n, k = 600, 15
+    g, x = rng.integers(0, k, n), rng.normal(size=n)
+    u, v = rng.normal(0, 0.5, k), rng.normal(0, 0.4, k)
+    y = 1 + 0.5 * x + u[g] + np.exp(-0.5 + 0.3 * x + v[g]) * rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "x": x, "g": [f"l{j}" for j in g]})
+    model = hm.Model("y ~ x + (1 | g)", data, dpars={"sigma": "x + (1 | g)"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(draws=400, tune=400, chains=2, seed=1, progressbar=False)
+    vc = fit.variance_components()
+    row = vc.loc["sd(g, sigma_Intercept)"]
+    assert row["group"] == "g" and abs(row["mean"] - np.std(v)) < 3 * row["sd"]
+    fe = fit.fixed_effects()
+    assert abs(fe.loc["sigma_x", "mean"] - 0.3) < 3 * fe.loc["sigma_x", "sd"]
+    r = fit.draws["r_g__sigma"].mean(("chain", "draw")).values[:, 0]
+    assert np.corrcoef(r, v[[int(lv[1:]) for lv in fit.draws["r_g__sigma"].coords["g__sigma"].values]])[0, 1] > 0.7
+
+
+def test_intercept_only_dpar_is_the_plain_model():
+    """sigma ~ 1 with log(sigma) ~ Normal(m, s) is the plain model with sigma ~ LogNormal(m, s): same log density."""
+    data = _hetero_data(n=120)
+    plain = hm.Model("y ~ x + (1 | g)", data, priors={"sigma": hm.LogNormal(0.2, 0.7)}, centered=False)
+    dpar = hm.Model("y ~ x + (1 | g)", data, dpars={"sigma": "1"},
+                    priors={"sigma_Intercept": hm.Normal(0.2, 0.7)}, centered=False)
+    a, b = plain.pymc_model, dpar.pymc_model
+    rng = np.random.default_rng(7)
+    pa = {k: v + rng.normal(0, 0.4, np.shape(v)) for k, v in a.initial_point().items()}
+    pb = {k: v for k, v in pa.items() if k != "sigma_log__"}
+    pb["b_sigma_scale__"] = np.atleast_1d(pa["sigma_log__"])  # log(sigma), the one coefficient of sigma ~ 1
+    assert set(pb) == set(b.initial_point()), (set(pb), set(b.initial_point()))
+    assert float(a.compile_logp()(pa)) == pytest.approx(float(b.compile_logp()(pb)), rel=1e-10)
+
+
+def test_bad_input():
+    data = _hetero_data(n=60)
+    with pytest.raises(FamilyError, match="Its parameters are: sigma"):
+        hm.Model("y ~ x", data, dpars={"phi": "x"})
+    with pytest.raises(FamilyError, match="alpha"):
+        hm.Model("y ~ x", data.assign(y=np.round(np.abs(data.y) * 3)), family="poisson", dpars={"alpha": "x"})
+    with pytest.raises(FormulaError, match="sigma"):
+        hm.Model("y ~ x", data, dpars={"sigma": "x + (1 |"})
+    with pytest.raises(FormulaError, match="empty"):
+        hm.Model("y ~ x", data, dpars={"sigma": "  "})
+    with pytest.raises(FormulaError, match="offset"):
+        hm.Model("y ~ x", data, dpars={"sigma": "x + offset(x)"})
+    with pytest.raises(SpecificationError, match="dict"):
+        hm.Model("y ~ x", data, dpars=["sigma"])
+    with pytest.raises(PriorError, match="sigma_Intercept"):  # the scalar sigma is gone: its key names the new ones
+        hm.Model("y ~ x", data, dpars={"sigma": "x"}, priors={"sigma": hm.HalfNormal(1)})
+    with pytest.raises(hm.errors.MissingColumnError, match="z"):
+        hm.Model("y ~ x", data, dpars={"sigma": "z"})
+    with pytest.raises(SpecificationError, match="standard errors"):
+        hm.Model("y | se(s) ~ x", data.assign(s=1.0), dpars={"sigma": "x"})
+    with pytest.raises(SpecificationError, match="nonlinear"):
+        hm.Model("y ~ a * exp(b * x)", data, nonlinear={"a": "1", "b": "1"}, dpars={"sigma": "x"})
+    ordinal = pd.DataFrame({"r": pd.Categorical(np.tile(["a", "b", "c"], 20), ordered=True), "x": np.arange(60.0)})
+    with pytest.raises(FamilyError, match="cutpoints"):
+        hm.Model("r ~ x", ordinal, family="ordinal", dpars={"cutpoints": "x"})
+
+
+def test_zero_inflation_formula_matches_glmmtmb():
+    """Salamanders, count ~ mined + (1 | site), ziformula = ~ mined, nbinom2 (tests/reference/glmmtmb_dpars.R)."""
+    ref = json.loads((REF / "glmmtmb_dpars.json").read_text())
+    data = pd.read_csv(REF / "glmmtmb_dpars.csv")
+    data["mined"] = pd.Categorical(data["mined"], categories=["yes", "no"])  # R's level order: reference "yes"
+    model = hm.Model("count ~ mined + (1 | site)", data, family="zero_inflated_negativebinomial",
+                     dpars={"zi": "mined"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(draws=500, tune=500, chains=2, seed=3, progressbar=False)
+    fe = fit.fixed_effects()
+    pairs = {"Intercept": ref["cond"]["(Intercept)"], "mined[no]": ref["cond"]["minedno"],
+             "zi_Intercept": ref["zi"]["(Intercept)"], "zi_mined[no]": ref["zi"]["minedno"]}
+    for term, ml in pairs.items():
+        assert abs(fe.loc[term, "mean"] - ml) < fe.loc[term, "sd"], (term, fe.loc[term, "mean"], ml)
+    vc = fit.variance_components()
+    for label, ml in (("alpha", ref["alpha"]), ("sd(site, Intercept)", ref["sd_site"])):
+        assert abs(vc.loc[label, "mean"] - ml) < 2 * vc.loc[label, "sd"], (label, vc.loc[label, "mean"], ml)
+
+
+def test_new_levels_of_a_dpar_factor():
+    """A factor only sigma's formula uses: unseen levels are refused by groups='include', as the mean's are."""
+    rng = np.random.default_rng(2)
+    n = 200
+    h, x = rng.integers(0, 8, n), rng.normal(size=n)
+    y = 1 + 0.5 * x + np.exp(-0.5 + rng.normal(0, 0.6, 8)[h]) * rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "x": x, "h": [f"h{k}" for k in h]})
+    model = hm.Model("y ~ x", data, dpars={"sigma": "1 + (1 | h)"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(draws=150, tune=150, chains=1, seed=4, progressbar=False)
+    new = pd.DataFrame({"x": [0.0, 0.0], "h": ["h1", "h_new"]})
+    with pytest.raises(hm.errors.DataError, match="h_new"):
+        fit.predict(new, kind="response")
+    pred = fit.predict(new, kind="mean", groups="exclude")
+    assert pred.values.shape == (1, 150, 2)
+    link = fit.predict(new, kind="response", groups="new", seed=1)
+    assert link.new_levels == {"h": ["h_new"]}
