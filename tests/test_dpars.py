@@ -240,15 +240,16 @@ def test_zero_inflation_formula_matches_glmmtmb():
                      dpars={"zi": "mined"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = model.fit(draws=500, tune=500, chains=2, seed=3, progressbar=False)
+        fit = model.fit(draws=1000, tune=1000, chains=4, seed=3, progressbar=False)
     fe = fit.fixed_effects()
+    assert fit.divergences == 0 and fe["r_hat"].max() <= 1.01, fe["r_hat"]
     pairs = {"Intercept": ref["cond"]["(Intercept)"], "mined[no]": ref["cond"]["minedno"],
              "zi_Intercept": ref["zi"]["(Intercept)"], "zi_mined[no]": ref["zi"]["minedno"]}
     for term, ml in pairs.items():
         assert abs(fe.loc[term, "mean"] - ml) < fe.loc[term, "sd"], (term, fe.loc[term, "mean"], ml)
     vc = fit.variance_components()
     for label, ml in (("alpha", ref["alpha"]), ("sd(site, Intercept)", ref["sd_site"])):
-        assert abs(vc.loc[label, "mean"] - ml) < 2 * vc.loc[label, "sd"], (label, vc.loc[label, "mean"], ml)
+        assert abs(vc.loc[label, "mean"] - ml) < vc.loc[label, "sd"], (label, vc.loc[label, "mean"], ml)
 
 
 def test_new_levels_of_a_dpar_factor():
