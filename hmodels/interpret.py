@@ -401,6 +401,11 @@ def parameter_draws(fit) -> dict[str, np.ndarray]:
                 da = fit.draws[a]
                 for j, lab in enumerate(da.coords[da.dims[-1]].values):
                     out[str(lab)] = values[..., j]
+        if f"b_{a}" in fit.draws:  # a parameter with its own formula (hmodels.dpars): sigma_Intercept, sigma_x, ...
+            da = fit.draws[f"b_{a}"]
+            values = _draws(fit, f"b_{a}")
+            for j, lab in enumerate(da.coords[da.dims[-1]].values):
+                out[str(lab)] = values[..., j]
     return out
 
 
@@ -664,7 +669,8 @@ def _predictors(fit) -> dict[str, dict]:
     data = fit_design(fit).data
     # the outcome, trials and SE columns: what a spec without terms still reads. The offset's columns are
     # predictors: the grid holds them at their mean (or at= values), as emmeans does
-    extras = set(used_columns(replace(spec, fixed=(), groups=(), intercept=True, offset=None), data.columns))
+    extras = set(used_columns(replace(spec, fixed=(), groups=(), intercept=True, offset=None, dpars=()),
+                              data.columns))
     group_cols = {c for g in spec.groups for c in g.columns}
     fixed_cols = [c for c in used_columns(replace(spec, groups=()), data.columns) if c not in extras]
     group_term_cols = [c for c in used_columns(spec, data.columns) if c not in extras and c not in group_cols]
@@ -887,6 +893,15 @@ def _expected(fit, eta: np.ndarray) -> np.ndarray:
     Zero-inflated and hurdle families scale their location by the share of non-structural zeros;
     the lognormal's mean is ``exp(mu + sigma^2 / 2)``.
     """
+    if _location_is_mean(fit.family):  # the expected outcome is the inverse link: no family parameter enters
+        return mean_draws(fit, eta)
+    if getattr(fit.spec, "dpars", ()) and any(a in dict(fit.spec.dpars) for a in fit.family.aux):
+        raise SpecificationError(
+            f"The expected outcome of the {fit.family.name} family depends on "
+            f"{', '.join(a for a, _ in fit.spec.dpars)}, which has its own formula and differs by row; marginal "
+            "means, comparisons and slopes on the outcome scale are not available for such models yet. Use "
+            "scale='link', or fit.predict(newdata, kind='mean') on the rows you want."
+        )
     aux = {k: v.reshape(v.shape[:2] + (1,) * (eta.ndim - 2)) for k, v in aux_draws(fit).items()}
     return fit.family.response_mean(mean_draws(fit, eta), aux)
 

@@ -270,3 +270,24 @@ def test_new_levels_of_a_dpar_factor():
     assert pred.values.shape == (1, 150, 2)
     link = fit.predict(new, kind="response", groups="new", seed=1)
     assert link.new_levels == {"h": ["h_new"]}
+
+
+def test_interpretation_of_a_model_with_a_sigma_formula():
+    """Marginal means and slopes of the mean (sigma does not enter a gaussian's mean); hypotheses on dpar terms."""
+    d = hm.datasets.load("sleepstudy")
+    m = hm.Model("Reaction ~ Days + (1 | Subject)", d, dpars={"sigma": "Days"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.fit(draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    mm = fit.marginal_means(by="Days", at={"Days": [0, 9]})
+    b = fit.fixed_effects()["mean"]
+    assert mm.table["estimate"].iloc[1] - mm.table["estimate"].iloc[0] == pytest.approx(9 * b["Days"], rel=0.05)
+    assert fit.slopes("Days").table["estimate"].iloc[0] == pytest.approx(b["Days"], rel=0.05)
+    hyp = fit.hypothesis("sigma_Days > 0")
+    assert 0 <= float(hyp["prob"].iloc[0]) <= 1
+    lognormal = hm.Model("Reaction ~ Days + (1 | Subject)", d, family="lognormal", dpars={"sigma": "Days"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lfit = lognormal.fit(draws=100, tune=100, chains=2, seed=1, progressbar=False)
+    with pytest.raises(SpecificationError, match="own formula"):  # exp(mu + sigma^2/2) differs by row
+        lfit.marginal_means(by="Days", at={"Days": [0, 9]})
