@@ -952,3 +952,32 @@ def dpar_sub_spec(spec: ModelSpec, name: str) -> ModelSpec:
         raise FormulaError(f"The formula of {name!r} in dpars= ({text!r}) has no population-level term; keep the "
                            "intercept ('1 + ...').")
     return sub
+
+
+# -- encoding new data like the fitted data (prediction, K-fold, nonlinear models)
+def encode_new_data(expr: str, training: pd.DataFrame, newdata: pd.DataFrame, what: str):
+    """Evaluate ``expr`` on ``newdata`` with the encoding learnt from ``training`` (levels, ``scale()`` moments).
+
+    Returns the values and the column names formulae gives the fitted data (the caller checks they match).
+    """
+    import formulae as fm
+
+    try:
+        dm = fm.design_matrices(expr, training, na_action="error", env=FORMULA_ENV).common
+    except Exception as exc:  # the fit's own data: should not fail
+        raise SpecificationError(f"Could not rebuild the {what} {expr!r} from the fitted data: {exc}") from None
+    try:
+        with np.errstate(all="ignore"):  # non-finite results are reported with their rows by the caller
+            new = dm.evaluate_new_data(newdata)
+    except Exception as exc:
+        raise DataError(f"Could not evaluate the {what} {expr!r} on newdata: {exc}") from None
+    return np.asarray(new.design_matrix if hasattr(new, "design_matrix") else new, dtype=float), \
+        [str(c) for c in dm.as_dataframe().columns]
+
+
+def level_labels(group, data: pd.DataFrame) -> np.ndarray:
+    """Each row's level of a grouping factor as text (``a:b`` for an interaction of columns)."""
+    cols = list(group.columns)
+    if len(cols) == 1:
+        return data[cols[0]].astype(str).to_numpy()
+    return data[cols].astype(str).agg(":".join, axis=1).to_numpy()

@@ -33,10 +33,11 @@ import pandas as pd
 import xarray as xr
 
 from .design import (
-    FORMULA_ENV,
     Design,
     FactorDesign,
     check_finite,
+    encode_new_data,
+    level_labels,
     offset_values,
     population_columns,
     row_labels,
@@ -247,30 +248,6 @@ def _training_data(fit) -> pd.DataFrame:
     return data
 
 
-def _encoded(expr: str, training: pd.DataFrame, newdata: pd.DataFrame, what: str):
-    """Evaluate ``expr`` on ``newdata`` with the encoding learnt from ``training``."""
-    import formulae as fm
-
-    try:
-        dm = fm.design_matrices(expr, training, na_action="error", env=FORMULA_ENV).common
-    except Exception as exc:  # the fit's own data: should not fail
-        raise SpecificationError(f"Could not rebuild the {what} {expr!r} from the fitted data: {exc}") from None
-    try:
-        with np.errstate(all="ignore"):  # non-finite results are reported with their rows by the caller
-            new = dm.evaluate_new_data(newdata)
-    except Exception as exc:
-        raise DataError(f"Could not evaluate the {what} {expr!r} on newdata: {exc}") from None
-    return np.asarray(new.design_matrix if hasattr(new, "design_matrix") else new, dtype=float), \
-        [str(c) for c in dm.as_dataframe().columns]
-
-
-def _labels(group, data: pd.DataFrame) -> np.ndarray:
-    cols = list(group.columns)
-    if len(cols) == 1:
-        return data[cols[0]].astype(str).to_numpy()
-    return data[cols].astype(str).agg(":".join, axis=1).to_numpy()
-
-
 def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: bool = False):
     """Encode ``newdata`` like the fitted data.
 
@@ -360,7 +337,7 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
         from .families import get_family
 
         X, names = population_columns(get_family(spec.family, spec.link),
-                                      *_encoded(rhs, training, nd, "population-level terms"))
+                                      *encode_new_data(rhs, training, nd, "population-level terms"))
         if names != fixed_terms:
             raise SpecificationError(
                 f"The rebuilt population-level terms {names} differ from the fitted {fixed_terms}."
@@ -374,7 +351,7 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     for g in spec.groups:
         meta = fit.meta["factors"][g.factor]
         levels = list(meta["levels"])
-        labels = _labels(g, nd)
+        labels = level_labels(g, nd)
         lookup = {lv: i for i, lv in enumerate(levels)}
         unseen = [lv for lv in dict.fromkeys(labels) if lv not in lookup]
         if unseen:
@@ -384,7 +361,7 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
         codes = np.array([lookup[lv] for lv in labels], dtype=np.int64)
         Zs, terms, blocks, correlated, exprs = [], [], [], [], []
         for b in g.blocks:
-            Zb, names = _encoded(b.expression, training, nd, f"group-specific terms of {g.factor!r}")
+            Zb, names = encode_new_data(b.expression, training, nd, f"group-specific terms of {g.factor!r}")
             start = len(terms)
             Zs.append(Zb)
             terms.extend(names)
@@ -493,14 +470,14 @@ def new_dpar_designs(fit, training, nd, row_labels, unseen: dict | None = None) 
     for name, dd in fit.design.dpars.items():
         sub = dpar_sub_spec(spec, name)
         text = " + ".join(["1" if sub.intercept else "0", *sub.fixed])
-        X, names = _encoded(text, training, nd, f"population-level terms of {name!r}")
+        X, names = encode_new_data(text, training, nd, f"population-level terms of {name!r}")
         if [f"{name}_{t}" for t in names] != list(dd.fixed_terms):
             raise SpecificationError(f"The rebuilt terms of {name!r} {names} differ from the fitted {dd.fixed_terms}.")
         check_finite(X, list(dd.fixed_terms), row_labels, f"population-level, of {name!r}, in newdata")
         factors = []
         for g, f in zip(sub.groups, dd.factors):
             pos = {lv: i for i, lv in enumerate(f.levels)}
-            labs = _labels(g, nd)
+            labs = level_labels(g, nd)
             codes = np.array([pos.get(lv, -1) for lv in labs], dtype=np.int64)
             if unseen is not None:
                 for lv in dict.fromkeys(labs):
@@ -508,7 +485,7 @@ def new_dpar_designs(fit, training, nd, row_labels, unseen: dict | None = None) 
                         unseen[g.factor].append(lv)
                 if not unseen[g.factor]:
                     del unseen[g.factor]
-            Z = np.concatenate([_encoded(b.expression, training, nd, f"group-specific terms of {g.factor!r}")[0]
+            Z = np.concatenate([encode_new_data(b.expression, training, nd, f"group-specific terms of {g.factor!r}")[0]
                                 for b in g.blocks], axis=1)
             factors.append(replace(f, codes=codes, Z=Z))
         out[name] = replace(dd, X=X, factors=factors)

@@ -8,32 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..design import FORMULA_ENV, FactorDesign, _bad_mask
+from ..design import FactorDesign, _bad_mask, encode_new_data, level_labels
 from ..errors import DataError, MissingColumnError, SpecificationError, closest, row_labels
 from .design import NonlinearDesign, _stack, _uncorrelated
 
 __all__ = ["new_nonlinear_design"]
-
-
-def _encoded(expr: str, training: pd.DataFrame, newdata: pd.DataFrame, what: str):
-    """``expr`` evaluated on ``newdata`` with the encoding (levels, ``scale()`` moments) learnt from ``training``."""
-    import formulae as fm
-
-    dm = fm.design_matrices(expr, training, na_action="error", env=FORMULA_ENV).common
-    try:
-        with np.errstate(all="ignore"):
-            new = dm.evaluate_new_data(newdata)
-    except Exception as exc:  # noqa: BLE001 - formulae raises several types
-        raise DataError(f"Could not evaluate the {what} {expr!r} on newdata: {exc}") from None
-    values = np.asarray(new.design_matrix if hasattr(new, "design_matrix") else new, dtype=float)
-    return values, [str(c) for c in dm.as_dataframe().columns]
-
-
-def _labels(group, data: pd.DataFrame) -> np.ndarray:
-    cols = list(group.columns)
-    if len(cols) == 1:
-        return data[cols[0]].astype(str).to_numpy()
-    return data[cols].astype(str).agg(":".join, axis=1).to_numpy()
 
 
 def new_nonlinear_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: bool = False):
@@ -77,13 +56,13 @@ def new_nonlinear_design(fit, newdata: pd.DataFrame, need_trials: bool = False, 
         if rhs == "0":
             X, names = np.zeros((len(nd), 0)), []
         else:
-            X, names = _encoded(rhs, training, nd, f"population-level terms of {k!r}")
+            X, names = encode_new_data(rhs, training, nd, f"population-level terms of {k!r}")
         if names != fitted_terms:
             raise SpecificationError(f"The rebuilt terms of {k!r} {names} differ from the fitted {fitted_terms}.")
         factors = []
         for g in pspec.groups:
             levels = list(fit.meta["factors"][g.factor]["levels"])
-            lab = _labels(g, nd)
+            lab = level_labels(g, nd)
             lookup = {lv: i for i, lv in enumerate(levels)}
             unseen = [lv for lv in dict.fromkeys(lab) if lv not in lookup]
             if unseen:
@@ -93,7 +72,7 @@ def new_nonlinear_design(fit, newdata: pd.DataFrame, need_trials: bool = False, 
             codes = np.array([lookup[lv] for lv in lab], dtype=np.int64)
             Zs, terms = [], []
             for b in g.blocks:
-                Zb, bn = _encoded(b.expression, training, nd, f"group-specific terms of {g.factor!r} for {k!r}")
+                Zb, bn = encode_new_data(b.expression, training, nd, f"group-specific terms of {g.factor!r} for {k!r}")
                 Zs.append(Zb)
                 terms.extend(bn)
             factors.append(FactorDesign(g.factor, levels + unseen, codes, np.concatenate(Zs, axis=1), terms,
