@@ -61,6 +61,9 @@ class Family:
     ppc_kind: ClassVar[str] = "density"
     discrete: ClassVar[bool] = False
     accepts_se: ClassVar[bool] = False
+    #: Why ICC and marginal/conditional R² are not defined for the family (None: the generic rules decide).
+    #: Set, it makes :attr:`latent_variance` None and :meth:`latent_residual_variance` raise FamilyError.
+    no_latent_scale: ClassVar[str | None] = None
     #: A continuous family whose outcome can be exactly 0 (a hurdle), though its location has a log link.
     zero_in_support: ClassVar[bool] = False
     #: A hurdle family: every zero comes from the hurdle, so zeros say nothing about the location ``mu``.
@@ -160,6 +163,8 @@ class Family:
         None where the residual variance depends on the mean (log link; see
         :mod:`hmodels.components`) or is a parameter (gaussian).
         """
+        if self.no_latent_scale is not None:
+            return None
         return self.link_fn.latent_variance if self.outcome in ("binary", "binomial") else None
 
     # -- the distribution (NumPy) ----------------------------------------------------------------
@@ -198,6 +203,9 @@ class Family:
         method : {"lognormal", "trigamma", "delta"}
             Approximation for log-link count families.
         """
+        if self.no_latent_scale is not None:
+            raise FamilyError(f"Variance decomposition (ICC, marginal/conditional R²) is not defined for the "
+                              f"{self.name} family: {self.no_latent_scale}")
         if self.latent_variance is not None:
             return np.full(np.shape(lam), self.latent_variance)
         raise FamilyError(

@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..engine import codes as K
-from ..errors import DataError, FamilyError
+from ..errors import DataError
 from .base import _P_EPS, Family, _clip_pt
 
 __all__ = ["Beta", "BetaBinomial"]
@@ -32,12 +32,10 @@ def _shapes(mu, aux):
     return mu * phi, (1 - mu) * phi
 
 
-def _no_latent(family) -> FamilyError:
-    return FamilyError(
-        f"Variance decomposition (ICC, marginal/conditional R²) is not defined for the {family.name} family: it "
-        "has no standard latent-scale residual variance. Bayesian R² (hm.components.bayes_r2(fit)) is defined, and "
-        "for a latent-scale ICC of proportions, a binomial model with an observation-level effect (1 | obs) has one."
-    )
+#: Why ICC / latent R² are not defined for proportions (Family.no_latent_scale).
+_NO_LATENT = ("it has no standard latent-scale residual variance. Bayesian R² (hm.components.bayes_r2(fit)) is "
+              "defined, and for a latent-scale ICC of proportions, a binomial model with an observation-level effect "
+              "(1 | obs) has one.")
 
 
 @dataclass(frozen=True, repr=False)
@@ -58,6 +56,7 @@ class Beta(Family):
     links: ClassVar = ("logit",)
     default_link: ClassVar = "logit"
     aux: ClassVar = ("phi",)
+    no_latent_scale: ClassVar = _NO_LATENT
     engine_code: ClassVar = K.FAM_BETA
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
@@ -106,13 +105,6 @@ class Beta(Family):
         mu = np.asarray(mu, dtype=float)
         return mu * (1 - mu) / (1 + np.asarray(aux["phi"], dtype=float))
 
-    @property
-    def latent_variance(self) -> float | None:  # noqa: D102
-        return None
-
-    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
-        """Not defined: raises :class:`~hmodels.errors.FamilyError`."""
-        raise _no_latent(self)
 
     def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
         import pymc as pm
@@ -139,6 +131,7 @@ class BetaBinomial(Family):
     links: ClassVar = ("logit",)
     default_link: ClassVar = "logit"
     aux: ClassVar = ("phi",)
+    no_latent_scale: ClassVar = _NO_LATENT
     outcome: ClassVar = "binomial"
     aliases: ClassVar = ("betabinomial", "betabinom")
     engine_code: ClassVar = K.BETABINOMIAL
@@ -164,13 +157,6 @@ class BetaBinomial(Family):
         n = np.asarray(trials, dtype=float)
         return n * mu * (1 - mu) * (1 + (n - 1) / (np.asarray(aux["phi"], dtype=float) + 1))
 
-    @property
-    def latent_variance(self) -> float | None:  # noqa: D102
-        return None
-
-    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
-        """Not defined: raises :class:`~hmodels.errors.FamilyError`."""
-        raise _no_latent(self)
 
     def pymc_likelihood(self, name, eta, aux, y, trials=None, se=None, dims="obs"):  # noqa: D102
         import pymc as pm

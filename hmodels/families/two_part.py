@@ -37,19 +37,11 @@ from typing import ClassVar
 import numpy as np
 
 from ..engine import codes as K
-from ..errors import DataError, FamilyError
+from ..errors import DataError
 from .auxiliary import AuxSpec
 from .base import _P_EPS, Family, _clip_pt
 
 __all__ = ["HurdleGamma", "HurdleLogNormal", "ZeroOneInflatedBeta"]
-
-
-def _no_latent(family) -> FamilyError:
-    return FamilyError(
-        f"Variance decomposition (ICC, marginal/conditional R²) is not defined for the {family.name} family: two "
-        "processes (the zeros and the continuous part) make the outcome, so there is no single latent-scale "
-        "residual variance. Bayesian R² (hm.components.bayes_r2(fit)) is defined."
-    )
 
 
 def _bad_rows(family, y, bad, column, labels, need: str, hint: str) -> None:
@@ -63,6 +55,11 @@ def _bad_rows(family, y, bad, column, labels, need: str, hint: str) -> None:
         )
 
 
+#: Why ICC / latent R² are not defined for these families (Family.no_latent_scale).
+_NO_LATENT = ("two processes (the zeros and the continuous part) make the outcome, so there is no single latent-scale "
+              "residual variance. Bayesian R² (hm.components.bayes_r2(fit)) is defined.")
+
+
 @dataclass(frozen=True, repr=False)
 class _ContinuousHurdle(Family):
     """``P(0) = hu``; a positive outcome from the continuous part (``_logf``, ``_draw``, ``_moments``)."""
@@ -70,19 +67,13 @@ class _ContinuousHurdle(Family):
     ppc_kind: ClassVar = "density"
     zero_in_support: ClassVar = True
     hurdle: ClassVar = True
+    no_latent_scale: ClassVar = _NO_LATENT
 
     def check_response(self, y, column, labels) -> None:  # noqa: D102 - see Family
         y = np.asarray(y, dtype=float)
         _bad_rows(self, y, y < 0, column, labels, "zero or a positive outcome",
                   "Drop or correct those rows; an outcome that can be negative needs gaussian or student_t.")
 
-    @property
-    def latent_variance(self) -> float | None:  # noqa: D102
-        return None
-
-    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
-        """Not defined: raises :class:`~hmodels.errors.FamilyError`."""
-        raise _no_latent(self)
 
     def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
         y = np.asarray(y, dtype=float)
@@ -205,6 +196,7 @@ class ZeroOneInflatedBeta(Family):
     links: ClassVar = ("logit",)
     default_link: ClassVar = "logit"
     aux: ClassVar = ("phi", "zoi", "coi")
+    no_latent_scale: ClassVar = _NO_LATENT
     engine_code: ClassVar = K.FAM_ZOIB
     aux_specs: ClassVar = {
         "zoi": AuxSpec("unit", "Beta(1, 1)", "brms's default: every probability of an exact 0 or 1 equally plausible.",
@@ -225,13 +217,6 @@ class ZeroOneInflatedBeta(Family):
         n = len(y)
         return self.link_fn.link((y * (n - 1) + 0.5) / n), f"logit({name})"
 
-    @property
-    def latent_variance(self) -> float | None:  # noqa: D102
-        return None
-
-    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
-        """Not defined: raises :class:`~hmodels.errors.FamilyError`."""
-        raise _no_latent(self)
 
     def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
         from scipy import stats

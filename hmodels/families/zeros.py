@@ -28,7 +28,6 @@ from typing import ClassVar
 import numpy as np
 
 from ..engine import codes as K
-from ..errors import FamilyError
 from .base import Family
 
 __all__ = ["ZeroInflatedPoisson", "ZeroInflatedNegativeBinomial", "HurdlePoisson", "HurdleNegativeBinomial"]
@@ -68,15 +67,6 @@ def _zero_truncated_negbin(rng, mu, alpha):
     return np.maximum(stats.nbinom.ppf(u, alpha, alpha / (alpha + mu)), 1.0)
 
 
-def _no_latent(family) -> FamilyError:
-    return FamilyError(
-        f"Variance decomposition (ICC, marginal/conditional R²) is not defined for the {family.name} family: the "
-        "outcome mixes two processes (the zeros and the counts), so there is no single latent-scale residual "
-        "variance. Bayesian R² (hm.components.bayes_r2(fit)) is defined; for a latent-scale ICC of the count "
-        "part, fit a poisson or negativebinomial model."
-    )
-
-
 @dataclass(frozen=True, repr=False)
 class _ExcessZeros(Family):
     """Shared pieces of the zero-inflated and hurdle count families."""
@@ -86,10 +76,11 @@ class _ExcessZeros(Family):
     outcome: ClassVar = "count"
     ppc_kind: ClassVar = "counts"
     discrete: ClassVar = True
+    no_latent_scale: ClassVar = (
+        "the outcome mixes two processes (the zeros and the counts), so there is no single latent-scale residual "
+        "variance. Bayesian R² (hm.components.bayes_r2(fit)) is defined; for a latent-scale ICC of the count part, "
+        "fit a poisson or negativebinomial model.")
 
-    def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
-        """Not defined: raises :class:`~hmodels.errors.FamilyError`."""
-        raise _no_latent(self)
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         from scipy.special import gammaln
