@@ -200,3 +200,14 @@ def test_kfold_names_a_fold_whose_training_rows_lack_a_category():
         fit = m.fit(draws=100, tune=100, chains=2, seed=1, progressbar=False)
     with pytest.raises(hm.DataError, match="K-fold: the model cannot be refitted without"):
         fit.kfold(k=3, seed=1, draws=50, tune=50, chains=1)
+
+
+def test_a_predictor_far_from_zero_is_warned_about_and_centring_fixes_it():
+    """Thresholds' priors sit at predictor value 0: x + 1000 would drag the slope to 0 without a word."""
+    d = _ratings().assign(x_far=lambda t: t["x"] + 1000.0)
+    with pytest.warns(hm.DataWarning, match=r"center\(x_far\)"):
+        hm.Model("rating ~ x_far + (1 | g)", d, family="cumulative")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hm.DataWarning)
+        hm.Model("rating ~ center(x_far) + (1 | g)", d, family="cumulative")  # no warning once centred
+        hm.Model("rating ~ x + (1 | g)", d, family="cumulative")
