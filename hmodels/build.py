@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .families import get_family
+from .families.ordinal import threshold_shift_means
 from .parameterisation import resolve_centering
 from .priors.distributions import Prior
 from .priors.resolve import PriorTable
@@ -101,7 +102,9 @@ def coefficient_scales(design) -> tuple[float, np.ndarray]:
     s_y = float(np.std(y)) if fam.link == "identity" and len(y) > 1 else 1.0
     s_y = s_y if np.isfinite(s_y) and s_y > 0 else 1.0
     X = design.X
-    spread = X.std(axis=0) if design.has_intercept else np.sqrt((X**2).mean(axis=0))
+    # about the column mean where the model has an intercept or ordinal thresholds (which take its place)
+    about_mean = design.has_intercept or getattr(design, "response_levels", None) is not None
+    spread = X.std(axis=0) if about_mean else np.sqrt((X**2).mean(axis=0))
     out = np.where(spread > 0, s_y / np.where(spread > 0, spread, 1.0), s_y)
     return s_y, out
 
@@ -156,7 +159,14 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
         if design.offset is not None:  # coefficient exactly 1 (also in the collapsed likelihood, through y - eta)
             eta = eta + pt.as_tensor_variable(np.asarray(design.offset, dtype=float))
         # population level
-        if design.fixed_terms:
+        shift_means = threshold_shift_means(design, priors.intercept_prior)
+        threshold_shift = None
+        if shift_means is not None:  # ordinal: the thresholds' prior at the predictors' means (as brms)
+            _, scales = coefficient_scales(design)
+            b = _vector_rv("b", [by_param[t] for t in design.fixed_terms], "term", pm, scales=scales)
+            eta = eta + pt.dot(pt.as_tensor_variable(design.X - shift_means), b)
+            threshold_shift = pt.dot(shift_means, b)
+        elif design.fixed_terms:
             eta = eta + _fixed_effects(design, by_param, priors.intercept_prior, pm, pt)
         # group level
         collapsed = None
@@ -181,7 +191,8 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
                 dvals[name] = inverse_link(dd.link, pymc_dpar(design, dd, by_param, priors.intercept_prior, built,
                                                               pm, pt))
         if collapsed is None:
-            _likelihood(design, fam, eta, by_param, built.observed, pm, pt, prior_only=prior_only, dpars=dvals)
+            _likelihood(design, fam, eta, by_param, built.observed, pm, pt, prior_only=prior_only, dpars=dvals,
+                        threshold_shift=threshold_shift)
         else:
             _collapsed_likelihood(design, *collapsed, eta, by_param, pm, pt)
     built.model = model
@@ -410,14 +421,21 @@ def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
                  - 0.5 * (n * np.log(2 * np.pi) + logdet_noise + logdet + s * eOe - s**2 * quad))
 
 
-def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = False, dpars=None):
+def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = False, dpars=None,
+                threshold_shift=None):
     """The family's own parameters (with their priors) and its observed likelihood (the family owns it).
 
     ``dpars``: per-row values (n,) of the parameters with their own formula (:mod:`hmodels.dpars`).
+    ``threshold_shift``: ``means @ b`` of an ordinal model whose ``eta`` uses centred predictors; the
+    sampled ``cutpoints_centered`` carry the prior and ``cutpoints`` (as reported) are them plus the shift.
     """
     aux = {}
     for a in fam.aux:
         if a == "sigma" and design.se is not None:
+            continue
+        if a == "cutpoints" and threshold_shift is not None:
+            aux[a] = fam.pymc_aux("cutpoints_centered", by_param[a], design)
+            pm.Deterministic("cutpoints", aux[a] + threshold_shift, dims="cutpoint")
             continue
         aux[a] = dpars[a] if dpars and a in dpars else fam.pymc_aux(a, by_param[a], design)
     if prior_only:

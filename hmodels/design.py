@@ -298,8 +298,6 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
     offset = offset_values(spec, used, labels) if spec.offset is not None else None
     x_means = X.mean(axis=0) if X.size else np.zeros(0)
     x_sds = X.std(axis=0) if X.size else np.zeros(0)
-    if family.outcome == "ordinal":
-        _warn_uncentred_thresholds(fixed_terms, x_means, x_sds)
 
     factors = [_factor_design(g, used) for g in spec.groups]
     for f in factors:
@@ -321,23 +319,31 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
 ORDINAL_CENTRE_WARN = 3.0
 
 
-def _warn_uncentred_thresholds(terms: list[str], means: np.ndarray, sds: np.ndarray) -> None:
-    """Warn when an ordinal model's thresholds must sit far from 0 because a predictor is far from 0.
+def warn_uncentred_thresholds(design) -> None:
+    """Warn when an ordinal model's thresholds get their prior at predictor value 0 and a predictor is far from 0.
 
-    The thresholds' prior (StudentT(3, 0, 2.5) by default) is on the latent scale at predictor value 0,
-    not at the predictors' means as brms places it: a predictor such as ``x + 1000`` moves every threshold
-    by ``1000 b``, far into the prior's tail, and the prior then drags the slope towards 0 — a different
-    posterior for an equivalent model. Centring the predictor (``center(x)`` in the formula) avoids it.
+    Only with ``intercept_prior="raw"``: by default the thresholds' prior applies at the predictors'
+    means (:func:`hmodels.families.ordinal.threshold_shift_means`, as brms). At predictor value 0, a
+    predictor such as ``x + 1000`` moves every threshold by ``1000 b``, far into the prior's tail, and the
+    prior then drags the slope towards 0 — a different posterior for an equivalent model.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("rating ~ temp", hm.datasets.load("wine"), family="cumulative")
+    >>> warn_uncentred_thresholds(m.design)  # temp is a 0/1 column: nothing to say
     """
+    terms, means, sds = design.fixed_terms, design.x_means, design.x_sds
     far = [f"{t} (mean {m:.4g}, sd {s:.3g})" for t, m, s in zip(terms, means, sds)
            if s > 0 and abs(m) > ORDINAL_CENTRE_WARN * s]
     if far:
         warnings.warn(
-            f"The thresholds of this ordinal model get their prior at predictor value 0, but {', '.join(far[:4])} "
-            f"{'is' if len(far) == 1 else 'are'} far from 0: the thresholds must move far into the prior's tail and "
-            "the prior then pulls the effects towards 0. Centre the predictor(s) in the formula, e.g. "
-            f"center({far[0].split(' (')[0]}) (the effects keep their meaning; the thresholds are then at the mean).",
-            DataWarning, stacklevel=4,
+            f"With intercept_prior='raw' the thresholds of this ordinal model get their prior at predictor value 0, "
+            f"but {', '.join(far[:4])} {'is' if len(far) == 1 else 'are'} far from 0: the thresholds must move far "
+            "into the prior's tail and the prior then pulls the effects towards 0. Use the default "
+            "intercept_prior='centered' (the prior at the predictors' means) or centre the predictor(s), e.g. "
+            f"center({far[0].split(' (')[0]}).",
+            DataWarning, stacklevel=3,
         )
 
 

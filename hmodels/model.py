@@ -123,6 +123,10 @@ class Model:
         else:
             self.design = make_design(self.spec, data, missing=missing)
             self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
+            if self.family.outcome == "ordinal" and intercept_prior == "raw":
+                from .design import warn_uncentred_thresholds
+
+                warn_uncentred_thresholds(self.design)
         if self.spec.nonlinear is not None and isinstance(centered, str) and centered == "auto":
             from .nonlinear.design import auto_centering  # the linear rule on the linearised model
 

@@ -349,7 +349,11 @@ def _order_ordered(pmodel, idata):
     ds = idata["prior"].to_dataset()
     names = [n for n in ordered if n in ds]
     if names:
-        ds = ds.assign({n: (ds[n].dims, np.sort(np.asarray(ds[n].values), axis=-1)) for n in names})
+        new = {n: (ds[n].dims, np.sort(np.asarray(ds[n].values), axis=-1)) for n in names}
+        if "cutpoints_centered" in names and "cutpoints" in ds:  # reported = centred + means @ b, per draw
+            shift = (ds["cutpoints"].values - ds["cutpoints_centered"].values)[..., :1]
+            new["cutpoints"] = (ds["cutpoints"].dims, new["cutpoints_centered"][1] + shift)
+        ds = ds.assign(new)
         idata["prior"] = xr.DataTree(ds)
     return idata
 

@@ -462,6 +462,7 @@ _RESERVED = {
     "nu": "the Student-t degrees of freedom (variable 'nu')",
     "alpha": "the negative-binomial shape (variable 'alpha')",
     "Intercept_centered": "the centred intercept of the PyMC graph",
+    "cutpoints_centered": "the ordinal thresholds at the predictors' means in the PyMC graph",
     "b_slopes": "the population-level slopes of the PyMC graph",
     "marginal_loglik": "the marginal likelihood term of the PyMC graph",
     "chain": "the chain dimension of the draws",

@@ -179,6 +179,8 @@ def _pymc_values(pmodel, m, em, x):
     for a in AUX_NAMES:
         if a in v:
             consts[a] = v[a][0]
+    if getattr(em, "threshold_means", None) is not None:  # ordinal: sampled at the predictors' means
+        consts["cutpoints_centered"] = v["cutpoints"][0] - v["b"][0] @ em.threshold_means
     point = {}
     for rv in pmodel.free_RVs:
         value = np.asarray(consts[rv.name], dtype=float)
@@ -282,7 +284,10 @@ def _log_prior_only(m, em, x):
                 total += stats.norm.logpdf(v[f"z_{f.name}"][0]).sum()
     for a in AUX_NAMES:
         if a in v:
-            total += float(np.sum(rows[a].scipy().logpdf(v[a][0])))  # each ordinal threshold has the prior
+            val = v[a][0]
+            if a == "cutpoints" and m.intercept_prior == "centered" and m.design.X.shape[1]:
+                val = val - m.design.X.mean(axis=0) @ v["b"][0]  # the prior is at the predictors' means (brms)
+            total += float(np.sum(rows[a].scipy().logpdf(val)))  # each ordinal threshold has the prior
     # LKJ terms (with PyMC's normalising constant) for correlated blocks
     for f in em.factors:
         for block, cor, xl in zip(f.blocks, f.correlated, f.x_lkj):

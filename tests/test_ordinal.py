@@ -202,12 +202,77 @@ def test_kfold_names_a_fold_whose_training_rows_lack_a_category():
         fit.kfold(k=3, seed=1, draws=50, tune=50, chains=1)
 
 
-def test_a_predictor_far_from_zero_is_warned_about_and_centring_fixes_it():
-    """Thresholds' priors sit at predictor value 0: x + 1000 would drag the slope to 0 without a word."""
+def test_adding_a_constant_to_a_predictor_leaves_the_posterior_unchanged():
+    """The thresholds' prior sits at the predictors' means (brms): x + 1000 must not drag the slope to 0.
+
+    The engine's log density is the same function of its coordinates for x and x + 1000 (to rounding);
+    the fitted slope agrees within Monte Carlo error and the reported thresholds move by 1000 * slope.
+    """
     d = _ratings().assign(x_far=lambda t: t["x"] + 1000.0)
-    with pytest.warns(hm.DataWarning, match=r"center\(x_far\)"):
-        hm.Model("rating ~ x_far + (1 | g)", d, family="cumulative")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hm.DataWarning)  # nothing to warn about at the default
+        m_near = hm.Model("rating ~ x + (1 | g)", d, family="cumulative")
+        m_far = hm.Model("rating ~ x_far + (1 | g)", d, family="cumulative")
+    e_near, e_far = m_near.engine_model(None), m_far.engine_model(None)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = rng.normal(0, 0.5, e_near.ndim)
+        (lp1, g1), (lp2, g2) = e_near.logp_grad(x), e_far.logp_grad(x)
+        assert lp2 == pytest.approx(lp1, rel=1e-10)
+        np.testing.assert_allclose(g2, g1, rtol=1e-7, atol=1e-9)
+    kw = dict(draws=500, tune=500, chains=2, seed=5, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hm.ConvergenceWarning)
+        near, far = m_near.fit(**kw), m_far.fit(**kw)
+    b_near = near.draws["b"].sel(term="x").values
+    b_far = far.draws["b"].sel(term="x_far").values
+    mcse = np.hypot(*(float(v.std()) / np.sqrt(250) for v in (b_near, b_far)))  # ESS >= 250 each, conservatively
+    assert abs(b_far.mean() - b_near.mean()) < 4 * mcse
+    centred_far = far.draws["cutpoints"].values - 1000.0 * b_far[..., None]
+    np.testing.assert_allclose(centred_far.mean(axis=(0, 1)), near.draws["cutpoints"].values.mean(axis=(0, 1)),
+                               atol=4 * float(centred_far.std()) / np.sqrt(250))
+    # the slope is the simulated one (0.8), not pulled to 0 by the thresholds' prior
+    assert abs(float(b_far.mean()) - 0.8) < 3 * float(b_far.std())
+
+
+def test_pymc_graph_puts_the_thresholds_prior_at_the_predictors_means():
+    """The PyMC graph's log density is the same for x and x + 1000 at corresponding points."""
+    d = _ratings().assign(x_far=lambda t: t["x"] + 1000.0)
+    near = hm.Model("rating ~ x + (1 | g)", d, family="cumulative").pymc_model
+    far = hm.Model("rating ~ x_far + (1 | g)", d, family="cumulative").pymc_model
+    assert "cutpoints_centered" in {v.name for v in far.free_RVs}
+    assert "cutpoints" in {v.name for v in far.deterministics}
+    point = near.initial_point()
+    point = {k: v + 0.1 * np.arange(np.size(v)).reshape(np.shape(v)) for k, v in point.items()}  # not at 0
+    assert set(point) == set(far.initial_point())
+    lp_near = near.compile_logp(mode="FAST_COMPILE")(point)
+    lp_far = far.compile_logp(mode="FAST_COMPILE")(point)
+    assert lp_far == pytest.approx(lp_near, rel=1e-9)
+
+
+def test_raw_thresholds_prior_far_from_zero_is_warned_about():
+    d = _ratings().assign(x_far=lambda t: t["x"] + 1000.0)
+    with pytest.warns(hm.DataWarning, match=r"intercept_prior='centered'.*center\(x_far\)"):
+        hm.Model("rating ~ x_far + (1 | g)", d, family="cumulative", intercept_prior="raw")
     with warnings.catch_warnings():
         warnings.simplefilter("error", hm.DataWarning)
-        hm.Model("rating ~ center(x_far) + (1 | g)", d, family="cumulative")  # no warning once centred
-        hm.Model("rating ~ x + (1 | g)", d, family="cumulative")
+        hm.Model("rating ~ x + (1 | g)", d, family="cumulative", intercept_prior="raw")
+
+
+def test_prior_draws_of_thresholds_follow_the_predictors():
+    """Prior predictive and draw_from_priors put the thresholds' prior at the predictors' means too."""
+    from hmodels.studies.params import draw_from_priors
+
+    d = _ratings().assign(x_far=lambda t: t["x"] + 1000.0)
+    m = hm.Model("rating ~ x_far + (1 | g)", d, family="cumulative")
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        p = draw_from_priors(m.design, m.priors, rng)
+        centred = p.aux["cutpoints"] - float(m.design.x_means @ p.beta)
+        assert np.all(np.abs(centred) < 200) and np.all(np.diff(p.aux["cutpoints"]) > 0)
+    pp = m.prior_predictive(draws=200, seed=3)
+    cut = pp.data["prior"]["cutpoints"].values
+    b = pp.data["prior"]["b"].values[..., 0]
+    centred = cut - float(m.design.x_means[0]) * b[..., None]
+    assert np.all(np.diff(cut, axis=-1) > 0)
+    assert np.median(np.abs(centred)) < 10  # StudentT(3, 0, 2.5) at the means, not at x_far = 0

@@ -27,6 +27,7 @@ from scipy.special import gammaln
 
 from ..errors import SpecificationError
 from ..families import FAMILIES, LINKS, get_family
+from ..families.ordinal import threshold_shift_means
 from ..priors.distributions import PRIOR_CLASSES
 from . import codes as K
 from . import native
@@ -170,7 +171,10 @@ class EngineModel:
             if mode == 2 and by_param["Intercept"].name == "Uniform":
                 mode = 0  # a bounded prior on the raw intercept: sample it directly
         xmeans = np.where(np.arange(p) == icol, 0.0, design.X.mean(axis=0)) if (mode and p) else np.zeros(p)
-        Xc = design.X - xmeans
+        # an ordinal model's thresholds are sampled at the predictors' means (their prior is there, as brms):
+        # the kernels see centred predictors; the reported thresholds add means @ b back (constrained())
+        self.threshold_means = threshold_shift_means(design, priors.intercept_prior)
+        Xc = design.X - (xmeans if self.threshold_means is None else self.threshold_means)
         self.mode, self.icol, self.xmeans, self.Xc = mode, icol, xmeans, Xc
         # the outcome the kernels read: y itself, or the family's transformation of it (log y for the lognormal,
         # which is then exactly a gaussian model of log y; the Jacobian -sum(log y) is in the family's constant)
@@ -504,6 +508,8 @@ class EngineModel:
         for a, xa in self.x_aux.items():
             if a == "cutpoints":
                 out[a] = constrain_ordered(xd[:, xa:xa + self.ncut])
+                if self.threshold_means is not None:  # sampled at the predictors' means; reported at 0
+                    out[a] = out[a] + (out["b"] @ self.threshold_means)[:, None]
             else:
                 out[a] = _constrain(xd[:, xa], pr[self._row_of(xa)])
         return out

@@ -185,8 +185,9 @@ class Cumulative(Family):
     aux_specs: ClassVar = {
         "cutpoints": AuxSpec(
             "ordered", "StudentT(3, 0, 2.5)",
-            "brms's default for the thresholds of an ordinal model: on the latent (logit/probit) scale, category "
-            "boundaries within about +-10 with heavier tails.",
+            "brms's default for the thresholds of an ordinal model, placed (as brms places it) on the thresholds at "
+            "the predictors' means: on the latent (logit/probit) scale, category boundaries within about +-10 with "
+            "heavier tails, whatever the predictors' location.",
             "thresholds between adjacent categories of {response} on the latent scale", example=(-1.0, 0.2, 1.5)),
     }
     outcome: ClassVar = "ordinal"
@@ -253,6 +254,28 @@ class Cumulative(Family):
 
         logp = category_logp(self.link, eta, aux["cutpoints"], lib=pt)
         return pm.Categorical(name, logit_p=logp, observed=np.asarray(y, dtype=np.int64) - 1, dims=dims)
+
+
+def threshold_shift_means(design, intercept_prior: str = "centered") -> np.ndarray | None:
+    """The predictor means at which an ordinal model's thresholds get their prior, or None.
+
+    With ``intercept_prior="centered"`` (the default) the thresholds' prior applies to the thresholds
+    at the predictors' means, ``c_k - sum_j mean_j b_j``, exactly as brms centres the design of a
+    cumulative model: adding a constant to a predictor then leaves the posterior of its effect
+    unchanged. The sampled (centred) thresholds are ``c_k - means @ b``; the reported ones are
+    ``c_k`` (at predictor value 0, as brms and ``clmm`` report them). None for other families, for
+    ``intercept_prior="raw"`` and for a model without predictors.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("rating ~ temp + contact", hm.datasets.load("wine"), family="cumulative")
+    >>> threshold_shift_means(m.design).round(2).tolist()
+    [0.5, 0.5]
+    """
+    if design.response_levels is None or intercept_prior != "centered" or not design.X.shape[1]:
+        return None
+    return np.asarray(design.x_means, dtype=float)
 
 
 def rating_offset(levels) -> int | None:

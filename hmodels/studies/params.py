@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SpecificationError, closest
+from ..families.ordinal import threshold_shift_means
 
 __all__ = ["Params", "ParamLabel", "parameter_labels", "parse_params", "draw_from_priors", "lkj_corr", "family_aux"]
 
@@ -409,6 +410,9 @@ def draw_from_priors(design, priors, rng: np.random.Generator) -> Params:
     for a in family_aux(design):
         if fam.aux_spec(a).is_vector:  # ordered thresholds: the sorted independent draws (see prior_checks)
             aux[a] = np.sort([draw(a) for _ in range(len(design.response_levels) - 1)])
+            shift_means = threshold_shift_means(design, priors.intercept_prior)
+            if shift_means is not None:  # the prior is on the thresholds at the predictors' means
+                aux[a] = aux[a] + float(shift_means @ beta)
         else:
             aux[a] = draw(a)
     return Params(beta, sd, cor, aux)
