@@ -151,8 +151,8 @@ def _replicates(fit, seed, draws=None):
         )
     eta = linear_predictor(fit, design, groups="include")
     rep = np.asarray(simulate_response(fit, eta, design, seed=seed), dtype=float)
-    c, d, n = eta.shape
-    eta, rep = eta.reshape(c * d, n), rep.reshape(c * d, n)
+    c, d, n = rep.shape
+    eta, rep = eta.reshape((c * d, *eta.shape[2:])), rep.reshape(c * d, n)  # eta: (S, n, K - 1) if categorical
     idx = np.arange(c * d)
     if draws is not None and draws < c * d:
         idx = np.sort(np.random.default_rng(seed).choice(c * d, size=draws, replace=False))
@@ -319,6 +319,11 @@ def overdispersion(fit, seed: int = 0, draws: int | None = None, alpha: float = 
     >>> from hmodels.checks import overdispersion
     >>> overdispersion(fit).overdispersed  # doctest: +SKIP
     """
+    if fit.family.outcome == "categorical":
+        raise SpecificationError(
+            "The overdispersion check compares the outcome's spread with its variance; a categorical outcome has "
+            "neither (its categories are unordered). Check the category counts per group with fit.ppc()."
+        )
     design, eta, rep, idx = _replicates(fit, seed, draws)
     mu = mean_draws(fit, eta)
     y = np.asarray(design.y, dtype=float)
@@ -389,6 +394,11 @@ def residuals(fit, seed: int = 0) -> pd.DataFrame:
     >>> res.groupby("Subject")["residual"].std()  # doctest: +SKIP
     """
     design = fit_design(fit)
+    if fit.family.outcome == "categorical":
+        raise SpecificationError(
+            "Residuals need an outcome with a mean; a categorical outcome has none (its categories are unordered). "
+            "Check the fit with fit.ppc() (category counts, per group too) and fit.predict(kind='probs')."
+        )
     mu = mean_draws(fit, linear_predictor(fit, design))
     y = np.asarray(design.y, dtype=float)
     ys = _response_scale(design, y)

@@ -282,6 +282,10 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
         from .families.ordinal import ordinal_categories
 
         levels = ordinal_categories(_raw_response(spec, used), spec.response, labels)[1]
+    elif family.outcome == "categorical":
+        from .families.categorical import nominal_categories
+
+        levels = nominal_categories(_raw_response(spec, used), spec.response, labels)[1]
 
     # population-level design
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
@@ -618,6 +622,10 @@ def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | 
         from .families.ordinal import ordinal_categories
 
         raw = pd.Series(ordinal_categories(raw, col, labels)[0])
+    elif outcome == "categorical":  # category numbers 1..K of an unordered outcome (the first is the reference)
+        from .families.categorical import nominal_categories
+
+        raw = pd.Series(nominal_categories(raw, col, labels)[0])
     if pd.api.types.is_bool_dtype(raw):
         raw = raw.astype(int)
     if not pd.api.types.is_numeric_dtype(raw):

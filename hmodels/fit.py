@@ -86,6 +86,10 @@ class Fit:
                 self._design = make_nonlinear_design(self.spec, self.data, missing="drop")
             else:
                 self._design = make_design(self.spec, self.data, missing="drop")
+                if self._design.response_levels is not None and self.family.outcome == "categorical":
+                    from .categorical import stack_categories
+
+                    self._design = stack_categories(self._design)
         return self._design
 
     # -- summaries -------------------------------------------------------------------------

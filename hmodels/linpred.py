@@ -52,6 +52,10 @@ def linear_predictor(fit, design=None, groups: str = "include", effects: dict | 
         from .nonlinear.linpred import nonlinear_predictor
 
         return nonlinear_predictor(fit, design, groups, effects)
+    if getattr(design, "predictors", None) and getattr(design, "base", None) is not None:  # categorical: (.., n, K-1)
+        from .categorical import categorical_predictor
+
+        return categorical_predictor(fit, design, groups, effects)
     b = _draws(fit, "b") if design.fixed_terms else None
     eta = np.einsum("cdp,np->cdn", b, design.X) if b is not None else 0.0
     if groups == "include":

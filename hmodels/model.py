@@ -120,6 +120,15 @@ class Model:
             self.design = make_nonlinear_design(self.spec, data, missing=missing)
             self.priors = resolve_nonlinear_priors(self.design, priors, prior_set, intercept_prior)
             intercept_prior = "raw"  # each coefficient is a parameter's own value, as given (nothing centred)
+        elif self.family.outcome == "categorical":  # one stacked linear predictor per non-reference category
+            from .categorical import resolve_categorical_priors, stack_categories
+
+            self.design = stack_categories(make_design(self.spec, data, missing=missing))
+            self.priors = resolve_categorical_priors(self.design, priors, prior_set, intercept_prior)
+            if not (isinstance(centered, str) and centered == "auto") and centered is not False:
+                raise SpecificationError("A categorical model samples every factor's effects non-centred (the PyMC "
+                                         "graph); leave centered at its default.")
+            centered = False
         else:
             self.design = make_design(self.spec, data, missing=missing)
             self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
@@ -169,6 +178,10 @@ class Model:
             from .nonlinear.build import build_nonlinear_model
 
             self._built[collapsed] = build_nonlinear_model(self.design, self.priors, self.centering(collapsed))
+        if collapsed not in self._built and self.family.outcome == "categorical":
+            from .categorical import build_categorical_model
+
+            self._built[collapsed] = build_categorical_model(self.design, self.priors)
         if collapsed not in self._built:
             self._built[collapsed] = build_model(
                 self.design, self.priors, self.centering(collapsed), collapse=collapsed
@@ -334,6 +347,10 @@ class Model:
             from .nonlinear.build import build_nonlinear_model
 
             built = build_nonlinear_model(self.design, self.priors, centering, prior_only=True)
+        elif self.family.outcome == "categorical":
+            from .categorical import build_categorical_model
+
+            built = build_categorical_model(self.design, self.priors, prior_only=True)
         else:
             built = build_model(self.design, self.priors, centering, prior_only=True)
         followed = plan.for_backend("pymc")

@@ -179,10 +179,16 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
             "kind='response' draws from the truncated distribution (average them for its mean), kind='link' "
             "gives the linear predictor."
         )
-    if kind == "probs" and not hasattr(fit.family, "probabilities"):
+    if kind == "mean" and kind not in fit.family.prediction_kinds:
         raise SpecificationError(
-            f"kind='probs' gives category probabilities of an ordinal outcome; the {fit.family.name} family has no "
-            "categories. Use kind='mean' for the expected outcome."
+            "kind='mean': a categorical outcome has no mean (its categories are unordered). Use kind='probs' for the "
+            "probability of each category, kind='response' for drawn categories or kind='link' for the log-odds "
+            "of each category against the reference."
+        )
+    if kind not in fit.family.prediction_kinds:
+        raise SpecificationError(
+            f"kind='probs' gives category probabilities of an ordinal or categorical outcome; the {fit.family.name} "
+            "family has no categories. Use kind='mean' for the expected outcome."
         )
     if groups not in GROUPS:
         raise SpecificationError(
@@ -210,6 +216,13 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     effects = new_level_effects(fit, design, new_levels, seed=s_effects) if groups == "new" and new_levels else None
     eta = linear_predictor(fit, design, groups="exclude" if groups == "exclude" else "include", effects=effects)
     dgroups = "exclude" if groups == "exclude" else "include"  # dpars' effects: unseen levels get none
+    if kind == "link" and np.ndim(eta) == 4:  # categorical: one log-odds per non-reference category
+        c, d = eta.shape[:2]
+        da = xr.DataArray(eta, dims=("chain", "draw", "obs", "category"),
+                          coords={"chain": np.arange(c), "draw": np.arange(d), "obs": index,
+                                  "category": list(fit_design(fit).response_levels)[1:]},
+                          name=kind, attrs={"kind": kind, "groups": groups})
+        return Prediction(da, kind, groups, new_levels)
     if kind == "link":
         values = eta
     elif kind == "mean":  # the expected outcome (zero-inflation, hurdles, the lognormal's exp(mu + sigma^2/2))
@@ -329,7 +342,11 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
             nd[c] = pd.Categorical(nd[c].astype(str).map({str(k): k for k in col.cat.categories}),
                                    categories=col.cat.categories, ordered=col.cat.ordered)
 
-    fixed_terms = list(fit.meta["fixed_terms"])
+    # a categorical model: encode the formula's design once, then stack it per category
+    from .families import get_family
+
+    cat_base = fit_design(fit).base if get_family(spec.family, spec.link).outcome == "categorical" else None
+    fixed_terms = list(fit.meta["fixed_terms"]) if cat_base is None else list(cat_base.fixed_terms)
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
     if rhs == "0":
         X = np.zeros((len(nd), 0))
@@ -368,6 +385,8 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
             blocks.append(list(range(start, start + len(names))))
             correlated.append(bool(b.correlated and len(names) > 1))
             exprs.append(b.expression)
+        if cat_base is not None:
+            meta = {"terms": next(f.terms for f in cat_base.factors if f.factor == g.factor)}
         if terms != list(meta["terms"]):
             raise SpecificationError(
                 f"The rebuilt terms of {g.factor!r} {terms} differ from the fitted {meta['terms']}."
@@ -378,7 +397,7 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
 
     if spec.response not in nd.columns:
         y = np.full(len(nd), np.nan)
-    elif fit.family.outcome == "ordinal":  # the fitted categories' numbers 1..K (labels or ratings); NaN if unseen
+    elif fit.family.outcome in ("ordinal", "categorical"):  # the fitted categories' numbers 1..K; NaN if unseen
         position = {lv: k for k, lv in enumerate(fit.design.response_levels, start=1)}
         y = np.array([position.get(v, np.nan) for v in nd[spec.response]], dtype=float)
     else:
@@ -408,6 +427,10 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     design = Design(spec=spec, y=y, X=X, fixed_terms=fixed_terms, factors=factors, trials=trials, se=se,
                     rows=np.arange(len(nd)), n_dropped=0, data=nd, x_means=x_means, x_sds=x_sds, offset=offset,
                     dpars=dpars)
+    if cat_base is not None:
+        from .categorical import stack_categories
+
+        design = stack_categories(replace(design, response_levels=cat_base.response_levels))
     return design, unseen_levels
 
 

@@ -65,7 +65,10 @@ def _outcome_notes(fit) -> str:
     """What the reader must know about the outcome: ordered categories, censoring, truncation, weights."""
     d, spec, notes = fit.design, fit.spec, []
     levels = getattr(d, "response_levels", None)
-    if levels is not None:
+    if levels is not None and fit.family.outcome == "categorical":
+        notes.append(f"unordered categories {', '.join(map(str, levels))} ({levels[0]} the reference; one linear "
+                     f"predictor for each of the other {len(levels) - 1})")
+    elif levels is not None:
         notes.append(f"ordered categories {' < '.join(map(str, levels))} ({len(levels) - 1} thresholds)")
     cens = getattr(d, "cens", None)
     if cens is not None:

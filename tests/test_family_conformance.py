@@ -71,6 +71,12 @@ def _aux(fam, mu_scale=1.0):
     return out
 
 
+def _eta(fam, base):
+    """``base`` plus the family's example linear predictor (a vector of them for the categorical family)."""
+    ex = np.asarray(fam.example_eta, dtype=float)
+    return np.asarray(base, dtype=float).reshape(np.shape(base) + (1,) * ex.ndim) + ex
+
+
 def _data(fam, seed=0, n_groups=6, per_group=6):
     """A small mixed-model data set simulated from the family itself: y ~ x + (1 | g)."""
     rng = np.random.default_rng(seed)
@@ -78,7 +84,7 @@ def _data(fam, seed=0, n_groups=6, per_group=6):
     g = np.repeat([f"g{i}" for i in range(n_groups)], per_group)
     x = rng.normal(size=n)
     eta = 0.3 + 0.4 * x + rng.normal(0, 0.4, n_groups)[np.repeat(np.arange(n_groups), per_group)]
-    eta = eta + fam.example_eta  # well inside the family's support (a positive mean, ...)
+    eta = _eta(fam, eta)  # well inside the family's support (a positive mean, ...)
     trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
     mu = fam.mean(eta)
     y = fam.simulate(rng, mu, _aux(fam, float(np.mean(mu))), trials=trials)
@@ -103,7 +109,7 @@ def check_loglik_matches_pymc(fam):
     import pytensor.tensor as pt
 
     rng = np.random.default_rng(1)
-    eta = rng.normal(0.2, 0.5, 25) + fam.example_eta
+    eta = _eta(fam, rng.normal(0.2, 0.5, 25))
     trials = rng.integers(3, 9, 25) if fam.outcome == "binomial" else None
     mu = fam.mean(eta)
     aux = _aux(fam, float(np.mean(mu)))
@@ -119,10 +125,10 @@ def check_loglik_matches_pymc(fam):
 def check_simulation_moments(fam):
     rng = np.random.default_rng(2)
     for eta0 in (-0.5, 0.7):
-        eta = np.full(200_000, eta0 + fam.example_eta)
+        eta = _eta(fam, np.full(200_000, eta0))
         trials = np.full(eta.shape, 7) if fam.outcome == "binomial" else None
         mu = fam.mean(eta)
-        aux = _aux(fam, float(mu[0]))
+        aux = _aux(fam, float(np.mean(mu[0])))
         sims = fam.simulate(rng, mu, aux, trials=trials).astype(float)
         mean = float(np.asarray(fam.response_mean(mu, aux, trials))[0])
         var = float(np.asarray(fam.variance(mu, aux, trials=trials))[0])
@@ -164,19 +170,21 @@ def check_fit_predict_check_loo_save(fam, tmp_path):
     assert fit.meta["plan"]["backend"] == plan.backend
     assert np.isfinite(fit.fixed_effects()["mean"]).all() and np.isfinite(fit.variance_components()["mean"]).all()
     new = data.head(4)
-    for kind in ("mean", "link", "response"):
+    for kind in fam.prediction_kinds:
         p = fit.predict(new, kind=kind, seed=1)
         assert np.isfinite(np.asarray(p.draws)).all(), kind
-    mean = np.asarray(fit.predict(new, kind="mean").draws).mean(axis=(0, 1))
-    link = np.asarray(fit.predict(new, kind="link").draws).mean(axis=(0, 1))
-    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(link))
+    for kind in set(("mean", "link", "response", "probs")) - set(fam.prediction_kinds):
+        with pytest.raises(hm.SpecificationError, match=f"kind='{kind}'"):
+            fit.predict(new, kind=kind)
     ppc = fit.ppc(seed=1)
     assert 0.0 <= ppc.table["p_value"].min() <= 1.0
     assert np.isfinite(float(fit.loo().elpd))
     path = tmp_path / f"{fam.name}-{fam.link}.nc"
     fit.save(path)
     back = hm.load(path)
-    np.testing.assert_array_equal(np.asarray(back.predict(new).draws), np.asarray(fit.predict(new).draws))
+    kind = "mean" if "mean" in fam.prediction_kinds else "probs"
+    np.testing.assert_array_equal(np.asarray(back.predict(new, kind=kind).draws),
+                                  np.asarray(fit.predict(new, kind=kind).draws))
 
 
 @pytest.mark.parametrize("family,link", PAIRS)

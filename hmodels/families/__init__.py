@@ -40,6 +40,7 @@ from ..engine import codes as K
 from ..errors import FamilyError, closest
 from .auxiliary import AUX_SPECS, AuxSpec
 from .base import _P_EPS, Family, _clip_pt, _count_latent_variance
+from .categorical import Categorical
 from .links import LINKS, Link, get_link
 from .ordinal import Cumulative
 from .positive import Exponential, Gamma, LogNormal, Weibull
@@ -371,7 +372,7 @@ for _name, _cls in (("gamma", Gamma), ("lognormal", LogNormal), ("beta", Beta), 
                     ("hurdle_poisson", HurdlePoisson), ("hurdle_negativebinomial", HurdleNegativeBinomial),
                     ("exponential", Exponential), ("weibull", Weibull), ("cumulative", Cumulative),
                     ("hurdle_gamma", HurdleGamma), ("hurdle_lognormal", HurdleLogNormal),
-                    ("zero_one_inflated_beta", ZeroOneInflatedBeta)):
+                    ("zero_one_inflated_beta", ZeroOneInflatedBeta), ("categorical", Categorical)):
     register_family(_name, _cls)
 
 

@@ -70,6 +70,8 @@ class Family:
     hurdle: ClassVar[bool] = False
     #: The family to suggest when the outcome is overdispersed for this one (None: no such family).
     overdispersed_alternative: ClassVar[str | None] = None
+    #: What ``fit.predict(kind=...)`` can give for the family ("probs": category probabilities).
+    prediction_kinds: ClassVar[tuple[str, ...]] = ("mean", "response", "link")
 
     def __repr__(self) -> str:
         return f"Family(name={self.name!r}, link={self.link!r})"

@@ -195,6 +195,7 @@ class Cumulative(Family):
     engine_code: ClassVar = K.FAM_CUMULATIVE  # kernels.c: cumulative_loglik; thresholds through the ordered transform
     ppc_kind: ClassVar = "bars"
     discrete: ClassVar = True
+    prediction_kinds: ClassVar = ("mean", "response", "link", "probs")
 
     def mean(self, eta, aux=None, trials=None):
         """The latent location: ``eta`` itself (the thresholds turn it into probabilities)."""

@@ -33,7 +33,7 @@ from ..errors import SpecificationError
 from ._dask import quiet, run_tasks
 from ._settings import check_fit_kwargs
 from .params import ParamLabel, draw_from_priors, parameter_labels
-from .simulate import model_with_design, simulate_outcome, with_outcome
+from .simulate import model_with_design, refuse_categorical, simulate_outcome, with_outcome
 
 __all__ = ["sbc", "SBCResult", "draws_by_label", "ecdf_test", "ALPHA"]
 
@@ -448,6 +448,7 @@ def sbc(model, n: int = 200, draws: int = 250, tune: int = 250, chains: int = 2,
 
     if not isinstance(model, Model):
         raise SpecificationError(f"sbc needs an hmodels Model, got {type(model).__name__}.")
+    refuse_categorical(model.design)
     if model.spec.weights is not None:
         raise SpecificationError(
             "sbc calibrates a generative model, but a weighted likelihood (weights()) is not one: its posterior is "

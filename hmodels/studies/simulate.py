@@ -59,6 +59,7 @@ def simulate_outcome(design, params: Params, rng: np.random.Generator) -> tuple[
     effects : dict
         Per factor, the (levels, terms) group effects that generated ``y``.
     """
+    refuse_categorical(design)
     from ..linpred import simulate_response
 
     cens = getattr(design, "cens", None)
@@ -162,6 +163,18 @@ def model_with_design(model, design):
     return m
 
 
+def refuse_categorical(design) -> None:
+    """A typed error for simulation studies of a categorical model, which cannot draw its outcome yet."""
+    from ..families import get_family
+
+    if get_family(design.spec.family, design.spec.link).outcome == "categorical":
+        raise SpecificationError(
+            "Simulating data from a categorical model (hm.simulate, sbc, power) is not available yet: its K - 1 "
+            "linear predictors are not drawn by the simulation code. Fit it and use fit.predict(kind='response') "
+            "for replicated outcomes of the fitted rows."
+        )
+
+
 def _to_params(design, params, what: str = "params") -> Params:
     return params if isinstance(params, Params) else parse_params(design, params, what=what)
 
@@ -247,6 +260,7 @@ def simulate(model, params: Mapping | None = None, n: int | None = None, seed: i
                                      "without a Model).")
         priors = None
         d = design_for(spec, design)
+    refuse_categorical(d)
     fixed = None if params is None else _to_params(d, params)
     rng = np.random.default_rng(seed)
     out = []
