@@ -209,6 +209,12 @@ class ModelSpec:
                 f"not {fam.name!r}."
             )
         _check_offsets(self)
+        if self.offset is not None and fam.outcome == "categorical":
+            raise SpecificationError(
+                f"offset({self.offset}) in a categorical model: an offset would have to enter each category's "
+                "log-odds against the reference, which hmodels does not do (it would be silently dropped). Remove "
+                "it, or model the exposure as a predictor."
+            )
         _check_additions(self, fam)
         _check_names(self)
         if self.dpars:

@@ -96,6 +96,12 @@ def test_bad_outcomes_are_refused_with_the_fix(column, match):
         hm.Model("y ~ x", d, family="categorical")
 
 
+def test_an_offset_is_refused_not_dropped():
+    d = _choices().assign(e=2.0)
+    with pytest.raises(hm.SpecificationError, match=r"offset\(np.log\(e\)\) in a categorical model"):
+        hm.Model("choice ~ x + offset(np.log(e))", d, family="categorical")
+
+
 def test_posterior_matches_statsmodels_ml_fit_without_groups():
     from statsmodels.discrete.discrete_model import MNLogit
 
