@@ -451,12 +451,18 @@ def prior_predictive(model, draws: int = 500, seed: int | None = None) -> PriorP
             rows.append(dict(quantity=name, observed=observed, prior_median=med, prior_low=lo, prior_high=hi))
             implied[name] = np.asarray(values, dtype=float).ravel()
 
-        add(resp, float(np.median(y)), yrep.ravel())
-        add(f"mean({resp})", float(y.mean()), yrep.mean(axis=-1).ravel())
-        add(f"sd({resp})", float(y.std(ddof=1)) if y.size > 1 else float("nan"), yrep.std(axis=-1, ddof=1).ravel())
+        nominal = fam.outcome == "categorical"  # unordered categories: their shares, no mean, SD or R²
+        if nominal:
+            for k, level in enumerate(design.response_levels, start=1):
+                add(f"share({resp} = {level})", float((y == k).mean()), (yrep == k).mean(axis=-1).ravel())
+        else:
+            add(resp, float(np.median(y)), yrep.ravel())
+            add(f"mean({resp})", float(y.mean()), yrep.mean(axis=-1).ravel())
+            add(f"sd({resp})", float(y.std(ddof=1)) if y.size > 1 else float("nan"),
+                yrep.std(axis=-1, ddof=1).ravel())
         aux = {k: v[..., 0] for k, v in aux_draws(view).items()}
-        var_eta = eta.var(axis=-1)
-        resid = _resid_var(fam, design, eta.mean(axis=-1), aux)
+        var_eta = eta.var(axis=-1) if not nominal else None
+        resid = _resid_var(fam, design, eta.mean(axis=-1), aux) if not nominal else None
         sds = {}
         for f in design.factors:
             sd = _stacked(prior[f"sd_{f.factor}"])
@@ -464,10 +470,11 @@ def prior_predictive(model, draws: int = 500, seed: int | None = None) -> PriorP
                 add(f"sd({f.factor}, {t})", float("nan"), sd[..., j].ravel())
             if "Intercept" in f.terms:
                 sds[f.factor] = sd[..., f.terms.index("Intercept")]
-        total = sum(v ** 2 for v in sds.values()) + resid
-        for g, v in sds.items():
-            add(f"ICC({g})", float("nan"), (v ** 2 / total).ravel())
-        add("R2", float("nan"), (var_eta / (var_eta + resid)).ravel())
+        if not nominal:
+            total = sum(v ** 2 for v in sds.values()) + resid
+            for g, v in sds.items():
+                add(f"ICC({g})", float("nan"), (v ** 2 / total).ravel())
+            add("R2", float("nan"), (var_eta / (var_eta + resid)).ravel())
         checks = _plausibility(model, y, yrep, eta)
     res = PriorPredictive(idata, pd.DataFrame(rows), checks, eta, model)
     res._implied = implied

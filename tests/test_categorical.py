@@ -163,3 +163,13 @@ def test_checks_report_and_loo(mixed_fit):
     assert "unordered categories bus, car, train (bus the reference" in text
     with pytest.raises(hm.SpecificationError, match="categorical model"):
         hm.simulate(mixed_fit.model, seed=1)
+
+
+def test_prior_predictive_summarises_category_shares():
+    d = _choices()
+    pp = hm.Model("choice ~ x + (1 | g)", d, family="categorical").prior_predictive(draws=200, seed=1)
+    table = pp.summary.set_index("quantity")
+    shares = table.loc[[f"share(choice = {k})" for k in LABELS]]
+    np.testing.assert_allclose(shares["observed"].sum(), 1.0)
+    assert (shares["prior_low"] <= shares["observed"]).all() and (shares["observed"] <= shares["prior_high"]).all()
+    assert not any(q.startswith(("mean(", "sd(choice", "R2", "ICC")) for q in table.index)
