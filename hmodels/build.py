@@ -110,7 +110,7 @@ def coefficient_scales(design) -> tuple[float, np.ndarray]:
 
 
 def build_model(design, priors: PriorTable, centered=False, collapse: str | None = None,
-                prior_only: bool = False) -> BuiltModel:
+                prior_only: bool = False, laplace: str | None = None) -> BuiltModel:
     """Build the PyMC model.
 
     Parameters
@@ -129,6 +129,9 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
     prior_only : bool
         Leave the likelihood out: the model's draws are then draws from the priors (brms's
         ``sample_prior = "only"``).
+    laplace : str, optional
+        A factor with random intercepts only whose effects are integrated out by the Laplace
+        approximation (:mod:`hmodels.laplace`); its SD is sampled, its effects drawn afterwards.
 
     Returns
     -------
@@ -169,10 +172,13 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
         elif design.fixed_terms:
             eta = eta + _fixed_effects(design, by_param, priors.intercept_prior, pm, pt)
         # group level
-        collapsed = None
+        collapsed = lap = None
         for f in design.factors:
             if f.factor == collapse:
                 collapsed = (f, _collapsed_B(f, by_param, built, pm, pt))
+                continue
+            if f.factor == laplace:  # its SD is sampled; its effects are integrated out approximately
+                lap = (f, _group_sd(f, by_param, pm)[0])
                 continue
             r = _group_effects(f, by_param, centering[f.factor], built, pm, pt, response_scale=s_y)
             Z = f.Z
@@ -192,7 +198,7 @@ def build_model(design, priors: PriorTable, centered=False, collapse: str | None
                                                               pm, pt))
         if collapsed is None:
             _likelihood(design, fam, eta, by_param, built.observed, pm, pt, prior_only=prior_only, dpars=dvals,
-                        threshold_shift=threshold_shift)
+                        threshold_shift=threshold_shift, laplace=lap)
         else:
             _collapsed_likelihood(design, *collapsed, eta, by_param, pm, pt)
     built.model = model
@@ -422,12 +428,14 @@ def _collapsed_likelihood(design, f, B, eta, by_param, pm, pt):
 
 
 def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = False, dpars=None,
-                threshold_shift=None):
+                threshold_shift=None, laplace=None):
     """The family's own parameters (with their priors) and its observed likelihood (the family owns it).
 
     ``dpars``: per-row values (n,) of the parameters with their own formula (:mod:`hmodels.dpars`).
     ``threshold_shift``: ``means @ b`` of an ordinal model whose ``eta`` uses centred predictors; the
     sampled ``cutpoints_centered`` carry the prior and ``cutpoints`` (as reported) are them plus the shift.
+    ``laplace``: ``(factor, its SD)`` of a factor whose random intercepts the Laplace approximation integrates
+    out (:func:`hmodels.laplace.laplace_marginal`) in place of the observed likelihood.
     """
     aux = {}
     for a in fam.aux:
@@ -439,6 +447,13 @@ def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = Fals
             continue
         aux[a] = dpars[a] if dpars and a in dpars else fam.pymc_aux(a, by_param[a], design)
     if prior_only:
+        return
+    if laplace is not None:
+        from .laplace import laplace_marginal
+
+        f, sd = laplace
+        pm.Potential("laplace_marginal_loglik", laplace_marginal(fam, eta, aux, design.y, design.trials, f.codes,
+                                                                 f.n_levels, sd))
         return
     spec = design.spec
     if spec.cens is None and spec.trunc is None and design.weights is None:

@@ -99,8 +99,14 @@ def stack_categories(base: Design) -> CategoricalDesign:
 
 
 # -- priors ---------------------------------------------------------------------------------------
-def _split_keys(priors: dict, names: list[str]) -> tuple[dict, dict]:
-    """User prior keys: those for every category, and per category those naming one (``muB_x``)."""
+def _split_keys(priors: dict, names: list[str], common_keys=frozenset()) -> tuple[dict, dict]:
+    """User prior keys: those for every category, and per category those naming one (``muB_x``).
+
+    ``common_keys`` are the formula's own valid keys (canonical form): a predictor named ``mu_rate``
+    or ``muB_x`` is a key for every category, not a category's prefix, unless both readings are valid.
+    """
+    from .priors.resolve import _canon
+
     common, per = {}, {nm: {} for nm in names}
     by_length = sorted(names, key=len, reverse=True)
     for key, value in priors.items():
@@ -109,6 +115,17 @@ def _split_keys(priors: dict, names: list[str]) -> tuple[dict, dict]:
         m = re.fullmatch(r"(sd|cor)\((\s*[^,]+),\s*(.+)\)", key)
         inner = m.group(3) if m else key
         hit = next((nm for nm in by_length if inner.startswith(nm + "_")), None)
+        stripped = None if hit is None else inner[len(hit) + 1:]
+        as_one = None if hit is None else f"{m.group(1)}({m.group(2).strip()}, {stripped})" if m else stripped
+        if _canon(key) in common_keys:
+            if as_one is not None and _canon(as_one) in common_keys:
+                raise PriorError(
+                    f"Prior key {key!r} is ambiguous: it is a parameter of every category, and {as_one!r} of "
+                    f"category predictor {hit} only. Rename the predictor column so that it does not start with "
+                    f"{hit}_."
+                )
+            common[key] = value
+            continue
         if hit is None:
             if inner.startswith("mu") and "_" in inner:
                 raise PriorError(
@@ -117,8 +134,7 @@ def _split_keys(priors: dict, names: list[str]) -> tuple[dict, dict]:
                 )
             common[key] = value
             continue
-        stripped = inner[len(hit) + 1:]
-        per[hit][f"{m.group(1)}({m.group(2).strip()}, {stripped})" if m else stripped] = value
+        per[hit][as_one] = value
     return common, per
 
 
@@ -155,7 +171,10 @@ def resolve_categorical_priors(design: CategoricalDesign, priors=None, prior_set
         raise PriorError(f"priors must be a dict of priors by parameter key, got {type(priors).__name__}.")
     base = design.base
     names = design.predictor_names
-    common, per = _split_keys(dict(priors or {}), names)
+    from .priors.resolve import _canon, prior_slots
+
+    known = {_canon(k) for slot in prior_slots(base, intercept_prior) for k in slot.keys}
+    common, per = _split_keys(dict(priors or {}), names, known)
     rows = []
     levels = list(design.response_levels)
     y = np.asarray(base.y, dtype=float)
@@ -164,7 +183,15 @@ def resolve_categorical_priors(design: CategoricalDesign, priors=None, prior_set
         # category's own logit(mean)); the rows of other categories enter the mean at that share
         share = float(np.clip((y == k).sum() / max(((y == 1) | (y == k)).sum(), 1), 0.01, 0.99))
         base_k = replace(base, y=np.where(y == k, 1.0, np.where(y == 1, 0.0, share)))
-        table = resolve_priors(base_k, {**common, **per[nm]} or None, prior_set, intercept_prior)
+        try:
+            table = resolve_priors(base_k, {**common, **per[nm]} or None, prior_set, intercept_prior)
+        except PriorError as exc:
+            if not per[nm]:
+                raise
+            raise PriorError(  # the message names the key without its prefix: say which one the user wrote
+                f"{exc} (Keys prefixed by {nm}_ apply to category {levels[k - 1]!r} only and are checked without "
+                f"the prefix: {', '.join(repr(key) for key in priors if isinstance(key, str) and f'{nm}_' in key)}.)"
+            ) from None
         said = f"log-odds of {levels[k - 1]!s} against {levels[0]!s} in the data"
         for r in table:
             r = replace(r, derivation=r.derivation.replace(f"logit(mean {design.spec.response})", said))

@@ -186,7 +186,8 @@ def ppc(fit, group: str | list[str] | None = None, draws: int | None = None, see
     -----
     Statistics: mean, sd, min, max (on the proportion scale for binomial outcomes), share of
     zeros (count, binary and binomial outcomes), and the mean of each level of each requested
-    grouping factor (rows ``mean[Subject=308]``).
+    grouping factor (rows ``mean[Subject=308]``). A categorical (unordered) outcome is checked by
+    each category's share instead (rows ``share(y = a)``, per level ``mean[g=g1](y = a)``).
 
     Examples
     --------
@@ -197,7 +198,10 @@ def ppc(fit, group: str | list[str] | None = None, draws: int | None = None, see
     y = np.asarray(design.y, dtype=float)
     fam = fit.family
     ys, reps = _response_scale(design, y), _response_scale(design, rep)
-    stats = {
+    # an unordered outcome: each category's share (the mean, sd, min and max of category numbers mean nothing)
+    shares = [(f"({fit.spec.response} = {lv})", k) for k, lv in enumerate(design.response_levels, start=1)] \
+        if fam.outcome == "categorical" else []
+    stats = {f"share{label}": ((y == k).mean(), (rep == k).mean(axis=1)) for label, k in shares} if shares else {
         "mean": (ys.mean(), reps.mean(axis=1)),
         "sd": (ys.std(ddof=1), reps.std(axis=1, ddof=1)),
         "min": (ys.min(), reps.min(axis=1)),
@@ -215,7 +219,10 @@ def ppc(fit, group: str | list[str] | None = None, draws: int | None = None, see
         groups[g] = fd
         for i, level in enumerate(fd.levels):
             m = fd.codes == i
-            if m.any():
+            if m.any() and shares:
+                stats.update({f"mean[{g}={level}]{label}": ((y[m] == k).mean(), (rep[:, m] == k).mean(axis=1))
+                              for label, k in shares})
+            elif m.any():
                 stats[f"mean[{g}={level}]"] = (ys[m].mean(), reps[:, m].mean(axis=1))
     alpha = (1 - prob) / 2
     rows = []

@@ -139,6 +139,21 @@ def _fold_assignments(n: int, k: int, groups: np.ndarray | None, seed: int | Non
     return np.array([fold_of_group[g] for g in groups])
 
 
+def _check_training_categories(spec, data: pd.DataFrame, train: pd.DataFrame) -> None:
+    """A DataError when a categorical outcome's category is only in a fold's held-out rows."""
+    from .design import _raw_response
+    from .errors import DataError
+    from .families.categorical import nominal_categories
+
+    have = set(nominal_categories(_raw_response(spec, train), spec.response)[1])
+    absent = [lv for lv in nominal_categories(_raw_response(spec, data), spec.response)[1] if lv not in have]
+    if absent:
+        raise DataError(
+            f"the categories {', '.join(map(repr, absent))} of {spec.response!r} are only in the held-out rows, so "
+            "the refitted model would have no linear predictor for them and could not score them."
+        )
+
+
 def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: dict, test_idx: np.ndarray,
                  fit_kwargs: dict, seed: int | None) -> np.ndarray:
     """Fit on all rows but ``test_idx`` and return the held-out rows' log likelihood (chain, draw, n_test).
@@ -157,7 +172,10 @@ def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: di
     from .errors import DataError
 
     try:
-        model = Model(ModelSpec.from_dict(spec_dict), train, priors=priors,
+        spec = ModelSpec.from_dict(spec_dict)
+        if spec.family == "categorical":
+            _check_training_categories(spec, data, train)  # else its priors name a category the refit lacks
+        model = Model(spec, train, priors=priors,
                       centered=fit_meta.get("centered", "auto"), intercept_prior=fit_meta.get("intercept_prior",
                                                                                               "centered"))
     except DataError as exc:  # e.g. an ordinal category that only the held-out rows have
@@ -167,7 +185,7 @@ def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: di
         ) from None
     with quiet():
         refit = model.fit(seed=seed, **fit_kwargs)
-    if refit.family.outcome == "ordinal" and refit.spec.response in test.columns:
+    if refit.family.outcome in ("ordinal", "categorical") and refit.spec.response in test.columns:
         test = test.drop(columns=refit.spec.response)  # labels, not numbers: _held_out_outcome codes them
     design, unseen = new_design(refit, test, need_trials=True, need_se=True)
     design = _held_out_outcome(refit, design, data, test_idx)
@@ -178,9 +196,9 @@ def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: di
 def _held_out_outcome(refit, design, data: pd.DataFrame, test_idx: np.ndarray):
     """The held-out rows' outcome as the likelihood reads it, from the fitted rows ``data``.
 
-    An ordinal outcome as the refit's category numbers (``1..K``, not the raw ratings or labels), and the
-    rows' censoring codes and weights: without them a censored row would be scored by its density and a
-    weighted row unweighted.
+    An ordinal or categorical outcome as the refit's category numbers (``1..K``, not the raw ratings or
+    labels), and the rows' censoring codes and weights: without them a censored row would be scored by its
+    density and a weighted row unweighted.
     """
     from dataclasses import replace
 
@@ -188,17 +206,20 @@ def _held_out_outcome(refit, design, data: pd.DataFrame, test_idx: np.ndarray):
     from .errors import DataError
 
     spec, changes = refit.spec, {}
-    if refit.family.outcome == "ordinal":
+    if refit.family.outcome in ("ordinal", "categorical"):
+        from .families.categorical import nominal_categories
         from .families.ordinal import ordinal_categories
 
-        codes, levels = ordinal_categories(_raw_response(spec, data), spec.response)
+        categories = ordinal_categories if refit.family.outcome == "ordinal" else nominal_categories
+        codes, levels = categories(_raw_response(spec, data), spec.response)
         position = {lv: k for k, lv in enumerate(refit.design.response_levels, start=1)}
         held = [levels[c - 1] for c in codes[test_idx]]
         absent = sorted({str(lv) for lv in held if lv not in position})
         if absent:
             raise DataError(
                 f"A held-out fold has categories of {spec.response!r} that its training rows lack "
-                f"({', '.join(absent)}): the refitted model has no threshold for them, so they cannot be scored. "
+                f"({', '.join(absent)}): the refitted model has no threshold (ordinal) or linear predictor "
+                "(categorical) for them, so they cannot be scored. "
                 "Use fewer folds (k) or merge rare categories."
             )
         changes["y"] = np.array([position[lv] for lv in held], dtype=np.int64)
@@ -326,6 +347,8 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, clie
     priors = {r.slot.param: r.prior for r in fit.priors}
     meta = {"centered": fit.meta.get("centered", "auto"), "intercept_prior": fit.meta.get("intercept_prior",
                                                                                             "centered")}
+    if fit.family.outcome == "categorical":  # always non-centred; the Model refuses any explicit centring
+        meta["centered"] = "auto"
     tests = [np.flatnonzero(folds == j) for j in range(1, k + 1)]
     data_hash = hashlib.sha256(pd.util.hash_pandas_object(data, index=False).values.tobytes()).hexdigest()[:16]
     config = {"spec": fit.spec.to_dict(), "data": data_hash, "priors": {p: repr(v) for p, v in priors.items()},

@@ -978,6 +978,20 @@ def _average(draws: np.ndarray, rows: list[np.ndarray]) -> np.ndarray:
     return np.stack([draws[..., r].mean(axis=-1) for r in rows], axis=-1)
 
 
+def _refuse_categorical(fit, what: str) -> None:
+    """A typed error for grid averages of a categorical fit, whose outcome has no expected value."""
+    if fit.family.outcome == "categorical":
+        from .errors import FamilyError
+
+        raise FamilyError(
+            f"{what} averages an expected outcome (or its linear predictor) over grid or table cells; a categorical "
+            f"outcome has no expected value (its categories are unordered) and K - 1 linear predictors, so this is "
+            "not available for the categorical family. For each category's probability on a grid of predictor "
+            "values use fit.predict(grid, kind='probs', groups='exclude'); kind='link' gives each category's "
+            "log-odds against the reference."
+        )
+
+
 def _common_checks(groups, scale, prob, integration):
     _check_choice("groups", groups, GROUPS)
     _check_choice("scale", scale, SCALES)
@@ -1066,6 +1080,7 @@ def marginal_means(fit, by=None, at: dict | None = None, groups: str = "marginal
     >>> bool((pa.table["estimate"] > typical.table["estimate"]).all())
     True
     """
+    _refuse_categorical(fit, "marginal_means")
     _common_checks(groups, scale, prob, integration)
     grid, keys = reference_grid(fit, by, at)
     rows = _row_draws(fit, grid, groups, scale, integration, n_points, seed)
@@ -1130,6 +1145,7 @@ def comparisons(fit, variable: str, by=None, at: dict | None = None, comparison:
     >>> bool((c.table["estimate"] > 0).all())  # every diet beats diet 1 at day 10
     True
     """
+    _refuse_categorical(fit, "comparisons")
     _common_checks(groups, scale, prob, integration)
     _check_choice("comparison", comparison, ("difference", "ratio"))
     _check_choice("contrast", contrast, ("reference", "pairwise"))
@@ -1222,6 +1238,7 @@ def slopes(fit, variable: str, by=None, at: dict | None = None, groups: str = "m
     >>> s.table["Diet"].tolist(), bool(s.table["estimate"].between(4, 15).all())
     (['1', '2', '3', '4'], True)
     """
+    _refuse_categorical(fit, "slopes")
     _common_checks(groups, scale, prob, integration)
     preds = _predictors(fit)
     info = _variable(fit, variable, preds, "variable")
@@ -1300,6 +1317,7 @@ def poststratify(fit, table: pd.DataFrame, weights: str = "N", by=None, groups: 
     """
     from .predict import predict
 
+    _refuse_categorical(fit, "poststratify")
     _check_choice("groups", groups, ("new", "include", "exclude"))
     _check_choice("scale", scale, SCALES)
     _check_prob(prob)

@@ -172,8 +172,16 @@ class Model:
                                                          collapse=collapsed)
         return self._engine_models[collapsed]
 
-    def built_graph(self, collapsed: str | None = None):
-        """The :class:`~hmodels.build.BuiltModel` (PyMC graph) with ``collapsed`` integrated out (built once)."""
+    def built_graph(self, collapsed: str | None = None, laplace: bool = False):
+        """The :class:`~hmodels.build.BuiltModel` (PyMC graph) with ``collapsed`` integrated out (built once).
+
+        With ``laplace``, ``collapsed`` is integrated out by the Laplace approximation (:mod:`hmodels.laplace`).
+        """
+        if laplace:
+            key = ("laplace", collapsed)
+            if key not in self._built:
+                self._built[key] = build_model(self.design, self.priors, self.centering(collapsed), laplace=collapsed)
+            return self._built[key]
         if collapsed not in self._built and self.spec.nonlinear is not None:
             from .nonlinear.build import build_nonlinear_model
 
@@ -300,7 +308,7 @@ class Model:
         else:
             from .pymc_backend import sample_pymc
 
-            built = self.built_graph(plan.collapsed_factor)
+            built = self.built_graph(plan.collapsed_factor, laplace=plan.method == "laplace")
             build_s = time.perf_counter() - t0
 
             def run(s, p):

@@ -17,6 +17,8 @@ Policy (each rule measured; see ``benchmarks/README.md``):
 - The coefficients are integrated out with the factor when every coefficient has a Normal prior.
 - ``centered="auto"`` decides per sampled factor from level information ratios
   (:mod:`hmodels.parameterisation`), computed given what is integrated out.
+- With nothing integrated out, the engine samples a centred intercept-only factor nested in another
+  hierarchically centred (``hierarchical``; :func:`hmodels.parameterisation.hierarchical_factors`).
 - ``target_accept`` 0.9, or 0.8 above :data:`LARGE_DIM` sampled parameters.
 - nutpie adapts a low-rank mass matrix up to :data:`LOW_RANK_MAX_DIM` sampled parameters, a
   diagonal one above.
@@ -46,7 +48,7 @@ if TYPE_CHECKING:  # annotations only
 __all__ = ["FitPlan", "make_plan", "collapse_plan", "auto_target_accept", "mass_matrix_adaptation", "METHODS",
            "BACKENDS", "LOW_RANK_MAX_DIM", "TARGET_ACCEPT", "LARGE_DIM"]
 
-METHODS = ("auto", "joint", "collapsed")
+METHODS = ("auto", "joint", "collapsed", "laplace")
 #: Sampler name -> backend that runs it.
 BACKENDS = {"nutpie": "engine", "numpyro": "pymc-graph", "pymc": "pymc-graph"}
 #: Largest number of sampled parameters for which nutpie adapts a low-rank (correlation-aware)
@@ -152,6 +154,9 @@ class FitPlan:
         Parameters NUTS samples under this plan.
     deviations : tuple of str
         Where the backend does not follow the policy, and why (empty for the engine).
+    hierarchical : tuple of str
+        Centred factors the engine samples hierarchically centred (each level's effect centred on
+        everything constant within the level; the same posterior).
     """
 
     sampler: str
@@ -165,6 +170,7 @@ class FitPlan:
     aggregate_rows: bool
     n_parameters: int
     deviations: tuple[str, ...] = field(default_factory=tuple)
+    hierarchical: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def centering(self) -> dict[str, bool]:
@@ -176,6 +182,7 @@ class FitPlan:
         d = asdict(self)
         d["centered"] = dict(self.centered)
         d["deviations"] = list(self.deviations)
+        d["hierarchical"] = list(self.hierarchical)
         return d
 
     def policy(self) -> dict:
@@ -204,6 +211,9 @@ class FitPlan:
                        "the posterior is the same")
         if self.aggregate_rows:
             dev.append("the PyMC graph evaluates every row (the engine sums identical rows exactly)")
+        if self.hierarchical:
+            dev.append(f"the PyMC graph samples {', '.join(self.hierarchical)} centred (the engine samples them "
+                       "hierarchically centred); the posterior is the same")
         if self.mass_matrix == "low_rank":
             dev.append(f"{sampler} adapts a diagonal mass matrix (nutpie's low-rank adaptation is engine-only)")
         return replace(self, sampler=sampler, backend=backend, deviations=tuple(dev))
@@ -237,6 +247,8 @@ def make_plan(model: Model, sampler: str, method: str = "auto", target_accept: f
         raise SpecificationError(f"Unknown sampler {sampler!r}; use one of {', '.join(BACKENDS)}.")
     if model.spec.nonlinear is not None:
         return _nonlinear_plan(model, sampler, method, target_accept)
+    if method == "laplace":
+        return _laplace_plan(model, sampler, target_accept)
     from .engine.layout import engine_gap
 
     gap = engine_gap(model.design)  # why the compiled engine cannot sample this model (None: it can)
@@ -244,16 +256,18 @@ def make_plan(model: Model, sampler: str, method: str = "auto", target_accept: f
     centering = model.centering(collapsed)
     if gap is not None:  # no compiled kernel: every sampler runs the PyMC graph
         ndim = int(sum(np.asarray(v).size for v in model.built_graph(collapsed).model.initial_point().values()))
-        intbeta, aggregate = False, False
+        intbeta, aggregate, hierarchical = False, False, ()
     else:
         em = model.engine_model(collapsed)
         ndim, intbeta, aggregate = int(em.ndim), bool(em.intbeta), em.aggregated is not None
+        hierarchical = tuple(f.name for f in em.factors if f.hier is not None)
     target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
     plan = FitPlan(
         sampler="nutpie", backend="engine", method="joint" if collapsed is None else "collapsed",
         collapsed_factor=collapsed, integrate_coefficients=intbeta,
         centered=tuple((k, bool(v)) for k, v in centering.items() if k != collapsed),
         target_accept=target, mass_matrix=mass_matrix_adaptation(ndim), aggregate_rows=aggregate, n_parameters=ndim,
+        hierarchical=hierarchical,
     )
     if gap is not None:
         plan = replace(plan, mass_matrix="diag")
@@ -281,6 +295,25 @@ def _nonlinear_plan(model: Model, sampler: str, method: str, target_accept: floa
     ).for_backend("pymc")
     note = (f"nonlinear mean: the compiled engine has one linear predictor, so {sampler} samples the PyMC graph of "
             "hmodels.nonlinear.build (compiled for this model); no factor is integrated out")
+    return replace(followed, sampler=sampler, deviations=(note, *followed.deviations))
+
+
+def _laplace_plan(model: Model, sampler: str, target_accept: float | None) -> FitPlan:
+    """``method="laplace"``: the PyMC graph with one factor's random intercepts integrated out approximately."""
+    from .laplace import laplace_factor
+
+    factor = laplace_factor(model.design)  # a typed error naming why, when the model has no such factor
+    centering = {k: v for k, v in model.centering(factor).items() if k != factor}
+    ndim = int(sum(np.asarray(v).size for v in model.built_graph(factor, laplace=True).model.initial_point().values()))
+    target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
+    followed = FitPlan(
+        sampler="pymc", backend="pymc-graph", method="laplace", collapsed_factor=factor, integrate_coefficients=False,
+        centered=tuple((k, bool(v)) for k, v in centering.items()), target_accept=target, mass_matrix="diag",
+        aggregate_rows=False, n_parameters=ndim,
+    ).for_backend("pymc")
+    note = (f"method='laplace' (opt-in): the effects of {factor!r} are integrated out by the Laplace approximation "
+            f"inside NUTS, so {sampler} samples the PyMC graph (compiled for this model); they are drawn afterwards "
+            "by importance resampling, which also checks the approximation (fit.meta['laplace'])")
     return replace(followed, sampler=sampler, deviations=(note, *followed.deviations))
 
 

@@ -400,6 +400,14 @@ def plot_conditional(fit, x: str, prob: float = 0.95, n_points: int = 50, data_p
     from .design import used_columns
 
     _check_prob(prob)
+    if fit.family.outcome == "categorical":
+        from .errors import FamilyError
+
+        raise FamilyError(
+            "plot_conditional draws the expected outcome against a predictor; a categorical outcome has no expected "
+            "value (its categories are unordered). Plot each category's probability instead: "
+            "fit.predict(grid, kind='probs', groups='exclude') on a grid of the predictor's values."
+        )
     if ":" in x:
         parts = [p.strip() for p in x.split(":")]
         if by is not None or len(parts) != 2 or not all(parts):

@@ -70,13 +70,21 @@ def sample_pymc(built: BuiltModel, design: Design, plan: FitPlan, settings: Samp
     from .sampling import sample
 
 
-    idata, timing = sample(built.model, replace(settings, target_accept=plan.target_accept),
-                           progressbar=progressbar, log_likelihood=False)
+    settings = replace(settings, target_accept=plan.target_accept)
+    idata, timing = sample(built.model, settings, progressbar=progressbar, log_likelihood=False)
     t2 = time.perf_counter()
     post = idata["posterior"].to_dataset()
     keep = _canonical_names(design, family_aux) | {c for cors in built.cor_vars.values() for c, _ in cors}
     post = post[[v for v in post.data_vars if v in keep]]
-    if plan.collapsed_factor is not None:
+    laplace_check = None
+    if plan.collapsed_factor is not None and plan.method == "laplace":  # importance-resampled effects + the check
+        from .laplace import laplace_effects, warn_if_far
+
+        seed = None if settings.seed is None else [settings.seed, 7919]
+        effects, laplace_check = laplace_effects(design, plan.collapsed_factor, post, family_aux, seed=seed)
+        post = post.assign(effects)
+        warn_if_far(laplace_check)
+    elif plan.collapsed_factor is not None:
         seed = None if settings.seed is None else [settings.seed, 7919]
         post = post.assign(draw_collapsed_effects(design, plan.collapsed_factor, built.cor_vars, post, seed=seed))
     dfactors = [f for dd in (getattr(design, "dpars", None) or {}).values() for f in dd.factors]
@@ -86,6 +94,8 @@ def sample_pymc(built: BuiltModel, design: Design, plan: FitPlan, settings: Samp
     n_sampled = int(sum(np.asarray(v).size for v in built.model.initial_point().values()))
     facts = {"engine": f"PyMC graph + {settings.sampler} NUTS", "n_sampled_parameters": n_sampled,
              "aggregated_rows": None}
+    if laplace_check is not None:
+        facts["laplace"] = laplace_check
     stats = idata["sample_stats"].to_dataset()
     # numeric statistics only (nutpie's per-draw divergence messages are Python objects, not data)
     stats = stats[[v for v in stats.data_vars if stats[v].dtype.kind in "biuf"]]

@@ -471,6 +471,7 @@ _RESERVED = {
     "cutpoints_centered": "the ordinal thresholds at the predictors' means in the PyMC graph",
     "b_slopes": "the population-level slopes of the PyMC graph",
     "marginal_loglik": "the marginal likelihood term of the PyMC graph",
+    "laplace_marginal_loglik": "the Laplace-approximate marginal likelihood of the PyMC graph",
     "chain": "the chain dimension of the draws",
     "draw": "the draw dimension of the draws",
     "term": "the dimension of population-level terms",

@@ -59,7 +59,7 @@ F_Z = 3  # F offset of Z (n * k)
 F_XSD = 4  # x offset of the k SDs
 F_PSD = 5  # prior row of sd[0]
 F_XEFF = 6  # x offset of the L * k effects (-1 when integrated out)
-F_CENTRED = 7
+F_CENTRED = 7  # 0: non-centred (z); 1: centred (w = Q'r / scale); 2: hierarchically centred (kernels.c, hier_forward)
 F_NBLK = 8
 F_BLK0 = 9  # first row of the factor's blocks in the block table
 F_A = 10  # F offset of per-level Z'WZ (L * k * k), integrated-out factor
@@ -69,7 +69,10 @@ F_ONES = 13  # 1 when Z is a single column of ones
 F_INTTERM = 14  # index of the factor's intercept term, -1 for none
 F_ZWX = 15  # F offset of per-level Z'WXc (L * k * p) of a sampled factor, when coefficients are integrated out
 F_ESCALE = 16  # F offset of the k data scales of a centred factor's effects (sampled as r / scale)
-FW = 17
+F_HX = 17  # hierarchically centred factor (F_CENTRED == 2): F offset of its level-constant X rows (L * p; 0 elsewhere)
+F_HPAR = 18  # same: I offset of its parents, [count, then per parent: factor index, I offset of the L parent
+#              levels, F offset of the parent's level-constant Z rows (L * k_parent; 0 elsewhere)]
+FW = 19
 KMAX = 16  # most group-specific terms of one grouping factor (fixed-size work arrays in kernels.c)
 
 # ---- block table (BW ints per block) -----------------------------------------------------------------

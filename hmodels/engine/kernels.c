@@ -17,7 +17,9 @@
  *    Cholesky factor through Stan's transform (tanh of canonical partial correlations), and,
  *    unless the factor is integrated out, its effects: standardised z (non-centred, r_l = B z_l)
  *    or w = Q' r / scale (centred; Q a Householder reflection across levels, see reflect(); scale the
- *    data scale of each term, F_ESCALE);
+ *    data scale of each term, F_ESCALE), or, for an intercept-only factor, hierarchically centred
+ *    (v = r + m, m everything constant within a level: level-constant coefficients and the effects of
+ *    the factors it is nested in; see hier_forward);
  *  - family parameters (the table at I[O_AUX], one row per name of AUX_NAMES in codes.py: sigma, nu, alpha,
  *    shape, phi, zi, hu, zoi, coi, cutpoints): log transform for positive ones, logit (T_INTERVAL) for the
  *    probabilities zi, hu, zoi, coi; the H_NCUT ordinal thresholds through PyMC's ordered transform
@@ -795,6 +797,11 @@ static void effects_forward(const double *x, const double *F, const i64 *I, i64 
         }
         return;
     }
+    if (I[fac + F_CENTRED] == 2) {  /* hierarchically centred: v = scale x here; hier_forward subtracts m */
+        double esc = F[I[fac + F_ESCALE]];
+        for (i64 lv = 0; lv < L; lv++) r[lv] = esc * x[xe + lv];
+        return;
+    }
     for (i64 lv = 0; lv < L; lv++) {
         const double *z = x + xe + lv * k;
         for (i64 a = 0; a < k; a++) {
@@ -856,6 +863,76 @@ static double effects_backward(const double *x, double *grad, const double *F, c
     }
     for (i64 a = 0; a < k; a++) gB[a * k + a] -= L / B[a * k + a];
     return lp - L * logdiag - 0.5 * L * k * LOG_2PI;
+}
+
+/* ---- hierarchical centring (F_CENTRED == 2) ------------------------------------------------------------ */
+/* A factor with one intercept term can be sampled centred on everything that is constant within its levels
+ * (Gelfand, Sahu & Carlin 1995): the sampler moves v_l = r_l + m_l (as x_l = v_l / scale, F_ESCALE), where
+ * m_l = sum_c Xh[l, c] beta_c + sum_parents sum_t Zh_q[l, t] r_q[a_q(l), t], Xh the level-constant columns of
+ * Xc (0 elsewhere; F_HX) and r_q the effects of a factor q whose level a_q(l) and level-constant Z columns are
+ * fixed within level l (a factor the levels are nested in; F_HPAR). The map (x_l, rest) -> (r_l, rest) is a
+ * shift of r by a function of the other coordinates: triangular with unit diagonal, so the density is the
+ * same up to the constant L log scale (as for centred effects) and the likelihood, which sees
+ * Xc beta + r_q + r_l = v_l + (the rest), is unchanged. The gradient: with g_l = d log p / d r_l (likelihood
+ * and the N(0, sd) prior of r_l), d/dx_l = scale g_l, and r_l = v_l - m_l adds -g_l dm_l/d(beta, r_q) to the
+ * coefficients' and the parents' gradients, which is why the parents' backward pass comes after this one.
+ * Parents are never hierarchically centred themselves (layout.py), so hier_forward reads their final effects.
+ * A hierarchically centred factor takes no part in the intercept shift (H_SHIFT): its v already absorbs it. */
+static void hier_forward(const double *F, const i64 *I, const double *beta, double **R) {
+    i64 p = I[H_P];
+    for (i64 f = 0; f < I[H_NFAC]; f++) {
+        i64 fac = I[O_FAC] + f * FW;
+        if (I[fac + F_CENTRED] != 2) continue;
+        i64 L = I[fac + F_L];
+        const double *Xh = F + I[fac + F_HX];
+        const i64 *par = I + I[fac + F_HPAR];
+        double *r = R[f];
+        for (i64 lv = 0; lv < L; lv++) {
+            double m = 0.0;
+            for (i64 c = 0; c < p; c++) m += Xh[lv * p + c] * beta[c];
+            r[lv] -= m;
+        }
+        for (i64 q = 0; q < par[0]; q++) {
+            i64 fa = par[1 + 3 * q], kq = I[I[O_FAC] + fa * FW + F_K];
+            const i64 *pl = I + par[2 + 3 * q];
+            const double *Zh = F + par[3 + 3 * q], *rq = R[fa];
+            for (i64 lv = 0; lv < L; lv++)
+                for (i64 t = 0; t < kq; t++) r[lv] -= Zh[lv * kq + t] * rq[pl[lv] * kq + t];
+        }
+    }
+}
+
+/* The backward pass of one hierarchically centred factor f, given gr[f] = d loglik / d r: adds its prior
+ * N(0, sd) (and, with the Jacobian, L log scale), the gradient of x_l, d/d sd into fc->gB, and -g through m
+ * to the coefficients (grad, via dbeta) and to the parents' d/d r (gr[q]). Returns the log prior. */
+static double hier_backward(double *grad, const double *F, const i64 *I, i64 f, Factor *fc, const double *r,
+                            double **gr, const double *dbeta, int jacobian) {
+    i64 fac = I[O_FAC] + f * FW, L = I[fac + F_L], xe = I[fac + F_XEFF], p = I[H_P], xb = I[X_BETA];
+    double sd = fc->B[0], esc = F[I[fac + F_ESCALE]], *g = gr[f], ss = 0.0;
+    for (i64 lv = 0; lv < L; lv++) {
+        double u = r[lv] / sd;
+        ss += u * u;
+        g[lv] -= u / sd;
+        grad[xe + lv] += esc * g[lv];
+    }
+    fc->gB[0] += ss / sd - L / sd;
+    const double *Xh = F + I[fac + F_HX];
+    if (I[H_INTBETA] != 1)
+        for (i64 c = 0; c < p; c++) {
+            double acc = 0.0;
+            for (i64 lv = 0; lv < L; lv++) acc += Xh[lv * p + c] * g[lv];
+            grad[xb + c] -= acc * dbeta[c];
+        }
+    const i64 *par = I + I[fac + F_HPAR];
+    for (i64 q = 0; q < par[0]; q++) {
+        i64 fa = par[1 + 3 * q], kq = I[I[O_FAC] + fa * FW + F_K];
+        const i64 *pl = I + par[2 + 3 * q];
+        const double *Zh = F + par[3 + 3 * q];
+        double *gq = gr[fa];
+        for (i64 lv = 0; lv < L; lv++)
+            for (i64 t = 0; t < kq; t++) gq[pl[lv] * kq + t] -= Zh[lv * kq + t] * g[lv];
+    }
+    return -0.5 * ss - L * log(sd) - 0.5 * L * LOG_2PI + (jacobian ? L * log(esc) : 0.0);
 }
 
 /* ---- small dense linear algebra (row-major) --------------------------------------------------------- */
@@ -1582,6 +1659,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
     for (i64 f = 0; f < nfac; f++) lp += factor_B(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
     for (i64 f = 0; f < nfac; f++)
         if (f != c) effects_forward(x, F, I, I[O_FAC] + f * FW, &st.fc[f], st.R[f]);
+    hier_forward(F, I, beta, st.R);
     const double *y = F + I[O_Y];
     i64 xb = I[X_BETA];
     int full = I[H_FULL] == 1, fused = 0;
@@ -1676,8 +1754,14 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
                 for (i64 i = 0; i < n; i++)
                     for (i64 a2 = 0; a2 < k; a2++) gr[codes[i] * k + a2] += Z[i * k + a2] * st.g_eta[i];
             }
-            lp += effects_backward(x, grad, F, I, fac, &st.fc[f], gr, jacobian);
         }
+        /* hierarchically centred factors first: they add to their parents' d/d r (hier_backward) */
+        for (i64 f = 0; f < nfac; f++)
+            if (f != c && I[I[O_FAC] + f * FW + F_CENTRED] == 2)
+                lp += hier_backward(grad, F, I, f, &st.fc[f], st.R[f], st.gr, dbeta, jacobian);
+        for (i64 f = 0; f < nfac; f++)
+            if (f != c && I[I[O_FAC] + f * FW + F_CENTRED] != 2)
+                lp += effects_backward(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], st.gr[f], jacobian);
     }
     for (i64 f = 0; f < nfac; f++) lp += factor_B_backward(x, grad, F, I, I[O_FAC] + f * FW, &st.fc[f], jacobian);
     shift_gradient(F, I, grad);

@@ -114,6 +114,9 @@ class FactorPlan:
     collapsed: bool
     cor_names: list[tuple[str, list[str]]] = field(default_factory=list)
     escale: np.ndarray | None = None  # data scale of each term's effects (centred effects are sampled as r / escale)
+    #: hierarchically centred (kernels.c, hier_forward): ``Xh`` (L x p, the level-constant columns of the kernels'
+    #: centred X, 0 elsewhere) and ``parents`` [(factor index, parent level of each level, Zh (L x k_parent))]
+    hier: dict | None = None
 
 
 class EngineModel:
@@ -131,6 +134,11 @@ class EngineModel:
     integrate_coefficients : bool, optional
         Integrate the population-level coefficients out too (default: whenever a factor is
         integrated out and every coefficient has a Normal prior).
+    hierarchical : sequence of str, optional
+        Centred intercept-only factors to sample hierarchically centred: each level's effect
+        centred on everything constant within the level (level-constant coefficients and the
+        effects of the factors it is nested in; see ``hier_forward`` in ``kernels.c``). Only
+        without an integrated-out factor. Default: :func:`hmodels.parameterisation.hierarchical_factors`.
 
     Examples
     --------
@@ -143,8 +151,18 @@ class EngineModel:
     """
 
     def __init__(self, design, priors, centered: dict, collapse: str | None = None,
-                 integrate_coefficients: bool | None = None):
+                 integrate_coefficients: bool | None = None, hierarchical=None):
         spec = design.spec
+        if hierarchical is None:
+            from ..parameterisation import hierarchical_factors
+
+            hierarchical = hierarchical_factors(design, centered, collapse)
+        hierarchical = tuple(hierarchical)
+        for name in hierarchical:
+            f = next((g for g in design.factors if g.factor == name), None)
+            if f is None or collapse is not None or not centered.get(name, False) or f.terms != ["Intercept"]:
+                raise ValueError(f"hierarchical={name!r}: only a centred intercept-only grouping factor can be "
+                                 f"hierarchically centred, and only when no factor is integrated out")
         self.design = design
         self.family = spec.family
         self.fam = get_family(spec.family, spec.link)
@@ -306,6 +324,7 @@ class EngineModel:
                 np.add.at(ZtX, f.codes, (f.Z * w[:, None])[:, :, None] * Xc[:, None, :])
                 zty_off, ztx_off = F.add(Zty), F.add(ZtX)
             centred = bool(centered.get(f.factor, False)) and not is_collapsed
+            hier = f.factor in hierarchical
             # centred effects are sampled in units of the data: r_t / (unit / rms(z_t)) (intercepts: r / unit)
             escale = self.unit / _rms(f.Z)
             esc_off = F.add(escale)
@@ -313,12 +332,23 @@ class EngineModel:
             int_term = f.terms.index("Intercept") if "Intercept" in f.terms else -1
             row[[K.F_L, K.F_K, K.F_CODES, K.F_Z, K.F_XSD, K.F_PSD, K.F_XEFF, K.F_CENTRED, K.F_NBLK, K.F_BLK0,
                  K.F_A, K.F_ZTY, K.F_ZTX, K.F_ONES, K.F_INTTERM, K.F_ZWX, K.F_ESCALE]] = [
-                L, k, codes_off, z_off, x_sd, p_sd, x_eff, int(centred), len(f.blocks), blk0,
+                L, k, codes_off, z_off, x_sd, p_sd, x_eff, 2 if hier else int(centred), len(f.blocks), blk0,
                 a_off, zty_off, ztx_off, ones, int_term, zwx_off, esc_off]
             fac_rows.append(row)
             self.factors.append(FactorPlan(f.factor, L, list(f.terms), [list(b) for b in f.blocks],
                                            list(f.correlated), x_sd, x_lkj, x_eff, centred, is_collapsed, cors,
                                            escale))
+        # hierarchically centred factors: what is constant within their levels (on the rows the kernels see)
+        for fi, fp in enumerate(self.factors):
+            if fp.name not in hierarchical:
+                continue
+            fp.hier = _hier_structure(fi, fp.levels, codes, Zs, Xs, {q for q, g in enumerate(self.factors)
+                                                          if g.name in hierarchical or g.collapsed})
+            fac_rows[fi][K.F_HX] = F.add(fp.hier["Xh"])
+            par = [len(fp.hier["parents"])]
+            for q, levels, Zh in fp.hier["parents"]:
+                par += [q, I.add(levels), F.add(Zh)]
+            fac_rows[fi][K.F_HPAR] = I.add(np.asarray(par, np.int64))
 
         # -- family parameters (the table of K.AUX_NAMES slots; the prior row carries the transform)
         self.x_aux = {}
@@ -383,7 +413,8 @@ class EngineModel:
         intercept_sampled = icol >= 0 and not self.intbeta and by_param["Intercept"].name != "Uniform"
         self.shift = [(f.x_eff + f.terms.index("Intercept"), f.levels, float(f.escale[f.terms.index("Intercept")]))
                       for f in self.factors
-                      if intercept_sampled and f.centred and not f.collapsed and "Intercept" in f.terms]
+                      if intercept_sampled and f.centred and not f.collapsed and "Intercept" in f.terms
+                      and f.hier is None]
         h[K.H_SHIFT] = int(bool(self.shift))
         h[K.O_Y0], h[K.O_XWY0] = y0_off, xwy0_off
         h[K.O_BREF], h[K.O_D0] = bref_off, d0_off
@@ -444,11 +475,28 @@ class EngineModel:
         # a point where the log density is finite: with an identity or inverse link (gamma) a jittered
         # linear predictor can leave the family's support, so the jitter is halved until it is not
         for _ in range(12):
-            x = x0 + rng.uniform(-jitter, jitter, self.ndim)
+            x = self._hier_recentre(x0 + rng.uniform(-jitter, jitter, self.ndim))
             if math.isfinite(self.logp_grad(x)[0]):
                 return x
             jitter *= 0.5
-        return x0
+        return self._hier_recentre(x0)
+
+    def _hier_recentre(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with each hierarchically centred factor's coordinates moved so that its effects are ``scale * x``.
+
+        The sampled locations ``v = r + m`` start at the level means ``m`` implied by the other coordinates, so a
+        hierarchically centred factor starts, like a centred one, with effects at (jittered) 0.
+        """
+        hier = [f for f in self.factors if f.hier is not None]
+        if not hier:
+            return x
+        x = np.array(x, dtype=float)
+        out = self.constrained(x[None])
+        for f in hier:
+            sl = slice(f.x_eff, f.x_eff + f.levels)
+            m = f.escale[0] * x[sl] - out[f"r_{f.name}"][0, :, 0]
+            x[sl] += m / f.escale[0]
+        return x
 
     def _row_of(self, xi: int) -> int:
         """Prior row of the scalar parameter at x[xi] (SDs and family parameters)."""
@@ -479,6 +527,7 @@ class EngineModel:
             for xi, L, scale in self.shift:  # sampler's intercept is the grand mean (see kernels.c)
                 beta[:, self.icol] -= xd[:, xi] * scale / math.sqrt(L)
             out.update(self._coefficients(beta))
+        hier = []
         for fi, f in enumerate(self.factors):
             k = len(f.terms)
             sd = np.empty((S, k))
@@ -500,11 +549,20 @@ class EngineModel:
             out[f"_B_{f.name}"] = B
             if not f.collapsed:
                 e = xd[:, f.x_eff:f.x_eff + f.levels * k].reshape(S, f.levels, k)
-                if f.centred:
+                if f.hier is not None:
+                    hier.append((f, e))
+                elif f.centred:
                     out[f"r_{f.name}"] = reflect_levels(e) * f.escale
                 else:
                     out[f"z_{f.name}"] = e
                     out[f"r_{f.name}"] = np.einsum("slb,sab->sla", e, B)
+        for f, e in hier:  # r = v - m (kernels.c, hier_forward); parents are never hierarchically centred
+            r = e[:, :, 0] * f.escale[0]
+            if self.p and not self.intbeta:
+                r = r - beta @ f.hier["Xh"].T
+            for q, levels, Zh in f.hier["parents"]:
+                r = r - np.einsum("slt,lt->sl", out[f"r_{self.factors[q].name}"][:, levels, :], Zh)
+            out[f"r_{f.name}"] = r[:, :, None]
         for a, xa in self.x_aux.items():
             if a == "cutpoints":
                 out[a] = constrain_ordered(xd[:, xa:xa + self.ncut])
@@ -547,6 +605,42 @@ class EngineModel:
         if self.intbeta:
             out.update(self._coefficients(beta))
         return out
+
+
+def _level_constant(A: np.ndarray, codes: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per level, the first row of ``A`` (L x d), and which columns of ``A`` are constant within every level."""
+    first = np.zeros(L, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # the first row of each level
+    rows = A[first]
+    return rows, np.all(A == rows[codes], axis=0)
+
+
+def _hier_structure(fi, L, codes, Zs, X, excluded) -> dict:
+    """What is constant within the levels of factor ``fi`` (codes and Z on the kernels' rows).
+
+    ``Xh`` (L x p): the level-constant columns of ``X``, 0 elsewhere; ``parents``: every factor outside
+    ``excluded`` whose level is the same on all rows of each level of ``fi`` (``fi`` is nested in it), with
+    its level per level of ``fi`` and its level-constant Z columns (L x k, 0 elsewhere). Levels without rows
+    (none in a design) get zeros.
+    """
+    c = np.asarray(codes[fi], dtype=np.int64)
+    seen = np.zeros(L, bool)
+    seen[c] = True
+    rows, const = _level_constant(X, c, L)
+    Xh = np.where(const[None, :] & seen[:, None], rows, 0.0)
+    parents = []
+    for q, (cq, Zq) in enumerate(zip(codes, Zs)):
+        if q == fi or q in excluded:
+            continue
+        lv, same = _level_constant(np.asarray(cq, dtype=float)[:, None], c, L)
+        if not same[0]:
+            continue
+        zrows, zconst = _level_constant(Zq, c, L)
+        if not zconst.any():
+            continue
+        parents.append((q, np.where(seen, lv[:, 0], 0).astype(np.int64),
+                        np.where(zconst[None, :] & seen[:, None], zrows, 0.0)))
+    return {"Xh": np.ascontiguousarray(Xh, dtype=float), "parents": parents}
 
 
 def _coefficient_prior(terms, by_param, icol, mode, xmeans):

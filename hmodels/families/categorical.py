@@ -72,6 +72,16 @@ def nominal_categories(raw: pd.Series, column: str, labels=None) -> tuple[np.nda
         levels = tuple(int(v) for v in values)
         codes = np.searchsorted(values, y).astype(np.int64) + 1
     else:
+        kinds = raw.map(lambda v: "text" if isinstance(v, str) else type(v).__name__)
+        if kinds.nunique() > 1:  # e.g. 1 and "1" would silently become one category, 2.5 the text "2.5"
+            first = kinds.drop_duplicates()
+            found = ", ".join(f"{raw[i]!r} ({k}) in {row_labels(labels, (kinds == k).to_numpy())}"
+                              for i, k in first.items())
+            raise DataError(
+                f"The categorical outcome {column!r} mixes values of different types ({found}"
+                f"). Make them one type, e.g. data[{column!r}] = data[{column!r}].astype(str), after checking that "
+                "equal-looking values are meant to be the same category."
+            )
         values = raw.astype(str) if not pd.api.types.is_bool_dtype(raw) else raw
         levels = tuple(sorted(pd.unique(values)))
         position = {lv: k for k, lv in enumerate(levels, start=1)}

@@ -45,7 +45,7 @@ from ..errors import SpecificationError
 from ._dask import quiet, run_tasks
 from ._settings import check_fit_kwargs
 from .params import parse_params
-from .simulate import call_design, design_for, simulate_outcome, with_outcome
+from .simulate import call_design, design_for, refuse_categorical, simulate_outcome, with_outcome
 
 __all__ = ["power", "PowerResult", "parse_decision", "FITS"]
 
@@ -388,6 +388,7 @@ def power(formula, design: Callable | pd.DataFrame, effects: Mapping, variances:
         spec = formula
     else:
         raise SpecificationError(f"power needs a formula string or a ModelSpec, got {type(formula).__name__}.")
+    refuse_categorical(spec)  # its outcome cannot be simulated yet: every replicate would fail
     fit = str(fit).lower()
     if fit not in FITS:
         raise SpecificationError(f"fit must be one of {', '.join(map(repr, FITS))}, got {fit!r}.")

@@ -164,10 +164,14 @@ def model_with_design(model, design):
 
 
 def refuse_categorical(design) -> None:
-    """A typed error for simulation studies of a categorical model, which cannot draw its outcome yet."""
+    """A typed error for simulation studies of a categorical model, which cannot draw its outcome yet.
+
+    ``design`` is a model's design or its :class:`~hmodels.spec.ModelSpec`.
+    """
     from ..families import get_family
 
-    if get_family(design.spec.family, design.spec.link).outcome == "categorical":
+    spec = getattr(design, "spec", design)
+    if get_family(spec.family, spec.link).outcome == "categorical":
         raise SpecificationError(
             "Simulating data from a categorical model (hm.simulate, sbc, power) is not available yet: its K - 1 "
             "linear predictors are not drawn by the simulation code. Fit it and use fit.predict(kind='response') "
