@@ -285,17 +285,9 @@ def _nonlinear_plan(model: Model, sampler: str, method: str, target_accept: floa
         raise SpecificationError("method='collapsed' is not available for a nonlinear model: its group effects enter "
                                  "the mean nonlinearly, so they cannot be integrated out analytically. Use "
                                  "method='joint' or 'auto'.")
-    centering = model.centering(None)
-    ndim = int(sum(np.asarray(v).size for v in model.built_graph(None).model.initial_point().values()))
-    target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
-    followed = FitPlan(
-        sampler="pymc", backend="pymc-graph", method="joint", collapsed_factor=None, integrate_coefficients=False,
-        centered=tuple((k, bool(v)) for k, v in centering.items()), target_accept=target, mass_matrix="diag",
-        aggregate_rows=False, n_parameters=ndim,
-    ).for_backend("pymc")
     note = (f"nonlinear mean: the compiled engine has one linear predictor, so {sampler} samples the PyMC graph of "
             "hmodels.nonlinear.build (compiled for this model); no factor is integrated out")
-    return replace(followed, sampler=sampler, deviations=(note, *followed.deviations))
+    return _graph_plan(sampler, "joint", None, model.built_graph(None), model.centering(None), target_accept, note)
 
 
 def _laplace_plan(model: Model, sampler: str, target_accept: float | None) -> FitPlan:
@@ -304,16 +296,23 @@ def _laplace_plan(model: Model, sampler: str, target_accept: float | None) -> Fi
 
     factor = laplace_factor(model.design)  # a typed error naming why, when the model has no such factor
     centering = {k: v for k, v in model.centering(factor).items() if k != factor}
-    ndim = int(sum(np.asarray(v).size for v in model.built_graph(factor, laplace=True).model.initial_point().values()))
-    target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
-    followed = FitPlan(
-        sampler="pymc", backend="pymc-graph", method="laplace", collapsed_factor=factor, integrate_coefficients=False,
-        centered=tuple((k, bool(v)) for k, v in centering.items()), target_accept=target, mass_matrix="diag",
-        aggregate_rows=False, n_parameters=ndim,
-    ).for_backend("pymc")
     note = (f"method='laplace' (opt-in): the effects of {factor!r} are integrated out by the Laplace approximation "
             f"inside NUTS, so {sampler} samples the PyMC graph (compiled for this model); they are drawn afterwards "
             "by importance resampling, which also checks the approximation (fit.meta['laplace'])")
+    return _graph_plan(sampler, "laplace", factor, model.built_graph(factor, laplace=True), centering, target_accept,
+                       note)
+
+
+def _graph_plan(sampler: str, method: str, factor: str | None, built, centering: dict, target_accept: float | None,
+                note: str) -> FitPlan:
+    """A plan that only the PyMC graph (``built``) follows, with ``note`` first among its deviations."""
+    ndim = int(sum(np.asarray(v).size for v in built.model.initial_point().values()))
+    target = auto_target_accept(ndim) if target_accept is None else float(target_accept)
+    followed = FitPlan(
+        sampler="pymc", backend="pymc-graph", method=method, collapsed_factor=factor, integrate_coefficients=False,
+        centered=tuple((k, bool(v)) for k, v in centering.items()), target_accept=target, mass_matrix="diag",
+        aggregate_rows=False, n_parameters=ndim,
+    ).for_backend("pymc")
     return replace(followed, sampler=sampler, deviations=(note, *followed.deviations))
 
 
