@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -90,9 +91,11 @@ MODELS["cbpp_beta_binomial"] = dict(
 MODELS["wine_cumulative"] = dict(
     formula="rating ~ temp + contact + (1 | judge)", bambi="rating ~ temp + contact + (1 | judge)", lme4=None,
     data="wine", family="cumulative", bambi_aux={"cutpoints": ("threshold", False)})
+MODELS["categorical"] = dict(
+    formula="y ~ x + (1 | g)", bambi="y ~ x + (1 | g)", lme4=None, data="sim_categorical", family="categorical")
 SMALL = ["sleepstudy", "radon", "penicillin", "cbpp", "poisson_crossed"]
 FAMILY_MODELS = ["gamma", "lognormal", "beta", "zero_inflated_poisson", "hurdle_poisson", "cbpp_beta_binomial",
-                 "wine_cumulative"]
+                 "wine_cumulative", "categorical"]
 BAYES_TOOLS = ["hmodels", "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]
 FREQ_TOOLS = ["statsmodels", "lme4"]
 STATES = ["cold", "warm"]
@@ -134,7 +137,9 @@ def simulate_family_data(family: str):
     """1,000 rows in 50 groups from a random-intercept GLMM of ``family`` (fixed seed, known truth).
 
     Truth: Intercept 0.5 (beta: -0.5, hurdle/zero-inflated: 1.0), x 0.3, sd(g) 0.4; gamma shape 3,
-    lognormal sigma 0.5, beta phi 20, zero inflation / hurdle probability 0.3.
+    lognormal sigma 0.5, beta phi 20, zero inflation / hurdle probability 0.3. Categorical: three
+    categories ``a`` (the reference), ``b``, ``c`` with ``eta_b = 0.3 + 0.4 x + u_b``, ``eta_c = -0.2 - 0.3 x + u_c``,
+    independent group effects of SD 0.5.
     """
     import pandas as pd
 
@@ -142,6 +147,13 @@ def simulate_family_data(family: str):
     n, n_groups = 1000, 50
     g = np.repeat(np.arange(n_groups), n // n_groups)
     x = rng.normal(size=n)
+    if family == "categorical":
+        eta = np.column_stack([np.zeros(n), 0.3 + 0.4 * x + rng.normal(0, 0.5, n_groups)[g],
+                               -0.2 - 0.3 * x + rng.normal(0, 0.5, n_groups)[g]])
+        p = np.exp(eta - eta.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        y = np.array(["a", "b", "c"])[(rng.random(n)[:, None] > p.cumsum(axis=1)).sum(axis=1)]
+        return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
     intercept = {"beta": -0.5, "zero_inflated_poisson": 1.0, "hurdle_poisson": 1.0}.get(family, 0.5)
     eta = intercept + 0.3 * x + rng.normal(0, 0.4, n_groups)[g]
     if family == "gamma":
@@ -196,7 +208,12 @@ def bambi_priors(model, aux: dict | None = None):
 
     aux = aux or {}
     out, levels = {}, {}
-    for row in model.priors:
+    rows = list(model.priors)
+    if model.family.outcome == "categorical":  # the first category's priors, under the formula's own names
+        first = f"{model.design.predictor_names[0]}_"
+        rows = [replace(r, slot=replace(r.slot, param=r.slot.param.replace(first, ""))) for r in rows
+                if first in r.slot.param or r.slot.param in ("Intercept", "fixed")]
+    for row in rows:
         key, p = row.slot.param, row.prior
         if key.startswith("sd("):
             factor, term = [s.strip() for s in key[3:-1].split(",")]
@@ -219,7 +236,7 @@ def bambi_priors(model, aux: dict | None = None):
             out[bname] = bmb.Prior(p.pymc_class().__name__, **params)
         elif key == "sigma":
             out["sigma"] = bmb.Prior(p.pymc_class().__name__, **p.params)
-        elif key in model.design.fixed_terms:
+        elif key in model.design.fixed_terms or key in getattr(getattr(model.design, "base", None), "fixed_terms", ()):
             levels.setdefault(key.split("[")[0], []).append(p)
     for base, ps in levels.items():
         dist = ps[0].pymc_class().__name__
@@ -263,8 +280,21 @@ def flat_means(post, names: list[str]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def bambi_to_hmodels(name: str) -> str:
-    """bambi's name of a parameter in hmodels's naming (``Days|Subject_sigma`` -> ``sd(Subject, Days)``)."""
+def bambi_to_hmodels(name: str, categorical: bool = False) -> str:
+    """bambi's name of a parameter in hmodels's naming (``Days|Subject_sigma`` -> ``sd(Subject, Days)``).
+
+    A categorical model's parameters carry the category (``x[b]`` -> ``mub_x``, ``1|g_sigma[b]`` ->
+    ``sd(g, mub_Intercept)``).
+    """
+    if categorical and name.endswith("]"):
+        base, cat = name[:-1].split("[", 1)
+        from hmodels.families.categorical import category_predictor_names
+
+        mu = category_predictor_names(("reference", cat))[0]
+        if "|" in base and base.endswith("_sigma"):
+            term, factor = base[: -len("_sigma")].split("|")
+            return f"sd({factor}, {mu}_{'Intercept' if term == '1' else term})"
+        return f"{mu}_{base}"
     if "|" in name and name.endswith("_sigma"):
         term, factor = name[: -len("_sigma")].split("|")
         return f"sd({factor}, {'Intercept' if term == '1' else term})"
@@ -383,7 +413,7 @@ def worker_bambi(name: str, sampler: str, draws: int, tune: int, chains: int, se
             if ("|" not in v or v.endswith("_sigma")) and not v.endswith("_offset") and v not in ("mu", "p")]
     ess_key, rhat = ess_rhat(post, keys)
     ess_all, _ = ess_rhat(post, [v for v in post.data_vars if not v.endswith("_offset") and v not in ("mu", "p")])
-    means = {bambi_to_hmodels(k): v for k, v in flat_means(post, keys).items()}
+    means = {bambi_to_hmodels(k, cfg["family"] == "categorical"): v for k, v in flat_means(post, keys).items()}
     for ours, (theirs, flip) in aux.items():  # the family's parameter under hmodels's name and meaning
         if theirs in means:
             m, sd = means.pop(theirs)

@@ -10,9 +10,12 @@ coefficients ``mu<k>_<term>`` (``muB_Intercept``, ``muB_x``, as brms's ``b_muB_x
 factor the terms ``mu<k>_<term>``, correlated within a category as the formula says and independent
 across categories (brms's default; it correlates them only with ``(1 | ID | g)``). Priors resolve on
 the formula's own design and are copied to every category (:func:`resolve_categorical_priors`);
-``priors={"x": ...}`` applies to every category, ``priors={"muB_x": ...}`` to one. The PyMC graph
-(:func:`build_categorical_model`) samples it — the compiled engine has one linear predictor, and the
-plan says so.
+``priors={"x": ...}`` applies to every category, ``priors={"muB_x": ...}`` to one. The compiled engine
+samples it (:func:`engine_rows` lays the ``K - 1`` linear predictors out as blocks of rows of one, and
+``categorical_loglik`` in ``kernels.c`` reads them together); the PyMC graph
+(:func:`build_categorical_model`) serves ``sampler="pymc"`` / ``"numpyro"`` and prior sampling. Each
+factor's effects are centred or not by the usual rule (:func:`hmodels.parameterisation.information_ratios`),
+read from each category's log-odds against the reference.
 
 Examples
 --------
@@ -37,8 +40,8 @@ from .errors import PriorError, closest
 from .families.categorical import category_predictor_names
 from .nonlinear.design import Predictor
 
-__all__ = ["CategoricalDesign", "stack_categories", "resolve_categorical_priors", "build_categorical_model",
-           "categorical_predictor"]
+__all__ = ["CategoricalDesign", "stack_categories", "resolve_categorical_priors", "intercept_centring",
+           "engine_rows", "build_categorical_model", "categorical_predictor"]
 
 
 @dataclass
@@ -226,9 +229,70 @@ def _cor_label(slot, nm, design, base) -> str:
     return f"cor({sf.factor})" if sum(sf.correlated) == 1 else f"cor({sf.factor}, {', '.join(terms)})"
 
 
+# -- the centred intercepts and the engine's rows ------------------------------------------------------
+def intercept_centring(design: CategoricalDesign, priors) -> tuple[np.ndarray, np.ndarray | None]:
+    """The predictors' means each category's linear predictor is centred at, and the map to raw coefficients.
+
+    With ``intercept_prior="centered"`` (and an intercept beside other columns) the model samples every
+    category's coefficients on the formula's design centred at its column means (``means``, 0 for the
+    intercept), so each Intercept prior is on that category's intercept at the predictors' means; the
+    reported coefficients are ``b = T @ b_centered``. Otherwise ``means`` is zeros and ``T`` is None.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("y ~ x", _example_data(), family="categorical")
+    >>> means, T = intercept_centring(m.design, m.priors)
+    >>> T.shape
+    (4, 4)
+    """
+    base = design.base
+    p = len(base.fixed_terms)
+    icol = base.fixed_terms.index("Intercept") if "Intercept" in base.fixed_terms else -1
+    if not (icol >= 0 and priors.intercept_prior == "centered" and p > 1):
+        return np.zeros(p), None
+    means = np.where(np.arange(p) == icol, 0.0, base.X.mean(axis=0))
+    T = np.eye(len(design.fixed_terms))
+    for j in range(len(design.predictors)):
+        T[j * p + icol, j * p:(j + 1) * p] -= means
+    return means, T
+
+
+def engine_rows(design: CategoricalDesign, priors) -> tuple[Design, np.ndarray | None]:
+    """The model as one linear predictor over ``K - 1`` blocks of rows, for the compiled engine.
+
+    Block ``j`` (rows ``j * n`` to ``(j + 1) * n``) is category ``j + 2``'s linear predictor: the design
+    is block-diagonal in the categories' coefficients (each block the formula's design, centred as
+    :func:`intercept_centring` says) and in each factor's terms; the outcome repeats in every block
+    (``kernels.c``'s ``categorical_loglik`` reads the first). Returns that design and ``T``, the map from
+    the sampled coefficients to the reported ones (None when they are the same).
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("y ~ x + (1 | g)", _example_data(), family="categorical")
+    >>> rows, T = engine_rows(m.design, m.priors)
+    >>> rows.X.shape, rows.factors[0].Z.shape
+    ((120, 4), (120, 2))
+    """
+    base = design.base
+    m = len(design.predictors)
+    means, T = intercept_centring(design, priors)
+    blocks = np.eye(m)
+    X = np.kron(blocks, base.X - means) if base.fixed_terms else np.zeros((m * base.n, 0))
+    factors = []
+    for f, bf in zip(design.factors, base.factors):
+        factors.append(replace(f, codes=np.tile(np.asarray(f.codes), m), Z=np.kron(blocks, bf.Z)))
+    rows = replace(base, y=np.tile(np.asarray(base.y), m), X=X, fixed_terms=list(design.fixed_terms),
+                   factors=factors, x_means=X.mean(axis=0), x_sds=X.std(axis=0))
+    return rows, T
+
+
 # -- the PyMC graph -------------------------------------------------------------------------------
-def build_categorical_model(design: CategoricalDesign, priors, prior_only: bool = False):
-    """The PyMC model: ``K - 1`` linear predictors, every factor's effects non-centred.
+def build_categorical_model(design: CategoricalDesign, priors, prior_only: bool = False, centering=None):
+    """The PyMC model: ``K - 1`` linear predictors, each factor's effects centred or not as ``centering`` says.
+
+    ``centering`` maps each factor to True (centred) or False (non-centred; every factor by default).
 
     With ``intercept_prior="centered"`` each category's Intercept prior is on its intercept at the
     predictors' means (the sampled ``b_centered``), as for every hmodels model; ``b`` is reported raw.
@@ -248,7 +312,7 @@ def build_categorical_model(design: CategoricalDesign, priors, prior_only: bool 
 
     base = design.base
     fam = get_family(design.spec.family, design.spec.link)
-    centering = {f.factor: False for f in design.factors}
+    centering = {f.factor: False for f in design.factors} | dict(centering or {})
     coords = {"term": list(design.fixed_terms), "obs": np.arange(design.n)}
     for f in design.factors:
         coords[f.factor] = list(f.levels)
@@ -256,9 +320,8 @@ def build_categorical_model(design: CategoricalDesign, priors, prior_only: bool 
     by_param = {r.slot.param: r.prior for r in priors}
     built = BuiltModel(None, centering, obs_name(design.spec))
     p = len(base.fixed_terms)
-    icol = base.fixed_terms.index("Intercept") if "Intercept" in base.fixed_terms else -1
-    centred = icol >= 0 and priors.intercept_prior == "centered" and p > 1
-    means = np.where(np.arange(p) == icol, 0.0, base.X.mean(axis=0)) if centred else np.zeros(p)
+    means, T = intercept_centring(design, priors)
+    centred = T is not None
     Xc = base.X - means
     with pm.Model(coords=coords) as model:
         etas = []
@@ -268,13 +331,10 @@ def build_categorical_model(design: CategoricalDesign, priors, prior_only: bool 
             prior_list = [by_param[t] for t in design.fixed_terms]
             if centred:  # the Intercept priors on each category's intercept at the predictors' means
                 bc = _vector_rv("b_centered", prior_list, "term", pm, scales=scales)
-                T = np.eye(len(design.fixed_terms))
-                for j in range(len(design.predictors)):
-                    T[j * p + icol, j * p:(j + 1) * p] -= means
                 pm.Deterministic("b", pt.dot(T, bc), dims="term")
             else:
                 bc = _vector_rv("b", prior_list, "term", pm, scales=scales)
-        effects = {f.factor: _group_effects(f, by_param, False, built, pm, pt, response_scale=1.0)
+        effects = {f.factor: _group_effects(f, by_param, centering[f.factor], built, pm, pt, response_scale=1.0)
                    for f in design.factors}
         for pred in design.predictors:
             cols = np.asarray(pred.columns, dtype=int)

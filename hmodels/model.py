@@ -125,10 +125,6 @@ class Model:
 
             self.design = stack_categories(make_design(self.spec, data, missing=missing))
             self.priors = resolve_categorical_priors(self.design, priors, prior_set, intercept_prior)
-            if not (isinstance(centered, str) and centered == "auto") and centered is not False:
-                raise SpecificationError("A categorical model samples every factor's effects non-centred (the PyMC "
-                                         "graph); leave centered at its default.")
-            centered = False
         else:
             self.design = make_design(self.spec, data, missing=missing)
             self.priors = resolve_priors(self.design, priors, prior_set, intercept_prior)
@@ -189,7 +185,8 @@ class Model:
         if collapsed not in self._built and self.family.outcome == "categorical":
             from .categorical import build_categorical_model
 
-            self._built[collapsed] = build_categorical_model(self.design, self.priors)
+            self._built[collapsed] = build_categorical_model(self.design, self.priors,
+                                                             centering=self.centering(collapsed))
         if collapsed not in self._built:
             self._built[collapsed] = build_model(
                 self.design, self.priors, self.centering(collapsed), collapse=collapsed

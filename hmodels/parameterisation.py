@@ -172,6 +172,8 @@ def information_ratios(design, collapsed: str | None = None) -> dict[str, float]
     """
     if not design.factors:
         return {}
+    if getattr(design, "predictors", None) and getattr(design, "base", None) is not None:
+        return _categorical_ratios(design, collapsed)
     r, w = _working(design)
     fits = {f.factor: np.zeros((f.n_levels, f.Z.shape[1])) for f in design.factors}
     results = {}
@@ -220,6 +222,30 @@ def information_ratios(design, collapsed: str | None = None) -> dict[str, float]
             ok = np.isfinite(var[:, t])
             ratios.append(float(np.median(tau / var[ok, t])) if ok.any() else 0.0)
         out[f.factor] = min(ratios)
+    return out
+
+
+def _categorical_ratios(design, collapsed: str | None = None) -> dict[str, float]:
+    """A categorical model's ratios: per factor, the smallest over its categories' logistic regressions.
+
+    Category ``k``'s linear predictor is the log-odds of ``k`` against the reference, so its effects are
+    informed as in a bernoulli model of the rows of those two categories; a factor is centred only when
+    every category's effects are well informed.
+    """
+    from dataclasses import replace
+
+    base = design.base
+    y = np.asarray(base.y)
+    out = {f.factor: np.inf for f in base.factors}
+    for k in range(2, len(design.predictors) + 2):
+        rows = (y == 1) | (y == k)
+        if rows.sum() < 2:
+            return dict.fromkeys(out, 0.0)
+        sub = replace(base, spec=replace(base.spec, family="bernoulli", link="logit"), y=(y[rows] == k).astype(float),
+                      X=base.X[rows], trials=None, se=None, offset=None,
+                      factors=[replace(f, codes=np.asarray(f.codes)[rows], Z=f.Z[rows]) for f in base.factors])
+        for name, ratio in information_ratios(sub, collapsed).items():
+            out[name] = min(out[name], ratio)
     return out
 
 

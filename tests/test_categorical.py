@@ -61,7 +61,8 @@ def test_design_stacks_one_predictor_per_category_with_brms_names():
     assert f.blocks == [[0, 1], [2, 3]] and f.correlated == [True, True]
     cors = {"cor(g, mucar_Intercept, mucar_x)", "cor(g, mutrain_Intercept, mutrain_x)"}
     assert {r.slot.param for r in m.priors} >= cors
-    assert "no kernel for the categorical family" in m.plan().deviations[0]
+    plan = m.plan()  # the compiled engine samples it (categorical_loglik on the categories' blocks of rows)
+    assert plan.backend == "engine" and not plan.deviations, plan
 
 
 def test_priors_apply_to_every_category_or_to_one():
@@ -173,3 +174,79 @@ def test_prior_predictive_summarises_category_shares():
     np.testing.assert_allclose(shares["observed"].sum(), 1.0)
     assert (shares["prior_low"] <= shares["observed"]).all() and (shares["observed"] <= shares["prior_high"]).all()
     assert not any(q.startswith(("mean(", "sd(choice", "R2", "ICC")) for q in table.index)
+
+
+# -- the compiled engine (kernels.c: categorical_loglik on the categories' blocks of rows) ----------------
+@pytest.mark.parametrize("formula,centered,intercept_prior", [
+    ("choice ~ x + (x | g)", False, "centered"),
+    ("choice ~ x + (x | g)", True, "centered"),
+    ("choice ~ x + (1 | g)", True, "raw"),
+    ("choice ~ 0 + x + (1 | g)", False, "centered"),
+])
+def test_engine_log_density_equals_the_pymc_graph_and_finite_differences(formula, centered, intercept_prior):
+    from test_engine import assert_engine_matches_pymc
+
+    from hmodels.engine.layout import EngineModel
+
+    m = hm.Model(formula, _choices(n_groups=8, per_group=6), family="categorical", centered=centered,
+                 intercept_prior=intercept_prior)
+    em = EngineModel(m.design, m.priors, m.centering(None))
+    assert em.ncat == 2 and m.plan().backend == "engine"
+    assert_engine_matches_pymc(m, em, None, formula, gradient=True, seed=4)
+
+
+def test_engine_rows_are_the_stacked_predictors():
+    """Block j of the engine's rows is category j + 2's linear predictor of the stacked design."""
+    from hmodels.categorical import engine_rows
+
+    m = hm.Model("choice ~ x + (x | g)", _choices(n_groups=5, per_group=4), family="categorical")
+    rows, T = engine_rows(m.design, m.priors)
+    rng = np.random.default_rng(2)
+    bc = rng.normal(size=len(m.design.fixed_terms))
+    r = rng.normal(size=(5, 4))
+    f, fr = m.design.factors[0], rows.factors[0]
+    eta_rows = rows.X @ bc + (fr.Z * r[fr.codes]).sum(axis=1)
+    b = T @ bc  # the reported (raw) coefficients
+    n = m.design.n
+    for j, pred in enumerate(m.design.predictors):
+        cols, idx = list(pred.columns), list(pred.terms["g"])
+        eta = m.design.X[:, cols] @ b[cols] + (f.Z[:, idx] * r[f.codes][:, idx]).sum(axis=1)
+        np.testing.assert_allclose(eta_rows[j * n:(j + 1) * n], eta, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(rows.y[:n], m.design.y)
+
+
+def test_no_thresholds_are_shifted_for_a_categorical_outcome():
+    """The ordinal thresholds' centring (threshold_shift_means) must not touch a categorical model's design."""
+    from hmodels.engine.layout import EngineModel
+    from hmodels.families.ordinal import threshold_shift_means
+
+    m = hm.Model("choice ~ x + (1 | g)", _choices(n_groups=5, per_group=4), family="categorical")
+    assert threshold_shift_means(m.design) is None
+    assert EngineModel(m.design, m.priors, m.centering(None)).threshold_means is None
+
+
+def test_centring_rule_reads_each_categorys_information():
+    """centered="auto": centred when every category's effects are well informed, else non-centred."""
+    many = hm.Model("choice ~ x + (1 | g)", _choices(n_groups=10, per_group=200, sd=(0.8, 0.8)), family="categorical")
+    few = hm.Model("choice ~ x + (1 | g)", _choices(n_groups=60, per_group=2), family="categorical")
+    assert many.centering(None) == {"g": True} and few.centering(None) == {"g": False}
+    # every backend samples the model the plan says (the PyMC graph centred too)
+    m = hm.Model("choice ~ x + (1 | g)", _choices(n_groups=6, per_group=10), family="categorical", centered=True)
+    assert dict(m.plan().centered) == {"g": True}
+    assert not [d for d in m.plan(sampler="pymc").deviations if "centr" in d]
+    free = {v.name for v in m.built_graph(None).model.free_RVs}
+    assert {"r_g_0", "r_g_1"} <= free and not any(v.startswith("z_g") for v in free)
+
+
+def test_engine_posterior_equals_the_pymc_graph_within_mcse(mixed_fit):
+    m = hm.Model("choice ~ x + (1 | g)", _choices(), family="categorical")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hm.ConvergenceWarning)
+        graph = m.fit(draws=500, tune=500, chains=2, seed=2, progressbar=False, sampler="pymc")
+    assert mixed_fit.meta["plan"]["backend"] == "engine" and graph.meta["plan"]["backend"] != "engine"
+    a, b = mixed_fit.fixed_effects(), graph.fixed_effects()
+    z = (a["mean"] - b["mean"]) / np.hypot(a["mcse_mean"], b["mcse_mean"])
+    assert (z.abs() < 4).all(), z
+    va, vb = mixed_fit.variance_components(), graph.variance_components()
+    zs = (va["mean"] - vb["mean"]) / np.hypot(va["mcse_mean"], vb["mcse_mean"])
+    assert (zs.abs() < 4).all(), zs

@@ -22,7 +22,6 @@ import pytest
 from scipy import stats
 
 import hmodels as hm
-from hmodels.build import build_model
 from hmodels.engine import native
 from hmodels.engine.codes import AUX_NAMES
 from hmodels.engine.layout import EngineModel, _prior_row, lkj_cholesky
@@ -162,6 +161,7 @@ def _pymc_values(pmodel, m, em, x):
         ic = em.icol
         consts["Intercept_centered"] = beta_c[ic] if ic >= 0 else None
         consts["b_slopes"] = np.delete(beta_c, ic) if ic >= 0 else beta_c
+        consts["b_centered"] = beta_c  # a categorical model's coefficients, each intercept at the means
     for f in em.factors:
         consts[f"sd_{f.name}"] = v[f"sd_{f.name}"][0]
         n_cor = sum(f.correlated)
@@ -203,7 +203,7 @@ def assert_engine_matches_pymc(m, em, collapse, label, gradient: bool = False, s
 
     With ``gradient``, the engine's gradient also equals central finite differences there.
     """
-    pmodel = build_model(m.design, m.priors, m.centering(collapse), collapse=collapse).model
+    pmodel = m.built_graph(collapse).model  # the model's own graph (a categorical model has its own builder)
     logp = pmodel.compile_logp(jacobian=False, mode="FAST_COMPILE")
     for x in _points(em, n=2, seed=seed):
         ours = em.logp_grad(x, jacobian=False)[0]
@@ -266,8 +266,8 @@ def _log_prior_only(m, em, x):
     total = 0.0
     terms = m.design.fixed_terms if not em.intbeta else ()
     for j, t in enumerate(terms):
-        if t == "Intercept" and em.mode == 1:
-            val = v["_beta_c"][0][j]
+        if (t == "Intercept" and em.mode == 1) or (em.coef_map is not None and t.endswith("_Intercept")):
+            val = v["_beta_c"][0][j]  # the prior is on the intercept at the predictors' means
         else:
             val = v["b"][0][j]
         total += float(rows[t].scipy().logpdf(val))

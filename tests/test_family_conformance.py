@@ -143,6 +143,20 @@ def check_engine_matches_pymc_and_finite_differences(fam):
     assert_engine_matches_pymc(m, em, None, repr(fam), gradient=True, seed=3)
 
 
+def _eta_at(d, v):
+    """The linear predictor at one engine draw ``v``: (n,), or (n, K - 1) for a categorical model's categories."""
+    preds = getattr(d, "predictors", None)
+    out = []
+    for pred in preds or [None]:
+        cols = slice(None) if pred is None else list(pred.columns)
+        eta = d.X[:, cols] @ v["b"][0][cols] + (0.0 if d.offset is None else d.offset)
+        for f in d.factors:
+            idx = slice(None) if pred is None else list(pred.terms.get(f.factor, ()))
+            eta = eta + (f.Z[:, idx] * v[f"r_{f.factor}"][0][f.codes][:, idx]).sum(axis=1)
+        out.append(eta)
+    return out[0] if preds is None else np.stack(out, axis=-1)
+
+
 def check_engine_matches_scipy(fam):
     """The engine's log density = sum of the family's NumPy (scipy) log-likelihood + scipy's log priors."""
     m = _model(fam, _data(fam, seed=6))
@@ -150,9 +164,7 @@ def check_engine_matches_scipy(fam):
     d = m.design
     for x in _points(em, n=2, seed=8):
         v = em.constrained(x[None])
-        eta = d.X @ v["b"][0] + (0.0 if d.offset is None else d.offset)
-        for f in d.factors:
-            eta = eta + (f.Z * v[f"r_{f.factor}"][0][f.codes]).sum(axis=1)
+        eta = _eta_at(d, v)
         aux = {a: v[a][0] for a in fam.aux}
         loglik = float(np.sum(fam.loglik(d.y, fam.mean(eta), aux, trials=d.trials)))
         ours = em.logp_grad(x, jacobian=False)[0]

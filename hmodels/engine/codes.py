@@ -49,6 +49,7 @@ O_OFFSET = 32  # F: offset added to the linear predictor (n), -1 for none (an in
 #                in O_Y and every cross-product instead, so the offset never reaches the kernels there)
 O_LOGY = 33  # F: log y (n) then log(1 - y) (n), 0 where undefined (positive and unit-interval families read them)
 H_NCUT = 34  # number of ordinal thresholds (K - 1 for K categories; 0 for every other family)
+H_NCAT = 35  # categorical: K - 1 linear predictors, stacked as blocks of H_N / H_NCAT rows (0 for every other family)
 HEADER = 40
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
@@ -104,7 +105,7 @@ AW = 2
 GAUSSIAN, STUDENT, BERNOULLI, BINOMIAL, POISSON, NEGBIN = 0, 1, 2, 3, 4, 5
 FAM_GAMMA, FAM_BETA, BETABINOMIAL, ZIPOISSON, ZINEGBIN, HURDLEPOISSON, HURDLENEGBIN = 6, 7, 8, 9, 10, 11, 12
 FAM_EXPONENTIAL, FAM_WEIBULL = 13, 14
-FAM_CUMULATIVE, FAM_HURDLEGAMMA, FAM_HURDLELOGNORMAL, FAM_ZOIB = 15, 16, 17, 18
+FAM_CUMULATIVE, FAM_HURDLEGAMMA, FAM_HURDLELOGNORMAL, FAM_ZOIB, FAM_CATEGORICAL = 15, 16, 17, 18, 19
 IDENTITY, LOG, LOGIT, PROBIT, CLOGLOG, INVERSE = 0, 1, 2, 3, 4, 5
 
 

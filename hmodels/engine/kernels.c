@@ -700,6 +700,30 @@ static void cutpoints_backward(const double *x, double *grad, i64 xs, i64 ncut, 
     grad[xs] += tail + g_cut[0];
 }
 
+/* ---- the categorical (multinomial-logit) family ---------------------------------------------------- */
+/* The m = K - 1 linear predictors of observation i are eta[j * nobs + i] (j = 0..m-1, category j + 2; the
+ * first category is the reference, eta = 0), y[i] = 1..K. Sum over observations of
+ * log P(y_i) = eta_{y_i} - log(1 + sum_j exp(eta_j)); g_eta = 1{y_i = j + 2} - softmax_j. */
+static double categorical_loglik(i64 n, i64 m, const double *y, const double *eta, double *g_eta) {
+    i64 nobs = n / m;
+    double ll = 0.0;
+    for (i64 i = 0; i < nobs; i++) {
+        double top = 0.0;  /* the reference category's eta */
+        for (i64 j = 0; j < m; j++) if (eta[j * nobs + i] > top) top = eta[j * nobs + i];
+        double s = exp(-top);
+        for (i64 j = 0; j < m; j++) {
+            double e = exp(eta[j * nobs + i] - top);
+            g_eta[j * nobs + i] = e;  /* kept for the gradient: softmax_j = e_j / s */
+            s += e;
+        }
+        i64 k = (i64)y[i] - 2;
+        ll += (k >= 0 ? eta[k * nobs + i] : 0.0) - top - log(s);
+        double inv = 1.0 / s;
+        for (i64 j = 0; j < m; j++) g_eta[j * nobs + i] = (j == k ? 1.0 : 0.0) - g_eta[j * nobs + i] * inv;
+    }
+    return ll;
+}
+
 /* ---- one factor's B = diag(sd) Lc (k x k, kmax stride) -------------------------------------------- */
 typedef struct {
     i64 k, L;
@@ -1721,6 +1745,8 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
         const double *w = F + I[O_W], *trials = F + I[O_TRIALS];
         if (I[H_FAMILY] == FAM_CUMULATIVE) {
             lp += cumulative_loglik((int)I[H_LINK], n, y, st.eta, st.cut, ncut, st.g_eta, st.gcut);
+        } else if (I[H_FAMILY] == FAM_CATEGORICAL) {
+            lp += categorical_loglik(n, I[H_NCAT], y, st.eta, st.g_eta);
         } else {
             lp += family_loglik((int)I[H_FAMILY], (int)I[H_LINK], n, y, st.eta, trials, w, aux, st.g_eta, g_aux,
                                 known_se, F + I[O_LOGY]);

@@ -66,6 +66,9 @@ def engine_gap(design) -> str | None:
               if getattr(spec, attr, None) is not None]
     if extras:
         return f"the compiled engine has no likelihood with {' or '.join(extras)}"
+    if fam.outcome == "categorical" and any(len(f.terms) > K.KMAX for f in design.factors):
+        return (f"the compiled engine has at most {K.KMAX} group-specific terms per factor, and a categorical model "
+                "has each factor's terms once per non-reference category")
     if getattr(spec, "dpars", ()):
         return (f"the compiled engine has scalar family parameters, not ones with their own formula "
                 f"({', '.join(n for n, _ in spec.dpars)})")
@@ -166,6 +169,14 @@ class EngineModel:
         self.design = design
         self.family = spec.family
         self.fam = get_family(spec.family, spec.link)
+        # a categorical model's K - 1 linear predictors: blocks of rows of one (categorical.engine_rows); the
+        # sampled coefficients map to the reported ones by coef_map (each category's intercept made raw)
+        self.coef_map, self.ncat = None, 0
+        if self.fam.outcome == "categorical":
+            from ..categorical import engine_rows
+
+            self.ncat = len(design.predictors)
+            design, self.coef_map = engine_rows(design, priors)
         self.link = spec.link
         self.known_se = design.se is not None
         by_param = {r.slot.param: r.prior for r in priors}
@@ -407,6 +418,7 @@ class EngineModel:
         h[K.X_BETA], h[K.O_AUX], h[K.P_BETA] = self.x_beta, aux_off, p_beta
         h[K.O_LOGY] = logy_off
         h[K.H_NCUT] = self.ncut
+        h[K.H_NCAT] = self.ncat
         h[K.O_CROSS], h[K.O_CONST] = cross_off, const_off
         h[K.H_INTBETA], h[K.O_M0], h[K.O_L0] = int(self.intbeta), m0_off, l0_off
         # the sampled intercept is the grand mean when a centred factor has intercepts (kernels.c)
@@ -577,6 +589,8 @@ class EngineModel:
         b = beta.copy()
         if self.mode in (1, 2):
             b[:, self.icol] = beta[:, self.icol] - beta @ self.xmeans
+        if self.coef_map is not None:  # categorical: each category's intercept at the predictors' means -> raw
+            b = beta @ self.coef_map.T
         return {"b": b, "_beta_c": beta}
 
     def conditional_effects(self, xd: np.ndarray, seed=None, chunk: int = 256) -> dict[str, np.ndarray]:

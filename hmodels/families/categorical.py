@@ -31,6 +31,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from ..engine import codes as K
 from ..errors import DataError
 from .base import Family
 
@@ -136,7 +137,7 @@ class Categorical(Family):
     --------
     >>> import hmodels as hm
     >>> fam = hm.families.get_family("categorical")
-    >>> fam.outcome, fam.ppc_kind, fam.engine_code is None
+    >>> fam.outcome, fam.ppc_kind, fam.engine_code is not None
     ('categorical', 'bars', True)
     """
 
@@ -145,7 +146,8 @@ class Categorical(Family):
     aux: ClassVar = ()
     outcome: ClassVar = "categorical"
     aliases: ClassVar = ("multinomial", "multinomial_logit", "nominal")
-    engine_code: ClassVar = None  # the compiled engine has one linear predictor; the PyMC graph samples this
+    # kernels.c: categorical_loglik, on the K - 1 linear predictors stacked as row blocks (categorical.engine_rows)
+    engine_code: ClassVar = K.FAM_CATEGORICAL
     ppc_kind: ClassVar = "bars"
     discrete: ClassVar = True
     prediction_kinds: ClassVar = ("response", "link", "probs")  # no mean: the categories are unordered

@@ -274,7 +274,9 @@ def threshold_shift_means(design, intercept_prior: str = "centered") -> np.ndarr
     >>> threshold_shift_means(m.design).round(2).tolist()
     [0.5, 0.5]
     """
-    if design.response_levels is None or intercept_prior != "centered" or not design.X.shape[1]:
+    # the spec holds the family's registered name (aliases resolved); a categorical outcome has levels too
+    ordinal = design.response_levels is not None and design.spec.family == "cumulative"
+    if not ordinal or intercept_prior != "centered" or not design.X.shape[1]:
         return None
     return np.asarray(design.x_means, dtype=float)
 
