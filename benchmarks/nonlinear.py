@@ -127,8 +127,9 @@ def markdown(settings, machine, results) -> str:
              f"* 4 chains x ({settings['tune']} warm-up + {settings['draws']} draws), seed {settings['seed']}; "
              "identical priors (tests/reference/brms_nonlinear.R). brms: Stan compile + sampling (chains one after "
              "another, brms's default adapt_delta 0.8; Theoph started at the priors' means, as hmodels' start=). "
-             "hmodels: its default sampler (nutpie on the PyMC graph of the nonlinear model), cold and warm caches; "
-             "its graph compilation happens inside `fit` and is counted in its sampling seconds. refit s: a second "
+             "hmodels: its default sampler (nutpie on the compiled engine, the expression run as a program over the "
+             "parameters' linear predictors: nothing is compiled per model; a cold cache compiles the engine's one "
+             "library, about 1 s, counted in sampling s), cold and warm caches. refit s: a second "
              "fit in the same process on the rows bootstrapped within the grouping factor.",
              f"* Machine: {machine['cpus']} CPUs, Python {machine['python']}.", "",
              "| model | tool | state | build s | compile s | sampling s | total s | min bulk ESS | ESS/s | max R-hat | "

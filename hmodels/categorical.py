@@ -275,17 +275,10 @@ def engine_rows(design: CategoricalDesign, priors) -> tuple[Design, np.ndarray |
     >>> rows.X.shape, rows.factors[0].Z.shape
     ((120, 4), (120, 2))
     """
-    base = design.base
-    m = len(design.predictors)
+    from .nonlinear.design import predictor_rows
+
     means, T = intercept_centring(design, priors)
-    blocks = np.eye(m)
-    X = np.kron(blocks, base.X - means) if base.fixed_terms else np.zeros((m * base.n, 0))
-    factors = []
-    for f, bf in zip(design.factors, base.factors):
-        factors.append(replace(f, codes=np.tile(np.asarray(f.codes), m), Z=np.kron(blocks, bf.Z)))
-    rows = replace(base, y=np.tile(np.asarray(base.y), m), X=X, fixed_terms=list(design.fixed_terms),
-                   factors=factors, x_means=X.mean(axis=0), x_sds=X.std(axis=0))
-    return rows, T
+    return predictor_rows(design, np.tile(design.base.X - means, (1, len(design.predictors)))), T
 
 
 # -- the PyMC graph -------------------------------------------------------------------------------

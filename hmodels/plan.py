@@ -278,15 +278,29 @@ def make_plan(model: Model, sampler: str, method: str = "auto", target_accept: f
 
 
 def _nonlinear_plan(model: Model, sampler: str, method: str, target_accept: float | None) -> FitPlan:
-    """A nonlinear mean: every sampler runs the PyMC graph of :mod:`hmodels.nonlinear.build`, nothing integrated out."""
+    """A nonlinear mean, nothing integrated out: the engine runs it (:mod:`hmodels.nonlinear.program`) where it can."""
     if method not in METHODS:
         raise SpecificationError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
     if method == "collapsed":
         raise SpecificationError("method='collapsed' is not available for a nonlinear model: its group effects enter "
                                  "the mean nonlinearly, so they cannot be integrated out analytically. Use "
                                  "method='joint' or 'auto'.")
-    note = (f"nonlinear mean: the compiled engine has one linear predictor, so {sampler} samples the PyMC graph of "
-            "hmodels.nonlinear.build (compiled for this model); no factor is integrated out")
+    from .engine.layout import engine_gap
+
+    gap = engine_gap(model.design)
+    if gap is None:  # the engine runs the expression as a program over the parameters' linear predictors
+        centering = model.centering(None)
+        ndim = int(model.engine_model(None).ndim)
+        plan = FitPlan(
+            sampler="nutpie", backend="engine", method="joint", collapsed_factor=None, integrate_coefficients=False,
+            centered=tuple((k, bool(v)) for k, v in centering.items()),
+            target_accept=auto_target_accept(ndim) if target_accept is None else float(target_accept),
+            # diagonal: nutpie's low-rank adaptation gave 14 and 24 divergences (seeds 1, 2) and a chain with a 30%
+            # wider sd(Subject, lKa) on Theoph with independent effects (tests/test_nonlinear_brms.py), diag 0 and 0
+            mass_matrix="diag", aggregate_rows=False, n_parameters=ndim)
+        return plan.for_backend(sampler)  # (other samplers run the PyMC graph of hmodels.nonlinear.build)
+    note = (f"nonlinear mean: {gap}, so {sampler} samples the PyMC graph of hmodels.nonlinear.build (compiled for "
+            "this model); no factor is integrated out")
     return _graph_plan(sampler, "joint", None, model.built_graph(None), model.centering(None), target_accept, note)
 
 

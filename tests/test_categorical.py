@@ -191,7 +191,7 @@ def test_engine_log_density_equals_the_pymc_graph_and_finite_differences(formula
     m = hm.Model(formula, _choices(n_groups=8, per_group=6), family="categorical", centered=centered,
                  intercept_prior=intercept_prior)
     em = EngineModel(m.design, m.priors, m.centering(None))
-    assert em.ncat == 2 and m.plan().backend == "engine"
+    assert em.npred == 2 and m.plan().backend == "engine"
     assert_engine_matches_pymc(m, em, None, formula, gradient=True, seed=4)
 
 

@@ -136,12 +136,13 @@ def test_user_priors_by_term_and_parameter(theoph):
         hm.Model(SSFOL, theoph, nonlinear=THEOPH_NL, start=THEOPH_START, prior_set="weakly-informative")
 
 
-def test_plan_routes_every_sampler_to_the_pymc_graph(theoph_model):
+def test_plan_routes_nutpie_to_the_engine_and_the_others_to_the_pymc_graph(theoph_model):
     for sampler in ("nutpie", "numpyro", "pymc"):
         plan = theoph_model.plan(sampler)
-        assert plan.backend == "pymc-graph" and plan.sampler == sampler and plan.method == "joint"
+        assert plan.backend == ("engine" if sampler == "nutpie" else "pymc-graph"), plan
+        assert plan.sampler == sampler and plan.method == "joint"
         assert plan.collapsed_factor is None and plan.centering == {"Subject": False}  # linearised ratio 14
-        assert "nonlinear mean" in plan.deviations[0]
+        assert not plan.deviations and plan.mass_matrix == "diag"  # the PyMC graph follows the engine's plan
     with pytest.raises(SpecificationError, match="nonlinear"):
         theoph_model.plan("nutpie", method="collapsed")
     m = theoph_model.pymc_model
@@ -243,7 +244,7 @@ def test_default_settings_converge(which, request):
     assert fit.settings.chains == 4 and fit.settings.draws == 1000 and fit.settings.sampler == "nutpie"
     rhat, _ = fit._rhat_ess()
     assert fit.divergences == 0 and rhat <= 1.01, (fit.divergences, rhat)
-    assert fit.meta["plan"]["backend"] == "pymc-graph"
+    assert fit.meta["plan"]["backend"] == "engine"  # the expression runs as a program (hmodels.nonlinear.program)
 
 
 # -- downstream -----------------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def test_poisson_expression_is_on_the_log_scale():
     df = pd.DataFrame({"y": rng.poisson(np.exp(3.0 - 0.5 * x)), "x": x, "g": g})
     m = hm.Model("y ~ la - exp(lk) * x", df, family="poisson", nonlinear={"la": "1 + (1 | g)", "lk": "1"},
                  start={"la": 3.0, "lk": -0.7}, centered=False)
-    assert m.plan("nutpie").backend == "pymc-graph" and "sigma" not in [r.slot.param for r in m.priors]
+    assert m.plan("pymc").backend == "pymc-graph" and "sigma" not in [r.slot.param for r in m.priors]
     model = m.pymc_model
     b, sd, z = np.array([2.9, np.log(0.45)]), np.array([0.3]), rng.normal(size=(6, 1))
     values = {"b": b, "sd_g": sd, "z_g": z}

@@ -49,7 +49,12 @@ O_OFFSET = 32  # F: offset added to the linear predictor (n), -1 for none (an in
 #                in O_Y and every cross-product instead, so the offset never reaches the kernels there)
 O_LOGY = 33  # F: log y (n) then log(1 - y) (n), 0 where undefined (positive and unit-interval families read them)
 H_NCUT = 34  # number of ordinal thresholds (K - 1 for K categories; 0 for every other family)
-H_NCAT = 35  # categorical: K - 1 linear predictors, stacked as blocks of H_N / H_NCAT rows (0 for every other family)
+H_NPRED = 35  # stacked linear predictors (blocks of H_N / H_NPRED rows): a categorical model's K - 1, a nonlinear
+#               model's parameters; 0 for every other model
+H_NLOPS = 36  # nonlinear mean: number of operations of its program (0: none; see NL_* below)
+O_NLOPS = 37  # I: the program, NLW ints per operation (code, argument)
+O_NLCONST = 38  # F: the program's constants
+O_NLCOV = 39  # F: the covariates the program reads (one block of H_N / H_NPRED values each)
 HEADER = 40
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
@@ -107,6 +112,16 @@ FAM_GAMMA, FAM_BETA, BETABINOMIAL, ZIPOISSON, ZINEGBIN, HURDLEPOISSON, HURDLENEG
 FAM_EXPONENTIAL, FAM_WEIBULL = 13, 14
 FAM_CUMULATIVE, FAM_HURDLEGAMMA, FAM_HURDLELOGNORMAL, FAM_ZOIB, FAM_CATEGORICAL = 15, 16, 17, 18, 19
 IDENTITY, LOG, LOGIT, PROBIT, CLOGLOG, INVERSE = 0, 1, 2, 3, 4, 5
+
+# ---- the nonlinear mean's program (hmodels.nonlinear.program; kernels.c, nl_forward) ---------------------
+#: A stack machine in postfix order; each value carries its derivatives in the H_NPRED parameters (forward mode).
+NLW = 2  # ints per operation: code, argument (constant / parameter / covariate index)
+NL_CONST, NL_PARAM, NL_COV = 0, 1, 2
+NL_ADD, NL_SUB, NL_MUL, NL_DIV, NL_POW, NL_NEG = 3, 4, 5, 6, 7, 8
+NL_EXP, NL_LOG, NL_LOG1P, NL_EXPM1, NL_SQRT, NL_INVLOGIT, NL_LOGIT, NL_ABS, NL_PHI, NL_LGAMMA = range(9, 19)
+NL_WHERE, NL_LT, NL_LE, NL_GT, NL_GE, NL_EQ, NL_NE = range(19, 26)
+NL_MAXDEPTH = 48  # deepest stack a program may need
+NL_MAXPAR = 12  # most nonlinear parameters
 
 
 def c_defines() -> str:

@@ -724,6 +724,88 @@ static double categorical_loglik(i64 n, i64 m, const double *y, const double *et
     return ll;
 }
 
+/* ---- the nonlinear mean: a program over the parameters' linear predictors ----------------------------- */
+/* Parameter j's value on observation i is eta[j * nobs + i] (its block of rows). The program (O_NLOPS, postfix,
+ * NLW ints per operation) is run on each observation by a stack machine in forward mode: every value carries
+ * its derivatives in the m parameters. Fills mu (nobs) and D[j * nobs + i] = d mu_i / d param_j. Returns 0 when
+ * a value is not finite (the log density is then -inf, as for the PyMC graph). */
+static int nl_forward(const double *F, const i64 *I, i64 nobs, i64 m, const double *eta, double *mu, double *D) {
+    const i64 *ops = I + I[O_NLOPS];
+    const double *consts = F + I[O_NLCONST], *cov = F + I[O_NLCOV];
+    i64 nops = I[H_NLOPS];
+    double v[NL_MAXDEPTH], d[NL_MAXDEPTH][NL_MAXPAR];
+    for (i64 i = 0; i < nobs; i++) {
+        int sp = 0;
+        for (i64 o = 0; o < nops; o++) {
+            i64 code = ops[o * NLW], arg = ops[o * NLW + 1];
+            if (code <= NL_COV) {  /* push */
+                v[sp] = code == NL_CONST ? consts[arg] : code == NL_PARAM ? eta[arg * nobs + i] : cov[arg * nobs + i];
+                for (i64 j = 0; j < m; j++) d[sp][j] = (code == NL_PARAM && j == arg) ? 1.0 : 0.0;
+                sp++;
+                continue;
+            }
+            if (code >= NL_ADD && code <= NL_POW) {  /* binary: a (sp - 2) op b (sp - 1) -> sp - 2 */
+                double a = v[sp - 2], b = v[sp - 1], *da = d[sp - 2], *db = d[sp - 1], r;
+                if (code == NL_ADD) { r = a + b; for (i64 j = 0; j < m; j++) da[j] += db[j]; }
+                else if (code == NL_SUB) { r = a - b; for (i64 j = 0; j < m; j++) da[j] -= db[j]; }
+                else if (code == NL_MUL) { r = a * b; for (i64 j = 0; j < m; j++) da[j] = da[j] * b + a * db[j]; }
+                else if (code == NL_DIV) { r = a / b; for (i64 j = 0; j < m; j++) da[j] = (da[j] - r * db[j]) / b; }
+                else {  /* a ** b: b * a^(b-1) da + a^b log(a) db (the log term only where b varies) */
+                    r = pow(a, b);
+                    int varies = 0;
+                    for (i64 j = 0; j < m; j++) varies |= db[j] != 0.0;
+                    double ca = b == 0.0 ? 0.0 : b * pow(a, b - 1.0), cb = varies ? r * log(a) : 0.0;
+                    for (i64 j = 0; j < m; j++) da[j] = ca * da[j] + (varies ? cb * db[j] : 0.0);
+                }
+                v[sp - 2] = r;
+                sp--;
+                continue;
+            }
+            if (code == NL_WHERE) {  /* c (sp - 3), a (sp - 2), b (sp - 1) */
+                int take_a = v[sp - 3] != 0.0;
+                int src = take_a ? sp - 2 : sp - 1;
+                v[sp - 3] = v[src];
+                for (i64 j = 0; j < m; j++) d[sp - 3][j] = d[src][j];
+                sp -= 2;
+                continue;
+            }
+            if (code >= NL_LT) {  /* comparisons: 0 or 1, no derivative */
+                double a = v[sp - 2], b = v[sp - 1];
+                int t = code == NL_LT ? a < b : code == NL_LE ? a <= b : code == NL_GT ? a > b
+                      : code == NL_GE ? a >= b : code == NL_EQ ? a == b : a != b;
+                v[sp - 2] = t ? 1.0 : 0.0;
+                for (i64 j = 0; j < m; j++) d[sp - 2][j] = 0.0;
+                sp--;
+                continue;
+            }
+            double a = v[sp - 1], r, g;  /* unary: value r and derivative g = dr/da */
+            switch (code) {
+                case NL_NEG: r = -a; g = -1.0; break;
+                case NL_EXP: r = exp(a); g = r; break;
+                case NL_LOG: r = log(a); g = 1.0 / a; break;
+                case NL_LOG1P: r = log1p(a); g = 1.0 / (1.0 + a); break;
+                case NL_EXPM1: r = expm1(a); g = r + 1.0; break;
+                case NL_SQRT: r = sqrt(a); g = 0.5 / r; break;
+                case NL_INVLOGIT: r = sigmoid(a); g = r * (1.0 - r); break;
+                case NL_LOGIT: r = log(a) - log1p(-a); g = 1.0 / (a * (1.0 - a)); break;
+                case NL_ABS: r = fabs(a); g = a > 0.0 ? 1.0 : (a < 0.0 ? -1.0 : 0.0); break;
+                case NL_PHI: r = 0.5 * erfc(-a / SQRT_2); g = exp(-0.5 * a * a - 0.5 * LOG_2PI); break;
+                case NL_LGAMMA: r = lgam(a); g = digamma(a); break;
+                default: return 0;
+            }
+            v[sp - 1] = r;
+            for (i64 j = 0; j < m; j++) d[sp - 1][j] *= g;
+        }
+        if (sp != 1 || !isfinite(v[0])) return 0;
+        mu[i] = v[0];
+        for (i64 j = 0; j < m; j++) {
+            if (!isfinite(d[0][j])) return 0;
+            D[j * nobs + i] = d[0][j];
+        }
+    }
+    return 1;
+}
+
 /* ---- one factor's B = diag(sd) Lc (k x k, kmax stride) -------------------------------------------- */
 typedef struct {
     i64 k, L;
@@ -1582,6 +1664,7 @@ typedef struct {
     Factor *fc;               /* nfac */
     double **R, **gr;         /* per factor: effects and d loglik / d effects (L x k) */
     double *eta, *g_eta, *e;  /* n */
+    double *nl;               /* 2 (n + 1): a nonlinear model's mean and d loglik / d mean */
     double *ge, *ut;          /* L_c * k_c */
     double *x, *scratch;      /* ndim */
     double *cut, *gcut;       /* ndim (the ordinal thresholds and d/dc: H_NCUT of them) */
@@ -1593,7 +1676,7 @@ typedef struct {
 static size_t state_bytes(const i64 *I, i64 ndim) {
     i64 n = I[H_N], nfac = I[H_NFAC], c = I[H_COLLAPSED], p = I[H_P];
     size_t b = ALIGNED(sizeof(Factor) * (nfac + 1)) + 2 * ALIGNED(sizeof(double *) * (nfac + 1))
-        + 3 * ALIGNED(sizeof(double) * (n + 1)) + 4 * ALIGNED(sizeof(double) * (ndim + 1))
+        + 5 * ALIGNED(sizeof(double) * (n + 1)) + 4 * ALIGNED(sizeof(double) * (ndim + 1))
         + 8 * ALIGNED(sizeof(double) * (p + 1)) + ALIGNED(sizeof(double) * (p * p + 1));
     for (i64 f = 0; f < nfac; f++) {
         i64 fac = I[O_FAC] + f * FW;
@@ -1621,6 +1704,7 @@ static int state_alloc(State *st, const i64 *I, i64 ndim) {
     st->eta = carve(a, sizeof(double) * (n + 1));
     st->g_eta = carve(a, sizeof(double) * (n + 1));
     st->e = carve(a, sizeof(double) * (n + 1));
+    st->nl = carve(a, 2 * sizeof(double) * (n + 1));
     st->x = carve(a, sizeof(double) * (ndim + 1));
     st->scratch = carve(a, sizeof(double) * (ndim + 1));
     st->cut = carve(a, sizeof(double) * (ndim + 1));
@@ -1746,7 +1830,16 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
         if (I[H_FAMILY] == FAM_CUMULATIVE) {
             lp += cumulative_loglik((int)I[H_LINK], n, y, st.eta, st.cut, ncut, st.g_eta, st.gcut);
         } else if (I[H_FAMILY] == FAM_CATEGORICAL) {
-            lp += categorical_loglik(n, I[H_NCAT], y, st.eta, st.g_eta);
+            lp += categorical_loglik(n, I[H_NPRED], y, st.eta, st.g_eta);
+        } else if (I[H_NLOPS] > 0) {  /* nonlinear: the family's likelihood of mu = program(parameters), chain rule */
+            i64 m = I[H_NPRED], nobs = n / m;
+            double *mu = st.nl, *gmu = st.nl + nobs, *D = st.e;
+            if (!nl_forward(F, I, nobs, m, st.eta, mu, D)) return NAN;
+            memset(gmu, 0, sizeof(double) * nobs);
+            lp += family_loglik((int)I[H_FAMILY], (int)I[H_LINK], nobs, y, mu, trials, w, aux, gmu, g_aux, known_se,
+                                F + I[O_LOGY]);
+            for (i64 j = 0; j < m; j++)
+                for (i64 i = 0; i < nobs; i++) st.g_eta[j * nobs + i] = gmu[i] * D[j * nobs + i];
         } else {
             lp += family_loglik((int)I[H_FAMILY], (int)I[H_LINK], n, y, st.eta, trials, w, aux, st.g_eta, g_aux,
                                 known_se, F + I[O_LOGY]);
@@ -1923,4 +2016,9 @@ int64_t hm_conditional_draws(const double *xd, i64 S, i64 ndim, const double *F,
 /* ---- for tests: one prior's log density and derivative ------------------------------------------------ */
 double hm_prior_logp(int64_t code, double p1, double p2, double p3, double v, double *dlp) {
     return prior_logp((int)code, p1, p2, p3, v, dlp);
+}
+
+/* ---- for tests: a nonlinear program on nobs observations (mu, and D = d mu / d parameters) ---------------- */
+int64_t hm_nl_forward(const double *F, const i64 *I, i64 nobs, i64 m, const double *eta, double *mu, double *D) {
+    return nl_forward(F, I, nobs, m, eta, mu, D);
 }

@@ -66,6 +66,12 @@ def engine_gap(design) -> str | None:
               if getattr(spec, attr, None) is not None]
     if extras:
         return f"the compiled engine has no likelihood with {' or '.join(extras)}"
+    if getattr(design, "expression", None) is not None:  # a nonlinear mean: the engine runs it as a program
+        from ..nonlinear.program import program_gap
+
+        gap = program_gap(design)
+        if gap is not None:
+            return gap
     if fam.outcome == "categorical" and any(len(f.terms) > K.KMAX for f in design.factors):
         return (f"the compiled engine has at most {K.KMAX} group-specific terms per factor, and a categorical model "
                 "has each factor's terms once per non-reference category")
@@ -156,27 +162,40 @@ class EngineModel:
     def __init__(self, design, priors, centered: dict, collapse: str | None = None,
                  integrate_coefficients: bool | None = None, hierarchical=None):
         spec = design.spec
+        stacked = bool(getattr(design, "predictors", None))  # several linear predictors (categorical, nonlinear)
         if hierarchical is None:
             from ..parameterisation import hierarchical_factors
 
-            hierarchical = hierarchical_factors(design, centered, collapse)
+            hierarchical = () if stacked else hierarchical_factors(design, centered, collapse)
         hierarchical = tuple(hierarchical)
         for name in hierarchical:
             f = next((g for g in design.factors if g.factor == name), None)
-            if f is None or collapse is not None or not centered.get(name, False) or f.terms != ["Intercept"]:
+            if (f is None or collapse is not None or not centered.get(name, False) or f.terms != ["Intercept"]
+                    or stacked):
                 raise ValueError(f"hierarchical={name!r}: only a centred intercept-only grouping factor can be "
                                  f"hierarchically centred, and only when no factor is integrated out")
         self.design = design
         self.family = spec.family
         self.fam = get_family(spec.family, spec.link)
-        # a categorical model's K - 1 linear predictors: blocks of rows of one (categorical.engine_rows); the
-        # sampled coefficients map to the reported ones by coef_map (each category's intercept made raw)
-        self.coef_map, self.ncat = None, 0
-        if self.fam.outcome == "categorical":
-            from ..categorical import engine_rows
+        # several linear predictors (a categorical model's K - 1, a nonlinear model's parameters): blocks of rows
+        # of one; a categorical model's sampled coefficients map to the reported ones by coef_map (each category's
+        # intercept made raw), a nonlinear model's mean is its program of the blocks (kernels.c, nl_forward)
+        self.coef_map, self.npred, self.program = None, 0, None
+        orig = design
+        if stacked:
+            self.npred = len(design.predictors)
+            if self.fam.outcome == "categorical":
+                from ..categorical import engine_rows
 
-            self.ncat = len(design.predictors)
-            design, self.coef_map = engine_rows(design, priors)
+                design, self.coef_map = engine_rows(design, priors)
+            else:
+                from ..nonlinear.design import predictor_rows
+                from ..nonlinear.program import compile_program
+
+                self.program = compile_program(design.expression, [q.name for q in design.predictors],
+                                               list(design.covariates))
+                design = predictor_rows(design)
+        self.nobs = orig.n
         self.link = spec.link
         self.known_se = design.se is not None
         by_param = {r.slot.param: r.prior for r in priors}
@@ -219,7 +238,7 @@ class EngineModel:
         # the data's own location and scale, kept away from the sampler and from every sum of squares:
         # coefficients are sampled standardised about a reference (the least-squares fit for an identity
         # link) and the integrated likelihood reads cross-products of the residual y - Xc b_ref only
-        identity = self.link == "identity"
+        identity = self.link == "identity" and not stacked  # (a nonlinear model's coefficients are its parameters')
         # the outcome on the scale of mu (log y of the positive values for the hurdle lognormal; NaN elsewhere)
         loc = self.fam.engine_location(np.asarray(design.y, dtype=float))
         self.y_location = self.y_kernel if loc is None else np.asarray(loc, dtype=float)
@@ -233,8 +252,13 @@ class EngineModel:
             bref = reference_coefficients(Xc[ok_rows], y_net, w[ok_rows])
         else:  # the link of the mean outcome for the intercept (as the initial point always had), 0 for slopes
             bref = np.array([float(slots[t].loc) if j == icol and mode else 0.0 for j, t in enumerate(terms)])
-        self.bref = bref
         self.coef_scale = self.unit / _rms(Xc)
+        if self.program is not None:  # about the nls start, at the nls standard errors (as the PyMC graph samples)
+            from ..nonlinear.build import sampling_scales
+
+            bref = np.array([float(slots[t].loc) for t in terms])
+            self.coef_scale = sampling_scales(orig, priors)
+        self.bref = bref
         p_beta = len(prior_rows)
         for j, t in enumerate(terms):
             prior_row(by_param[t], "real")
@@ -250,7 +274,7 @@ class EngineModel:
         self.x_beta = x
         if not self.intbeta:
             x += p
-        const = self.fam.loglik_constant(np.asarray(design.y, dtype=float), design.trials, w, self.known_se,
+        const = self.fam.loglik_constant(np.asarray(orig.y, dtype=float), orig.trials, w[:self.nobs], self.known_se,
                                          collapse is not None)
         trials = design.trials if design.trials is not None else np.zeros(n)
         codes = [f.codes for f in design.factors]
@@ -260,7 +284,8 @@ class EngineModel:
             raise SpecificationError(f"{gap[0].upper()}{gap[1:]}: fit this model with sampler='pymc' or 'numpyro'.")
         family_code = self.fam.engine_code
         # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
-        self.aggregated = _aggregate(self.fam, Xc, codes, Zs, y, trials, offset) if collapse is None else None
+        self.aggregated = (_aggregate(self.fam, Xc, codes, Zs, y, trials, offset)
+                           if collapse is None and not stacked else None)
         Xs = Xc  # the rows the kernels see
         if self.aggregated is not None:
             a = self.aggregated
@@ -388,7 +413,7 @@ class EngineModel:
         tr_off = F.add(trials)
         offset_off = F.add(offset) if offset is not None else -1
         with np.errstate(divide="ignore", invalid="ignore"):  # log y and log(1 - y) where defined, else 0
-            yo = np.asarray(design.y, dtype=float) if self.aggregated is None else y
+            yo = np.asarray(orig.y if stacked else design.y, dtype=float) if self.aggregated is None else y
             logy_off = F.add(np.concatenate([np.where(yo > 0, np.log(np.where(yo > 0, yo, 1.0)), 0.0),
                                              np.where(yo < 1, np.log1p(-np.where(yo < 1, yo, 0.0)), 0.0)]))
         aux_off = I.add(aux_table)
@@ -418,7 +443,13 @@ class EngineModel:
         h[K.X_BETA], h[K.O_AUX], h[K.P_BETA] = self.x_beta, aux_off, p_beta
         h[K.O_LOGY] = logy_off
         h[K.H_NCUT] = self.ncut
-        h[K.H_NCAT] = self.ncat
+        h[K.H_NPRED] = self.npred
+        if self.program is not None:
+            h[K.H_NLOPS] = self.program.n_ops
+            h[K.O_NLOPS] = I.add(self.program.ops)
+            h[K.O_NLCONST] = F.add(self.program.constants if self.program.constants.size else [0.0])
+            cov = [np.asarray(v, dtype=float) for v in orig.covariates.values()]
+            h[K.O_NLCOV] = F.add(np.concatenate(cov) if cov else [0.0])
         h[K.O_CROSS], h[K.O_CONST] = cross_off, const_off
         h[K.H_INTBETA], h[K.O_M0], h[K.O_L0] = int(self.intbeta), m0_off, l0_off
         # the sampled intercept is the grand mean when a centred factor has intercepts (kernels.c)
@@ -462,7 +493,7 @@ class EngineModel:
             row = pr[self.p_beta + j]
             if int(row[4]) == K.T_AFFINE:
                 x0[self.x_beta + j] = 0.0  # the reference
-            elif t == "Intercept":
+            elif t == "Intercept" or self.program is not None:  # (a nonlinear coefficient: at its start value)
                 x0[self.x_beta + j] = _unconstrain(rows[t].slot.loc, row)
             else:
                 x0[self.x_beta + j] = _unconstrain(0.0, row)

@@ -40,7 +40,8 @@ import numpy as np
 from ..errors import SamplingError
 from . import codes
 
-__all__ = ["library", "compiler", "logp_grad", "conditional_draws", "prior_logp", "function_address", "CFLAGS"]
+__all__ = ["library", "compiler", "logp_grad", "conditional_draws", "prior_logp", "nl_forward", "function_address",
+           "CFLAGS"]
 
 SOURCE = Path(__file__).with_name("kernels.c")
 #: Flags: optimised, position independent, no contraction of a*b+c (the same draws on every CPU).
@@ -48,7 +49,7 @@ CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-math
 _LIB = None
 _LIB_LOCK = threading.Lock()  # one load per process, even from several threads
 #: Entry points every library must export (``hm_logp``/``hm_expand`` are called by nutpie).
-SYMBOLS = ("hm_logp_grad", "hm_conditional_draws", "hm_prior_logp", "hm_logp", "hm_expand")
+SYMBOLS = ("hm_logp_grad", "hm_conditional_draws", "hm_prior_logp", "hm_logp", "hm_expand", "hm_nl_forward")
 _LOCK_WAIT_S = 120.0  # how long to wait for another process's build before building without the lock
 _COMPILE_TIMEOUT_S = 600.0
 
@@ -248,6 +249,8 @@ def _open(path: Path):
     lib.hm_conditional_draws.restype = ctypes.c_int64
     lib.hm_conditional_draws.argtypes = [_f64, ctypes.c_int64, ctypes.c_int64, _f64, _i64, _f64, _f64, _f64,
                                          _f64, _f64]
+    lib.hm_nl_forward.restype = ctypes.c_int64
+    lib.hm_nl_forward.argtypes = [_f64, _i64, ctypes.c_int64, ctypes.c_int64, _f64, _f64, _f64]
     lib.hm_prior_logp.restype = ctypes.c_double
     lib.hm_prior_logp.argtypes = [ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_double,
                                   ctypes.c_double, ctypes.POINTER(ctypes.c_double)]
@@ -318,6 +321,27 @@ def prior_logp(code: int, p1: float, p2: float, p3: float, v: float) -> tuple[fl
     d = ctypes.c_double()
     lp = library().hm_prior_logp(int(code), float(p1), float(p2), float(p3), float(v), ctypes.byref(d))
     return float(lp), float(d.value)
+
+
+def nl_forward(ops, constants, covariates, params) -> tuple[np.ndarray, np.ndarray] | None:
+    """A nonlinear program (:mod:`hmodels.nonlinear.program`) run by the kernels, as the engine runs it (for tests).
+
+    ``covariates`` (ncov x nobs) and ``params`` (m x nobs): the values of each covariate and parameter per
+    observation. Returns ``(mu (nobs), D (m x nobs))`` with ``D = d mu / d params``, or None where a value is not
+    finite.
+    """
+    params = np.ascontiguousarray(np.atleast_2d(params), dtype=np.float64)
+    m, nobs = params.shape
+    I = np.zeros(codes.HEADER, np.int64)  # noqa: E741 (the kernels' name)
+    I[codes.H_NLOPS], I[codes.O_NLOPS] = len(ops), codes.HEADER
+    I = np.ascontiguousarray(np.concatenate([I, np.asarray(ops, np.int64).ravel()]))  # noqa: E741
+    consts = np.asarray(constants, dtype=np.float64).ravel()
+    cov = np.asarray(covariates, dtype=np.float64).ravel()
+    F = np.ascontiguousarray(np.concatenate([consts, cov, [0.0]]))
+    I[codes.O_NLCONST], I[codes.O_NLCOV] = 0, consts.size
+    mu, D = np.zeros(nobs), np.zeros(m * nobs)
+    ok = library().hm_nl_forward(F, I, nobs, m, params.ravel(), mu, D)
+    return (mu, D.reshape(m, nobs)) if ok else None
 
 
 def conditional_draws(xd, F, I, noise_beta, noise, beta_out, zout, rout) -> None:  # noqa: E741

@@ -1,4 +1,8 @@
-"""The PyMC graph of a nonlinear mixed model (the compiled engine has one linear predictor).
+"""The PyMC graph of a nonlinear mixed model (``sampler="pymc"`` / ``"numpyro"``; expressions the engine cannot run).
+
+The default sampler runs the compiled engine instead: the parameters' linear predictors as blocks of rows
+(:func:`hmodels.nonlinear.design.predictor_rows`) and the expression as a program over them
+(:mod:`hmodels.nonlinear.program`); its log density equals this graph's (tests/test_nonlinear_program.py).
 
 The graph samples the same variables as every hmodels model — ``b`` (the stacked population-level
 coefficients, ``lKa_Intercept``, ...), ``sd_<factor>``, ``cor_<factor>``, ``r_<factor>`` and the

@@ -92,6 +92,39 @@ class NonlinearDesign(Design):
                                  f"{', '.join(p.name for p in self.predictors)}.")
 
 
+def predictor_rows(design, X=None):
+    """The design's linear predictors as blocks of rows of one linear predictor (for the compiled engine).
+
+    Block ``j`` (rows ``j * n`` to ``(j + 1) * n``) holds predictor ``j``'s columns of ``X`` (default
+    ``design.X``) and of each factor's ``Z``, zeros elsewhere; level codes and the outcome repeat in
+    every block. A coefficient or group term belongs to one predictor, so block ``j`` of ``X @ b + Z r``
+    is predictor ``j``'s linear predictor.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("circumference ~ SSlogis(age, Asym, xmid, scal)", hm.datasets.load("orange"),
+    ...              nonlinear={"Asym": "1 + (1 | Tree)"})
+    >>> rows = predictor_rows(m.design)
+    >>> rows.X.shape, rows.factors[0].Z.shape, m.design.n
+    ((105, 3), (105, 1), 35)
+    """
+    X = design.X if X is None else X
+    m, n = len(design.predictors), design.n
+    Xr = np.zeros((m * n, X.shape[1]))
+    Zr = [np.zeros((m * n, f.Z.shape[1])) for f in design.factors]
+    for j, pred in enumerate(design.predictors):
+        rows = slice(j * n, (j + 1) * n)
+        cols = list(pred.columns)
+        Xr[rows, cols] = X[:, cols]
+        for Z, f in zip(Zr, design.factors):
+            idx = list(pred.terms.get(f.factor, ()))
+            Z[rows, idx] = f.Z[:, idx]
+    factors = [replace(f, codes=np.tile(np.asarray(f.codes), m), Z=Z) for f, Z in zip(design.factors, Zr)]
+    return replace(design, y=np.tile(np.asarray(design.y), m), X=Xr, factors=factors,
+                   x_means=Xr.mean(axis=0), x_sds=Xr.std(axis=0))
+
+
 def expand(expression: str, columns):
     """The self-start expansion of a right-hand side: ``(text, parameters, self_start, covariates)``.
 
@@ -330,6 +363,16 @@ def make_nonlinear_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "d
     expr = _parse(text, data.columns, nl.names)
     pspecs = {k: parameter_spec(spec, k) for k in nl.names}
     covs = list(expr.covariates)
+    from ..design import _vars
+
+    outcome = {spec.response} if spec.response in data.columns else set(_vars(spec.response, set(data.columns)))
+    if outcome & set(covs):
+        col = sorted(outcome & set(covs))[0]
+        raise SpecificationError(
+            f"The outcome column {col!r} is also on the right of '~' (in the nonlinear expression: {nl.expression}): "
+            f"a model cannot explain {col!r} by itself. Remove it from the expression; a lagged or transformed copy "
+            f"of the outcome is a different column: make it in the data first."
+        )
     cols = list(dict.fromkeys([*(c for k in nl.names for c in used_columns(pspecs[k], data.columns)), *covs]))
     for c in cols:
         if c not in data.columns:
