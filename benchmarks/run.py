@@ -91,9 +91,14 @@ MODELS["cbpp_beta_binomial"] = dict(
 MODELS["wine_cumulative"] = dict(
     formula="rating ~ temp + contact + (1 | judge)", bambi="rating ~ temp + contact + (1 | judge)", lme4=None,
     data="wine", family="cumulative", bambi_aux={"cutpoints": ("threshold", False)})
+# Issue 14's hard cases (tests/hard, seed 1), beside bambi on the same model and priors
+for _name, _formula in [("nested_poisson", "y ~ year + h + (1 | brood) + (1 | loc)"),
+                        ("grouseticks", "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)")]:
+    MODELS[f"hard_{_name}"] = dict(formula=_formula, bambi=_formula, lme4=None, data=f"hard:{_name}", family="poisson")
 MODELS["categorical"] = dict(
     formula="y ~ x + (1 | g)", bambi="y ~ x + (1 | g)", lme4=None, data="sim_categorical", family="categorical")
 SMALL = ["sleepstudy", "radon", "penicillin", "cbpp", "poisson_crossed"]
+HARD_MODELS = ["hard_nested_poisson", "hard_grouseticks"]
 FAMILY_MODELS = ["gamma", "lognormal", "beta", "zero_inflated_poisson", "hurdle_poisson", "cbpp_beta_binomial",
                  "wine_cumulative", "categorical"]
 BAYES_TOOLS = ["hmodels", "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]
@@ -128,6 +133,11 @@ def load_data(name: str):
         return pd.DataFrame({"y": y, "x": x, "s": s.astype(str), "d": d.astype(str)})
     if name.startswith("sim_") and name[4:] in FAMILY_MODELS:
         return simulate_family_data(name[4:])
+    if name.startswith("hard:"):  # tests/hard's simulators (seed 1)
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        from hard import make_case
+
+        return make_case(name[5:], seed=1).data
     import hmodels as hm
 
     return hm.datasets.load(name)
@@ -837,8 +847,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=2, metavar=("TOOL", "MODEL"), help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
-    ap.add_argument("--models", nargs="+", default=SMALL, choices=list(MODELS) + ["families"],
-                    help="models to run; 'families' = " + " ".join(FAMILY_MODELS))
+    ap.add_argument("--models", nargs="+", default=SMALL, choices=list(MODELS) + ["families", "hard"],
+                    help=f"models to run; 'families' = {' '.join(FAMILY_MODELS)}; 'hard' = {' '.join(HARD_MODELS)}")
     ap.add_argument("--tools", nargs="+", default=BAYES_TOOLS + FREQ_TOOLS, choices=BAYES_TOOLS + FREQ_TOOLS)
     ap.add_argument("--states", nargs="+", default=STATES, choices=STATES)
     ap.add_argument("--draws", type=int, default=None, help="draws per chain (default 1000; insteval 300)")
@@ -849,7 +859,8 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=900, help="seconds per fit")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
-    args.models = [m for name in args.models for m in (FAMILY_MODELS if name == "families" else [name])]
+    groups = {"families": FAMILY_MODELS, "hard": HARD_MODELS}
+    args.models = [m for name in args.models for m in groups.get(name, [name])]
     if args.worker:
         worker_main(args)
         return

@@ -120,6 +120,14 @@ def _split_keys(priors: dict, names: list[str], common_keys=frozenset()) -> tupl
         hit = next((nm for nm in by_length if inner.startswith(nm + "_")), None)
         stripped = None if hit is None else inner[len(hit) + 1:]
         as_one = None if hit is None else f"{m.group(1)}({m.group(2).strip()}, {stripped})" if m else stripped
+        parts = [t.strip() for t in inner.split(",")]
+        if m and m.group(1) == "cor" and hit is not None and all(t.startswith(hit + "_") for t in parts):
+            # cor(g, muB_Intercept, muB_x), as the prior table names it: the formula's cor(g, Intercept, x),
+            # which is cor(g) when that is the factor's only correlated block
+            fac = m.group(2).strip()
+            as_one = f"cor({fac}, {', '.join(t[len(hit) + 1:] for t in parts)})"
+            if _canon(as_one) not in common_keys and _canon(f"cor({fac})") in common_keys:
+                as_one = f"cor({fac})"
         if _canon(key) in common_keys:
             if as_one is not None and _canon(as_one) in common_keys:
                 raise PriorError(

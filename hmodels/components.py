@@ -273,6 +273,14 @@ def shrinkage(fit, factor: str) -> pd.DataFrame:
     --------
     >>> fit.shrinkage("Subject").head()  # doctest: +SKIP
     """
+    if fit.family.outcome == "categorical":  # the mean category number of unordered categories means nothing
+        from .errors import FamilyError
+
+        raise FamilyError(
+            "shrinkage compares each group's mean outcome with its fitted mean; a categorical outcome has no mean "
+            "(its categories are unordered). Compare each group's category shares with fit.ppc() (rows "
+            f"mean[{factor}=level](outcome = category)) and each category's effects with fit.group_effects({factor!r})."
+        )
     design = fit_design(fit)
     fd = design.factor(factor)
     y = np.asarray(design.y, dtype=float)

@@ -184,6 +184,49 @@ def used_columns(spec: ModelSpec, columns=None) -> list[str]:
     return cols
 
 
+def _check_outcome_not_predictor(spec: ModelSpec, columns) -> None:
+    """Refuse a model whose outcome column is also on the right of ``~``.
+
+    A predictor, group term, grouping factor, offset or family parameter's formula that reads the outcome
+    would explain the outcome by itself: a typed error names where.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> _check_outcome_not_predictor(hm.parse_formula("y ~ x + log(y)"), ["y", "x"])
+    Traceback (most recent call last):
+    ...
+    hmodels.errors.SpecificationError: The outcome column 'y' is also on the right of '~' ...
+    """
+    known = set(columns)
+    outcome = set([spec.response] if spec.response in known else _vars(spec.response, known))
+    places = []
+    if spec.fixed:
+        places.append(("the population-level terms", " + ".join(spec.fixed)))
+    for g in spec.groups:
+        for b in g.blocks:
+            if b.terms:
+                places.append((f"the group-specific terms of {g.factor!r}", " + ".join(b.terms)))
+        places.append((f"the grouping factor {g.factor!r}", " + ".join(g.columns)))
+    if spec.offset is not None:
+        places.append(("the offset", spec.offset))
+    for name, formula in getattr(spec, "dpars", ()) or ():
+        places.append((f"the formula of {name}", str(formula).split("~")[-1]))
+    for where, expr in places:
+        try:
+            used = set(_vars(expr, known)) if expr not in known else {expr}
+        except SpecificationError:
+            continue  # an unreadable expression gets its own error where it is read
+        both = sorted(outcome & used)
+        if both:
+            raise SpecificationError(
+                f"The outcome column {both[0]!r} is also on the right of '~' (in {where}: {expr}): a model cannot "
+                f"explain {both[0]!r} by itself, and its coefficient would only measure that. Remove it from the right "
+                f"of '~'. A lagged or transformed copy of the outcome as a predictor is a different column: make it "
+                f"in the data first (e.g. data['{both[0]}_lag'] = data.groupby(g)['{both[0]}'].shift())."
+            )
+
+
 def _vars(expr: str, known=frozenset()) -> list[str]:
     from .formula import _check_spaced_names, _formulae_error, _show
 
@@ -241,6 +284,7 @@ def make_design(spec: ModelSpec, data: pd.DataFrame, missing: str = "drop") -> D
                 f"Column {c!r} is used in the model but is not in the data.{closest(c, data.columns)} "
                 f"Available columns: {', '.join(map(str, data.columns))}.{_quoting_hint(data.columns)}"
             )
+    _check_outcome_not_predictor(spec, data.columns)
     duplicated = sorted({str(c) for c in data.columns[data.columns.duplicated()] if c in cols})
     if duplicated:
         raise DataError(

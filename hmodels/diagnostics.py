@@ -539,10 +539,15 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
                        f"{', '.join(names)}.")
             factors = {fc for fc in (_factor_of(n) for n in bad.index) if fc}
             remedy = rem
-            if until and not until.get("converged"):
+            if until and not until.get("converged") and np.isfinite(until["max_time"]):
                 remedy = (f"model.fit(until=\"converged\") stopped after {until['n_rounds']} round(s) when its time "
                           f"budget ({until['max_time']:g} s) ran out: refit with model.fit(until=\"converged\", "
                           f"max_time={2 * until['max_time']:g}).")
+            elif until and not until.get("converged"):  # until="auto" reached its cap of draws
+                remedy = (f"The default fit sampled {until['n_rounds']} round(s), {until['draws']} draws per chain "
+                          f"(the most it adds, {until.get('max_draws')} per chain), without converging: refit with "
+                          f"model.fit(until=\"converged\", max_time=1200) to allow more, and look at the model: "
+                          f"weakly identified terms often need a more informative prior.")
             if factors and col != "ess_tail":
                 remedy += (" The affected group terms (" + ", ".join(sorted(factors)) + ") may need the other "
                            "parameterisation (centered=True/False per factor).")
@@ -614,10 +619,13 @@ PRIOR_DOMINATED = 0.9
 def _prior_sds(fit) -> dict[str, float]:
     """Prior SD of each coefficient, group SD and family parameter, by table label (where comparable)."""
     out = {}
-    centred = getattr(fit.priors, "intercept_prior", "centered") == "centered" and len(fit.meta["fixed_terms"]) > 1
+    # the mean's intercepts (a categorical model has one per category: centred when each has slopes beside it)
+    terms = fit.meta["fixed_terms"]
+    intercepts = {r.slot.param for r in fit.priors if r.slot.cls == "Intercept" and r.slot.param in terms}
+    centred = getattr(fit.priors, "intercept_prior", "centered") == "centered" and len(terms) > max(len(intercepts), 1)
     for row in fit.priors:
         label = row.slot.param
-        if label == "Intercept" and centred:  # the prior is on the intercept at the predictors' means
+        if label in intercepts and centred:  # the prior is on the intercept at the predictors' means
             continue
         try:
             with np.errstate(all="ignore"):
@@ -685,8 +693,14 @@ def _until_line(u: dict) -> str:
     """One sentence on what ``until="converged"`` did."""
     div = sum(r["divergences"] for r in u["rounds"] if not r["kept"])
     dropped = f"; {div} divergent draws in discarded rounds" if div else ""
-    state = "converged" if u["converged"] else f"not converged (time budget {u['max_time']:g} s spent)"
-    return (f"Sampled until converged: {u['n_rounds']} round(s), {u['draws']} draws per chain kept, "
+    if u["converged"]:
+        state = "converged"
+    elif np.isfinite(u["max_time"]):
+        state = f"not converged (time budget {u['max_time']:g} s spent)"
+    else:
+        state = f"not converged (the cap of {u.get('max_draws')} draws per chain reached)"
+    mode = "Sampled until converged (the default)" if u.get("mode") == "auto" else "Sampled until converged"
+    return (f"{mode}: {u['n_rounds']} round(s), {u['draws']} draws per chain kept, "
             f"{u['seconds']:.1f} s{dropped}; {state}: max R-hat {u['rhat_max']:.3f}, min bulk ESS "
             f"{u['ess_bulk_min']:.0f}, min tail ESS {u['ess_tail_min']:.0f}.")
 

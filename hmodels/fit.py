@@ -246,16 +246,21 @@ class Fit:
             )
         rhat, ess = self._rhat_ess()
         chains = self.posterior["posterior"].sizes["chain"]
+        until = self.meta.get("until")
+        more = 'model.fit(until="converged")'
+        if until and not until.get("converged"):  # rounds were added already: say so, and how to allow more
+            more = (f'model.fit(until="converged", max_time=600) (hmodels already sampled {until["n_rounds"]} '
+                    f'round(s), {until["draws"]} draws per chain)')
         if rhat > 1.01:
             out.append(
                 f"R-hat up to {rhat:.3f} (> 1.01): the chains disagree, so the posterior is not reliably "
-                "estimated. Refit with model.fit(until=\"converged\"), which adds draws until R-hat <= 1.01 and "
+                f"estimated. Refit with {more}, which adds draws until R-hat <= 1.01 and "
                 "ESS >= 400 (or draws=2000, tune=2000); if it persists, simplify the model."
             )
         if ess < 100 * chains:
             out.append(
                 f"Bulk effective sample size as low as {ess:.0f} (< {100 * chains} for {chains} chains): "
-                "intervals are imprecise. Refit with model.fit(until=\"converged\") or more draws, or rescale "
+                f"intervals are imprecise. Refit with {more} or more draws, or rescale "
                 "predictors to unit scale."
             )
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pandas as pd
@@ -218,10 +219,10 @@ class Model:
 
         return make_plan(self, default_sampler() if sampler is None else str(sampler).lower(), method, target_accept)
 
-    def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
+    def fit(self, draws: int | None = None, tune: int | None = None, chains: int = 4, cores: int | None = None,
             seed: int | None = None, target_accept: float | None = None, sampler: str | None = None,
             progressbar: bool = True, log_likelihood: bool = False, method: str = "auto", prior_only: bool = False,
-            until: str | None = None, max_time: float | None = None):
+            until: str | None = "auto", max_time: float | None = None):
         """Sample the posterior with NUTS.
 
         One policy (:func:`hmodels.plan.make_plan`) decides how, for every sampler; the backend
@@ -231,7 +232,8 @@ class Model:
         Parameters
         ----------
         draws, tune, chains : int
-            Draws kept per chain, warm-up iterations per chain, number of chains.
+            Draws kept per chain (default 1000), warm-up iterations per chain (default 1000), number of
+            chains. Giving ``draws`` or ``tune`` fixes the draws (see ``until``).
         cores : int, optional
             Parallel chains (default: ``min(chains, CPU count)``).
         seed : int, optional
@@ -258,15 +260,20 @@ class Model:
             Sample the priors alone by NUTS (brms's ``sample_prior = "only"``): the PyMC graph without
             its likelihood, every factor non-centred (the prior of a hierarchical model is a funnel
             for centred effects). ``fit.meta["prior_only"]`` is True and the plan says so.
-        until : {None, "converged"}
+        until : {"auto", "converged", None}
             ``"converged"``: sample in rounds until the largest R-hat is at most 1.01 and the
             smallest bulk and tail ESS at least 400 over every coefficient, SD, correlation and
             family parameter, or ``max_time`` runs out (:func:`hmodels.sampling.sample_until`).
             Later rounds add draws to every chain after a fresh warm-up; a round with divergences
             is discarded and sampling restarts at ``target_accept`` 0.95, then 0.99. What was done
             is in ``fit.meta["until"]`` and in :func:`hmodels.diagnostics.diagnose`.
+            ``"auto"`` (default): the same when ``draws`` and ``tune`` are left at their defaults
+            (a fit that meets the criteria at once is not changed; one that does not gets more
+            rounds, up to :data:`~hmodels.sampling.UNTIL_AUTO_MAX_DRAWS` times the draws per chain
+            and no time budget, so the same seed gives the same draws on any machine); ``None``
+            otherwise. ``None``: exactly ``draws`` per chain.
         max_time : float, optional
-            Seconds of sampling allowed to ``until="converged"`` (default 600).
+            Seconds of sampling allowed to ``until="converged"`` (default 600; no limit for ``"auto"``).
 
         Returns
         -------
@@ -285,12 +292,35 @@ class Model:
         from .assemble import assemble_fit
 
         t0 = time.perf_counter()
-        if until is not None and (prior_only or until != "converged"):
-            raise SpecificationError(f"until must be None or 'converged' (and not combined with prior_only=True), "
-                                     f"got until={until!r}.")
+        if until not in (None, "auto", "converged") or (until == "converged" and prior_only):
+            raise SpecificationError(f"until must be 'auto', 'converged' or None (and not 'converged' with "
+                                     f"prior_only=True), got until={until!r}.")
+        max_draws, auto = None, until == "auto"
+        if auto:  # run until converged unless the user fixed the draws (or samples the prior)
+            from .sampling import UNTIL_AUTO_MAX_DRAWS
+
+            fixed = draws is not None or tune is not None or prior_only
+            until = None if fixed else "converged"
+            max_draws = UNTIL_AUTO_MAX_DRAWS * 1000 if max_time is None else None
+        draws = 1000 if draws is None else draws
+        tune = 1000 if tune is None else tune
         cores = min(chains, os.cpu_count() or 1) if cores is None else cores
         settings = check_settings(sampler, draws, tune, chains, cores, seed, target_accept)
         check_fit_memory(self, settings, log_likelihood)  # refuse a request that cannot fit in memory
+        if until == "converged":  # later rounds add draws: never more than memory holds
+            from dataclasses import replace as _replace
+
+            from .errors import SamplingError
+
+            for mult in (64, 32, 16, 8, 4, 2, 1):
+                if max_draws is not None and mult * draws > max_draws:
+                    continue
+                try:
+                    check_fit_memory(self, _replace(settings, draws=mult * draws), log_likelihood)
+                except SamplingError:
+                    continue
+                max_draws = mult * draws
+                break
         plan = make_plan(self, settings.sampler, "joint" if prior_only else method, settings.target_accept)
         if prior_only:
             return self._fit_prior_only(plan, settings, progressbar, log_likelihood, t0)
@@ -316,7 +346,9 @@ class Model:
         else:
             from .sampling import sample_until
 
-            result, settings, record = sample_until(run, settings, plan, until, max_time)
+            budget = math.inf if auto and max_time is None else max_time  # (auto: capped in draws, not seconds)
+            result, settings, record = sample_until(run, settings, plan, until, budget, max_draws=max_draws)
+            record["mode"] = "auto" if auto else until
         fit = assemble_fit(self, result, settings, log_likelihood=log_likelihood, timing={"build_s": build_s})
         if record is not None:
             fit.meta["until"] = record

@@ -218,6 +218,13 @@ def plot_trajectories(fit, x: str, by: str, prob: float = 0.95, levels=None, nco
     _check_prob(prob)
     _check_column(fit, x)
     _check_column(fit, by)
+    if fit.family.outcome == "categorical":  # the expected category number of unordered categories means nothing
+        from .errors import FamilyError
+
+        raise FamilyError(
+            "plot_trajectories draws each group's expected outcome; a categorical outcome has none (its categories "
+            f"are unordered). Plot each category's probability instead: fit.predict(data, kind='probs') per {by!r}."
+        )
     d = fit_design(fit)
     xv = d.data[x]
     if not pd.api.types.is_numeric_dtype(xv):

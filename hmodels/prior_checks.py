@@ -89,6 +89,18 @@ def _resid_var(fam, design, eta: np.ndarray, aux: dict) -> np.ndarray:
         return np.full(np.shape(eta), np.nan)
 
 
+def _category_term(design, term):
+    """A categorical model's term ``mu<k>_<t>`` as ``(t, words for category k against the reference)``."""
+    names = getattr(design, "predictor_names", None)
+    if not names or term is None:
+        return term, ""
+    levels = design.response_levels
+    for nm, lv in sorted(zip(names, levels[1:]), key=lambda p: -len(p[0])):
+        if term.startswith(nm + "_"):
+            return term[len(nm) + 1:], f" of {lv} against {levels[0]} (the reference)"
+    return term, ""
+
+
 def _unit_words(fam, resp: str) -> tuple[str, str]:
     """(what a change on the link scale means, how to show it)."""
     if fam.link == "identity":
@@ -153,6 +165,7 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
         sims[slot.param] = x
         plo, phi = _interval(x, prob)
         implies, ilo, ihi = "", float("nan"), float("nan")
+        term, against = _category_term(design, slot.term)  # categorical: mub_x is x for category b
         if getattr(model.spec, "nonlinear", None) is not None and slot.cls in ("fixed", "sd"):
             # a nonlinear parameter's coefficient is on that parameter's own scale, not the outcome's
             what = slot.term if slot.cls == "fixed" else f"a {slot.factor}'s deviation in {slot.term}"
@@ -164,7 +177,10 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
             on_link = fam.link_scale_response(np.ones(1), resp)  # the lognormal's mu: the mean of log(y)
             if fam.link == "identity" and on_link is not None:
                 what = f"mean {on_link[1]}"
-            at = " at average predictors" if len(design.fixed_terms) > 1 and model.intercept_prior == "centered" else ""
+            if against:  # P(k) / (P(k) + P(reference))
+                what = f"probability{against} between the two"
+            p = len(getattr(design, "base", None).fixed_terms) if against else len(design.fixed_terms)
+            at = " at average predictors" if p > 1 and model.intercept_prior == "centered" else ""
             off = " with the offset at 0 (per unit of exposure for offset(log(exposure)))" \
                 if design.offset is not None else ""
             implies = f"{what}{at}{off}"
@@ -173,15 +189,16 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
             sx = term_sd.get(slot.term, 1.0) or 1.0
             eff = x * sx
             eff = np.exp(np.clip(eff, -700, 700)) if how == "ratio" else eff
-            implies = f"{change} per SD of {slot.term} (SD = {_fmt(sx)})"
+            implies = f"{change}{against} per SD of {term} (SD = {_fmt(sx)})"
             ilo, ihi = _interval(eff, prob)
         elif slot.cls == "sd":
             dev = x * rng.standard_normal(draws)
-            if slot.term == "Intercept":
-                what = f"a {slot.factor}'s mean vs the average ({change.replace('change in', 'difference in')})"
+            if term == "Intercept":
+                diff = change.replace("change in", "difference in")
+                what = f"a {slot.factor}'s mean vs the average ({diff}{against})"
             else:
-                what = f"a {slot.factor}'s {slot.term} slope vs the average slope, per unit {slot.term}"
-            if how == "ratio" and slot.term == "Intercept":
+                what = f"a {slot.factor}'s {term} slope vs the average slope, per unit {term}{against}"
+            if how == "ratio" and term == "Intercept":
                 dev = np.exp(np.clip(dev, -700, 700))
             implies = what
             ilo, ihi = _interval(dev, prob)
@@ -530,6 +547,16 @@ def _slot_map(fit):
     return {r.slot.param: r for r in fit.priors}
 
 
+def _categorical_centring(fit, design):
+    """A categorical model's map ``T`` from its sampled coefficients to the reported ones, or None.
+
+    Each category's intercept is sampled at the predictors' means, where its prior is; ``b = T @ b_centered``.
+    """
+    from .categorical import CategoricalDesign, intercept_centring
+
+    return intercept_centring(design, fit.priors)[1] if isinstance(design, CategoricalDesign) else None
+
+
 def _element_priors(fit):
     """Posterior variables/elements with their prior variance (analytic where the prior is direct).
 
@@ -543,8 +570,11 @@ def _element_priors(fit):
     terms = fit.meta["fixed_terms"]
     centered_int = (fit.meta.get("intercept_prior", "centered") == "centered" and len(terms) > 1
                     and terms[0] == "Intercept")
+    T = _categorical_centring(fit, design)
     for j, t in enumerate(terms):
-        if t == "Intercept":
+        if T is not None:  # a categorical model: each raw intercept = its centred one - means @ its slopes
+            v = sum(T[j, k] ** 2 * slots[terms[k]].prior.scipy().var() for k in np.flatnonzero(T[j]))
+        elif t == "Intercept":
             v = slots["Intercept"].prior.scipy().var()
             if centered_int:  # raw intercept = centred intercept - sum_j mean_j * b_j
                 v = v + sum(design.x_means[k] ** 2 * slots[terms[k]].prior.scipy().var() for k in range(1, len(terms)))
@@ -690,7 +720,10 @@ def log_prior_dataset(fit):
     if terms:
         b = post["b"].transpose("chain", "draw", "term")
         vals = np.asarray(b.values, dtype=float).copy()
-        if fit.meta.get("intercept_prior", "centered") == "centered" and len(terms) > 1 and terms[0] == "Intercept":
+        T = _categorical_centring(fit, design)
+        if T is not None:  # a categorical model: its priors are on the coefficients it sampled
+            vals = vals @ np.linalg.inv(T).T
+        elif fit.meta.get("intercept_prior", "centered") == "centered" and len(terms) > 1 and terms[0] == "Intercept":
             vals[..., 0] = vals[..., 0] + vals[..., 1:] @ np.asarray(design.x_means[1:], dtype=float)
         lp = np.stack([slots[t].prior.scipy().logpdf(vals[..., j]) for j, t in enumerate(terms)], axis=-1)
         out["b"] = (("chain", "draw", "term"), lp)

@@ -15,6 +15,7 @@ fit in memory is refused before sampling (:func:`check_memory`).
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import signal
@@ -30,7 +31,7 @@ from .errors import SamplingError
 
 __all__ = ["SamplerSettings", "sample", "available_samplers", "default_sampler", "check_settings", "check_trace",
            "check_memory", "check_fit_memory", "draw_size", "available_memory", "raise_on_interrupt", "reduce_seed",
-           "sample_until", "convergence_summary", "UNTIL_RHAT", "UNTIL_ESS", "UNTIL_MAX_TIME"]
+           "sample_until", "convergence_summary", "UNTIL_RHAT", "UNTIL_ESS", "UNTIL_MAX_TIME", "UNTIL_AUTO_MAX_DRAWS"]
 
 SAMPLERS = {"nutpie": "nutpie", "numpyro": "numpyro", "pymc": None}
 #: Seeds at or above this are reduced to 64 bits (nutpie takes an unsigned 64-bit seed).
@@ -461,6 +462,10 @@ UNTIL_ESS = 400
 UNTIL_MAX_TIME = 600.0
 #: Target acceptance rates tried in turn when a round has divergences.
 UNTIL_TARGETS = (0.95, 0.99)
+#: ``until="auto"`` (the default when ``draws`` and ``tune`` are left at their defaults): the most draws per
+#: chain it may keep, as a multiple of ``draws``. A cap in draws, not seconds, so that the same seed gives the
+#: same draws on any machine.
+UNTIL_AUTO_MAX_DRAWS = 8
 
 
 def convergence_summary(posterior) -> dict:
@@ -534,8 +539,9 @@ def _concat(a, b):
                       timing=timing, divergences=div)
 
 
-def sample_until(run_round, settings: SamplerSettings, plan, until: str = "converged", max_time: float | None = None):
-    """Sample in rounds until the fit has converged or the time budget is spent.
+def sample_until(run_round, settings: SamplerSettings, plan, until: str = "converged", max_time: float | None = None,
+                 max_draws: int | None = None):
+    """Sample in rounds until the fit has converged or the time (or draw) budget is spent.
 
     Round 1 samples with ``settings``. While the largest R-hat exceeds :data:`UNTIL_RHAT` or the
     smallest bulk or tail ESS is below :data:`UNTIL_ESS` (:func:`convergence_summary`), another
@@ -557,6 +563,9 @@ def sample_until(run_round, settings: SamplerSettings, plan, until: str = "conve
     max_time : float, optional
         Seconds of sampling for all rounds together (default :data:`UNTIL_MAX_TIME`); a round is
         not started when the time left cannot fit half of ``settings.draws`` at the measured speed.
+    max_draws : int, optional
+        The most draws per chain to keep over all rounds (no cap by default). ``until="auto"`` gives
+        this cap and ``max_time=math.inf``, so its rounds do not depend on the machine's speed.
 
     Returns
     -------
@@ -609,7 +618,8 @@ def sample_until(run_round, settings: SamplerSettings, plan, until: str = "conve
         if not restart and _converged(summary):
             break
         per_draw = seconds / max(round_settings.draws + round_settings.tune, 1)
-        affordable = int((budget - (time.perf_counter() - start)) / per_draw) - round_settings.tune
+        left = budget - (time.perf_counter() - start)
+        affordable = math.inf if math.isinf(left) else int(left / per_draw) - round_settings.tune
         if restart:
             round_plan = dc_replace(round_plan, target_accept=targets.pop(0))
             nxt = settings.draws
@@ -621,6 +631,8 @@ def sample_until(run_round, settings: SamplerSettings, plan, until: str = "conve
             nxt = int(np.ceil(kept_draws * max(factor - 1.0, 0.25) * 1.2))
             nxt = min(max(nxt, settings.draws), 3 * kept_draws)
         nxt = min(nxt, affordable)
+        if max_draws is not None:
+            nxt = min(nxt, int(max_draws) - (0 if restart else kept_draws))
         if nxt < max(settings.draws // 2, 1):
             break
         round_settings = dc_replace(round_settings, draws=int(nxt))
@@ -633,7 +645,7 @@ def sample_until(run_round, settings: SamplerSettings, plan, until: str = "conve
                        target_accept=float(result.plan.target_accept))
     record = {"until": until, "converged": bool(_converged(summary) and not rounds[-1]["divergences"]),
               "rounds": rounds, "n_rounds": len(rounds), "draws": int(kept_draws),
-              "seconds": time.perf_counter() - start, "max_time": budget,
+              "seconds": time.perf_counter() - start, "max_time": budget, "max_draws": max_draws,
               "criteria": {"rhat_max": UNTIL_RHAT, "ess_bulk_min": UNTIL_ESS, "ess_tail_min": UNTIL_ESS},
               **{k: v for k, v in summary.items()}}
     return result, final, record

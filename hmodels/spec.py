@@ -515,6 +515,12 @@ def _factor_names(g: GroupTerm) -> dict[str, str]:
 
 def _check_names(spec: ModelSpec) -> None:
     """Refuse grouping factors and outcomes whose names collide with names hmodels gives the posterior."""
+    for g in spec.groups:  # (1 | y): the outcome itself, not a naming clash (design._check_outcome_not_predictor)
+        if spec.response in g.columns:
+            raise SpecificationError(
+                f"The outcome column {spec.response!r} is also on the right of '~' (in the grouping factor "
+                f"{g.factor!r}): a model cannot explain {spec.response!r} by itself. Remove it from the right of '~'."
+            )
     owners: dict[str, tuple[str, str]] = {}
     aux = get_family(spec.family, spec.link).aux
     reserved = {k: v for k, v in _RESERVED.items() if k not in ("sigma", "nu", "alpha") or k in aux}

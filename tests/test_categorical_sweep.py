@@ -166,3 +166,90 @@ def test_a_predictor_named_like_a_category_prefix_takes_a_common_prior():
     assert p["muc_mub_x"].prior == hm.Normal(0, 1)
     with pytest.raises(hm.PriorError, match="'mub_x' is ambiguous"):  # the column mub_x, or x in category b
         hm.Model("y ~ mub_x + x", d, family="categorical", priors={"mub_x": hm.Normal(0, 1)})
+
+
+def test_prior_checks_read_each_intercept_prior_where_it_is_placed():
+    """Found by the sweep: the prior checks read each category's raw intercept against its prior.
+
+    That prior is on the intercept at the predictors' means. With x far from 0, prior_sensitivity flagged every
+    coefficient "prior-data conflict", the intercepts' contraction was 0.4 instead of about 0.99, and diagnose()
+    called the intercepts prior-dominated.
+    """
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=300)
+    y = rng.random(300) < 1 / (1 + np.exp(-(0.3 + 0.8 * x)))
+    d = pd.DataFrame({"y01": y.astype(int), "ycat": np.where(y, "yes", "no"), "x": x + 20.0})
+    kw = dict(draws=500, tune=300, chains=2, seed=1, progressbar=False)
+    fb = hm.Model("y01 ~ x", d, family="bernoulli").fit(**kw)
+    fc = hm.Model("ycat ~ x", d, family="categorical").fit(**kw)
+    cb, cc = fb.prior_contraction(), fc.prior_contraction()
+    # same priors (K = 2 is the bernoulli model): the same analytic prior SD of the raw intercept
+    assert cc.loc["b[muyes_Intercept]", "prior_sd"] == pytest.approx(cb.loc["b[Intercept]", "prior_sd"], rel=1e-6)
+    assert cc.loc["b[muyes_Intercept]", "prior_sd"] > 40  # sqrt(2.5^2 + 20^2 sd(x-prior)^2), not 2.5
+    sens = fc.prior_sensitivity()
+    assert (sens["verdict"] == "fine").all(), sens
+    # diagnose() said "the data say little about muyes_Intercept (116% of its prior SD)"
+    assert not [v for v in fc.diagnose().verdicts if "Intercept" in str(v)]
+
+
+@pytest.mark.parametrize("call", [
+    lambda fit: fit.shrinkage("g"),
+    lambda fit: fit.plot_trajectories("x", by="g"),
+], ids=["shrinkage", "plot_trajectories"])
+def test_per_group_means_are_refused_for_unordered_categories(cat_fit, call):
+    """Found by the sweep: both reported the mean category number as if unordered categories had a mean.
+
+    shrinkage("g") gave raw means of 2.05 (categories 1..3) and a shrinkage of 1.49.
+    """
+    with pytest.raises(hm.FamilyError, match="categorical outcome has (no mean|none)"):
+        call(cat_fit)
+
+
+def test_a_category_only_in_dropped_rows_is_refused_with_a_fix_that_works():
+    """Found by the sweep: the error's fix for a category whose only row is dropped did not work.
+
+    The only row of category 'd' had a missing predictor; the error said no row has it and that
+    remove_unused_categories() would fix it, which it cannot (the row is still in the data).
+    """
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"y": pd.Categorical(rng.choice(list("abc"), 30), categories=list("abcd")),
+                      "x": rng.normal(size=30)})
+    d.loc[0, ["y", "x"]] = ["d", np.nan]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the dropped row's own warning
+        with pytest.raises(hm.DataError, match=r"no row has: d \(rows with missing values .*dropna"):
+            hm.Model("y ~ x", d, family="categorical")
+
+
+def test_explain_priors_reads_each_categorys_terms_as_the_formulas():
+    """Found by the sweep: explain_priors took sd(g, mub_Intercept) for a slope, not a group's odds ratio.
+
+    It said "mub_Intercept slope per unit mub_Intercept" and gave a log-odds range; K = 2 must read as the
+    bernoulli model with the same priors (same simulations: the same numbers).
+    """
+    rng = np.random.default_rng(2)
+    d = pd.DataFrame({"x": rng.normal(size=60), "g": np.repeat([f"g{i}" for i in range(6)], 10)})
+    d["ycat"] = rng.choice(["no", "yes"], 60)
+    d["y01"] = (d["ycat"] == "yes").astype(int)
+    tb = hm.Model("y01 ~ x + (1 | g)", d, family="bernoulli").explain_priors(seed=1).set_index("parameter")
+    tc = hm.Model("ycat ~ x + (1 | g)", d, family="categorical").explain_priors(seed=1).set_index("parameter")
+    for b, c in (("sd(g, Intercept)", "sd(g, muyes_Intercept)"), ("x", "muyes_x"), ("Intercept", "muyes_Intercept")):
+        for col in ("implied_low", "implied_high"):
+            assert tc.loc[c, col] == pytest.approx(tb.loc[b, col], rel=1e-9), (b, tb.loc[b], tc.loc[c])
+    assert "odds ratio of yes against no" in tc.loc["sd(g, muyes_Intercept)", "implies"]
+    assert "per SD of x " in tc.loc["muyes_x", "implies"]
+
+
+@pytest.mark.parametrize("formula,key,one", [
+    ("y ~ x + (1 + x | g)", "cor(g, muc_Intercept, muc_x)", "cor(g, muc_Intercept, muc_x)"),
+    ("y ~ x + (1 + x | g) + (0 + z + w | g)", "cor(g, muc_z, muc_w)", "cor(g, muc_z, muc_w)"),
+])
+def test_a_categorys_correlation_prior_takes_the_name_the_prior_table_gives_it(formula, key, one):
+    """Found by the sweep: the prior table's own name cor(g, muc_Intercept, muc_x) was refused as a prior key."""
+    from hmodels.categorical import _example_data
+
+    d = _example_data().assign(z=lambda t: np.sin(np.arange(len(t))), w=lambda t: np.cos(np.arange(len(t)) / 3))
+    p = hm.Model(formula, d, family="categorical", priors={key: hm.LKJ(4)}).priors
+    cors = {r.slot.param: r.prior for r in p if r.slot.cls == "cor"}
+    assert cors.pop(one) == hm.LKJ(4)
+    assert cors and all(v != hm.LKJ(4) for v in cors.values())  # every other block keeps its default

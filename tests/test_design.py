@@ -125,3 +125,54 @@ def test_declared_category_order_sets_the_reference_level():
     np.testing.assert_array_equal(m.design.X[:, 1], (d["arm"] == "control").to_numpy(float))
     d["arm_text"] = d["arm"].astype(str)  # plain strings: no declared order, sorted as formulae does
     assert hm.Model("Reaction ~ arm_text + (1 | Subject)", d).design.fixed_terms == ["Intercept", "arm_text[treated]"]
+
+
+@pytest.mark.parametrize("formula,where", [
+    ("y ~ x + y", "population-level terms"),
+    ("y ~ x + I(y ** 2)", "population-level terms"),
+    ("np.log(y) ~ x + y", "population-level terms"),
+    ("y ~ x + (y | g)", "group-specific terms of 'g'"),
+    ("y ~ x + offset(np.log(y))", "offset"),
+])
+def test_the_outcome_on_the_right_of_the_tilde_is_refused(formula, where):
+    """Found by the adversarial sweep: y ~ x + y fitted a coefficient of 1 for y and a sigma of 0."""
+    d = pd.DataFrame({"y": np.arange(1.0, 13.0), "x": np.arange(12.0) % 3, "g": list("abc") * 4})
+    with pytest.raises(hm.SpecificationError,
+                       match=f"outcome column 'y' is also on the right of '~' \\(in the {where}"):
+        hm.Model(formula, d)
+
+
+def test_the_outcome_as_a_family_parameters_predictor_is_refused():
+    d = pd.DataFrame({"y": np.arange(1.0, 13.0), "x": np.arange(12.0) % 3})
+    with pytest.raises(hm.SpecificationError, match="formula of sigma"):
+        hm.Model("y ~ x", d, dpars={"sigma": "1 + y"})
+
+
+def test_trials_and_censoring_columns_may_be_predictors():
+    """Only the outcome is refused: the number of trials is an ordinary covariate (brms allows it too)."""
+    d = pd.DataFrame({"k": [1, 2, 3, 4, 2, 1], "n": [5, 6, 7, 8, 9, 5], "g": list("ababab")})
+    assert "log(n)" in hm.Model("p(k, n) ~ log(n) + (1 | g)", d, family="binomial").design.fixed_terms
+
+
+def test_the_outcome_in_a_nonlinear_expression_is_refused():
+    """Found by the sweep: conc ~ A * exp(-k * conc) was fitted (the outcome as its own covariate)."""
+    theoph = hm.datasets.load("theoph")
+    ok = hm.Model("conc ~ A * exp(-k * Time)", theoph, nonlinear={"A": "1 + (1 | Subject)", "k": "1"},
+                  start={"A": 8, "k": 0.1})
+    assert ok.design.n == len(theoph)
+    with pytest.raises(hm.SpecificationError,
+                       match=r"outcome column 'conc' is also on the right of '~' \(in the nonlinear"):
+        hm.Model("conc ~ A * exp(-k * conc)", theoph, nonlinear={"A": "1 + (1 | Subject)", "k": "1"},
+                 start={"A": 8, "k": 0.1})
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | y)", "y ~ x + (1 | g:y)"])
+def test_the_outcome_as_a_grouping_factor_is_refused_as_such(formula):
+    """Found by the sweep: (1 | y) was refused as a naming clash, not as the outcome on the right of '~'.
+
+    That error's fix (rename the column to y_group) kept the outcome as its own grouping factor.
+    """
+    d = pd.DataFrame({"y": np.arange(1.0, 13.0), "x": np.arange(12.0) % 3, "g": list("abc") * 4})
+    with pytest.raises(hm.SpecificationError,
+                       match=r"outcome column 'y' is also on the right of '~' \(in the grouping"):
+        hm.Model(formula, d)

@@ -396,3 +396,14 @@ def test_co2_with_covariates_on_a_parameter_matches_nlme():
             far[ours] = round(float(z), 2)
     assert not far, far
     assert fit.divergences == 0
+
+
+@pytest.mark.parametrize("lhs,what", [("y | weights(w)", "weights"), ("y | cens(c)", "censoring"),
+                                      ("y | trunc(lb=0)", "truncation")])
+def test_outcome_additions_a_nonlinear_mean_cannot_honour_are_refused(lhs, what):
+    """They were dropped without a word (the model fitted as if the column were not there)."""
+    x = np.tile(np.linspace(0.5, 5.0, 10), 6)
+    d = pd.DataFrame({"y": 3 * np.exp(-0.4 * x), "x": x, "g": np.repeat(np.arange(6), 10).astype(str), "w": 2.0,
+                      "c": 0})
+    with pytest.raises(SpecificationError, match=f"(?i){what}.*cannot be combined with a nonlinear mean"):
+        hm.Model(f"{lhs} ~ a * exp(-b * x)", d, nonlinear={"a": "1 + (1 | g)", "b": "1"}, start={"a": 1.0, "b": 0.4})

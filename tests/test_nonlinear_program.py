@@ -116,7 +116,7 @@ def _growth(family, seed=3, n_groups=8, per=8):
         y = np.exp(log_mean + rng.normal(0, 0.2, g.size))
     else:
         y = np.exp(log_mean) + rng.normal(0, 0.3, g.size)
-    return pd.DataFrame({"y": y, "t": t, "grp": grp, "g": [f"s{i}" for i in g]})
+    return pd.DataFrame({"y": y, "t": t, "grp": grp, "g": [f"s{i}" for i in g], "s": 0.2 + 0.1 * (g % 3)})
 
 
 MODELS = {
@@ -124,6 +124,7 @@ MODELS = {
                             {"la": "1 + grp + (1 | g)", "lk": "1 + (1 | g)"}, True),
     "gaussian-independent": ("y ~ exp(la - exp(lk) * t)", "gaussian",
                              {"la": "1 + (1 || g)", "lk": "1 + (1 || g)"}, False),
+    "gaussian-known-se": ("y | se(s) ~ exp(la - exp(lk) * t)", "gaussian", {"la": "1 + (1 | g)", "lk": "1"}, False),
     "student": ("y ~ exp(la - exp(lk) * t)", "student_t", {"la": "1 + (1 | g)", "lk": "1"}, False),
     "poisson": ("y ~ la - exp(lk) * t", "poisson", {"la": "1 + grp + (1 | g)", "lk": "1"}, True),
     "bernoulli": ("y ~ la - exp(lk) * t - 1", "bernoulli", {"la": "1 + (1 | g)", "lk": "1"}, False),

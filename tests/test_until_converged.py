@@ -77,13 +77,47 @@ def test_remedy_names_until_converged(dyestuff_model):
 
 
 @pytest.mark.parametrize("kwargs, error, fragment", [
-    ({"until": "forever"}, hm.SpecificationError, "until must be None or 'converged'"),
+    ({"until": "forever"}, hm.SpecificationError, "until must be 'auto', 'converged' or None"),
     ({"until": "converged", "prior_only": True}, hm.SpecificationError, "prior_only"),
     ({"until": "converged", "max_time": -1}, hm.SamplingError, "max_time must be a positive"),
 ])
 def test_bad_until_requests(dyestuff_model, kwargs, error, fragment):
     with pytest.raises(error, match=fragment):
         dyestuff_model.fit(draws=10, tune=10, chains=1, progressbar=False, **kwargs)
+
+
+# -- until="auto", the default --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def default_fit(dyestuff_model):
+    return _fit(dyestuff_model, seed=2)  # nothing but the seed: draws, tune and until at their defaults
+
+
+def test_the_default_fit_runs_until_converged(default_fit, tmp_path):
+    u = default_fit.meta["until"]
+    assert u["mode"] == "auto" and u["rounds"][0]["draws"] == 1000 and u["rounds"][0]["tune"] == 1000
+    assert u["max_draws"] == 8000 and u["max_time"] == float("inf")
+    assert u["converged"] and default_fit.settings.draws == u["draws"] <= 8000
+    table = diagnose(default_fit, group_effects=False).table  # checked apart from the loop's own summary
+    assert table["r_hat"].max() <= UNTIL_RHAT and table["ess_tail"].min() >= UNTIL_ESS
+    assert "Sampled until converged (the default)" in repr(diagnose(default_fit))
+    hm.io.save(default_fit, tmp_path / "fit.nc")
+    assert hm.io.load(tmp_path / "fit.nc").meta["until"] == u
+
+
+def test_giving_draws_or_tune_fixes_the_draws(dyestuff_model):
+    for kw in ({"draws": 150}, {"tune": 150}):
+        fit = _fit(dyestuff_model, chains=2, seed=1, **kw)
+        assert "until" not in fit.meta and fit.settings.draws == kw.get("draws", 1000)
+
+
+def test_the_default_cap_is_in_draws_so_rounds_do_not_depend_on_speed():
+    def run(settings, plan):
+        return _round(settings, plan)
+
+    s = SamplerSettings("nutpie", 20, 100, 2, 1, 5, None)  # 40 draws in all: ESS far below 400
+    result, final, record = sample_until(run, s, _plan(), max_time=float("inf"), max_draws=50)
+    assert not record["converged"] and final.draws <= 50 and record["max_draws"] == 50
+    assert result.posterior.sizes["draw"] == final.draws
 
 
 # -- the loop itself, on synthetic rounds ------------------------------------------------------------------

@@ -235,6 +235,8 @@ class EngineModel:
             y, offset = y - offset, None
         self.offset = offset  # added to the linear predictor by the kernels (O_OFFSET)
         w = 1.0 / design.se**2 if self.known_se else np.ones(n)
+        if stacked and self.known_se:  # every block's rows carry the observations' weights (the kernels read block 0)
+            w = np.tile(w, self.npred)
         # the data's own location and scale, kept away from the sampler and from every sum of squares:
         # coefficients are sampled standardised about a reference (the least-squares fit for an identity
         # link) and the integrated likelihood reads cross-products of the residual y - Xc b_ref only

@@ -57,7 +57,9 @@ def nominal_categories(raw: pd.Series, column: str, labels=None) -> tuple[np.nda
         if unused:
             raise DataError(
                 f"The categorical outcome {column!r} declares categories that no row has: "
-                f"{', '.join(map(str, unused))}. Their probabilities could only come from the prior. Drop them: "
+                f"{', '.join(map(str, unused))} (rows with missing values in the model's columns are dropped "
+                f"first). Their probabilities could only come from the prior. Drop them, after any such rows: "
+                f"data = data.dropna(subset=[<the model's columns>]); "
                 f"data[{column!r}] = data[{column!r}].cat.remove_unused_categories()."
             )
     elif pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):

@@ -216,6 +216,12 @@ def nonlinear_spec(formula: str, nonlinear, columns, family: str = "gaussian", l
     if not rhs:
         raise SpecificationError(f"The formula {formula!r} has no expression on the right of '~'.")
     base = parse_formula(f"{lhs} ~ 1", family=family, link=link)
+    dropped = [w for a, w in (("cens", "censoring (cens())"), ("trunc", "truncation (trunc())"),
+                              ("weights", "observation weights (weights())")) if getattr(base, a, None) is not None]
+    if dropped:  # never fitted as if they were not there
+        raise SpecificationError(
+            f"{' and '.join(dropped)[0].upper()}{' and '.join(dropped)[1:]} of the outcome cannot be combined with a "
+            f"nonlinear mean yet: remove it from {lhs!r}, or fit a linear model (a formula without nonlinear=).")
     text, names, ss, _covs = expand(rhs, columns)
     if ss is not None:
         params = list(names)

@@ -69,7 +69,7 @@ def compile_program(expression, parameters, covariates) -> Program:
     >>> from hmodels.nonlinear.expression import parse_expression
     >>> e = parse_expression("a * where(x > 1, x, 1)", ["x"], ["a"])
     >>> compile_program(e, ["a"], ["x"]).ops[:, 0].tolist()  # a x 1 > x 1 where *
-    [1, 2, 2, 0, 21, 2, 0, 19, 5]
+    [1, 2, 0, 22, 2, 0, 19, 5]
     """
     params = {p: j for j, p in enumerate(parameters)}
     covs = {c: j for j, c in enumerate(covariates)}

@@ -47,4 +47,5 @@ def check_fit_kwargs(fit_kwargs: dict, what: str) -> None:
         cores = min(chains, os.cpu_count() or 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        check_settings(b["sampler"], b["draws"], b["tune"], chains, cores, b["seed"], b["target_accept"])
+        check_settings(b["sampler"], 1000 if b["draws"] is None else b["draws"],  # (fit's own defaults)
+                       1000 if b["tune"] is None else b["tune"], chains, cores, b["seed"], b["target_accept"])
