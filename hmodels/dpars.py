@@ -18,8 +18,10 @@ from the prior sets' ``Intercept``, ``fixed``, ``sd`` and ``cor`` entries (data-
 by those link-scale units); user keys are the parameters' own names (``"sigma_x"``,
 ``"sd(g, sigma_Intercept)"``).
 
-The compiled engine has scalar slots for the family's parameters, so these models sample the PyMC
-graph (:func:`hmodels.engine.layout.engine_gap`).
+The compiled engine samples these models (:func:`engine_rows`): the location's linear predictor and each
+parameter's are blocks of rows of one, and ``dpar_loglik`` in ``kernels.c`` evaluates the family's
+likelihood of each observation with its own parameters; ``sampler="pymc"`` / ``"numpyro"`` run the PyMC
+graph (:func:`hmodels.build.pymc_dpar`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from .errors import FormulaError, SpecificationError, closest
 
 __all__ = ["DparDesign", "check_dpars", "dpar_link", "dpar_values",
-           "dpar_variables"]
+           "dpar_variables", "engine_rows"]
 
 
 def dpar_link(fam, name: str) -> str:
@@ -202,6 +204,82 @@ def dpar_values(draws, dd, groups: str = "include") -> np.ndarray:
             rr = r[:, :, np.where(seen, codes, 0), :] * seen[None, None, :, None]
             eta = eta + np.einsum("cdnk,nk->cdn", rr, f.Z)
     return inverse_link(dd.link, eta)
+
+
+def _centring(X, terms, has_intercept: bool, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A block's design centred at its predictors' means (intercept kept) and the map to raw coefficients.
+
+    As the PyMC graph places an intercept prior: on the intercept at the predictors' means when the
+    block has an intercept and other columns and ``intercept_prior="centered"``.
+    """
+    p = X.shape[1]
+    T = np.eye(p)
+    if not (has_intercept and centred and p > 1):
+        return X, T
+    means = X[:, 1:].mean(axis=0)
+    T[0, 1:] = -means
+    return np.column_stack([X[:, :1], X[:, 1:] - means]), T
+
+
+def engine_rows(design, priors):
+    """The model as blocks of rows of one linear predictor (for the compiled engine): the mean, then each dpar.
+
+    Block 0 (rows ``0 .. n``) is the location's linear predictor (its columns and its factors), block
+    ``j`` that of the ``j``-th parameter with a formula (its columns and its own factors, named
+    ``<factor>__<name>``); each block is centred as the PyMC graph centres it (:func:`_centring`).
+
+    Returns
+    -------
+    rows : Design
+        Block-diagonal ``X`` (columns: the location's terms, then each parameter's) and factors.
+    T : ndarray
+        Sampled (centred) coefficients -> reported ones.
+    blocks : list of (name, link, columns)
+        Per parameter with a formula, in block order: its name, link and columns of ``rows.X``.
+    by_param : dict
+        Priors by key, with each renamed factor's SD keys (``sd(g__sigma, sigma_x)``).
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> m = hm.Model("Reaction ~ Days", hm.datasets.load("sleepstudy"), dpars={"sigma": "Days + (1 | Subject)"})
+    >>> rows, T, blocks, _ = engine_rows(m.design, m.priors)
+    >>> rows.X.shape, rows.fixed_terms, blocks[0][:2], rows.factors[0].factor
+    ((360, 4), ['Intercept', 'Days', 'sigma_Intercept', 'sigma_Days'], ('sigma', 'log'), 'Subject__sigma')
+    """
+    from dataclasses import replace
+
+    n = design.n
+    centred = priors.intercept_prior == "centered"
+    parts = [(design.X, list(design.fixed_terms), design.has_intercept, list(design.factors))]
+    parts += [(dd.X, list(dd.fixed_terms), dd.has_intercept, list(dd.factors)) for dd in design.dpars.values()]
+    m = len(parts)
+    width = sum(X.shape[1] for X, *_ in parts)
+    X = np.zeros((m * n, width))
+    T = np.zeros((width, width))
+    terms, factors, blocks, col = [], [], [], 0
+    for j, (Xj, tj, has_int, fj) in enumerate(parts):
+        Xc, Tj = _centring(Xj, tj, has_int, centred)
+        cols = np.arange(col, col + Xj.shape[1])
+        X[j * n:(j + 1) * n, cols] = Xc
+        T[np.ix_(cols, cols)] = Tj
+        terms += tj
+        for f in fj:
+            Z = np.zeros((m * n, f.Z.shape[1]))
+            Z[j * n:(j + 1) * n] = f.Z
+            factors.append(replace(f, codes=np.tile(np.asarray(f.codes), m), Z=Z))
+        if j:
+            dd = list(design.dpars.values())[j - 1]
+            blocks.append((dd.name, dd.link, cols))
+        col += Xj.shape[1]
+    by_param = {r.slot.param: r.prior for r in priors}
+    for dd in design.dpars.values():
+        for f in dd.factors:
+            for t in f.terms:
+                by_param[f"sd({f.factor}, {t})"] = by_param[f"sd({dd.origin[f.factor]}, {t})"]
+    rows = replace(design, y=np.tile(np.asarray(design.y), m), X=X, fixed_terms=terms, factors=factors,
+                   x_means=X.mean(axis=0), x_sds=X.std(axis=0))
+    return rows, T, blocks, by_param
 
 
 def dpar_factor_meta(design) -> tuple[dict, dict]:

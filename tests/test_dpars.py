@@ -52,8 +52,8 @@ def test_spec_names_priors_and_plan():
     user = hm.Model("y ~ x + (1 | g)", _hetero_data(), dpars={"sigma": "x"}, priors={"sigma_x": hm.Normal(0, 1)})
     assert user.priors["sigma_x"].source == "user"
     plan = model.plan()
-    assert plan.backend == "pymc-graph" and plan.method == "joint"
-    assert any("own formula" in d for d in plan.deviations)
+    assert plan.backend == "engine" and plan.method == "joint" and plan.collapsed_factor is None
+    assert not plan.deviations  # the engine samples the location's and sigma's blocks of rows (dpar_loglik)
     back = hm.ModelSpec.from_dict(json.loads(json.dumps(model.spec.to_dict())))
     assert back == model.spec and "dpars={'sigma': 'x + (1 | g)'}" in str(back)
 
@@ -134,6 +134,52 @@ def test_every_family_parameter_loglik_matches_pymc(family, param):
     ll_np = pointwise_loglik(view, linear_predictor(view, model.design), model.design)[0, 0]
     ll_pm = pmm.compile_logp(vars=pmm.observed_RVs, sum=False, jacobian=False)(point)[0]
     np.testing.assert_allclose(ll_np, ll_pm, rtol=1e-9, atol=1e-9)
+
+
+def _family_data(fam, seed=0, n=60):
+    rng = np.random.default_rng(seed)
+    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], n // 6)
+    trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
+    mu = fam.mean(0.3 + 0.4 * x + fam.example_eta)
+    aux = {b: fam.aux_spec(b).example for b in fam.aux}
+    if "sigma" in aux and fam.link == "log":
+        aux["sigma"] = 0.05 * float(np.mean(mu))
+    data = pd.DataFrame({"y": fam.simulate(rng, mu, aux, trials=trials), "x": x, "g": g})
+    if trials is not None:
+        data["n"] = trials
+    return data, "y" if trials is None else "p(y, n)"
+
+
+@pytest.mark.parametrize("family, param", [pytest.param(*p.values, id=p.id) for p in _family_pairs()])  # all fast
+def test_every_family_parameter_on_the_engine_matches_the_pymc_graph(family, param):
+    """Each family parameter with a formula and group effects, on the engine (dpar_loglik in kernels.c).
+
+    Log density = the PyMC graph's; gradient = finite differences.
+    """
+    from test_engine import assert_engine_matches_pymc
+
+    from hmodels.families import get_family
+
+    fam = get_family(family)
+    data, lhs = _family_data(fam)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family, dpars={param: "x + (1 | g)"})
+    plan = model.plan()
+    assert plan.backend == "engine" and not plan.deviations, plan
+    assert_engine_matches_pymc(model, model.engine_model(None), None, f"{family}-{param}", gradient=True, seed=2)
+
+
+def test_engine_posterior_equals_the_pymc_graph_within_mcse(hetero):
+    model, fit = hetero
+    assert fit.meta["plan"]["backend"] == "engine"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hm.ConvergenceWarning)
+        graph = model.fit(draws=500, tune=500, chains=2, seed=2, progressbar=False, sampler="numpyro")
+    a = pd.concat([fit.fixed_effects(), fit.variance_components()])
+    b = pd.concat([graph.fixed_effects(), graph.variance_components()])
+    z = (a["mean"] - b["mean"]) / np.hypot(a["mcse_mean"], b["mcse_mean"])
+    assert (z.abs() < 4).all(), z
 
 
 def test_loo_and_per_row_predictions(hetero):

@@ -162,6 +162,16 @@ def _pymc_values(pmodel, m, em, x):
         consts["Intercept_centered"] = beta_c[ic] if ic >= 0 else None
         consts["b_slopes"] = np.delete(beta_c, ic) if ic >= 0 else beta_c
         consts["b_centered"] = beta_c  # a categorical model's coefficients, each intercept at the means
+        blocks = getattr(em, "dpar_blocks", ())
+        if blocks:  # the location's block, then each family parameter's (each intercept at its block's means)
+            first = blocks[0][2][0]
+            has_int = m.design.has_intercept
+            consts["Intercept_centered"] = beta_c[0] if has_int else None
+            consts["b_slopes"] = beta_c[1:first] if has_int else beta_c[:first]
+            for name, _, cols in blocks:
+                consts[f"Intercept_{name}_centered"] = beta_c[cols[0]]
+                consts[f"b_{name}_slopes"] = beta_c[cols[1:]]
+                consts[f"b_{name}"] = v[f"b_{name}"][0]
     for f in em.factors:
         consts[f"sd_{f.name}"] = v[f"sd_{f.name}"][0]
         n_cor = sum(f.correlated)

@@ -55,7 +55,9 @@ H_NLOPS = 36  # nonlinear mean: number of operations of its program (0: none; se
 O_NLOPS = 37  # I: the program, NLW ints per operation (code, argument)
 O_NLCONST = 38  # F: the program's constants
 O_NLCOV = 39  # F: the covariates the program reads (one block of H_N / H_NPRED values each)
-HEADER = 40
+H_NDPAR = 40  # family parameters with their own formula: blocks 1 .. H_NDPAR after the location's (0: none)
+O_DPARS = 41  # I: per such block, its slot of AUX_NAMES and its link (LOG or LOGIT)
+HEADER = 44
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
 F_L = 0  # levels

@@ -79,8 +79,11 @@ def _posterior_dataset(em, values: dict, C: int, D: int):
     if "b" in values:
         coords["term"] = list(design.fixed_terms)
         put("b", ("term",), values["b"])
+    for name, _, cols in getattr(em, "dpar_blocks", ()):  # b_<parameter> of each family parameter's formula
+        coords[f"b_{name}__term"] = [em.terms[c] for c in cols]
+        put(f"b_{name}", (f"b_{name}__term",), values[f"b_{name}"])
     for f in em.factors:
-        coords[f.name] = [str(lv) for lv in design.factor(f.name).levels]
+        coords[f.name] = list(em.factor_levels[f.name])
         coords[f"{f.name}__term"] = list(f.terms)
         put(f"sd_{f.name}", (f"{f.name}__term",), values[f"sd_{f.name}"])
         for cname, terms in f.cor_names:

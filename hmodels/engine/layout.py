@@ -75,9 +75,6 @@ def engine_gap(design) -> str | None:
     if fam.outcome == "categorical" and any(len(f.terms) > K.KMAX for f in design.factors):
         return (f"the compiled engine has at most {K.KMAX} group-specific terms per factor, and a categorical model "
                 "has each factor's terms once per non-reference category")
-    if getattr(spec, "dpars", ()):
-        return (f"the compiled engine has scalar family parameters, not ones with their own formula "
-                f"({', '.join(n for n, _ in spec.dpars)})")
     return None
 
 
@@ -162,7 +159,8 @@ class EngineModel:
     def __init__(self, design, priors, centered: dict, collapse: str | None = None,
                  integrate_coefficients: bool | None = None, hierarchical=None):
         spec = design.spec
-        stacked = bool(getattr(design, "predictors", None))  # several linear predictors (categorical, nonlinear)
+        # several linear predictors (categorical, nonlinear, family parameters with their own formula)
+        stacked = bool(getattr(design, "predictors", None)) or bool(getattr(design, "dpars", None))
         if hierarchical is None:
             from ..parameterisation import hierarchical_factors
 
@@ -180,9 +178,15 @@ class EngineModel:
         # several linear predictors (a categorical model's K - 1, a nonlinear model's parameters): blocks of rows
         # of one; a categorical model's sampled coefficients map to the reported ones by coef_map (each category's
         # intercept made raw), a nonlinear model's mean is its program of the blocks (kernels.c, nl_forward)
-        self.coef_map, self.npred, self.program = None, 0, None
+        self.coef_map, self.npred, self.program, self.dpar_blocks = None, 0, None, []
         orig = design
-        if stacked:
+        by_param = {r.slot.param: r.prior for r in priors}
+        if stacked and getattr(design, "dpars", None):  # block 0 the location, then one block per parameter
+            from ..dpars import engine_rows as dpar_rows
+
+            design, self.coef_map, self.dpar_blocks, by_param = dpar_rows(design, priors)
+            self.npred = 1 + len(self.dpar_blocks)
+        elif stacked:
             self.npred = len(design.predictors)
             if self.fam.outcome == "categorical":
                 from ..categorical import engine_rows
@@ -198,7 +202,10 @@ class EngineModel:
         self.nobs = orig.n
         self.link = spec.link
         self.known_se = design.se is not None
-        by_param = {r.slot.param: r.prior for r in priors}
+        self.factor_levels = {f.factor: [str(lv) for lv in f.levels] for f in design.factors}
+        # a family parameter's factor (g__sigma) takes the SD priors of the data's factor (sd(g, sigma_x))
+        self.origin = {f.factor: dd.origin[f.factor] for dd in (getattr(orig, "dpars", None) or {}).values()
+                       for f in dd.factors}
         F, I = _Buffer(np.float64), _Buffer(np.int64)  # noqa: E741 (the names kernels.c gives them)
         header = np.zeros(K.HEADER, np.int64)
         I.add(header)  # placeholder, rewritten at the end
@@ -212,7 +219,8 @@ class EngineModel:
 
         # -- population level
         terms = list(design.fixed_terms)
-        icol = terms.index("Intercept") if "Intercept" in terms else -1
+        icol = terms.index("Intercept") if "Intercept" in terms and not stacked else -1  # (stacked: coef_map)
+        self.terms = terms
         mode = 0
         if icol >= 0:
             mode = 1 if priors.intercept_prior == "centered" else 2
@@ -229,6 +237,8 @@ class EngineModel:
         y = np.asarray(self.fam.engine_outcome(np.asarray(design.y, dtype=float)), dtype=float)
         self.y_kernel = y
         offset = None if design.offset is None else np.asarray(design.offset, dtype=float)
+        if offset is not None and stacked:  # the location's block only (rows 0 .. nobs)
+            offset = np.concatenate([offset, np.zeros(n - offset.size)])
         if offset is not None and collapse is not None:
             # gaussian, identity link: y ~ N(mu + offset, V) is y - offset ~ N(mu, V); every cross-product and
             # residual of the integrated likelihood reads y - offset, and the kernels never see the offset
@@ -260,6 +270,8 @@ class EngineModel:
 
             bref = np.array([float(slots[t].loc) for t in terms])
             self.coef_scale = sampling_scales(orig, priors)
+        if self.dpar_blocks:  # each block about its own reference and scale, as an unstacked model's would be
+            bref, self.coef_scale, self.unit = self._dpar_reference(orig, Xc, y, offset, w, slots, terms)
         self.bref = bref
         p_beta = len(prior_rows)
         for j, t in enumerate(terms):
@@ -398,7 +410,7 @@ class EngineModel:
         # the ordinal thresholds: K - 1 coordinates (PyMC's ordered transform), one prior row for every element
         self.ncut = len(design.response_levels) - 1 if "cutpoints" in self.fam.aux else 0
         for a in K.AUX_NAMES:
-            if a in self.fam.aux and not (a == "sigma" and self.known_se):
+            if a in self.fam.aux and not (a == "sigma" and self.known_se) and a not in dict(spec.dpars or ()):
                 p_aux[a] = prior_row(by_param[a], self.fam.aux_spec(a).support)
                 self.x_aux[a] = x
                 x += self.ncut if a == "cutpoints" else 1
@@ -446,6 +458,10 @@ class EngineModel:
         h[K.O_LOGY] = logy_off
         h[K.H_NCUT] = self.ncut
         h[K.H_NPRED] = self.npred
+        if self.dpar_blocks:  # per parameter block: its slot of AUX_NAMES and link
+            h[K.H_NDPAR] = len(self.dpar_blocks)
+            h[K.O_DPARS] = I.add(np.array([[K.AUX_NAMES.index(name), LINK_CODES[link]]
+                                           for name, link, _ in self.dpar_blocks], np.int64))
         if self.program is not None:
             h[K.H_NLOPS] = self.program.n_ops
             h[K.O_NLOPS] = I.add(self.program.ops)
@@ -491,7 +507,7 @@ class EngineModel:
         x0 = np.zeros(self.ndim)
         rows = {r.slot.param: r for r in self._slots}
         pr = self.prior_rows
-        for j, t in enumerate(self.design.fixed_terms if not self.intbeta else ()):
+        for j, t in enumerate(self.terms if not self.intbeta else ()):
             row = pr[self.p_beta + j]
             if int(row[4]) == K.T_AFFINE:
                 x0[self.x_beta + j] = 0.0  # the reference
@@ -501,7 +517,7 @@ class EngineModel:
                 x0[self.x_beta + j] = _unconstrain(0.0, row)
         for f in self.factors:
             for j, t in enumerate(f.terms):
-                slot = rows[f"sd({f.name}, {t})"].slot
+                slot = rows[f"sd({self.origin.get(f.name, f.name)}, {t})"].slot
                 row = self._row_of(f.x_sd + j)
                 x0[f.x_sd + j] = _unconstrain(0.5 * slot.scale, pr[row])
         y = self.y_location
@@ -525,6 +541,29 @@ class EngineModel:
                 return x
             jitter *= 0.5
         return self._hier_recentre(x0)
+
+    def _dpar_reference(self, orig, Xc, y, offset, w, slots, terms):
+        """References and scales of the coefficients of a model whose family parameters have formulas.
+
+        The location's block: least squares on its own rows for an identity link (``unit`` the data's
+        scale), else its intercept at the link of the mean outcome; each parameter's block: its
+        intercept at its prior's location (``log sd(y)`` for sigma, 0 otherwise), slopes at 0.
+        """
+        nobs = self.nobs
+        first = self.dpar_blocks[0][2][0]
+        bref = np.array([float(slots[t].loc) if t.endswith("Intercept") else 0.0 for t in terms])
+        scale = np.ones(len(terms))
+        unit = 1.0
+        mu = slice(0, first)
+        if self.link == "identity":
+            y0 = y[:nobs] - (0.0 if offset is None else offset[:nobs])
+            ok = np.isfinite(y0)
+            unit = _data_scale(y0[ok])
+            bref[mu] = reference_coefficients(Xc[:nobs, mu][ok], y0[ok], w[:nobs][ok])
+        scale[mu] = unit / _rms(Xc[:nobs, mu])
+        for j, (_, _, cols) in enumerate(self.dpar_blocks, start=1):
+            scale[cols] = 1.0 / _rms(Xc[j * nobs:(j + 1) * nobs][:, cols])
+        return bref, scale, unit
 
     def _hier_recentre(self, x: np.ndarray) -> np.ndarray:
         """``x`` with each hierarchically centred factor's coordinates moved so that its effects are ``scale * x``.
@@ -622,8 +661,13 @@ class EngineModel:
         b = beta.copy()
         if self.mode in (1, 2):
             b[:, self.icol] = beta[:, self.icol] - beta @ self.xmeans
-        if self.coef_map is not None:  # categorical: each category's intercept at the predictors' means -> raw
+        if self.coef_map is not None:  # stacked: each block's intercept at its predictors' means -> raw
             b = beta @ self.coef_map.T
+        if self.dpar_blocks:  # the location's coefficients, then b_<parameter> for each parameter's block
+            out = {"b": b[:, :self.dpar_blocks[0][2][0]], "_beta_c": beta}
+            for name, _, cols in self.dpar_blocks:
+                out[f"b_{name}"] = b[:, cols]
+            return out
         return {"b": b, "_beta_c": beta}
 
     def conditional_effects(self, xd: np.ndarray, seed=None, chunk: int = 256) -> dict[str, np.ndarray]:
