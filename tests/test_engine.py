@@ -587,15 +587,16 @@ def test_lognormal_integrates_out_exactly_as_the_gaussian_model_of_log_y():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
-def test_censoring_truncation_and_weights_never_reach_the_kernels():
-    """The kernels have no censored, truncated or weighted likelihoods: the engine refuses such a model."""
+def test_censoring_and_truncation_never_reach_the_kernels():
+    """The kernels have no censored or truncated likelihoods: the engine refuses such a model."""
     from hmodels.engine.layout import engine_gap
 
     rng = np.random.default_rng(2)
     data = pd.DataFrame({"t": rng.weibull(2.0, 24) + 0.1, "c": rng.integers(0, 2, 24), "w": rng.uniform(0.5, 1, 24),
                          "x": rng.normal(size=24), "g": np.repeat(list("abcd"), 6)})
     assert engine_gap(hm.Model("t ~ x + (1 | g)", data, family="weibull").design) is None
-    for lhs, words in (("t | cens(c)", "censoring"), ("t | weights(w)", "weights")):
+    assert engine_gap(hm.Model("t | weights(w) ~ x + (1 | g)", data, family="weibull").design) is None
+    for lhs, words in (("t | cens(c)", "censoring"), ("t | trunc(lb=0.05)", "truncation")):
         m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family="weibull")
         assert words in engine_gap(m.design)
         with pytest.raises(hm.SpecificationError, match=f"{words}.*sampler='pymc'"):

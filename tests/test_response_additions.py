@@ -170,7 +170,48 @@ def test_weight_two_is_the_same_log_density_as_each_row_twice():
     lp_w = m_w.pymc_model.compile_logp()(point)
     lp_2 = m_2.pymc_model.compile_logp()(point)
     assert lp_w == pytest.approx(lp_2, rel=1e-10)
-    assert m_w.plan().method == "joint" and "weights" in m_w.plan().deviations[0]
+    plan = m_w.plan()  # the engine samples it (rowwise_loglik), nothing integrated out
+    assert plan.backend == "engine" and plan.method == "joint" and not plan.deviations
+    # the engine's log density: the same as each row twice, at the same point
+    em_w, em_2 = m_w.engine_model(None), m_2.engine_model(None)
+    x = em_2.initial_point(seed=3)
+    assert em_w.logp_grad(x)[0] == pytest.approx(em_2.logp_grad(x)[0], rel=1e-10)
+
+
+def _weighted_data(fam, seed=0, n=48):
+    rng = np.random.default_rng(seed)
+    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], n // 6)
+    trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
+    mu = fam.mean(0.3 + 0.4 * x + np.asarray(fam.example_eta, dtype=float))
+    aux = {b: fam.aux_spec(b).example for b in fam.aux}
+    if "sigma" in aux and fam.link == "log":
+        aux["sigma"] = 0.05 * float(np.mean(mu))
+    data = pd.DataFrame({"y": fam.simulate(rng, mu, aux, trials=trials), "x": x, "g": g,
+                         "w": rng.uniform(0.3, 2.5, n)})
+    if trials is not None:
+        data["n"] = trials
+    return data, "y | trials(n) + weights(w)" if trials is not None else "y | weights(w)"
+
+
+def _weighted_pairs():
+    from hmodels.families import family_link_pairs, get_family
+
+    return [pytest.param(f, link, id=f"{f}-{link}") for f, link in family_link_pairs()  # every family weights() takes
+            if get_family(f, link).engine_code is not None and get_family(f, link).supports_additions]
+
+
+@pytest.mark.parametrize("family,link", _weighted_pairs())
+def test_weighted_log_density_on_the_engine_equals_the_pymc_graph(family, link):
+    """Every family with an engine kernel: weights() on the engine (rowwise_loglik) = the PyMC graph's Potential."""
+    from test_engine import assert_engine_matches_pymc
+
+    fam = hm.families.get_family(family, link)
+    data, lhs = _weighted_data(fam)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hm.DataWarning)
+        m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family, link=link)
+    assert m.plan().backend == "engine"
+    assert_engine_matches_pymc(m, m.engine_model(None), None, f"{family}-{link}", gradient=True, seed=4)
 
 
 # -- the formula and bad input ----------------------------------------------------------------------------

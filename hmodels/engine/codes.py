@@ -57,6 +57,8 @@ O_NLCONST = 38  # F: the program's constants
 O_NLCOV = 39  # F: the covariates the program reads (one block of H_N / H_NPRED values each)
 H_NDPAR = 40  # family parameters with their own formula: blocks 1 .. H_NDPAR after the location's (0: none)
 O_DPARS = 41  # I: per such block, its slot of AUX_NAMES and its link (LOG or LOGIT)
+H_WEIGHTED = 42  # 1: observation weights (weights()): each observation's log-likelihood times its weight
+O_OBSW = 43  # F: the observation weights (one per observation)
 HEADER = 44
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------

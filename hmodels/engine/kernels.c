@@ -724,17 +724,18 @@ static double categorical_loglik(i64 n, i64 m, const double *y, const double *et
     return ll;
 }
 
-/* ---- family parameters with their own formula ---------------------------------------------------------- */
-/* Block 0 of the rows is the location's linear predictor, block j (1..H_NDPAR) that of the parameter in slot
- * dp[2(j-1)] of AUX_NAMES through link dp[2(j-1)+1] (LOG: exp; LOGIT: the logistic). Each observation's
- * likelihood is the family's with that row's parameters; d/d eta_j = d loglik / d parameter * d parameter / d eta_j.
- * The scalar parameters' derivatives are summed into g_aux as family_loglik does. */
-static double dpar_loglik(const double *F, const i64 *I, i64 n, const double *y, const double *eta,
-                          const double *trials, const double *w, const double *aux, double *g_eta, double *g_aux,
-                          int known_se) {
-    i64 nd = I[H_NDPAR], nobs = n / I[H_NPRED];
+/* ---- observation by observation: family parameters with their own formula, observation weights ----------- */
+/* With H_NDPAR > 0, block 0 of the rows is the location's linear predictor and block j (1..H_NDPAR) that of the
+ * parameter in slot dp[2(j-1)] of AUX_NAMES through link dp[2(j-1)+1] (LOG: exp; LOGIT: the logistic). Each
+ * observation's likelihood is the family's with that row's parameters; d/d eta_j = d loglik / d parameter *
+ * d parameter / d eta_j. With H_WEIGHTED, each observation's log-likelihood (and so every derivative) is times its
+ * weight (brms's weights()). The scalar parameters' derivatives are summed into g_aux as family_loglik does. */
+static double rowwise_loglik(const double *F, const i64 *I, i64 n, const double *y, const double *eta,
+                             const double *trials, const double *w, const double *aux, double *g_eta, double *g_aux,
+                             int known_se) {
+    i64 nd = I[H_NDPAR], nobs = I[H_NPRED] > 0 ? n / I[H_NPRED] : n;
     const i64 *dp = I + I[O_DPARS];
-    const double *logy = F + I[O_LOGY];
+    const double *logy = F + I[O_LOGY], *ow = I[H_WEIGHTED] == 1 ? F + I[O_OBSW] : NULL;
     int family = (int)I[H_FAMILY], link = (int)I[H_LINK];
     double ll = 0.0;
     for (i64 i = 0; i < nobs; i++) {
@@ -746,10 +747,11 @@ static double dpar_loglik(const double *F, const i64 *I, i64 n, const double *y,
             if (dp[2 * j + 1] == LOG) { ai[a] = exp(e); dv[j] = ai[a]; }
             else { ai[a] = sigmoid(e); dv[j] = ai[a] * (1.0 - ai[a]); }
         }
-        ll += family_loglik(family, link, 1, y + i, eta + i, trials + i, w + i, ai, &ge, gi, known_se, ly);
-        g_eta[i] = ge;
-        for (i64 j = 0; j < nd; j++) g_eta[(j + 1) * nobs + i] = gi[dp[2 * j]] * dv[j];
-        for (int a = 0; a < NAUX; a++) g_aux[a] += gi[a];
+        double wi = ow ? ow[i] : 1.0;
+        ll += wi * family_loglik(family, link, 1, y + i, eta + i, trials + i, w + i, ai, &ge, gi, known_se, ly);
+        g_eta[i] = wi * ge;
+        for (i64 j = 0; j < nd; j++) g_eta[(j + 1) * nobs + i] = wi * gi[dp[2 * j]] * dv[j];
+        for (int a = 0; a < NAUX; a++) g_aux[a] += wi * gi[a];
     }
     return ll;
 }
@@ -1861,8 +1863,8 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
             lp += cumulative_loglik((int)I[H_LINK], n, y, st.eta, st.cut, ncut, st.g_eta, st.gcut);
         } else if (I[H_FAMILY] == FAM_CATEGORICAL) {
             lp += categorical_loglik(n, I[H_NPRED], y, st.eta, st.g_eta);
-        } else if (I[H_NDPAR] > 0) {
-            lp += dpar_loglik(F, I, n, y, st.eta, trials, w, aux, st.g_eta, g_aux, known_se);
+        } else if (I[H_NDPAR] > 0 || I[H_WEIGHTED] == 1) {
+            lp += rowwise_loglik(F, I, n, y, st.eta, trials, w, aux, st.g_eta, g_aux, known_se);
         } else if (I[H_NLOPS] > 0) {  /* nonlinear: the family's likelihood of mu = program(parameters), chain rule */
             i64 m = I[H_NPRED], nobs = n / m;
             double *mu = st.nl, *gmu = st.nl + nobs, *D = st.e;

@@ -45,8 +45,8 @@ PRIOR_CODES = {name: (cls.engine_code, cls._params)
 def engine_gap(design) -> str | None:
     """Why the compiled engine cannot sample this design's model (words for the plan), or None when it can.
 
-    The kernels have a likelihood for every family with an ``engine_code`` and link with one, with no
-    censoring (``cens()``), truncation (``trunc()``) or observation weights (``weights()``): those run
+    The kernels have a likelihood for every family with an ``engine_code`` and link with one, observation
+    weights (``weights()``) included, with no censoring (``cens()``) or truncation (``trunc()``): those run
     on the PyMC graph.
 
     Examples
@@ -61,9 +61,10 @@ def engine_gap(design) -> str | None:
         return f"the compiled engine has no kernel for the {fam.name} family"
     if fam.link_fn.engine_code is None:
         return f"the compiled engine has no kernel for the {fam.link} link"
-    extras = [words for attr, words in (("cens", "censoring (cens())"), ("trunc", "truncation (trunc())"),
-                                        ("weights", "observation weights (weights())"))
+    extras = [words for attr, words in (("cens", "censoring (cens())"), ("trunc", "truncation (trunc())"))
               if getattr(spec, attr, None) is not None]
+    if getattr(spec, "weights", None) is not None and fam.outcome in ("ordinal", "categorical"):
+        extras.append("observation weights (weights()) for an ordinal or categorical outcome")
     if extras:
         return f"the compiled engine has no likelihood with {' or '.join(extras)}"
     if getattr(design, "expression", None) is not None:  # a nonlinear mean: the engine runs it as a program
@@ -288,8 +289,8 @@ class EngineModel:
         self.x_beta = x
         if not self.intbeta:
             x += p
-        const = self.fam.loglik_constant(np.asarray(orig.y, dtype=float), orig.trials, w[:self.nobs], self.known_se,
-                                         collapse is not None)
+        const = _weighted_constant(self.fam, np.asarray(orig.y, dtype=float), orig.trials, w[:self.nobs],
+                                   self.known_se, collapse is not None, getattr(orig, "weights", None))
         trials = design.trials if design.trials is not None else np.zeros(n)
         codes = [f.codes for f in design.factors]
         Zs = [f.Z for f in design.factors]
@@ -298,8 +299,9 @@ class EngineModel:
             raise SpecificationError(f"{gap[0].upper()}{gap[1:]}: fit this model with sampler='pymc' or 'numpyro'.")
         family_code = self.fam.engine_code
         # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
+        weights = getattr(orig, "weights", None)  # brms's weights(): each observation's log-likelihood times it
         self.aggregated = (_aggregate(self.fam, Xc, codes, Zs, y, trials, offset)
-                           if collapse is None and not stacked else None)
+                           if collapse is None and not stacked and weights is None else None)
         Xs = Xc  # the rows the kernels see
         if self.aggregated is not None:
             a = self.aggregated
@@ -458,6 +460,10 @@ class EngineModel:
         h[K.O_LOGY] = logy_off
         h[K.H_NCUT] = self.ncut
         h[K.H_NPRED] = self.npred
+        if weights is not None:
+            if collapse is not None:
+                raise ValueError("observation weights cannot be combined with an integrated-out factor")
+            h[K.H_WEIGHTED], h[K.O_OBSW] = 1, F.add(np.asarray(weights, dtype=float))
         if self.dpar_blocks:  # per parameter block: its slot of AUX_NAMES and link
             h[K.H_NDPAR] = len(self.dpar_blocks)
             h[K.O_DPARS] = I.add(np.array([[K.AUX_NAMES.index(name), LINK_CODES[link]]
@@ -747,6 +753,22 @@ def _coefficient_prior(terms, by_param, icol, mode, xmeans):
     if mode == 2:
         T[icol, :] += np.where(np.arange(p) == icol, 0.0, xmeans)
     return T @ mu, T @ np.diag(sd)
+
+
+def _weighted_constant(fam, y, trials, w, known_se, collapsed, weights) -> float:
+    """The family's constant of the log-likelihood (log factorials, ...), each row's times its weight.
+
+    The family gives sums over rows; rows sharing a weight are summed together (one call per distinct weight).
+    """
+    if weights is None:
+        return fam.loglik_constant(y, trials, w, known_se, collapsed)
+    weights = np.asarray(weights, dtype=float)
+    total = 0.0
+    for u in np.unique(weights):
+        rows = weights == u
+        total += float(u) * fam.loglik_constant(y[rows], None if trials is None else np.asarray(trials)[rows],
+                                                w[rows], known_se, collapsed)
+    return total
 
 
 def _data_scale(y: np.ndarray) -> float:
