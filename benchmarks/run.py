@@ -92,13 +92,20 @@ MODELS["wine_cumulative"] = dict(
     formula="rating ~ temp + contact + (1 | judge)", bambi="rating ~ temp + contact + (1 | judge)", lme4=None,
     data="wine", family="cumulative", bambi_aux={"cutpoints": ("threshold", False)})
 # Issue 14's hard cases (tests/hard, seed 1), beside bambi on the same model and priors
-for _name, _formula in [("nested_poisson", "y ~ year + h + (1 | brood) + (1 | loc)"),
-                        ("grouseticks", "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)")]:
-    MODELS[f"hard_{_name}"] = dict(formula=_formula, bambi=_formula, lme4=None, data=f"hard:{_name}", family="poisson")
+for _name, _formula, _fam in [
+        ("nested_poisson", "y ~ year + h + (1 | brood) + (1 | loc)", "poisson"),
+        ("grouseticks", "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)", "poisson"),
+        ("toenail_like", "y ~ treat * month + (1 | id)", "bernoulli"),
+        ("slope_near_zero", "y ~ x + (x | g)", "poisson"),
+        ("binomial_few_groups", "p(k, n) ~ x + (1 | g)", "binomial"),
+        ("negbin_obs_effect", "y ~ x + (1 | g) + (1 | row)", "negativebinomial")]:
+    MODELS[f"hard_{_name}"] = dict(formula=_formula, bambi=_formula, lme4=None, data=f"hard:{_name}", family=_fam,
+                                   bambi_aux={"alpha": ("alpha", False)} if _fam == "negativebinomial" else {})
 MODELS["categorical"] = dict(
     formula="y ~ x + (1 | g)", bambi="y ~ x + (1 | g)", lme4=None, data="sim_categorical", family="categorical")
 SMALL = ["sleepstudy", "radon", "penicillin", "cbpp", "poisson_crossed"]
-HARD_MODELS = ["hard_nested_poisson", "hard_grouseticks"]
+HARD_MODELS = ["hard_nested_poisson", "hard_grouseticks", "hard_toenail_like", "hard_slope_near_zero",
+               "hard_binomial_few_groups", "hard_negbin_obs_effect"]
 FAMILY_MODELS = ["gamma", "lognormal", "beta", "zero_inflated_poisson", "hurdle_poisson", "cbpp_beta_binomial",
                  "wine_cumulative", "categorical"]
 BAYES_TOOLS = ["hmodels", "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]
