@@ -250,3 +250,10 @@ def test_engine_posterior_equals_the_pymc_graph_within_mcse(mixed_fit):
     va, vb = mixed_fit.variance_components(), graph.variance_components()
     zs = (va["mean"] - vb["mean"]) / np.hypot(va["mcse_mean"], vb["mcse_mean"])
     assert (zs.abs() < 4).all(), zs
+
+
+def test_prior_table_says_where_every_intercept_prior_sits():
+    m = hm.Model("choice ~ x + (1 | g)", _choices(n_groups=5, per_group=4), family="categorical")
+    assert "Intercept priors are on the intercept at the predictors' means" in repr(m.priors)
+    raw = hm.Model("choice ~ x", _choices(n_groups=5, per_group=4), family="categorical", intercept_prior="raw")
+    assert "Intercept priors are on the raw intercept" in repr(raw.priors)

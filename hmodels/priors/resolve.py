@@ -137,12 +137,15 @@ class PriorTable:
         return {r.slot.param: {**r.prior.to_dict(), "source": r.source, "derivation": r.derivation} for r in self.rows}
 
     def __repr__(self) -> str:
+        # every intercept slot (a categorical model's mu<k>_Intercept, a family parameter's sigma_Intercept, ...)
+        intercepts = [r.slot.param for r in self.rows if r.slot.cls == "Intercept"]
+        what = "Intercept prior is" if intercepts == ["Intercept"] else "Intercept priors are"
         note = (
-            "Intercept prior is on the intercept at the predictors' means (centred)"
+            f"{what} on the intercept at the predictors' means (centred)"
             if self.intercept_prior == "centered"
-            else "Intercept prior is on the raw intercept (predictors as given)"
+            else f"{what} on the raw intercept (predictors as given)"
         )
-        if not any(r.slot.param == "Intercept" for r in self.rows):
+        if not intercepts:
             return f"Priors:\n{self.to_frame().to_string(index=False)}"  # no intercept (ordinal thresholds, 0 + ...)
         return f"Priors ({note}):\n{self.to_frame().to_string(index=False)}"
 
