@@ -82,6 +82,14 @@ for _name, _fam, _formula, _bambi_aux, _lme4 in [
     ("beta", "beta", "y ~ x + (1 | g)", {"phi": ("kappa", False)}, None),
     ("zero_inflated_poisson", "zero_inflated_poisson", "y ~ x + (1 | g)", {"zi": ("psi", True)}, None),
     ("hurdle_poisson", "hurdle_poisson", "y ~ x + (1 | g)", {"hu": ("psi", True)}, None),
+    ("zero_inflated_negativebinomial", "zero_inflated_negativebinomial", "y ~ x + (1 | g)",
+     {"zi": ("psi", True), "alpha": ("alpha", False)}, None),
+    ("hurdle_negativebinomial", "hurdle_negativebinomial", "y ~ x + (1 | g)",
+     {"hu": ("psi", True), "alpha": ("alpha", False)}, None),
+    ("hurdle_lognormal", "hurdle_lognormal", "y ~ x + (1 | g)", {"hu": ("psi", True), "sigma": ("sigma", False)},
+     None),
+    ("hurdle_gamma", "hurdle_gamma", "y ~ x + (1 | g)", {"hu": ("psi", True), "shape": ("alpha", False)}, None),
+    ("exponential", "exponential", "y ~ x + (1 | g)", {}, None),
 ]:
     MODELS[_name] = dict(formula=_formula, bambi=_formula, lme4=None, lme4_call=_lme4, data=f"sim_{_name}",
                          family=_fam, link="log" if _fam == "gamma" else None, bambi_aux=_bambi_aux)
@@ -107,7 +115,8 @@ SMALL = ["sleepstudy", "radon", "penicillin", "cbpp", "poisson_crossed"]
 HARD_MODELS = ["hard_nested_poisson", "hard_grouseticks", "hard_toenail_like", "hard_slope_near_zero",
                "hard_binomial_few_groups", "hard_negbin_obs_effect"]
 FAMILY_MODELS = ["gamma", "lognormal", "beta", "zero_inflated_poisson", "hurdle_poisson", "cbpp_beta_binomial",
-                 "wine_cumulative", "categorical"]
+                 "wine_cumulative", "categorical", "zero_inflated_negativebinomial", "hurdle_negativebinomial",
+                 "hurdle_lognormal", "hurdle_gamma", "exponential"]
 BAYES_TOOLS = ["hmodels", "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]
 FREQ_TOOLS = ["statsmodels", "lme4"]
 STATES = ["cold", "warm"]
@@ -153,8 +162,10 @@ def load_data(name: str):
 def simulate_family_data(family: str):
     """1,000 rows in 50 groups from a random-intercept GLMM of ``family`` (fixed seed, known truth).
 
-    Truth: Intercept 0.5 (beta: -0.5, hurdle/zero-inflated: 1.0), x 0.3, sd(g) 0.4; gamma shape 3,
-    lognormal sigma 0.5, beta phi 20, zero inflation / hurdle probability 0.3. Categorical: three
+    Truth: Intercept 0.5 (beta: -0.5, zero-inflated and hurdle counts: 1.0), x 0.3, sd(g) 0.4; gamma shape 3,
+    lognormal sigma 0.5, beta phi 20, negative binomial shape 3, zero inflation / hurdle probability 0.3; the
+    hurdles' positive parts: zero-truncated negative binomial, lognormal (sigma 0.5), gamma (shape 3);
+    exponential with mean exp(eta). Categorical: three
     categories ``a`` (the reference), ``b``, ``c`` with ``eta_b = 0.3 + 0.4 x + u_b``, ``eta_c = -0.2 - 0.3 x + u_c``,
     independent group effects of SD 0.5.
     """
@@ -171,8 +182,27 @@ def simulate_family_data(family: str):
         p /= p.sum(axis=1, keepdims=True)
         y = np.array(["a", "b", "c"])[(rng.random(n)[:, None] > p.cumsum(axis=1)).sum(axis=1)]
         return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
-    intercept = {"beta": -0.5, "zero_inflated_poisson": 1.0, "hurdle_poisson": 1.0}.get(family, 0.5)
+    intercept = {"beta": -0.5, "zero_inflated_poisson": 1.0, "hurdle_poisson": 1.0,
+                 "zero_inflated_negativebinomial": 1.0, "hurdle_negativebinomial": 1.0}.get(family, 0.5)
     eta = intercept + 0.3 * x + rng.normal(0, 0.4, n_groups)[g]
+    zero = rng.random(n) < 0.3  # the zero / hurdle process of the two-part families
+    if family == "zero_inflated_negativebinomial":  # NB(mean exp(eta), shape 3), zero with probability 0.3
+        y = np.where(zero, 0, rng.negative_binomial(3.0, 3.0 / (3.0 + np.exp(eta))))
+        return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+    if family in ("hurdle_negativebinomial", "hurdle_lognormal", "hurdle_gamma"):
+        if family == "hurdle_negativebinomial":  # the positive part: NB(mean exp(eta), shape 3) given y > 0
+            pos = rng.negative_binomial(3.0, 3.0 / (3.0 + np.exp(eta)))
+            while (pos == 0).any():
+                redo = pos == 0
+                pos[redo] = rng.negative_binomial(3.0, 3.0 / (3.0 + np.exp(eta[redo])))
+        elif family == "hurdle_lognormal":
+            pos = np.exp(rng.normal(eta, 0.5))
+        else:
+            pos = rng.gamma(3.0, np.exp(eta) / 3.0)
+        y = np.where(zero, 0, pos)
+        return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+    if family == "exponential":
+        return pd.DataFrame({"y": rng.exponential(np.exp(eta)), "x": x, "g": [f"g{i:02d}" for i in g]})
     if family == "gamma":
         y = rng.gamma(3.0, np.exp(eta) / 3.0)
     elif family == "lognormal":

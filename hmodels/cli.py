@@ -155,8 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--family", default="gaussian")
     f.add_argument("--link", default=None)
     f.add_argument("--priors", default=None, help="a prior set name or TOML path")
-    f.add_argument("--draws", type=int, default=1000)
-    f.add_argument("--tune", type=int, default=1000)
+    f.add_argument("--draws", type=int, default=None,
+                   help="draws per chain (default 1000, with rounds added until converged; giving it fixes them)")
+    f.add_argument("--tune", type=int, default=None, help="warm-up per chain (default 1000)")
     f.add_argument("--chains", type=int, default=4)
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--sampler", default=None, choices=["nutpie", "numpyro", "pymc"],

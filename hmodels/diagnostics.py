@@ -539,7 +539,11 @@ def diagnose(fit, group_effects: bool = True) -> Diagnosis:
                        f"{', '.join(names)}.")
             factors = {fc for fc in (_factor_of(n) for n in bad.index) if fc}
             remedy = rem
-            if until and not until.get("converged") and np.isfinite(until["max_time"]):
+            if until and not until.get("converged") and _stopped_by_divergences(until):
+                remedy = (f"model.fit(until=\"converged\") stopped after {until['n_rounds']} round(s): divergences "
+                          f"remained at target_accept {until['rounds'][-1]['target_accept']:g}, so more draws would "
+                          "not help. Deal with the divergences first (see that verdict).")
+            elif until and not until.get("converged") and np.isfinite(until["max_time"]):
                 remedy = (f"model.fit(until=\"converged\") stopped after {until['n_rounds']} round(s) when its time "
                           f"budget ({until['max_time']:g} s) ran out: refit with model.fit(until=\"converged\", "
                           f"max_time={2 * until['max_time']:g}).")
@@ -623,6 +627,13 @@ def _prior_sds(fit) -> dict[str, float]:
     terms = fit.meta["fixed_terms"]
     intercepts = {r.slot.param for r in fit.priors if r.slot.cls == "Intercept" and r.slot.param in terms}
     centred = getattr(fit.priors, "intercept_prior", "centered") == "centered" and len(terms) > max(len(intercepts), 1)
+    if getattr(fit.spec, "nonlinear", None) is not None:  # a parameter's intercept beside covariates: centred too
+        from .nonlinear.design import parameter_centring
+
+        T = parameter_centring(fit.design)[1]
+        if T is not None:
+            intercepts = {terms[j] for j in range(len(terms)) if np.count_nonzero(T[j]) > 1}
+            centred = True
     for row in fit.priors:
         label = row.slot.param
         if label in intercepts and centred:  # the prior is on the intercept at the predictors' means
@@ -689,12 +700,20 @@ def _identifiability(fit, params, table: pd.DataFrame) -> list[Verdict]:
     return out
 
 
+def _stopped_by_divergences(u: dict) -> bool:
+    """Whether ``until="converged"`` stopped because its last, kept round diverged at the highest target."""
+    last = u["rounds"][-1] if u.get("rounds") else {}
+    return bool(last.get("divergences")) and bool(last.get("kept"))
+
+
 def _until_line(u: dict) -> str:
     """One sentence on what ``until="converged"`` did."""
     div = sum(r["divergences"] for r in u["rounds"] if not r["kept"])
     dropped = f"; {div} divergent draws in discarded rounds" if div else ""
     if u["converged"]:
         state = "converged"
+    elif _stopped_by_divergences(u):
+        state = f"not converged (divergences remained at target_accept {u['rounds'][-1]['target_accept']:g})"
     elif np.isfinite(u["max_time"]):
         state = f"not converged (time budget {u['max_time']:g} s spent)"
     else:

@@ -249,8 +249,10 @@ class Fit:
         until = self.meta.get("until")
         more = 'model.fit(until="converged")'
         if until and not until.get("converged"):  # rounds were added already: say so, and how to allow more
-            more = (f'model.fit(until="converged", max_time=600) (hmodels already sampled {until["n_rounds"]} '
-                    f'round(s), {until["draws"]} draws per chain)')
+            budget = until.get("max_time")  # a budget that ran out: twice it (as diagnose() says), else 600 s
+            budget = 2 * budget if budget is not None and np.isfinite(budget) else 600
+            more = (f'model.fit(until="converged", max_time={budget:g}) (hmodels already sampled '
+                    f'{until["n_rounds"]} round(s), {until["draws"]} draws per chain)')
         if rhat > 1.01:
             out.append(
                 f"R-hat up to {rhat:.3f} (> 1.01): the chains disagree, so the posterior is not reliably "

@@ -281,9 +281,10 @@ def _nonlinear_plan(model: Model, sampler: str, method: str, target_accept: floa
     """A nonlinear mean, nothing integrated out: the engine runs it (:mod:`hmodels.nonlinear.program`) where it can."""
     if method not in METHODS:
         raise SpecificationError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
-    if method == "collapsed":
-        raise SpecificationError("method='collapsed' is not available for a nonlinear model: its group effects enter "
-                                 "the mean nonlinearly, so they cannot be integrated out analytically. Use "
+    if method in ("collapsed", "laplace"):
+        how = "analytically" if method == "collapsed" else "by hmodels' Laplace approximation (a linear predictor's)"
+        raise SpecificationError(f"method={method!r} is not available for a nonlinear model: its group effects enter "
+                                 f"the mean nonlinearly, so they cannot be integrated out {how}. Use "
                                  "method='joint' or 'auto'.")
     from .engine.layout import engine_gap
 

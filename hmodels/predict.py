@@ -506,8 +506,8 @@ def new_dpar_designs(fit, training, nd, row_labels, unseen: dict | None = None) 
                 for lv in dict.fromkeys(labs):
                     if lv not in pos and lv not in unseen.setdefault(g.factor, []):
                         unseen[g.factor].append(lv)
-                if not unseen[g.factor]:
-                    del unseen[g.factor]
+                if not unseen.get(g.factor):  # (a dpar's own factor has no entry when every level was seen)
+                    unseen.pop(g.factor, None)
             Z = np.concatenate([encode_new_data(b.expression, training, nd, f"group-specific terms of {g.factor!r}")[0]
                                 for b in g.blocks], axis=1)
             factors.append(replace(f, codes=codes, Z=Z))

@@ -548,13 +548,20 @@ def _slot_map(fit):
 
 
 def _categorical_centring(fit, design):
-    """A categorical model's map ``T`` from its sampled coefficients to the reported ones, or None.
+    """The map ``T`` from a stacked model's sampled coefficients to the reported ones, or None.
 
-    Each category's intercept is sampled at the predictors' means, where its prior is; ``b = T @ b_centered``.
+    Each category's intercept (categorical) or each nonlinear parameter's intercept (with covariates) is
+    sampled at the predictors' means, where its prior is; ``b = T @ b_centered``.
     """
     from .categorical import CategoricalDesign, intercept_centring
 
-    return intercept_centring(design, fit.priors)[1] if isinstance(design, CategoricalDesign) else None
+    if isinstance(design, CategoricalDesign):
+        return intercept_centring(design, fit.priors)[1]
+    if getattr(design, "expression", None) is not None:
+        from .nonlinear.design import parameter_centring
+
+        return parameter_centring(design)[1]
+    return None
 
 
 def _element_priors(fit):

@@ -606,6 +606,8 @@ def sample_until(run_round, settings: SamplerSettings, plan, until: str = "conve
         restart = bool(n_div) and bool(targets)  # divergent draws may be biased: restart at a higher target
         if restart:
             result, kept_draws = None, 0
+            for r in rounds:  # the earlier rounds' draws are dropped with this one: the record says so
+                r["kept"] = False
         else:
             result = res if result is None else _concat(result, res)
             kept_draws += round_settings.draws

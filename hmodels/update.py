@@ -24,6 +24,9 @@ def update(fit, data=None, priors=None, formula=None, family: str | None = None,
     What is kept: the formula (spec), family and link, the data, every prior the user gave (a
     prior keyed by term or class, ``source == "user"``), the intercept-prior placement, the
     centring request and the sampler settings (draws, tune, chains, seed, target_accept, sampler).
+    A fit sampled in rounds (``fit.meta["until"]``: the default ``until="auto"``, or ``"converged"``) is
+    refitted in rounds the same way, from its first round's settings, unless ``draws=``, ``tune=`` or
+    ``until=`` is given.
     Data-scaled default priors are derived again from the data the new fit uses, as for any new
     model. The compiled engine is reused: nothing is compiled again (the PyMC graph backends
     compile the new model).
@@ -36,7 +39,8 @@ def update(fit, data=None, priors=None, formula=None, family: str | None = None,
     priors : dict or str, optional
         Priors to add or replace (merged over the user's priors of ``fit``), or a prior-set name.
     formula : str, optional
-        A new formula; priors the user gave for terms it no longer has are dropped.
+        A new formula; priors the user gave for terms it no longer has are dropped. The family
+        parameters' formulas (``dpars=``) and a nonlinear model's parameter formulas and ``start=`` are kept.
     family, link : str, optional
     **fit_kwargs
         Sampler settings to change (``draws=``, ``seed=``, ``method=``, ``progressbar=``, ...).
@@ -77,6 +81,11 @@ def update(fit, data=None, priors=None, formula=None, family: str | None = None,
     else:
         spec = fit.spec
     kwargs = dict(family=new_family, link=new_link) if isinstance(spec, str) else {}
+    if formula is not None and getattr(fit.spec, "dpars", ()):  # a new mean formula keeps the parameters' own
+        kwargs["dpars"] = dict(fit.spec.dpars)
+    if formula is not None and getattr(fit.spec, "nonlinear", None) is not None:  # ... and a nonlinear model's
+        kwargs["nonlinear"] = dict(fit.spec.nonlinear.parameters)
+        kwargs["start"] = dict(fit.spec.nonlinear.start) or None
     model = _model(spec, data, merged, fit, kwargs, drop_unknown=formula is not None)
     settings = fit.settings.to_dict()
     base = {k: settings[k] for k in ("draws", "tune", "chains", "seed", "sampler") if k in settings}
@@ -85,6 +94,15 @@ def update(fit, data=None, priors=None, formula=None, family: str | None = None,
         base["method"] = "joint"  # nothing was integrated out: keep it so (a no-op where nothing could be)
     if plan.get("target_accept") is not None and "target_accept" not in fit_kwargs:
         base["target_accept"] = settings.get("target_accept")
+    until = fit.meta.get("until")
+    if until and not {"draws", "tune", "until"} & set(fit_kwargs):  # sampled in rounds: so is the refit
+        if until.get("mode") == "auto":  # the defaults again (draws and tune were not given)
+            base.pop("draws", None)
+            base.pop("tune", None)
+        else:  # until="converged": its first round's draws and warm-up, and its time budget
+            base.update(draws=until["rounds"][0]["draws"], tune=until["rounds"][0]["tune"], until="converged")
+        if until.get("max_time") is not None and until["max_time"] != float("inf"):
+            base["max_time"] = until["max_time"]
     return model.fit(**{**base, **fit_kwargs})
 
 

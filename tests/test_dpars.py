@@ -337,3 +337,46 @@ def test_interpretation_of_a_model_with_a_sigma_formula():
         lfit = lognormal.fit(draws=100, tune=100, chains=2, seed=1, progressbar=False)
     with pytest.raises(SpecificationError, match="own formula"):  # exp(mu + sigma^2/2) differs by row
         lfit.marginal_means(by="Days", at={"Days": [0, 9]})
+
+
+def test_predict_with_only_fitted_levels_of_a_dpar_factor():
+    """A factor only the dpar uses, every newdata level fitted: predict works (it raised KeyError: 'h')."""
+    rng = np.random.default_rng(3)
+    n = 120
+    h, x = rng.integers(0, 6, n), rng.normal(size=n)
+    data = pd.DataFrame({"y": 1 + 0.5 * x + np.exp(rng.normal(0, 0.5, 6)[h]) * rng.normal(size=n), "x": x,
+                         "h": [f"h{k}" for k in h]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("y ~ x", data, dpars={"sigma": "1 + (1 | h)"}).fit(draws=100, tune=100, chains=1, seed=2,
+                                                                            progressbar=False)
+    new = pd.DataFrame({"x": [0.0, 1.0], "h": ["h1", "h2"]})
+    pred = fit.predict(new, kind="response", seed=1)
+    assert pred.values.shape == (1, 100, 2) and pred.new_levels == {}
+
+
+def test_update_with_a_new_formula_keeps_the_dpars():
+    """update(formula=...) rebuilt the model without sigma's formula: sigma silently became one scalar."""
+    data = _hetero_data(n=120).assign(z=np.linspace(-1.0, 1.0, 120))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("y ~ x + (1 | g)", data, dpars={"sigma": "x"}).fit(draws=50, tune=50, chains=1, seed=1,
+                                                                            progressbar=False)
+        new = fit.update(formula="y ~ x + z + (1 | g)", data=data, draws=50, tune=50, progressbar=False)
+    assert new.spec.dpars == (("sigma", "x"),)
+    assert list(new.fixed_effects().index) == ["Intercept", "x", "z", "sigma_Intercept", "sigma_x"]
+
+
+def test_an_offset_on_the_mean_beside_a_family_parameter_formula():
+    """The offset enters the location's block only (found by the sweep: the engine's initial point failed)."""
+    from test_engine import assert_engine_matches_pymc
+
+    rng = np.random.default_rng(4)
+    d = _hetero_data(n=120).assign(t=rng.normal(size=120))
+    m = hm.Model("y ~ x + offset(t) + (1 | g)", d, dpars={"sigma": "x"})
+    assert m.plan().backend == "engine"
+    assert_engine_matches_pymc(m, m.engine_model(None), None, "offset", gradient=True, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.fit(draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    assert np.isfinite(fit.fixed_effects()["mean"]).all()

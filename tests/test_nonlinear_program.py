@@ -173,3 +173,76 @@ def test_a_refit_on_new_data_compiles_nothing():
             fit = m.fit(draws=50, tune=50, chains=1, seed=1, progressbar=False)
         assert fit.meta["plan"]["backend"] == "engine"
     assert native.library_path() == lib and os.stat(lib).st_mtime_ns == before
+
+
+@pytest.mark.parametrize("method", ["collapsed", "laplace"])
+def test_integrating_effects_out_is_refused_not_silently_dropped(method):
+    """method='laplace' ran the engine's joint sampler without a word; both are refused, naming the remedy."""
+    formula, family, nonlinear, _ = MODELS["gaussian-independent"]
+    m = hm.Model(formula, _growth(family), family=family, nonlinear=nonlinear, start={"la": 2.0, "lk": -0.5})
+    with pytest.raises(hm.errors.SpecificationError, match=f"method='{method}' is not available for a nonlinear"):
+        m.plan(method=method)
+    assert m.plan(method="joint").method == "joint"
+
+
+def test_update_with_a_new_formula_keeps_the_parameters_formulas():
+    """update(formula=...) of a nonlinear fit lost nonlinear= and failed with "Column 'la' ... not in the data"."""
+    formula, family, nonlinear, _ = MODELS["gaussian-independent"]
+    data = _growth(family)
+    m = hm.Model(formula, data, family=family, nonlinear=nonlinear, start={"la": 2.0, "lk": -0.5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = m.fit(draws=50, tune=50, chains=1, seed=1, progressbar=False)
+        new = fit.update(formula="y ~ exp(la - exp(lk) * t * 1.0)", data=data, draws=50, tune=50, progressbar=False)
+    assert dict(new.spec.nonlinear.parameters) == nonlinear and dict(new.spec.nonlinear.start) == {"la": 2.0,
+                                                                                                   "lk": -0.5}
+    assert new.spec.nonlinear.expression == "exp(la - exp(lk) * t * 1.0)"
+
+
+def test_a_power_of_a_covariate_that_is_zero_has_finite_derivatives():
+    """t ** b at t = 0 (time zero): value 0, derivative 0 in b (the limit of t^b log t), not NaN (the sweep)."""
+    from test_engine import _finite_diff
+
+    _, _, out = _run("a * t ** b", ["a", "b"], ["t"], {"a": np.full(3, 2.0), "b": np.full(3, 0.6),
+                                                          "t": np.array([0.0, 1.0, 4.0])})
+    mu, D = out
+    np.testing.assert_allclose(mu, [0.0, 2.0, 2.0 * 4.0**0.6], rtol=1e-12)
+    np.testing.assert_allclose(D[:, 0], [0.0, 0.0])  # d/da = t^b = 0, d/db = a t^b log t -> 0
+    rng = np.random.default_rng(1)
+    t = np.tile(np.linspace(0.0, 5.0, 8), 5)
+    g = np.repeat(np.arange(5), 8)
+    d = pd.DataFrame({"y": 2.0 * t**0.6 + rng.normal(0, 0.1, t.size), "t": t, "g": [f"s{i}" for i in g]})
+    m = hm.Model("y ~ a * t ** b", d, nonlinear={"a": "1 + (1 | g)", "b": "1"}, start={"a": 2.0, "b": 0.6})
+    em = m.engine_model(None)
+    x = em.initial_point(seed=2)
+    lp, grad = em.logp_grad(x)
+    assert np.isfinite(lp) and np.isfinite(grad).all()
+    fd = _finite_diff(em, x)
+    assert (np.abs(fd - grad) / (1.0 + np.abs(fd))).max() < 1e-5
+
+
+def test_a_constant_added_to_a_parameters_covariate_changes_only_its_intercept():
+    """A covariate on a nonlinear parameter: z and z + 100 give the same log density at every sampled point.
+
+    The intercept is sampled at the covariate's mean, where its nls-based prior is (the sweep found Asym_z going
+    from -34.9 (sd 67.6) to 0.03 (sd 1.08) when the prior sat on the raw intercept).
+    """
+    d = hm.datasets.load("orange")
+    z = np.random.default_rng(1).normal(size=d["Tree"].nunique())[d["Tree"].astype("category").cat.codes.to_numpy()]
+    models = [hm.Model("circumference ~ SSlogis(age, Asym, xmid, scal)", d.assign(z=z + shift),
+                       nonlinear={"Asym": "1 + z + (1 | Tree)"}) for shift in (0.0, 100.0)]
+    ems = [m.engine_model(None) for m in models]
+    graphs = [m.pymc_model for m in models]
+    for x in _points_of(ems[0]):
+        a, b = (em.logp_grad(x)[0] for em in ems)
+        assert a == pytest.approx(b, rel=1e-9)
+        va, vb = (em.constrained(x[None])["b"][0] for em in ems)
+        assert va[1] == pytest.approx(vb[1], rel=1e-12) and va[0] - vb[0] == pytest.approx(100.0 * va[1], rel=1e-9)
+    point = graphs[0].initial_point()
+    assert float(graphs[0].compile_logp()(point)) == pytest.approx(float(graphs[1].compile_logp()(point)), rel=1e-9)
+    assert "b_centered" in {v.name for v in graphs[0].free_RVs}
+
+
+def _points_of(em, n=3):
+    rng = np.random.default_rng(6)
+    return [em.initial_point(rng, jitter=1.0) for _ in range(n)]

@@ -179,3 +179,55 @@ def test_convergence_summary_flags_chains_that_disagree():
     assert s["rhat_max"] > 1.2  # far above UNTIL_RHAT (1.48 here)
     s = convergence_summary(xr.Dataset({"b": (("chain", "draw", "term"), rng.normal(size=(4, 500, 1)))}))
     assert s["rhat_max"] < UNTIL_RHAT and s["ess_bulk_min"] > UNTIL_ESS
+
+
+def test_a_restart_drops_the_earlier_rounds_and_the_record_says_so():
+    """Round 1 kept, round 2 divergent: the restart discards both, and the record marks both not kept."""
+    calls = []
+
+    def run(settings, plan):
+        calls.append(plan.target_accept)
+        return _round(settings, plan, diverging=3 if len(calls) == 2 else 0)
+
+    s = SamplerSettings("nutpie", 40, 100, 4, 1, 5, None)  # 160 draws: ESS < 400, so a second round
+    result, final, record = sample_until(run, s, _plan(0.9), max_time=60)
+    assert calls[:3] == [0.9, 0.9, 0.95] and record["converged"]
+    assert [r["kept"] for r in record["rounds"][:2]] == [False, False]
+    kept = sum(r["draws"] for r in record["rounds"] if r["kept"])
+    assert kept == record["draws"] == final.draws == result.posterior.sizes["draw"]
+
+
+def test_update_of_a_default_fit_runs_until_converged_again(dyestuff_model, default_fit):
+    again = default_fit.update(progressbar=False)  # same data, same seed: the same rounds and draws
+    assert again.meta["until"]["mode"] == "auto"
+    assert again.meta["until"]["rounds"][0]["draws"] == 1000 and again.settings.draws == default_fit.settings.draws
+    np.testing.assert_array_equal(again.draws["b"].values, default_fit.draws["b"].values)
+    fixed = default_fit.update(draws=150, progressbar=False)  # draws given: exactly those
+    assert "until" not in fixed.meta and fixed.settings.draws == 150
+
+
+def test_the_warning_after_a_spent_budget_asks_for_more_time(dyestuff_model):
+    fit = _fit(dyestuff_model, draws=50, tune=100, chains=2, seed=1, until="converged", max_time=1e-3)
+    msgs = [m for m in fit.convergence_messages() if "until=" in m]
+    assert msgs and all('model.fit(until="converged", max_time=0.002)' in m for m in msgs)  # not the same 600 s
+
+
+def test_the_command_line_fit_runs_until_converged_by_default():
+    from hmodels.cli import _parser
+
+    args = _parser().parse_args(["fit", "y ~ 1", "--data", "dyestuff"])
+    assert args.draws is None and args.tune is None  # Model.fit's defaults: until="auto"
+    args = _parser().parse_args(["fit", "y ~ 1", "--data", "dyestuff", "--draws", "200"])
+    assert args.draws == 200
+
+
+def test_stopping_on_divergences_is_not_reported_as_a_spent_cap():
+    """Divergences at the highest target end the rounds: the record's sentence says so, not 'cap reached'."""
+    from hmodels.diagnostics import _until_line
+
+    s = SamplerSettings("nutpie", 40, 100, 2, 1, 5, None)
+    _, _, record = sample_until(lambda st, p: _round(st, p, diverging=2), s, _plan(0.9), max_time=float("inf"),
+                                max_draws=8000)
+    assert not record["converged"] and record["rounds"][-1]["target_accept"] == 0.99
+    line = _until_line(record)
+    assert "divergences remained at target_accept 0.99" in line and "cap" not in line

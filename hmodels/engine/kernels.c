@@ -270,9 +270,12 @@ static inline double nb_log_p0(double alpha, double mu, double *d_eta, double *d
 
 /* log p, log(1-p) and their derivatives in eta for logit, probit, cloglog */
 static void binary_parts(int link, double eta, double *lp1, double *lp0, double *d1, double *d0) {
-    if (link == LOGIT) {
-        double p = sigmoid(eta);
-        *lp1 = -log1pexp(-eta); *lp0 = -log1pexp(eta); *d1 = 1.0 - p; *d0 = -p;
+    if (link == LOGIT) {  /* one exp and one log1p: softplus(+-eta) = max(+-eta, 0) + log1p(exp(-|eta|)) */
+        double e = exp(-fabs(eta)), l = log1p(e), r = 1.0 / (1.0 + e);
+        double p = eta >= 0.0 ? r : e * r, q = eta >= 0.0 ? e * r : r;  /* p = sigmoid(eta), q = 1 - p, both exact */
+        *lp1 = -((eta < 0.0 ? -eta : 0.0) + l);
+        *lp0 = -((eta > 0.0 ? eta : 0.0) + l);
+        *d1 = q; *d0 = -p;
         return;
     }
     if (link == PROBIT) {
@@ -706,7 +709,7 @@ static void cutpoints_backward(const double *x, double *grad, i64 xs, i64 ncut, 
  * log P(y_i) = eta_{y_i} - log(1 + sum_j exp(eta_j)); g_eta = 1{y_i = j + 2} - softmax_j. */
 static double categorical_loglik(i64 n, i64 m, const double *y, const double *eta, double *g_eta) {
     i64 nobs = n / m;
-    double ll = 0.0;
+    double ll = 0.0, prod = 1.0;  /* sum of log s_i as the log of products (1 <= s_i <= K): one log per ~100 rows */
     for (i64 i = 0; i < nobs; i++) {
         double top = 0.0;  /* the reference category's eta */
         for (i64 j = 0; j < m; j++) if (eta[j * nobs + i] > top) top = eta[j * nobs + i];
@@ -717,11 +720,13 @@ static double categorical_loglik(i64 n, i64 m, const double *y, const double *et
             s += e;
         }
         i64 k = (i64)y[i] - 2;
-        ll += (k >= 0 ? eta[k * nobs + i] : 0.0) - top - log(s);
+        ll += (k >= 0 ? eta[k * nobs + i] : 0.0) - top;
+        prod *= s;
+        if (prod > 1e200) { ll -= log(prod); prod = 1.0; }
         double inv = 1.0 / s;
         for (i64 j = 0; j < m; j++) g_eta[j * nobs + i] = (j == k ? 1.0 : 0.0) - g_eta[j * nobs + i] * inv;
     }
-    return ll;
+    return ll - log(prod);
 }
 
 /* ---- observation by observation: family parameters with their own formula, observation weights ----------- */
@@ -786,8 +791,10 @@ static int nl_forward(const double *F, const i64 *I, i64 nobs, i64 m, const doub
                     r = pow(a, b);
                     int varies = 0;
                     for (i64 j = 0; j < m; j++) varies |= db[j] != 0.0;
-                    double ca = b == 0.0 ? 0.0 : b * pow(a, b - 1.0), cb = varies ? r * log(a) : 0.0;
-                    for (i64 j = 0; j < m; j++) da[j] = ca * da[j] + (varies ? cb * db[j] : 0.0);
+                    /* a zero base (a covariate at 0): 0^b has derivative 0 in b, and no term where da is 0 */
+                    double ca = b == 0.0 ? 0.0 : b * pow(a, b - 1.0), cb = (varies && r != 0.0) ? r * log(a) : 0.0;
+                    for (i64 j = 0; j < m; j++)
+                        da[j] = (da[j] == 0.0 ? 0.0 : ca * da[j]) + (db[j] == 0.0 ? 0.0 : cb * db[j]);
                 }
                 v[sp - 2] = r;
                 sp--;

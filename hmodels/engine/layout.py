@@ -194,12 +194,13 @@ class EngineModel:
 
                 design, self.coef_map = engine_rows(design, priors)
             else:
-                from ..nonlinear.design import predictor_rows
+                from ..nonlinear.design import parameter_centring, predictor_rows
                 from ..nonlinear.program import compile_program
 
                 self.program = compile_program(design.expression, [q.name for q in design.predictors],
                                                list(design.covariates))
-                design = predictor_rows(design)
+                Xc_nl, self.coef_map = parameter_centring(design)  # intercepts at their covariates' means
+                design = predictor_rows(design, Xc_nl)
         self.nobs = orig.n
         self.link = spec.link
         self.known_se = design.se is not None
@@ -526,7 +527,7 @@ class EngineModel:
                 slot = rows[f"sd({self.origin.get(f.name, f.name)}, {t})"].slot
                 row = self._row_of(f.x_sd + j)
                 x0[f.x_sd + j] = _unconstrain(0.5 * slot.scale, pr[row])
-        y = self.y_location
+        y = self.y_location[:self.nobs]  # (stacked rows repeat the outcome once per block)
         if self.design.offset is not None:
             y = y - self.design.offset
         unit = float(np.std(y[np.isfinite(y)])) if self.link == "identity" else 1.0

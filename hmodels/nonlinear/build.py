@@ -21,6 +21,7 @@ import numpy as np
 
 from ..build import BuiltModel, _group_effects, _likelihood, _vector_rv, obs_name
 from ..families import get_family
+from .design import parameter_centring
 
 __all__ = ["build_nonlinear_model"]
 
@@ -94,16 +95,21 @@ def build_nonlinear_model(design, priors, centered=None, prior_only: bool = Fals
         coords[f"{f.factor}__term"] = list(f.terms)
     by_param = {r.slot.param: r.prior for r in priors}
     built = BuiltModel(None, centering, obs_name(spec))
+    Xc, T = parameter_centring(design)  # parameters with covariates: intercepts at the covariates' means
     with pm.Model(coords=coords) as model:
         scales = sampling_scales(design, priors)
-        b = _vector_rv("b", [by_param[t] for t in design.fixed_terms], "term", pm, scales=scales)
+        if T is None:
+            b = _vector_rv("b", [by_param[t] for t in design.fixed_terms], "term", pm, scales=scales)
+        else:
+            b = _vector_rv("b_centered", [by_param[t] for t in design.fixed_terms], "term", pm, scales=scales)
+            pm.Deterministic("b", pt.dot(pt.as_tensor_variable(T), b), dims="term")
         effects = {}
         for f in design.factors:
             effects[f.factor] = _group_effects(f, by_param, centering[f.factor], built, pm, pt, response_scale=1.0)
         env = {}
         for p in design.predictors:
             cols = np.array(p.columns, dtype=int)
-            X = design.X[:, cols]
+            X = Xc[:, cols]
             if X.shape[1] == 1 and np.all(X[:, 0] == 1.0):
                 eta = b[cols[0]] + pt.zeros(design.n)
             else:

@@ -92,6 +92,39 @@ class NonlinearDesign(Design):
                                  f"{', '.join(p.name for p in self.predictors)}.")
 
 
+def parameter_centring(design) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each parameter's covariate columns centred at their means (its intercept kept), and the map to raw ``b``.
+
+    A parameter with covariates (``"Asym": "1 + z"``) is sampled with its intercept at the covariates'
+    means — where the default prior puts it (the nls estimate of the parameter over the data) — so adding a
+    constant to a covariate changes only the reported intercept (``b = T @ b_centered``). Returns
+    ``(design.X, None)`` when no parameter has both an intercept and covariates.
+
+    Examples
+    --------
+    >>> import hmodels as hm
+    >>> d = hm.datasets.load("orange").assign(z=lambda t: t["age"] / 1000 + 3)
+    >>> m = hm.Model("circumference ~ SSlogis(age, Asym, xmid, scal)", d, nonlinear={"Asym": "1 + z + (1 | Tree)"})
+    >>> X, T = parameter_centring(m.design)
+    >>> m.design.fixed_terms[:2], round(float(T[0, 1]), 3), round(float(X[:, 1].mean()), 12)
+    (['Asym_Intercept', 'Asym_z'], -3.922, 0.0)
+    """
+    X = np.array(design.X, dtype=float, copy=True)
+    T = np.eye(X.shape[1])
+    shifted = False
+    for p in design.predictors:
+        cols = list(p.columns)
+        ic = next((j for j in cols if design.fixed_terms[j] == f"{p.name}_Intercept"), None)
+        others = [j for j in cols if j != ic]
+        if ic is None or not others:
+            continue
+        means = np.asarray(design.X[:, others], dtype=float).mean(axis=0)
+        X[:, others] -= means
+        T[ic, others] = -means
+        shifted = True
+    return (X, T) if shifted else (design.X, None)
+
+
 def predictor_rows(design, X=None):
     """The design's linear predictors as blocks of rows of one linear predictor (for the compiled engine).
 

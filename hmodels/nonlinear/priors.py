@@ -269,6 +269,8 @@ def _slots(design, sv: StartValues) -> list[tuple[PriorSlot, Prior | None, str, 
             if term == f"{p.name}_Intercept":
                 prior = Normal(round(float(sv.estimates[p.name]), 6), float(_fmt(sk)))
                 note = f"loc {basis}; scale max(5 SE, |estimate|/4) = {_fmt(sk)}"
+                if len(p.columns) > 1:  # sampled at its covariates' means (nonlinear.design.parameter_centring)
+                    note += f"; on {p.name} at the means of its covariates"
                 why = (f"The population value of {p.name} lies within a few nls-based scales of the population "
                        "curve's least-squares fit, wide enough for the data to dominate.")
                 if design.self_start is not None and sv.source[p.name].startswith("self-start"):

@@ -392,6 +392,11 @@ def draw_from_priors(design, priors, rng: np.random.Generator) -> Params:
 
     terms = list(design.fixed_terms)
     beta = np.array([draw(t) for t in terms]) if terms else np.zeros(0)
+    if getattr(design, "expression", None) is not None:  # a nonlinear parameter's intercept: at its covariates' means
+        from ..nonlinear.design import parameter_centring
+
+        T = parameter_centring(design)[1]
+        beta = beta if T is None else T @ beta
     if "Intercept" in terms and priors.intercept_prior == "centered":
         icol = terms.index("Intercept")
         means = np.where(np.arange(len(terms)) == icol, 0.0, design.X.mean(axis=0))
