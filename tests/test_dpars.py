@@ -87,6 +87,20 @@ def test_numpy_loglik_matches_pymc_graph(hetero):
     np.testing.assert_allclose(ll_np, ll_pm, rtol=1e-9, atol=1e-9)
 
 
+def _family_data(fam, seed=0, n=60):
+    rng = np.random.default_rng(seed)
+    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], n // 6)
+    trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
+    mu = fam.mean(0.3 + 0.4 * x + fam.example_eta)
+    aux = {b: fam.aux_spec(b).example for b in fam.aux}
+    if "sigma" in aux and fam.link == "log":
+        aux["sigma"] = 0.05 * float(np.mean(mu))
+    data = pd.DataFrame({"y": fam.simulate(rng, mu, aux, trials=trials), "x": x, "g": g})
+    if trials is not None:
+        data["n"] = trials
+    return data, "y" if trials is None else "p(y, n)"
+
+
 def _family_pairs():
     from hmodels.families import FAMILIES, get_family
 
@@ -106,18 +120,7 @@ def test_every_family_parameter_loglik_matches_pymc(family, param):
     from hmodels.linpred import linear_predictor, pointwise_loglik
 
     fam = get_family(family)
-    rng = np.random.default_rng(0)
-    n = 60
-    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], 10)
-    trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
-    mu = fam.mean(0.3 + 0.4 * x + fam.example_eta)
-    aux = {b: fam.aux_spec(b).example for b in fam.aux}
-    if "sigma" in aux and fam.link == "log":
-        aux["sigma"] = 0.05 * float(np.mean(mu))
-    data = pd.DataFrame({"y": fam.simulate(rng, mu, aux, trials=trials), "x": x, "g": g})
-    lhs = "y" if trials is None else "p(y, n)"
-    if trials is not None:
-        data["n"] = trials
+    data, lhs = _family_data(fam)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family, dpars={param: "x"}, centered=False)
@@ -134,20 +137,6 @@ def test_every_family_parameter_loglik_matches_pymc(family, param):
     ll_np = pointwise_loglik(view, linear_predictor(view, model.design), model.design)[0, 0]
     ll_pm = pmm.compile_logp(vars=pmm.observed_RVs, sum=False, jacobian=False)(point)[0]
     np.testing.assert_allclose(ll_np, ll_pm, rtol=1e-9, atol=1e-9)
-
-
-def _family_data(fam, seed=0, n=60):
-    rng = np.random.default_rng(seed)
-    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], n // 6)
-    trials = rng.integers(5, 12, n) if fam.outcome == "binomial" else None
-    mu = fam.mean(0.3 + 0.4 * x + fam.example_eta)
-    aux = {b: fam.aux_spec(b).example for b in fam.aux}
-    if "sigma" in aux and fam.link == "log":
-        aux["sigma"] = 0.05 * float(np.mean(mu))
-    data = pd.DataFrame({"y": fam.simulate(rng, mu, aux, trials=trials), "x": x, "g": g})
-    if trials is not None:
-        data["n"] = trials
-    return data, "y" if trials is None else "p(y, n)"
 
 
 @pytest.mark.parametrize("family, param", [pytest.param(*p.values, id=p.id) for p in _family_pairs()])  # all fast
