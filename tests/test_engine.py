@@ -587,8 +587,12 @@ def test_lognormal_integrates_out_exactly_as_the_gaussian_model_of_log_y():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
-def test_censoring_and_truncation_never_reach_the_kernels():
-    """The kernels have no censored or truncated likelihoods: the engine refuses such a model."""
+def test_truncation_and_censoring_without_a_closed_form_cdf_never_reach_the_kernels():
+    """Truncation, and censoring beyond the closed-form CDFs, stay on the PyMC graph.
+
+    The kernels have no truncated likelihoods, and censored ones only for gaussian, lognormal, exponential and
+    weibull: the engine refuses the others (the PyMC graph samples them, and the plan says why).
+    """
     from hmodels.engine.layout import engine_gap
 
     rng = np.random.default_rng(2)
@@ -596,8 +600,9 @@ def test_censoring_and_truncation_never_reach_the_kernels():
                          "x": rng.normal(size=24), "g": np.repeat(list("abcd"), 6)})
     assert engine_gap(hm.Model("t ~ x + (1 | g)", data, family="weibull").design) is None
     assert engine_gap(hm.Model("t | weights(w) ~ x + (1 | g)", data, family="weibull").design) is None
-    for lhs, words in (("t | cens(c)", "censoring"), ("t | trunc(lb=0.05)", "truncation")):
-        m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family="weibull")
+    assert engine_gap(hm.Model("t | cens(c) ~ x + (1 | g)", data, family="weibull").design) is None
+    for lhs, family, words in (("t | cens(c)", "gamma", "censoring"), ("t | trunc(lb=0.05)", "weibull", "truncation")):
+        m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family)
         assert words in engine_gap(m.design)
         with pytest.raises(hm.SpecificationError, match=f"{words}.*sampler='pymc'"):
             EngineModel(m.design, m.priors, m.centering(None))

@@ -68,7 +68,7 @@ def test_posterior_agrees_with_survreg(lung_fits, dist):
     for name, r in ref["aux"].items():
         assert abs(vc.loc[name, "mean"] - r["estimate"]) < 0.5 * vc.loc[name, "sd"], (name, r)
     assert fit.divergences == 0
-    assert "censoring" in fit.meta["plan"]["deviations"][0]
+    assert fit.meta["plan"]["backend"] == "engine"  # censored rows by kernels.c: censored_loglik
 
 
 def test_pymc_likelihood_equals_numpy_pointwise_draw_by_draw(lung_fits):
@@ -212,6 +212,53 @@ def test_weighted_log_density_on_the_engine_equals_the_pymc_graph(family, link):
         m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family, link=link)
     assert m.plan().backend == "engine"
     assert_engine_matches_pymc(m, m.engine_model(None), None, f"{family}-{link}", gradient=True, seed=4)
+
+
+# -- censoring on the engine (kernels.c: censored_loglik) ----------------------------------------------------
+def _censored_model(family, seed=3, n=60):
+    rng = np.random.default_rng(seed)
+    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], n // 6)
+    mu = np.exp(0.5 + 0.3 * x)
+    y = {"gaussian": 2 + x + rng.normal(size=n), "lognormal": np.exp(0.5 + 0.3 * x + 0.4 * rng.normal(size=n)),
+         "exponential": rng.exponential(mu), "weibull": mu * rng.weibull(1.5, n)}[family]
+    d = pd.DataFrame({"y": y, "x": x, "g": g, "c": rng.choice([0, 0, 1, -1], n)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hm.Model("y | cens(c) ~ x + (1 | g)", d, family=family)
+
+
+@pytest.mark.parametrize("family", ["gaussian", "lognormal", "exponential", "weibull"])
+def test_censored_log_density_on_the_engine_equals_scipy_and_the_pymc_graph(family):
+    """Right- and left-censored rows on the engine equal scipy's and the PyMC graph's.
+
+    = scipy's logsf / logcdf (with the observed rows' logpdf and the priors, at random points), = the PyMC
+    graph's pm.Censored and finite differences at moderate points.
+    """
+    from test_engine import _log_prior_only, _points, assert_engine_matches_pymc
+
+    from hmodels.engine.layout import CENSORED_FAMILIES
+
+    assert family in CENSORED_FAMILIES
+    m = _censored_model(family)
+    plan = m.plan()
+    assert plan.backend == "engine" and not plan.deviations, plan
+    em = m.engine_model(None)
+    d = m.design
+    for x in _points(em, n=3, seed=9):
+        v = em.constrained(x[None])
+        eta = d.X @ v["b"][0] + (d.factors[0].Z * v["r_g"][0][d.factors[0].codes]).sum(axis=1)
+        draws = xr.Dataset({a: (("chain", "draw"), [[float(v[a][0])]]) for a in m.family.aux})
+        view = types.SimpleNamespace(family=m.family, draws=draws, design=d)
+        expected = float(pointwise_loglik(view, eta[None, None], d).sum()) + _log_prior_only(m, em, x)
+        assert em.logp_grad(x, jacobian=False)[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)
+    assert_engine_matches_pymc(m, em, None, family, gradient=True, seed=3)
+
+
+def test_censoring_for_a_family_without_a_closed_form_cdf_stays_on_the_pymc_graph():
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"y": rng.gamma(2.0, 1.0, 40), "x": rng.normal(size=40), "c": rng.choice([0, 1], 40)})
+    plan = hm.Model("y | cens(c) ~ x", d, family="gamma").plan()
+    assert plan.backend == "pymc-graph" and "censoring (cens()) for the gamma family" in plan.deviations[0]
 
 
 # -- the formula and bad input ----------------------------------------------------------------------------

@@ -59,7 +59,9 @@ H_NDPAR = 40  # family parameters with their own formula: blocks 1 .. H_NDPAR af
 O_DPARS = 41  # I: per such block, its slot of AUX_NAMES and its link (LOG or LOGIT)
 H_WEIGHTED = 42  # 1: observation weights (weights()): each observation's log-likelihood times its weight
 O_OBSW = 43  # F: the observation weights (one per observation)
-HEADER = 44
+H_CENSORED = 44  # 1: censoring (cens()): F[O_CENS + i] is 0 (observed), 1 (right-censored) or -1 (left-censored)
+O_CENS = 45  # F: the censoring code of each observation
+HEADER = 48
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------
 F_L = 0  # levels

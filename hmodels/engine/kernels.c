@@ -729,6 +729,46 @@ static double categorical_loglik(i64 n, i64 m, const double *y, const double *et
     return ll - log(prod);
 }
 
+/* ---- censored observations (cens()): log survival (right) or log CDF (left) ----------------------------- */
+/* For the families whose engine kernel has a closed-form CDF: gaussian (and the lognormal, a gaussian model of
+ * log y), exponential and weibull (both with mean exp(eta)). c = 1: log P(Y > y); c = -1: log P(Y <= y). Fills
+ * d/d eta in *ge and adds d/d parameter to gi (slots of AUX_NAMES); returns NAN for another family. */
+static double censored_loglik(int family, int link, int c, double y, double logy, double eta, const double *aux,
+                              double *ge, double *gi) {
+    if (family == GAUSSIAN) {
+        double dmu, mu = mean_of(link, eta, &dmu), s = aux[A_SIGMA], z = (y - mu) / s, lc, mills;
+        double arg = c > 0 ? -z : z;  /* right: Phi(-z); left: Phi(z) */
+        log_ndtr_and_mills(arg, &lc, &mills);
+        double sign = c > 0 ? 1.0 : -1.0;  /* d arg / d mu = sign / s; d arg / d s = sign * z / s */
+        *ge = mills * sign / s * dmu;
+        gi[A_SIGMA] += mills * sign * z / s;
+        return lc;
+    }
+    if (family == FAM_EXPONENTIAL || family == FAM_WEIBULL) {
+        double z, dz_eta, dz_k = 0.0;  /* z = (y / lam)^k, lam = mean / Gamma(1 + 1/k) (k = 1: y / mean) */
+        if (family == FAM_EXPONENTIAL) {
+            z = y * exp(-eta);
+            dz_eta = -z;
+        } else {
+            double k = aux[A_SHAPE], cc = lgam(1.0 + 1.0 / k), dL = digamma(1.0 + 1.0 / k) / (k * k);
+            double u = logy - (eta - cc);
+            z = exp(k * u);
+            dz_eta = -k * z;
+            dz_k = z * (u - k * dL);
+        }
+        if (c > 0) {  /* log S = -z */
+            *ge = -dz_eta;
+            if (family == FAM_WEIBULL) gi[A_SHAPE] += -dz_k;
+            return -z;
+        }
+        double r = 1.0 / expm1(z);  /* log F = log(1 - exp(-z)); d/dz = 1 / expm1(z) */
+        *ge = r * dz_eta;
+        if (family == FAM_WEIBULL) gi[A_SHAPE] += r * dz_k;
+        return log(-expm1(-z));
+    }
+    return NAN;
+}
+
 /* ---- observation by observation: family parameters with their own formula, observation weights ----------- */
 /* With H_NDPAR > 0, block 0 of the rows is the location's linear predictor and block j (1..H_NDPAR) that of the
  * parameter in slot dp[2(j-1)] of AUX_NAMES through link dp[2(j-1)+1] (LOG: exp; LOGIT: the logistic). Each
@@ -741,6 +781,7 @@ static double rowwise_loglik(const double *F, const i64 *I, i64 n, const double 
     i64 nd = I[H_NDPAR], nobs = I[H_NPRED] > 0 ? n / I[H_NPRED] : n;
     const i64 *dp = I + I[O_DPARS];
     const double *logy = F + I[O_LOGY], *ow = I[H_WEIGHTED] == 1 ? F + I[O_OBSW] : NULL;
+    const double *cens = I[H_CENSORED] == 1 ? F + I[O_CENS] : NULL;
     int family = (int)I[H_FAMILY], link = (int)I[H_LINK];
     double ll = 0.0;
     for (i64 i = 0; i < nobs; i++) {
@@ -753,7 +794,9 @@ static double rowwise_loglik(const double *F, const i64 *I, i64 n, const double 
             else { ai[a] = sigmoid(e); dv[j] = ai[a] * (1.0 - ai[a]); }
         }
         double wi = ow ? ow[i] : 1.0;
-        ll += wi * family_loglik(family, link, 1, y + i, eta + i, trials + i, w + i, ai, &ge, gi, known_se, ly);
+        int ci = cens ? (int)cens[i] : 0;
+        ll += wi * (ci == 0 ? family_loglik(family, link, 1, y + i, eta + i, trials + i, w + i, ai, &ge, gi, known_se, ly)
+                            : censored_loglik(family, link, ci, y[i], ly[0], eta[i], ai, &ge, gi));
         g_eta[i] = wi * ge;
         for (i64 j = 0; j < nd; j++) g_eta[(j + 1) * nobs + i] = wi * gi[dp[2 * j]] * dv[j];
         for (int a = 0; a < NAUX; a++) g_aux[a] += wi * gi[a];
@@ -1870,7 +1913,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
             lp += cumulative_loglik((int)I[H_LINK], n, y, st.eta, st.cut, ncut, st.g_eta, st.gcut);
         } else if (I[H_FAMILY] == FAM_CATEGORICAL) {
             lp += categorical_loglik(n, I[H_NPRED], y, st.eta, st.g_eta);
-        } else if (I[H_NDPAR] > 0 || I[H_WEIGHTED] == 1) {
+        } else if (I[H_NDPAR] > 0 || I[H_WEIGHTED] == 1 || I[H_CENSORED] == 1) {
             lp += rowwise_loglik(F, I, n, y, st.eta, trials, w, aux, st.g_eta, g_aux, known_se);
         } else if (I[H_NLOPS] > 0) {  /* nonlinear: the family's likelihood of mu = program(parameters), chain rule */
             i64 m = I[H_NPRED], nobs = n / m;

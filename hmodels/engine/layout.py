@@ -32,7 +32,7 @@ from ..priors.distributions import PRIOR_CLASSES
 from . import codes as K
 from . import native
 
-__all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES", "reference_coefficients", "engine_gap"]
+__all__ = ["EngineModel", "FAMILY_CODES", "LINK_CODES", "CENSORED_FAMILIES", "reference_coefficients", "engine_gap"]
 
 #: The compiled kernels' code of every registered family that has one (the family classes own them).
 FAMILY_CODES = {name: cls.engine_code for name, cls in FAMILIES.items() if cls.engine_code is not None}
@@ -40,6 +40,10 @@ LINK_CODES = {name: link.engine_code for name, link in LINKS.items()}
 #: The compiled kernels' code and parameter order of every prior class that has one (the classes own them).
 PRIOR_CODES = {name: (cls.engine_code, cls._params)
                for name, cls in PRIOR_CLASSES.items() if cls.engine_code is not None}
+
+
+#: Families whose censored observations the kernels evaluate (kernels.c, censored_loglik: closed-form CDFs).
+CENSORED_FAMILIES = ("gaussian", "lognormal", "exponential", "weibull")
 
 
 def engine_gap(design) -> str | None:
@@ -61,8 +65,9 @@ def engine_gap(design) -> str | None:
         return f"the compiled engine has no kernel for the {fam.name} family"
     if fam.link_fn.engine_code is None:
         return f"the compiled engine has no kernel for the {fam.link} link"
-    extras = [words for attr, words in (("cens", "censoring (cens())"), ("trunc", "truncation (trunc())"))
-              if getattr(spec, attr, None) is not None]
+    extras = ["truncation (trunc())"] if getattr(spec, "trunc", None) is not None else []
+    if getattr(spec, "cens", None) is not None and fam.name not in CENSORED_FAMILIES:
+        extras.append(f"censoring (cens()) for the {fam.name} family (it has for {', '.join(CENSORED_FAMILIES)})")
     if getattr(spec, "weights", None) is not None and fam.outcome in ("ordinal", "categorical"):
         extras.append("observation weights (weights()) for an ordinal or categorical outcome")
     if extras:
@@ -290,8 +295,13 @@ class EngineModel:
         self.x_beta = x
         if not self.intbeta:
             x += p
-        const = _weighted_constant(self.fam, np.asarray(orig.y, dtype=float), orig.trials, w[:self.nobs],
-                                   self.known_se, collapse is not None, getattr(orig, "weights", None))
+        cens = getattr(orig, "cens", None)
+        observed = slice(None) if cens is None else np.asarray(cens) == 0  # censored rows have no density constant
+        obs_weights = getattr(orig, "weights", None)
+        const = _weighted_constant(self.fam, np.asarray(orig.y, dtype=float)[observed],
+                                   None if orig.trials is None else np.asarray(orig.trials)[observed],
+                                   w[:self.nobs][observed], self.known_se, collapse is not None,
+                                   None if obs_weights is None else np.asarray(obs_weights)[observed])
         trials = design.trials if design.trials is not None else np.zeros(n)
         codes = [f.codes for f in design.factors]
         Zs = [f.Z for f in design.factors]
@@ -302,7 +312,7 @@ class EngineModel:
         # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
         weights = getattr(orig, "weights", None)  # brms's weights(): each observation's log-likelihood times it
         self.aggregated = (_aggregate(self.fam, Xc, codes, Zs, y, trials, offset)
-                           if collapse is None and not stacked and weights is None else None)
+                           if collapse is None and not stacked and weights is None and cens is None else None)
         Xs = Xc  # the rows the kernels see
         if self.aggregated is not None:
             a = self.aggregated
@@ -465,6 +475,10 @@ class EngineModel:
             if collapse is not None:
                 raise ValueError("observation weights cannot be combined with an integrated-out factor")
             h[K.H_WEIGHTED], h[K.O_OBSW] = 1, F.add(np.asarray(weights, dtype=float))
+        if cens is not None:
+            if collapse is not None:
+                raise ValueError("censoring cannot be combined with an integrated-out factor")
+            h[K.H_CENSORED], h[K.O_CENS] = 1, F.add(np.asarray(cens, dtype=float))
         if self.dpar_blocks:  # per parameter block: its slot of AUX_NAMES and link
             h[K.H_NDPAR] = len(self.dpar_blocks)
             h[K.O_DPARS] = I.add(np.array([[K.AUX_NAMES.index(name), LINK_CODES[link]]
