@@ -106,7 +106,8 @@ for _name, _formula, _fam in [
         ("toenail_like", "y ~ treat * month + (1 | id)", "bernoulli"),
         ("slope_near_zero", "y ~ x + (x | g)", "poisson"),
         ("binomial_few_groups", "p(k, n) ~ x + (1 | g)", "binomial"),
-        ("negbin_obs_effect", "y ~ x + (1 | g) + (1 | row)", "negativebinomial")]:
+        ("negbin_obs_effect", "y ~ x + (1 | g) + (1 | row)", "negativebinomial"),
+        ("crossed_bernoulli", "y ~ x + (1 | a) + (1 | g)", "bernoulli")]:
     MODELS[f"hard_{_name}"] = dict(formula=_formula, bambi=_formula, lme4=None, data=f"hard:{_name}", family=_fam,
                                    bambi_aux={"alpha": ("alpha", False)} if _fam == "negativebinomial" else {})
 MODELS["categorical"] = dict(
