@@ -722,6 +722,12 @@ def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | 
                 "p(successes, trials)."
             )
     if spec.se is not None:
+        if spec.se not in data:  # an expression or brms's se(s, sigma = TRUE): not a column (was a bare KeyError)
+            extra = (" A residual SD beside the known standard errors (brms's sigma = TRUE) is not available."
+                     if "sigma" in spec.se else "")
+            raise SpecificationError(
+                f"se() takes one column of standard errors, got se({spec.se}).{extra} Compute them as a column "
+                "first (data['s'] = ...) and write 'y | se(s) ~ ...'.")
         se = data[spec.se].to_numpy(dtype=float)
         if (se <= 0).any():
             raise DataError(

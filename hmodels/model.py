@@ -120,7 +120,7 @@ class Model:
 
             self.design = make_nonlinear_design(self.spec, data, missing=missing)
             self.priors = resolve_nonlinear_priors(self.design, priors, prior_set, intercept_prior)
-            intercept_prior = "raw"  # each coefficient is a parameter's own value, as given (nothing centred)
+            intercept_prior = self.priors.intercept_prior  # "centered" where a parameter has covariates, else "raw"
         elif self.family.outcome == "categorical":  # one stacked linear predictor per non-reference category
             from .categorical import resolve_categorical_priors, stack_categories
 

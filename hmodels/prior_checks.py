@@ -169,6 +169,9 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
         if getattr(model.spec, "nonlinear", None) is not None and slot.cls in ("fixed", "sd"):
             # a nonlinear parameter's coefficient is on that parameter's own scale, not the outcome's
             what = slot.term if slot.cls == "fixed" else f"a {slot.factor}'s deviation in {slot.term}"
+            pred = next((q for q in design.predictors if slot.term == f"{q.name}_Intercept"), None)
+            if slot.cls == "fixed" and pred is not None and len(pred.columns) > 1:  # (parameter_centring)
+                what += f" at the means of {pred.name}'s covariates"
             implies, (ilo, ihi) = f"{what}, on the nonlinear parameter's own scale", (plo, phi)
         elif slot.cls == "Intercept":
             mu = inverse_link_numpy(fam.link, x)

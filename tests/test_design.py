@@ -176,3 +176,11 @@ def test_the_outcome_as_a_grouping_factor_is_refused_as_such(formula):
     with pytest.raises(hm.SpecificationError,
                        match=r"outcome column 'y' is also on the right of '~' \(in the grouping"):
         hm.Model(formula, d)
+
+
+@pytest.mark.parametrize("lhs", ["y | se(s, sigma = TRUE)", "y | se(s + 1)"])
+def test_se_of_anything_but_a_column_is_refused_with_the_fix(lhs):
+    """brms's ``se(s, sigma = TRUE)`` or an expression in se(): a typed error (was a bare KeyError; sweep)."""
+    d = pd.DataFrame({"y": [0.3, 1.2, -0.4, 0.8], "s": [0.5, 0.4, 0.6, 0.5], "g": list("aabb")})
+    with pytest.raises(hm.SpecificationError, match=r"se\(\) takes one column.*write 'y \| se\(s\) ~"):
+        hm.Model(f"{lhs} ~ 1 + (1 | g)", d)

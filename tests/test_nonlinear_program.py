@@ -246,3 +246,25 @@ def test_a_constant_added_to_a_parameters_covariate_changes_only_its_intercept()
 def _points_of(em, n=3):
     rng = np.random.default_rng(6)
     return [em.initial_point(rng, jitter=1.0) for _ in range(n)]
+
+
+def test_intercept_prior_of_a_parameter_with_a_constant_added_covariate_is_stated_and_raw_is_refused():
+    """A parameter with covariates: the model says its intercept prior is "centered"; "raw" is refused.
+
+    The report read "raw intercept", explain_priors did not say where the intercept's prior is, and
+    ``intercept_prior="raw"`` was silently sampled centred (found by the sweep).
+    """
+    d = hm.datasets.load("orange")
+    d = d.assign(z=d["Tree"].astype("category").cat.codes.to_numpy() * 0.5 + 3.0)
+    expr = "circumference ~ SSlogis(age, Asym, xmid, scal)"
+    m = hm.Model(expr, d, nonlinear={"Asym": "1 + z + (1 | Tree)"})
+    assert m.intercept_prior == m.priors.intercept_prior == "centered"
+    implies = m.explain_priors(draws=200).set_index("parameter")["implies"]
+    assert implies["Asym_Intercept"].startswith("Asym_Intercept at the means of Asym's covariates")
+    assert implies["xmid_Intercept"].startswith("xmid_Intercept, ")  # no covariates: as given
+    with pytest.raises(hm.PriorError, match=r"intercept_prior='raw' is not available.*\(Asym\)"):
+        hm.Model(expr, d, nonlinear={"Asym": "1 + z + (1 | Tree)"}, intercept_prior="raw")
+    with pytest.raises(hm.PriorError, match="'centered' or 'raw'"):
+        hm.Model(expr, d, nonlinear={"Asym": "1 + (1 | Tree)"}, intercept_prior="centred")
+    plain = hm.Model(expr, d, nonlinear={"Asym": "1 + (1 | Tree)"}, intercept_prior="raw")  # nothing centred: as given
+    assert plain.intercept_prior == plain.priors.intercept_prior == "raw"

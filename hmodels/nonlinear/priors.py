@@ -335,7 +335,8 @@ def resolve_nonlinear_priors(design, priors=None, prior_set=None, intercept_prio
     prior_set : str, optional
         Only ``"default"``: the named sets are in outcome units, which a nonlinear parameter does not have.
     intercept_prior : str
-        Kept for the table; a nonlinear model's intercepts are the parameters' population values.
+        ``"centered"`` (default): a parameter with covariates has its intercept's prior at their means (as
+        sampled); ``"raw"`` is refused for such a model (a PriorError) and kept for the table otherwise.
 
     Returns
     -------
@@ -360,6 +361,16 @@ def resolve_nonlinear_priors(design, priors=None, prior_set=None, intercept_prio
             "priors={'lKa': hm.Normal(0.5, 1), 'sd': hm.HalfNormal(1)}.")
     if priors is not None and not isinstance(priors, Mapping):
         raise PriorError(f"priors must be a dict of priors by parameter key, got {type(priors).__name__}.")
+    if intercept_prior not in ("centered", "raw"):
+        raise PriorError(f"intercept_prior must be 'centered' or 'raw', got {intercept_prior!r}.")
+    centred = [p.name for p in design.predictors if len(p.columns) > 1
+               and any(design.fixed_terms[j] == f"{p.name}_Intercept" for j in p.columns)]
+    if centred and intercept_prior == "raw":  # never silently put the prior elsewhere than asked
+        raise PriorError(
+            f"intercept_prior='raw' is not available for a nonlinear model whose parameters have covariates "
+            f"({', '.join(centred)}): each such parameter's intercept is sampled, with its prior, at the means of its "
+            "covariates (where the nls-based default prior is). Drop intercept_prior='raw', or write the parameter "
+            "without covariates.")
     user: dict[str, Prior] = {}
     for key, value in dict(priors or {}).items():
         if not isinstance(key, str):
@@ -386,6 +397,7 @@ def resolve_nonlinear_priors(design, priors=None, prior_set=None, intercept_prio
             rows.append(ResolvedPrior(slot, prior, "nonlinear start", note, why))
         else:
             rows.append(_resolve_slot(slot, {}, default, default, robust, declared))
-    table = PriorTable(rows, "raw")  # a nonlinear model's coefficients are the parameters' values as given
+    # a parameter with covariates has its intercept's prior at their means (parameter_centring), else as given
+    table = PriorTable(rows, "centered" if centred else "raw")
     table.start = sv
     return table
