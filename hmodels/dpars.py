@@ -182,11 +182,12 @@ def dpar_variables(design) -> set[str]:
     return names
 
 
-def dpar_values(draws, dd, groups: str = "include") -> np.ndarray:
+def dpar_values(draws, dd, groups: str = "include", effects: dict | None = None) -> np.ndarray:
     """Per-row draws (chain, draw, n) of one distributional parameter: inverse link of its predictor.
 
-    ``draws`` is the fit's posterior (``fit.draws``). A level of a factor the fit has not seen (code
-    -1) gets a group effect of 0 (the population value).
+    ``draws`` is the fit's posterior (``fit.draws``). ``effects`` (factor -> (chain, draw, levels, terms)) replaces
+    a factor's fitted effects with fitted + fresh ones for new levels (:func:`hmodels.predict.new_level_effects`,
+    ``predict(groups="new")``); without it a level the fit has not seen gets a group effect of 0.
 
     Examples
     --------
@@ -198,9 +199,10 @@ def dpar_values(draws, dd, groups: str = "include") -> np.ndarray:
     eta = np.einsum("cdp,np->cdn", b, dd.X)
     if groups == "include":
         for f in dd.factors:
-            r = np.asarray(draws[f"r_{f.factor}"].transpose("chain", "draw", ...).values)
+            r = (effects[f.factor] if effects and f.factor in effects
+                 else np.asarray(draws[f"r_{f.factor}"].transpose("chain", "draw", ...).values))
             codes = np.asarray(f.codes)
-            seen = codes >= 0
+            seen = (codes >= 0) & (codes < r.shape[2])
             rr = r[:, :, np.where(seen, codes, 0), :] * seen[None, None, :, None]
             eta = eta + np.einsum("cdnk,nk->cdn", rr, f.Z)
     return inverse_link(dd.link, eta)

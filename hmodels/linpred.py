@@ -77,13 +77,14 @@ def mean_draws(fit, eta: np.ndarray) -> np.ndarray:
     return fit.family.mean(eta)
 
 
-def aux_draws(fit, design=None, groups: str = "include") -> dict[str, np.ndarray]:
+def aux_draws(fit, design=None, groups: str = "include", effects: dict | None = None) -> dict[str, np.ndarray]:
     """Family parameters as (chain, draw, 1) arrays, ready to broadcast over observations.
 
     A vector parameter (the thresholds of an ordinal model) keeps its own last axis: (chain, draw, 1, K-1).
     A parameter with its own formula (:mod:`hmodels.dpars`) is per row: (chain, draw, n), the inverse
     link of its linear predictor on ``design``'s rows (default: the fitted rows); ``groups="exclude"``
-    leaves its group effects out, and a level the fit has not seen gets none.
+    leaves its group effects out, and a level the fit has not seen gets none unless ``effects`` (fresh draws for
+    new levels, :func:`hmodels.dpars.dpar_values`) has its factor.
     """
     out = {a: np.expand_dims(_draws(fit, a), 2) for a in fit.family.aux if a in fit.draws}
     if design is None:
@@ -94,12 +95,12 @@ def aux_draws(fit, design=None, groups: str = "include") -> dict[str, np.ndarray
         from .dpars import dpar_values
 
         for name, dd in design.dpars.items():
-            out[name] = dpar_values(fit.draws, dd, groups)
+            out[name] = dpar_values(fit.draws, dd, groups, effects)
     return out
 
 
 def simulate_response(fit, eta: np.ndarray, design=None, seed: int | None = None,
-                      groups: str = "include") -> np.ndarray:
+                      groups: str = "include", effects: dict | None = None) -> np.ndarray:
     """Replicated outcomes, one per draw and observation (posterior predictive).
 
     ``groups``: whether the group effects of family parameters with their own formula enter
@@ -110,7 +111,7 @@ def simulate_response(fit, eta: np.ndarray, design=None, seed: int | None = None
     """
     design = fit_design(fit) if design is None else design
     rng = np.random.default_rng(seed)
-    mu, aux = mean_draws(fit, eta), aux_draws(fit, design, groups)
+    mu, aux = mean_draws(fit, eta), aux_draws(fit, design, groups, effects)
     trunc = design.spec.trunc
     if trunc is None:
         return fit.family.simulate(rng, mu, aux, trials=design.trials, se=design.se)

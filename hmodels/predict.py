@@ -197,7 +197,7 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
             "population level."
         )
     ss = np.random.SeedSequence(seed)
-    s_effects, s_response = ss.spawn(2)
+    s_effects, s_response, s_dpar = ss.spawn(3)  # (the first two as they always were)
     if newdata is None:
         design = fit_design(fit)
         index = np.arange(design.n)
@@ -214,8 +214,15 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
                 "group), or groups='exclude' for population-level predictions."
             )
     effects = new_level_effects(fit, design, new_levels, seed=s_effects) if groups == "new" and new_levels else None
+    dpar_effects = None
+    if groups == "new" and new_levels and getattr(design, "dpars", None):  # family parameters' factors too
+        from .dpars import dpar_factor_meta
+
+        meta, origin = dpar_factor_meta(design)
+        dpar_effects = new_level_effects(fit, design, new_levels, seed=s_dpar, meta=meta, origin=origin,
+                                         factors=[f for dd in design.dpars.values() for f in dd.factors])
     eta = linear_predictor(fit, design, groups="exclude" if groups == "exclude" else "include", effects=effects)
-    dgroups = "exclude" if groups == "exclude" else "include"  # dpars' effects: unseen levels get none
+    dgroups = "exclude" if groups == "exclude" else "include"  # dpars' effects: fresh ones for new levels
     if kind == "link" and np.ndim(eta) == 4:  # categorical: one log-odds per non-reference category
         c, d = eta.shape[:2]
         da = xr.DataArray(eta, dims=("chain", "draw", "obs", "category"),
@@ -226,7 +233,7 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     if kind == "link":
         values = eta
     elif kind == "mean":  # the expected outcome (zero-inflation, hurdles, the lognormal's exp(mu + sigma^2/2))
-        values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit, design, dgroups))
+        values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit, design, dgroups, dpar_effects))
     elif kind == "probs":
         values = fit.family.probabilities(mean_draws(fit, eta), aux_draws(fit, design, dgroups))
         c, d = values.shape[:2]
@@ -238,7 +245,7 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         )
         return Prediction(da, kind, groups, new_levels)
     else:
-        values = simulate_response(fit, eta, design, seed=s_response, groups=dgroups)
+        values = simulate_response(fit, eta, design, seed=s_response, groups=dgroups, effects=dpar_effects)
     if kind in ("mean", "response") and fit.family.outcome == "ordinal":  # whole-number ratings: their own scale
         from .families.ordinal import rating_offset
 
@@ -447,11 +454,14 @@ def _cholesky(C: np.ndarray) -> np.ndarray:
         return V * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
 
 
-def new_level_effects(fit, design, new_levels: dict, seed=None) -> dict[str, np.ndarray]:
+def new_level_effects(fit, design, new_levels: dict, seed=None, factors=None, meta=None,
+                      origin=None) -> dict[str, np.ndarray]:
     """Group effects for every level of ``design``: fitted draws, then fresh draws for unseen levels.
 
     For each posterior draw ``s`` and unseen level, ``u = diag(sd_s) L_s z`` with ``z ~ N(0, I)``
-    and ``L_s L_s' = C_s`` the correlation matrix (identity outside correlated blocks).
+    and ``L_s L_s' = C_s`` the correlation matrix (identity outside correlated blocks). ``factors``
+    (default ``design.factors``), ``meta`` (factor -> its ``cors``; default ``fit.meta["factors"]``) and
+    ``origin`` (factor -> the data's factor whose unseen levels it has) serve a family parameter's factors.
 
     Returns
     -------
@@ -460,15 +470,16 @@ def new_level_effects(fit, design, new_levels: dict, seed=None) -> dict[str, np.
     """
     rng = np.random.default_rng(seed)
     out = {}
-    for f in design.factors:
-        unseen = new_levels.get(f.factor, [])
+    meta = fit.meta["factors"] if meta is None else meta
+    for f in design.factors if factors is None else factors:
+        unseen = new_levels.get((origin or {}).get(f.factor, f.factor), [])
         if not unseen:
             continue
         r = _stack(fit, f"r_{f.factor}")
         sd = _stack(fit, f"sd_{f.factor}")  # (c, d, k)
         c, d, k = sd.shape
         C = np.broadcast_to(np.eye(k), (c, d, k, k)).copy()
-        for var, bterms in fit.meta["factors"][f.factor]["cors"]:
+        for var, bterms in meta[f.factor]["cors"]:
             idx = [f.terms.index(t) for t in bterms]
             ii, jj = np.ix_(idx, idx)
             C[:, :, ii, jj] = _stack(fit, var)
@@ -482,9 +493,10 @@ def new_level_effects(fit, design, new_levels: dict, seed=None) -> dict[str, np.
 def new_dpar_designs(fit, training, nd, row_labels, unseen: dict | None = None) -> dict:
     """The fitted dpars' designs on new data, encoded like the fitted data.
 
-    A level of a factor the fit has not seen gets code -1: its group effect is 0 (the population
-    value; fresh draws for new levels are future work). Such levels are added to ``unseen`` (factor
-    -> levels), so that ``predict(groups="include")`` refuses them as it does for the mean's factors.
+    A level of a factor the fit has not seen is added to ``unseen`` (factor -> levels), so that
+    ``predict(groups="include")`` refuses it as it does for the mean's factors, and gets the code
+    ``fitted levels + its place in unseen[factor]``: ``predict(groups="new")`` draws its effect from the
+    fitted population (:func:`new_level_effects`); elsewhere it gets none (the population value).
     """
     from .design import dpar_sub_spec
 
@@ -501,13 +513,15 @@ def new_dpar_designs(fit, training, nd, row_labels, unseen: dict | None = None) 
         for g, f in zip(sub.groups, dd.factors):
             pos = {lv: i for i, lv in enumerate(f.levels)}
             labs = level_labels(g, nd)
-            codes = np.array([pos.get(lv, -1) for lv in labs], dtype=np.int64)
+            fresh = {}  # an unseen level: code = fitted levels + its place among the factor's unseen levels
             if unseen is not None:
                 for lv in dict.fromkeys(labs):
                     if lv not in pos and lv not in unseen.setdefault(g.factor, []):
                         unseen[g.factor].append(lv)
+                fresh = {lv: len(f.levels) + j for j, lv in enumerate(unseen.get(g.factor, []))}
                 if not unseen.get(g.factor):  # (a dpar's own factor has no entry when every level was seen)
                     unseen.pop(g.factor, None)
+            codes = np.array([pos.get(lv, fresh.get(lv, -1)) for lv in labs], dtype=np.int64)
             Z = np.concatenate([encode_new_data(b.expression, training, nd, f"group-specific terms of {g.factor!r}")[0]
                                 for b in g.blocks], axis=1)
             factors.append(replace(f, codes=codes, Z=Z))

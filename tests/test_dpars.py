@@ -369,3 +369,41 @@ def test_an_offset_on_the_mean_beside_a_family_parameter_formula():
         warnings.simplefilter("ignore")
         fit = m.fit(draws=200, tune=200, chains=2, seed=1, progressbar=False)
     assert np.isfinite(fit.fixed_effects()["mean"]).all()
+
+
+def test_groups_new_draws_fresh_effects_for_a_dpar_factor():
+    """predict(groups="new"): a new level of sigma's factor gets sigma = exp(b + u), u ~ N(0, sd) per posterior draw.
+
+    It got u = 0 (the population value, understating the spread); fitted levels keep their own effects.
+    """
+    from hmodels.dpars import dpar_values
+    from hmodels.predict import new_design
+
+    rng = np.random.default_rng(2)
+    n = 240
+    h, x = rng.integers(0, 8, n), rng.normal(size=n)
+    y = 1 + 0.5 * x + np.exp(-0.5 + rng.normal(0, 0.6, 8)[h]) * rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "x": x, "h": [f"h{k}" for k in h]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("y ~ x", data, dpars={"sigma": "1 + (1 | h)"}).fit(draws=500, tune=300, chains=2, seed=4,
+                                                                            progressbar=False)
+    new = pd.DataFrame({"x": [0.0] * 3, "h": ["h1", "h_new", "h_other"]})
+    design, unseen = new_design(fit, new)
+    assert unseen == {"h": ["h_new", "h_other"]}
+    assert list(design.dpars["sigma"].factors[0].codes) == [1, 8, 9]  # fitted levels, then the unseen ones in order
+    fresh = hm.predict.new_level_effects(fit, design, unseen, seed=3, factors=design.dpars["sigma"].factors,
+                                         meta={"h__sigma": {"cors": []}}, origin={"h__sigma": "h"})
+    sig = dpar_values(fit.draws, design.dpars["sigma"], "include", fresh)  # (chain, draw, 3)
+    b0 = fit.draws["b_sigma"].isel(b_sigma__term=0).values
+    sd = fit.draws["sd_h__sigma"].values[..., 0]
+    r1 = fit.draws["r_h__sigma"].values[..., 1, 0]
+    np.testing.assert_allclose(np.log(sig[..., 0]), b0 + r1, rtol=1e-12)  # a fitted level: its own effect
+    u = np.log(sig[..., 1]) - b0  # a new level: a fresh N(0, sd) per draw
+    z = u / sd
+    assert abs(z.mean()) < 4 / np.sqrt(z.size) * 1.5 and abs(z.std() - 1) < 0.1, (z.mean(), z.std())
+    assert not np.allclose(sig[..., 1], sig[..., 2])  # two new levels: their own draws
+    # through predict: the spread of a new level's outcomes is wider than the population's
+    wide = fit.predict(new, kind="response", groups="new", seed=1).values[..., 1].std()
+    narrow = fit.predict(new, kind="response", groups="exclude", seed=1).values[..., 1].std()
+    assert wide > narrow
