@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _brms_reference import posterior_table
 
 import hmodels as hm
 
@@ -50,11 +51,6 @@ THEOPH = dict(
 )
 
 
-def _posterior_table(fit):
-    fe, vc = fit.fixed_effects(), fit.variance_components()
-    return {**{k: fe.loc[k] for k in fe.index}, **{k: vc.loc[k] for k in vc.index}}
-
-
 @pytest.mark.parametrize("key,case", [("orange", ORANGE), ("theoph", THEOPH)])
 def test_posterior_equals_brms_under_identical_priors(key, case):
     ref = {v["variable"]: v for v in BRMS[key]["posterior"].values()}
@@ -63,7 +59,7 @@ def test_posterior_equals_brms_under_identical_priors(key, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", hm.ConvergenceWarning)
         fit = model.fit(draws=2000, tune=1000, chains=4, seed=1, progressbar=False)
-    ours = _posterior_table(fit)
+    ours = posterior_table(fit)
     assert set(case["names"].values()) <= set(ours), sorted(ours)
     far = {}
     for brms_name, our_name in case["names"].items():

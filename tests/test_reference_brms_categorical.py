@@ -23,9 +23,9 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from _brms_reference import assert_matches_brms
 
 import hmodels as hm
 from hmodels.families.categorical import category_predictor_names
@@ -106,19 +106,4 @@ def test_priors_used_are_the_brms_priors_per_category():
 
 
 def test_posterior_equals_brms_under_identical_priors(fit):
-    ref = {v["variable"]: v for v in ENTRY["posterior"].values()}
-    fe, vc = fit.fixed_effects(), fit.variance_components()
-    ours = {**{k: fe.loc[k] for k in fe.index}, **{k: vc.loc[k] for k in vc.index}}
-    assert set(ENTRY["names"].values()) <= set(ours), sorted(ours)
-    far, sds = {}, {}
-    for brms_name, our_name in ENTRY["names"].items():
-        r, o = ref[brms_name], ours[our_name]
-        z = (float(o["mean"]) - r["mean"]) / r["sd"]
-        if abs(z) > 0.1:
-            far[our_name] = (round(float(o["mean"]), 4), round(r["mean"], 4), round(z, 3))
-        if not float(o["sd"]) == pytest.approx(r["sd"], rel=0.1):
-            sds[our_name] = (float(o["sd"]), r["sd"])
-    assert not far, far
-    assert not sds, sds
-    assert fit.divergences == 0
-    assert max(float(np.asarray(ours[n]["r_hat"], dtype=float)) for n in ENTRY["names"].values()) <= 1.01
+    assert_matches_brms(fit, ENTRY)
