@@ -42,8 +42,9 @@ PRIOR_CODES = {name: (cls.engine_code, cls._params)
                for name, cls in PRIOR_CLASSES.items() if cls.engine_code is not None}
 
 
-#: Families whose censored observations the kernels evaluate (kernels.c, censored_loglik: closed-form CDFs).
-CENSORED_FAMILIES = ("gaussian", "lognormal", "exponential", "weibull")
+#: Families whose censored observations the kernels evaluate (kernels.c, censored_loglik: closed-form CDFs); each
+#: family class says so (``engine_censoring``).
+CENSORED_FAMILIES = tuple(name for name, cls in FAMILIES.items() if cls.engine_censoring)
 
 
 def engine_gap(design) -> str | None:
@@ -66,7 +67,7 @@ def engine_gap(design) -> str | None:
     if fam.link_fn.engine_code is None:
         return f"the compiled engine has no kernel for the {fam.link} link"
     extras = ["truncation (trunc())"] if getattr(spec, "trunc", None) is not None else []
-    if getattr(spec, "cens", None) is not None and fam.name not in CENSORED_FAMILIES:
+    if getattr(spec, "cens", None) is not None and not fam.engine_censoring:
         extras.append(f"censoring (cens()) for the {fam.name} family (it has for {', '.join(CENSORED_FAMILIES)})")
     if getattr(spec, "weights", None) is not None and fam.outcome in ("ordinal", "categorical"):
         extras.append("observation weights (weights()) for an ordinal or categorical outcome")

@@ -62,6 +62,7 @@ class Gaussian(Family):
     aux: ClassVar = ("sigma",)
     aliases: ClassVar = ("normal",)
     engine_code: ClassVar = K.GAUSSIAN
+    engine_censoring: ClassVar = True  # kernels.c: censored_loglik (log Phi)
     accepts_se: ClassVar = True
 
     @property

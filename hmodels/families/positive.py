@@ -183,6 +183,7 @@ class LogNormal(_Positive):
     }
     aliases: ClassVar = ("log_normal",)
     engine_code: ClassVar = K.GAUSSIAN  # a gaussian model of log y (engine_outcome), Jacobian in the constant
+    engine_censoring: ClassVar = True  # censored log y: the gaussian's censored_loglik
 
     def engine_outcome(self, y):
         """``log y``: the lognormal model is the gaussian model of ``log y``."""
@@ -250,6 +251,7 @@ class Exponential(_Positive):
     links: ClassVar = ("log",)
     default_link: ClassVar = "log"
     engine_code: ClassVar = K.FAM_EXPONENTIAL
+    engine_censoring: ClassVar = True  # kernels.c: censored_loglik (closed-form survival function)
 
     def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
         from scipy import stats
@@ -300,6 +302,7 @@ class Weibull(_Positive):
     default_link: ClassVar = "log"
     aux: ClassVar = ("shape",)
     engine_code: ClassVar = K.FAM_WEIBULL
+    engine_censoring: ClassVar = True  # kernels.c: censored_loglik (closed-form survival function)
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         return float(-np.log(np.asarray(y, dtype=float)).sum())  # -sum(log y): the kernel has the rest
