@@ -588,10 +588,10 @@ def test_lognormal_integrates_out_exactly_as_the_gaussian_model_of_log_y():
 
 
 def test_truncation_and_censoring_without_a_closed_form_cdf_never_reach_the_kernels():
-    """Truncation, and censoring beyond the closed-form CDFs, stay on the PyMC graph.
+    """Truncation and censoring beyond the closed-form CDFs stay on the PyMC graph.
 
-    The kernels have no truncated likelihoods, and censored ones only for gaussian, lognormal, exponential and
-    weibull: the engine refuses the others (the PyMC graph samples them, and the plan says why).
+    The kernels truncate gaussian, lognormal, exponential, weibull, poisson and negative binomial likelihoods and
+    censor the first four: the engine refuses the others (the PyMC graph samples them, and the plan says why).
     """
     from hmodels.engine.layout import engine_gap
 
@@ -601,7 +601,8 @@ def test_truncation_and_censoring_without_a_closed_form_cdf_never_reach_the_kern
     assert engine_gap(hm.Model("t ~ x + (1 | g)", data, family="weibull").design) is None
     assert engine_gap(hm.Model("t | weights(w) ~ x + (1 | g)", data, family="weibull").design) is None
     assert engine_gap(hm.Model("t | cens(c) ~ x + (1 | g)", data, family="weibull").design) is None
-    for lhs, family, words in (("t | cens(c)", "gamma", "censoring"), ("t | trunc(lb=0.05)", "weibull", "truncation")):
+    assert engine_gap(hm.Model("t | trunc(lb=0.05) ~ x + (1 | g)", data, family="weibull").design) is None
+    for lhs, family, words in (("t | cens(c)", "gamma", "censoring"), ("t | trunc(lb=0.05)", "gamma", "truncation")):
         m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family)
         assert words in engine_gap(m.design)
         with pytest.raises(hm.SpecificationError, match=f"{words}.*sampler='pymc'"):

@@ -10,6 +10,7 @@ pointwise log-likelihood (LOO, model comparison) draw by draw.
 from __future__ import annotations
 
 import json
+import math
 import types
 import warnings
 from pathlib import Path
@@ -89,6 +90,14 @@ def test_pymc_likelihood_equals_numpy_pointwise_draw_by_draw(lung_fits):
     np.testing.assert_allclose(ll.sum(-1).mean(), fit.loo().elpd + fit.loo().p, rtol=0.05)
 
 
+def test_predictions_of_a_censored_fit_need_no_censoring_column(lung_fits):
+    fit = lung_fits["weibull"]
+    new = pd.DataFrame({"age": [50.0, 70.0], "sex": [1, 2]})
+    mean = fit.predict(new, kind="mean").values
+    np.testing.assert_array_equal(mean, fit.predict(new.assign(censored=1), kind="mean").values)
+    assert np.isfinite(mean).all()
+
+
 def test_ignoring_censoring_biases_the_intercept_the_censored_fit_does_not(lung_fits):
     naive = hm.Model("time ~ age + sex", _lung(), family="weibull")
     with warnings.catch_warnings():
@@ -146,6 +155,17 @@ def test_zero_truncated_poisson_recovers_the_truth_and_replicates_have_no_zeros(
     assert np.isfinite(float(truncated_fit.loo().elpd))
     with pytest.raises(hm.SpecificationError, match="truncated"):
         truncated_fit.predict(kind="mean")
+
+
+def test_truncated_posterior_on_the_engine_equals_the_pymc_graphs_within_mcse(truncated_fit):
+    assert truncated_fit.meta["plan"]["backend"] == "engine"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hm.ConvergenceWarning)
+        graph = truncated_fit.model.fit(draws=600, tune=600, chains=2, seed=3, progressbar=False, sampler="numpyro")
+    a = pd.concat([truncated_fit.fixed_effects(), truncated_fit.variance_components()])
+    b = pd.concat([graph.fixed_effects(), graph.variance_components()])
+    z = (a["mean"] - b["mean"]) / np.hypot(a["mcse_mean"], b["mcse_mean"])
+    assert (z.abs() < 4).all(), z
 
 
 def test_truncated_pointwise_loglik_is_the_renormalised_pmf(truncated_fit):
@@ -259,6 +279,113 @@ def test_censoring_for_a_family_without_a_closed_form_cdf_stays_on_the_pymc_grap
     d = pd.DataFrame({"y": rng.gamma(2.0, 1.0, 40), "x": rng.normal(size=40), "c": rng.choice([0, 1], 40)})
     plan = hm.Model("y | cens(c) ~ x", d, family="gamma").plan()
     assert plan.backend == "pymc-graph" and "censoring (cens()) for the gamma family" in plan.deviations[0]
+
+
+# -- truncation on the engine (kernels.c: truncation_logmass) ------------------------------------------------
+def _truncated_model(family, bounds, seed=3, n=60):
+    """Data of the family clipped into bounds at its 20% / 80% quantiles (``bounds``: which of them apply)."""
+    fam = hm.families.get_family(family)
+    rng = np.random.default_rng(seed)
+    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(6)], n // 6)
+    mu = fam.mean(0.3 + 0.4 * x + np.asarray(fam.example_eta, dtype=float))
+    aux = {b: fam.aux_spec(b).example for b in fam.aux}
+    y = np.asarray(fam.simulate(rng, mu, aux), dtype=float)
+    lo, hi = np.quantile(y, [0.2, 0.8])
+    lo, hi = (max(np.floor(lo), 1.0), np.ceil(hi) + 1) if fam.discrete else (round(float(lo), 3), round(float(hi), 3))
+    lb, ub = (float(lo) if "lb" in bounds else None), (float(hi) if "ub" in bounds else None)
+    y = np.clip(y, -np.inf if lb is None else lb, np.inf if ub is None else ub)
+    args = ", ".join(f"{k}={v!r}" for k, v in (("lb", lb), ("ub", ub)) if v is not None)
+    d = pd.DataFrame({"y": y, "x": x, "g": g})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hm.Model(f"y | trunc({args}) ~ x + (1 | g)", d, family=family)
+
+
+def _truncated_cases():
+    from hmodels.engine.layout import TRUNCATED_FAMILIES
+
+    return [pytest.param(f, b, id=f"{f}-{b}") for f in TRUNCATED_FAMILIES for b in ("lb", "ub", "lb+ub")]
+
+
+@pytest.mark.parametrize("family,bounds", _truncated_cases())
+def test_truncated_log_density_on_the_engine_equals_scipy_and_the_pymc_graph(family, bounds):
+    """Every family the kernels truncate, each kind of bound: = scipy (pointwise_loglik), = pm.Truncated, = FD."""
+    from test_engine import _log_prior_only, _points, assert_engine_matches_pymc
+
+    m = _truncated_model(family, bounds)
+    plan = m.plan()
+    assert plan.backend == "engine" and not plan.deviations, plan
+    em = m.engine_model(None)
+    d = m.design
+    for x in _points(em, n=3, seed=9):
+        v = em.constrained(x[None])
+        eta = d.X @ v["b"][0] + (d.factors[0].Z * v["r_g"][0][d.factors[0].codes]).sum(axis=1)
+        draws = xr.Dataset({a: (("chain", "draw"), [[float(v[a][0])]]) for a in m.family.aux})
+        view = types.SimpleNamespace(family=m.family, draws=draws, design=d)
+        expected = float(pointwise_loglik(view, eta[None, None], d).sum()) + _log_prior_only(m, em, x)
+        assert em.logp_grad(x, jacobian=False)[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)
+    assert_engine_matches_pymc(m, em, None, f"{family}-{bounds}", gradient=True, seed=3)
+
+
+_INF = np.inf
+
+
+@pytest.mark.parametrize("family,lb,ub,eta,aux,expected", [
+    # far tails, where a difference of CDFs loses every digit: exact values (mpmath / closed forms)
+    ("gaussian", 10.0, _INF, 0.0, {"sigma": 1.0}, -53.23128515051247),
+    ("gaussian", 38.0, 40.0, 0.0, {"sigma": 1.0}, -726.5572160190),
+    ("gaussian", -40.0, -38.0, 0.0, {"sigma": 1.0}, -726.5572160190),
+    ("gaussian", 0.0, _INF, 5.0, {"sigma": 1.0}, float(np.log1p(-0.5 * math.erfc(5 / math.sqrt(2))))),
+    ("poisson", 1.0, _INF, -20.0, {}, float(np.log(-np.expm1(-np.exp(-20.0))))),  # P(y >= 1) = 1 - exp(-mu)
+    ("poisson", 0.0, 3.0, 7.0, {}, None),  # scipy's logcdf is -inf here; the kernels' is finite (checked by FD)
+    ("poisson", 1000.0, _INF, float(np.log(900.0)), {}, None),
+    ("negativebinomial", 1.0, _INF, -15.0, {"alpha": 50.0},  # 1 - (a / (a + mu))^a (scipy's logpmf loses digits)
+     float(np.log(-np.expm1(-50.0 * np.log1p(np.exp(-15.0) / 50.0))))),
+    ("negativebinomial", 30.0, _INF, 0.0, {"alpha": 2.0}, None),
+    ("negativebinomial", 1.0, _INF, float(np.log(1000.0)), {"alpha": 0.5},  # a tail too long to sum: closed form
+     float(np.log(-np.expm1(0.5 * np.log(0.5 / 1000.5))))),
+    ("exponential", 30.0, _INF, 0.0, {}, -30.0),  # log S(30) of a mean-1 exponential
+    ("weibull", 4.0, 5.0, 0.0, {"shape": 3.0}, None),
+])
+def test_truncation_mass_in_the_kernels_is_exact_in_the_tails(family, lb, ub, eta, aux, expected):
+    """log P(lb <= y <= ub) where a difference of CDFs would round to 0 or 1: the closed form or scipy, and FD."""
+    from scipy import special, stats
+
+    from hmodels.engine import native
+
+    fam = hm.families.get_family(family)
+    lp, grad = native.truncation_logmass(fam.engine_code, fam.link_fn.engine_code, lb, ub, eta, aux)
+    if expected is None:  # scipy, summing the pmf (counts) or from its survival function
+        mu = np.exp(eta)
+        if family == "weibull":
+            k = aux["shape"]
+            dist = stats.weibull_min(k, scale=mu / special.gamma(1 + 1 / k))
+            expected = dist.logsf(lb) + np.log(-np.expm1(dist.logsf(ub) - dist.logsf(lb)))
+        else:
+            dist = stats.poisson(mu) if family == "poisson" else stats.nbinom(aux["alpha"],
+                                                                              aux["alpha"] / (aux["alpha"] + mu))
+            top = ub if ub < _INF else lb + 20000
+            expected = special.logsumexp(dist.logpmf(np.arange(lb, top + 1)))
+    assert lp == pytest.approx(expected, rel=1e-11, abs=1e-9)
+    h = 1e-6
+    up = native.truncation_logmass(fam.engine_code, fam.link_fn.engine_code, lb, ub, eta + h, aux)[0]
+    down = native.truncation_logmass(fam.engine_code, fam.link_fn.engine_code, lb, ub, eta - h, aux)[0]
+    assert grad["eta"] == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-6)
+    for name, value in aux.items():
+        plus = native.truncation_logmass(fam.engine_code, fam.link_fn.engine_code, lb, ub, eta,
+                                         {**aux, name: value * (1 + h)})[0]
+        minus = native.truncation_logmass(fam.engine_code, fam.link_fn.engine_code, lb, ub, eta,
+                                          {**aux, name: value * (1 - h)})[0]
+        assert grad[name] == pytest.approx((plus - minus) / (2 * h * value), rel=1e-6, abs=1e-6)
+
+
+def test_truncation_the_kernels_do_not_evaluate_stays_on_the_pymc_graph_and_the_plan_says_so():
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"y": np.abs(rng.standard_t(5, 40)), "x": rng.normal(size=40)})
+    plan = hm.Model("y | trunc(lb=0) ~ x", d, family="student_t").plan()
+    assert plan.backend == "pymc-graph" and "truncation (trunc()) for the student_t family" in plan.deviations[0]
+    plan = hm.Model("y | trunc(lb=0) ~ x", d.assign(y=d.y + 0.1), family="gamma").plan()
+    assert plan.backend == "pymc-graph" and "truncation (trunc()) for the gamma family" in plan.deviations[0]
 
 
 # -- the formula and bad input ----------------------------------------------------------------------------

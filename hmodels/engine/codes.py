@@ -61,6 +61,8 @@ H_WEIGHTED = 42  # 1: observation weights (weights()): each observation's log-li
 O_OBSW = 43  # F: the observation weights (one per observation)
 H_CENSORED = 44  # 1: censoring (cens()): F[O_CENS + i] is 0 (observed), 1 (right-censored) or -1 (left-censored)
 O_CENS = 45  # F: the censoring code of each observation
+H_TRUNC = 46  # 1: truncation (trunc()): each observation's log-likelihood less log P(lb <= y <= ub)
+O_TRUNC = 47  # F: the bounds (lb, ub) on the scale of the kernel's outcome (-inf / inf for none; counts: integers)
 HEADER = 48
 
 # ---- factor table (FW ints per factor) ---------------------------------------------------------------

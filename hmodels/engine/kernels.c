@@ -769,6 +769,131 @@ static double censored_loglik(int family, int link, int c, double y, double logy
     return NAN;
 }
 
+/* ---- truncation (trunc()): log P(lb <= y <= ub), the normalising constant of a truncated likelihood ------ */
+/* log(Phi(b) - Phi(a)) for a < b (either infinite), in the tail that keeps its precision, and its derivatives. */
+static double log_normal_mass(double a, double b, double *da, double *db) {
+    double lo, hi, m, lp;
+    if (a > 0.0) {  /* both in the upper tail: Phi(-a) - Phi(-b) */
+        log_ndtr_and_mills(-a, &hi, &m);
+        lo = -INFINITY;
+        if (b < INFINITY) log_ndtr_and_mills(-b, &lo, &m);
+    } else {
+        hi = 0.0;
+        if (b < INFINITY) log_ndtr_and_mills(b, &hi, &m);
+        lo = -INFINITY;
+        if (a > -INFINITY) log_ndtr_and_mills(a, &lo, &m);
+    }
+    lp = lo == -INFINITY ? hi : hi + log(-expm1(lo - hi));
+    *da = isfinite(a) ? -exp(-0.5 * a * a - 0.5 * LOG_2PI - lp) : 0.0;
+    *db = isfinite(b) ? exp(-0.5 * b * b - 0.5 * LOG_2PI - lp) : 0.0;
+    return lp;
+}
+
+/* log of the sum of a count pmf (poisson, or negative binomial with shape a) over the integers of [lo, hi] (hi may
+ * be inf), and its derivatives in mu and a: the terms relative to the one at the mode clamped into [lo, hi], summed
+ * outward from there (they only fall) until they no longer count. */
+static double count_log_sum(int nb, double mu, double a, double lo, double hi, double *dmu, double *da) {
+    if (!(mu > 0.0 && mu < 1e15) || (nb && !(a > 0.0 && a < INFINITY))) {  /* no sum to take (NaN: rejected) */
+        *dmu = *da = NAN;
+        return NAN;
+    }
+    double mode = nb ? (a > 1.0 ? floor((a - 1.0) * mu / a) : 0.0) : floor(mu);
+    double m0 = fmin(fmax(mode, lo), hi);
+    double lq = nb ? log(a / (a + mu)) : 0.0, lr = nb ? log(mu / (a + mu)) : log(mu), up = nb ? mu / (a + mu) : mu;
+    double lp0 = nb ? lgam(m0 + a) - lgam(a) - lgam(m0 + 1.0) + a * lq + m0 * lr : m0 * lr - mu - lgam(m0 + 1.0);
+    double dga = nb ? digamma(a) : 0.0, dg0 = nb ? digamma(m0 + a) : 0.0, amu = nb ? a + mu : 1.0;
+#define TRUNC_DMU(k) (nb ? (k) / mu - ((k) + a) / amu : (k) / mu - 1.0)
+#define TRUNC_DA(k, dg) (nb ? (dg) - dga + lq + (mu - (k)) / amu : 0.0)
+    double s = 1.0, smu = TRUNC_DMU(m0), sa = TRUNC_DA(m0, dg0), t = 1.0, dg = dg0;
+    for (double k = m0 + 1.0; k <= hi; k += 1.0) {  /* upward: pmf(k) / pmf(k - 1) = (k - 1 + a) / k * mu / (a + mu) */
+        t *= nb ? (k - 1.0 + a) / k * up : up / k;
+        dg += nb ? 1.0 / (k - 1.0 + a) : 0.0;
+        s += t;
+        smu += t * TRUNC_DMU(k);
+        sa += t * TRUNC_DA(k, dg);
+        if (t < 1e-17 * s) break;
+    }
+    t = 1.0;
+    dg = dg0;
+    for (double k = m0 - 1.0; k >= lo; k -= 1.0) {  /* downward: the inverse ratio */
+        t *= nb ? (k + 1.0) / (k + a) / up : (k + 1.0) / up;
+        dg -= nb ? 1.0 / (k + a) : 0.0;
+        s += t;
+        smu += t * TRUNC_DMU(k);
+        sa += t * TRUNC_DA(k, dg);
+        if (t < 1e-17 * s) break;
+    }
+#undef TRUNC_DMU
+#undef TRUNC_DA
+    *dmu = smu / s;
+    *da = sa / s;
+    return lp0 + log(s);
+}
+
+/* z = (y / lambda)^k of the weibull (lambda = mean / Gamma(1 + 1/k)) or y / mean of the exponential at log y, and its
+ * derivatives in eta and k */
+static double weibull_z(int family, double logy, double eta, const double *aux, double *dz_eta, double *dz_k) {
+    if (family == FAM_EXPONENTIAL) {
+        double z = exp(logy - eta);
+        *dz_eta = -z;
+        *dz_k = 0.0;
+        return z;
+    }
+    double k = aux[A_SHAPE], cc = lgam(1.0 + 1.0 / k), dL = digamma(1.0 + 1.0 / k) / (k * k);
+    double u = logy - (eta - cc), z = exp(k * u);
+    *dz_eta = -k * z;
+    *dz_k = z * (u - k * dL);
+    return z;
+}
+
+/* log P(lb <= y <= ub) of one observation (bounds on the kernel's outcome scale: log y for the lognormal; counts:
+ * integers, both included, P = F(ub) - F(lb - 1)); SUBTRACTS its derivatives from *ge (eta) and gi (parameters),
+ * as the observation's log-likelihood is the family's less it. Gaussian: log(Phi(b) - Phi(a)); exponential, weibull:
+ * log(S(lb) - S(ub)); poisson, negative binomial: the pmf summed over [lb, ub], or 1 - its sum below lb when
+ * there is no upper bound and that sum is under 1/2. */
+static double truncation_logmass(int family, int link, double lb, double ub, double eta, const double *aux,
+                                 double *ge, double *gi) {
+    double dmu, mu = mean_of(link, eta, &dmu);
+    if (family == GAUSSIAN) {
+        double s = aux[A_SIGMA], a = (lb - mu) / s, b = (ub - mu) / s, da, db;
+        double lp = log_normal_mass(a, b, &da, &db);
+        *ge -= -(da + db) / s * dmu;
+        gi[A_SIGMA] -= -((isfinite(a) ? da * a : 0.0) + (isfinite(b) ? db * b : 0.0)) / s;
+        return lp;
+    }
+    if (family == FAM_EXPONENTIAL || family == FAM_WEIBULL) {
+        double za = 0.0, zb = INFINITY, ea = 0.0, ka = 0.0, eb = 0.0, kb = 0.0;
+        if (lb > 0.0) za = weibull_z(family, log(lb), eta, aux, &ea, &ka);
+        if (ub < INFINITY) zb = weibull_z(family, log(ub), eta, aux, &eb, &kb);
+        double lp = -za + log(-expm1(za - zb));
+        double dza = 1.0 / expm1(za - zb), dzb = zb < INFINITY ? 1.0 / expm1(zb - za) : 0.0;
+        *ge -= dza * ea + dzb * eb;
+        if (family == FAM_WEIBULL) gi[A_SHAPE] -= dza * ka + dzb * kb;
+        return lp;
+    }
+    if (family == POISSON || family == NEGBIN) {
+        int nb = family == NEGBIN;
+        double a = nb ? aux[A_ALPHA] : 0.0, lo = fmax(lb, 0.0), lp, dm, dal;
+        if (ub == INFINITY && lo > 0.0) {
+            double lc = count_log_sum(nb, mu, a, 0.0, lo - 1.0, &dm, &dal);  /* log F(lb - 1) */
+            if (lc < -LOG_2) {  /* P = 1 - F(lb - 1) */
+                double r = -exp(lc) / -expm1(lc);  /* d log P / d log F */
+                lp = log(-expm1(lc));
+                dm *= r;
+                dal *= r;
+            } else {
+                lp = count_log_sum(nb, mu, a, lo, ub, &dm, &dal);
+            }
+        } else {
+            lp = count_log_sum(nb, mu, a, lo, ub, &dm, &dal);
+        }
+        *ge -= dm * dmu;
+        if (nb) gi[A_ALPHA] -= dal;
+        return lp;
+    }
+    return NAN;
+}
+
 /* ---- observation by observation: family parameters with their own formula, observation weights ----------- */
 /* With H_NDPAR > 0, block 0 of the rows is the location's linear predictor and block j (1..H_NDPAR) that of the
  * parameter in slot dp[2(j-1)] of AUX_NAMES through link dp[2(j-1)+1] (LOG: exp; LOGIT: the logistic). Each
@@ -781,7 +906,7 @@ static double rowwise_loglik(const double *F, const i64 *I, i64 n, const double 
     i64 nd = I[H_NDPAR], nobs = I[H_NPRED] > 0 ? n / I[H_NPRED] : n;
     const i64 *dp = I + I[O_DPARS];
     const double *logy = F + I[O_LOGY], *ow = I[H_WEIGHTED] == 1 ? F + I[O_OBSW] : NULL;
-    const double *cens = I[H_CENSORED] == 1 ? F + I[O_CENS] : NULL;
+    const double *cens = I[H_CENSORED] == 1 ? F + I[O_CENS] : NULL, *trunc = I[H_TRUNC] == 1 ? F + I[O_TRUNC] : NULL;
     int family = (int)I[H_FAMILY], link = (int)I[H_LINK];
     double ll = 0.0;
     for (i64 i = 0; i < nobs; i++) {
@@ -795,8 +920,10 @@ static double rowwise_loglik(const double *F, const i64 *I, i64 n, const double 
         }
         double wi = ow ? ow[i] : 1.0;
         int ci = cens ? (int)cens[i] : 0;
-        ll += wi * (ci == 0 ? family_loglik(family, link, 1, y + i, eta + i, trials + i, w + i, ai, &ge, gi, known_se, ly)
-                            : censored_loglik(family, link, ci, y[i], ly[0], eta[i], ai, &ge, gi));
+        double li = ci == 0 ? family_loglik(family, link, 1, y + i, eta + i, trials + i, w + i, ai, &ge, gi, known_se, ly)
+                            : censored_loglik(family, link, ci, y[i], ly[0], eta[i], ai, &ge, gi);
+        if (trunc) li -= truncation_logmass(family, link, trunc[0], trunc[1], eta[i], ai, &ge, gi);
+        ll += wi * li;
         g_eta[i] = wi * ge;
         for (i64 j = 0; j < nd; j++) g_eta[(j + 1) * nobs + i] = wi * gi[dp[2 * j]] * dv[j];
         for (int a = 0; a < NAUX; a++) g_aux[a] += wi * gi[a];
@@ -1913,7 +2040,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
             lp += cumulative_loglik((int)I[H_LINK], n, y, st.eta, st.cut, ncut, st.g_eta, st.gcut);
         } else if (I[H_FAMILY] == FAM_CATEGORICAL) {
             lp += categorical_loglik(n, I[H_NPRED], y, st.eta, st.g_eta);
-        } else if (I[H_NDPAR] > 0 || I[H_WEIGHTED] == 1 || I[H_CENSORED] == 1) {
+        } else if (I[H_NDPAR] > 0 || I[H_WEIGHTED] == 1 || I[H_CENSORED] == 1 || I[H_TRUNC] == 1) {
             lp += rowwise_loglik(F, I, n, y, st.eta, trials, w, aux, st.g_eta, g_aux, known_se);
         } else if (I[H_NLOPS] > 0) {  /* nonlinear: the family's likelihood of mu = program(parameters), chain rule */
             i64 m = I[H_NPRED], nobs = n / m;
@@ -2105,4 +2232,14 @@ double hm_prior_logp(int64_t code, double p1, double p2, double p3, double v, do
 /* ---- for tests: a nonlinear program on nobs observations (mu, and D = d mu / d parameters) ---------------- */
 int64_t hm_nl_forward(const double *F, const i64 *I, i64 nobs, i64 m, const double *eta, double *mu, double *D) {
     return nl_forward(F, I, nobs, m, eta, mu, D);
+}
+
+/* ---- for tests: log P(lb <= y <= ub) of one observation; grad[0] = d/d eta, grad[1 + a] = d/d aux[a] ------ */
+double hm_truncation_logmass(int64_t family, int64_t link, double lb, double ub, double eta, const double *aux,
+                             double *grad) {
+    double ge = 0.0, gi[NAUX] = {0.0};
+    double lp = truncation_logmass((int)family, (int)link, lb, ub, eta, aux, &ge, gi);
+    grad[0] = -ge;  /* truncation_logmass subtracts its derivatives (the log-likelihood is less it) */
+    for (int a = 0; a < NAUX; a++) grad[1 + a] = -gi[a];
+    return lp;
 }

@@ -45,14 +45,16 @@ PRIOR_CODES = {name: (cls.engine_code, cls._params)
 #: Families whose censored observations the kernels evaluate (kernels.c, censored_loglik: closed-form CDFs); each
 #: family class says so (``engine_censoring``).
 CENSORED_FAMILIES = tuple(name for name, cls in FAMILIES.items() if cls.engine_censoring)
+#: Families whose truncated likelihood the kernels evaluate (kernels.c, truncation_logmass); ``engine_truncation``.
+TRUNCATED_FAMILIES = tuple(name for name, cls in FAMILIES.items() if cls.engine_truncation)
 
 
 def engine_gap(design) -> str | None:
     """Why the compiled engine cannot sample this design's model (words for the plan), or None when it can.
 
     The kernels have a likelihood for every family with an ``engine_code`` and link with one, observation
-    weights (``weights()``) included, with no censoring (``cens()``) or truncation (``trunc()``): those run
-    on the PyMC graph.
+    observation weights (``weights()``) included; censoring (``cens()``) and truncation (``trunc()``) for the
+    families that declare them (``engine_censoring``, ``engine_truncation``); the rest run on the PyMC graph.
 
     Examples
     --------
@@ -66,7 +68,9 @@ def engine_gap(design) -> str | None:
         return f"the compiled engine has no kernel for the {fam.name} family"
     if fam.link_fn.engine_code is None:
         return f"the compiled engine has no kernel for the {fam.link} link"
-    extras = ["truncation (trunc())"] if getattr(spec, "trunc", None) is not None else []
+    extras = []  # (the spec refuses censoring with truncation, and either with known standard errors)
+    if getattr(spec, "trunc", None) is not None and not fam.engine_truncation:
+        extras.append(f"truncation (trunc()) for the {fam.name} family (it has for {', '.join(TRUNCATED_FAMILIES)})")
     if getattr(spec, "cens", None) is not None and not fam.engine_censoring:
         extras.append(f"censoring (cens()) for the {fam.name} family (it has for {', '.join(CENSORED_FAMILIES)})")
     if getattr(spec, "weights", None) is not None and fam.outcome in ("ordinal", "categorical"):
@@ -313,7 +317,8 @@ class EngineModel:
         # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
         weights = getattr(orig, "weights", None)  # brms's weights(): each observation's log-likelihood times it
         self.aggregated = (_aggregate(self.fam, Xc, codes, Zs, y, trials, offset)
-                           if collapse is None and not stacked and weights is None and cens is None else None)
+                           if collapse is None and not stacked and weights is None and cens is None
+                           and spec.trunc is None else None)
         Xs = Xc  # the rows the kernels see
         if self.aggregated is not None:
             a = self.aggregated
@@ -480,6 +485,14 @@ class EngineModel:
             if collapse is not None:
                 raise ValueError("censoring cannot be combined with an integrated-out factor")
             h[K.H_CENSORED], h[K.O_CENS] = 1, F.add(np.asarray(cens, dtype=float))
+        if spec.trunc is not None:  # the bounds on the kernel's outcome scale; counts: the integers they include
+            lb, ub = (float(d) if b is None else float(b) for b, d in zip(spec.trunc, (-np.inf, np.inf)))
+            if self.fam.discrete:
+                lb, ub = np.ceil(lb), np.floor(ub)
+            elif self.fam.name == "lognormal":  # a gaussian model of log y: the bounds' logs (log 0 = -inf)
+                with np.errstate(divide="ignore"):
+                    lb, ub = (float(v) for v in self.fam.engine_outcome(np.array([max(lb, 0.0), ub])))
+            h[K.H_TRUNC], h[K.O_TRUNC] = 1, F.add([lb, ub])
         if self.dpar_blocks:  # per parameter block: its slot of AUX_NAMES and link
             h[K.H_NDPAR] = len(self.dpar_blocks)
             h[K.O_DPARS] = I.add(np.array([[K.AUX_NAMES.index(name), LINK_CODES[link]]

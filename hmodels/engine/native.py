@@ -49,7 +49,8 @@ CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-math
 _LIB = None
 _LIB_LOCK = threading.Lock()  # one load per process, even from several threads
 #: Entry points every library must export (``hm_logp``/``hm_expand`` are called by nutpie).
-SYMBOLS = ("hm_logp_grad", "hm_conditional_draws", "hm_prior_logp", "hm_logp", "hm_expand", "hm_nl_forward")
+SYMBOLS = ("hm_logp_grad", "hm_conditional_draws", "hm_prior_logp", "hm_logp", "hm_expand", "hm_nl_forward",
+           "hm_truncation_logmass")
 _LOCK_WAIT_S = 120.0  # how long to wait for another process's build before building without the lock
 _COMPILE_TIMEOUT_S = 600.0
 
@@ -251,6 +252,9 @@ def _open(path: Path):
                                          _f64, _f64]
     lib.hm_nl_forward.restype = ctypes.c_int64
     lib.hm_nl_forward.argtypes = [_f64, _i64, ctypes.c_int64, ctypes.c_int64, _f64, _f64, _f64]
+    lib.hm_truncation_logmass.restype = ctypes.c_double
+    lib.hm_truncation_logmass.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_double, ctypes.c_double,
+                                          ctypes.c_double, _f64, _f64]
     lib.hm_prior_logp.restype = ctypes.c_double
     lib.hm_prior_logp.argtypes = [ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_double,
                                   ctypes.c_double, ctypes.POINTER(ctypes.c_double)]
@@ -321,6 +325,21 @@ def prior_logp(code: int, p1: float, p2: float, p3: float, v: float) -> tuple[fl
     d = ctypes.c_double()
     lp = library().hm_prior_logp(int(code), float(p1), float(p2), float(p3), float(v), ctypes.byref(d))
     return float(lp), float(d.value)
+
+
+def truncation_logmass(family: int, link: int, lb: float, ub: float, eta: float, aux: dict) -> tuple[float, dict]:
+    """``log P(lb <= y <= ub)`` of one observation as the kernels compute it, and its derivatives (for tests).
+
+    ``family`` and ``link`` are kernel codes, ``aux`` the family parameters by name (``codes.AUX_NAMES``),
+    the bounds on the kernel's outcome scale (``-inf`` / ``inf`` for none). Returns ``(log mass, {"eta": d/d eta,
+    name: d/d parameter})``.
+    """
+    a = np.zeros(codes.NAUX)
+    for name, value in aux.items():
+        a[codes.AUX_NAMES.index(name)] = value
+    grad = np.zeros(1 + codes.NAUX)
+    lp = library().hm_truncation_logmass(int(family), int(link), float(lb), float(ub), float(eta), a, grad)
+    return float(lp), {"eta": float(grad[0]), **{n: float(grad[1 + codes.AUX_NAMES.index(n)]) for n in aux}}
 
 
 def nl_forward(ops, constants, covariates, params) -> tuple[np.ndarray, np.ndarray] | None:

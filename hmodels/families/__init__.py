@@ -63,6 +63,7 @@ class Gaussian(Family):
     aliases: ClassVar = ("normal",)
     engine_code: ClassVar = K.GAUSSIAN
     engine_censoring: ClassVar = True  # kernels.c: censored_loglik (log Phi)
+    engine_truncation: ClassVar = True  # kernels.c: truncation_logmass
     accepts_se: ClassVar = True
 
     @property
@@ -240,6 +241,7 @@ class Poisson(Family):
     default_link: ClassVar = "log"
     outcome: ClassVar = "count"
     engine_code: ClassVar = K.POISSON
+    engine_truncation: ClassVar = True  # kernels.c: truncation_logmass (the pmf summed over the bounds)
     overdispersed_alternative: ClassVar = "negativebinomial"
     ppc_kind: ClassVar = "counts"
     discrete: ClassVar = True
@@ -288,6 +290,7 @@ class NegativeBinomial(Family):
     outcome: ClassVar = "count"
     aliases: ClassVar = ("negbinomial", "negative_binomial", "negbin", "nb")
     engine_code: ClassVar = K.NEGBIN
+    engine_truncation: ClassVar = True  # kernels.c: truncation_logmass (the pmf summed over the bounds)
     ppc_kind: ClassVar = "counts"
     discrete: ClassVar = True
 

@@ -40,7 +40,8 @@ class Family:
     ``binary``, ``binomial``, ``count``: the checks every outcome of that kind gets; a family adds
     its own in :meth:`check_response`), ``aliases``, ``engine_code`` (its C kernel, None when the
     compiled engine has none), ``engine_censoring`` (the kernels evaluate its censored observations:
-    ``censored_loglik`` in ``kernels.c``), ``ppc_kind`` (``density``, ``bars``, ``counts``), ``discrete``,
+    ``censored_loglik`` in ``kernels.c``), ``engine_truncation`` (they evaluate its truncated likelihood:
+    ``truncation_logmass``), ``ppc_kind`` (``density``, ``bars``, ``counts``), ``discrete``,
     ``accepts_se`` (known standard errors).
 
     Methods take ``mu`` — the distribution's location from the inverse link (a probability per
@@ -60,6 +61,7 @@ class Family:
     aliases: ClassVar[tuple[str, ...]] = ()
     engine_code: ClassVar[int | None] = None
     engine_censoring: ClassVar[bool] = False
+    engine_truncation: ClassVar[bool] = False
     ppc_kind: ClassVar[str] = "density"
     discrete: ClassVar[bool] = False
     accepts_se: ClassVar[bool] = False

@@ -13,8 +13,10 @@ weibull      mean                         ``shape``                  ``mu^2 (G(1
 ===========  ===========================  =========================  ==================================
 
 Censored times (``time | cens(censored) ~ ...``, brms's coding: 1 = right-censored) and truncation
-(``y | trunc(lb=, ub=)``) go through :meth:`~hmodels.families.base.Family.pymc_dist` and
-:meth:`~hmodels.families.base.Family.scipy_dist` (the PyMC graph; the plan says so).
+(``y | trunc(lb=, ub=)``) use :meth:`~hmodels.families.base.Family.pymc_dist` and
+:meth:`~hmodels.families.base.Family.scipy_dist` on the PyMC graph and in summaries; the compiled engine
+evaluates both for the lognormal, exponential and weibull (``engine_censoring``, ``engine_truncation``), and the
+gamma's on the PyMC graph (the plan says so).
 
 Examples
 --------
@@ -184,6 +186,7 @@ class LogNormal(_Positive):
     aliases: ClassVar = ("log_normal",)
     engine_code: ClassVar = K.GAUSSIAN  # a gaussian model of log y (engine_outcome), Jacobian in the constant
     engine_censoring: ClassVar = True  # censored log y: the gaussian's censored_loglik
+    engine_truncation: ClassVar = True  # the gaussian's truncation_logmass on log y
 
     def engine_outcome(self, y):
         """``log y``: the lognormal model is the gaussian model of ``log y``."""
@@ -252,6 +255,7 @@ class Exponential(_Positive):
     default_link: ClassVar = "log"
     engine_code: ClassVar = K.FAM_EXPONENTIAL
     engine_censoring: ClassVar = True  # kernels.c: censored_loglik (closed-form survival function)
+    engine_truncation: ClassVar = True  # kernels.c: truncation_logmass (closed-form survival function)
 
     def loglik(self, y, mu, aux, trials=None, se=None):  # noqa: D102
         from scipy import stats
@@ -303,6 +307,7 @@ class Weibull(_Positive):
     aux: ClassVar = ("shape",)
     engine_code: ClassVar = K.FAM_WEIBULL
     engine_censoring: ClassVar = True  # kernels.c: censored_loglik (closed-form survival function)
+    engine_truncation: ClassVar = True  # kernels.c: truncation_logmass (closed-form survival function)
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         return float(-np.log(np.asarray(y, dtype=float)).sum())  # -sum(log y): the kernel has the rest
