@@ -163,7 +163,7 @@ def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: di
     distribution (:func:`hmodels.predict.new_level_effects`).
     """
     from .model import Model
-    from .predict import new_design, new_level_effects
+    from .predict import new_design, new_dpar_level_effects, new_level_effects
     from .spec import ModelSpec
     from .studies._dask import quiet
 
@@ -189,8 +189,10 @@ def _fold_loglik(spec_dict: dict, data: pd.DataFrame, priors: dict, fit_meta: di
         test = test.drop(columns=refit.spec.response)  # labels, not numbers: _held_out_outcome codes them
     design, unseen = new_design(refit, test, need_trials=True, need_se=True)
     design = _held_out_outcome(refit, design, data, test_idx)
-    effects = new_level_effects(refit, design, unseen, seed=seed) if unseen else None
-    return pointwise_loglik(refit, linear_predictor(refit, design, effects=effects), design)
+    streams = np.random.SeedSequence(seed).spawn(2) if seed is not None else (None, None)
+    effects = new_level_effects(refit, design, unseen, seed=seed) if unseen else None  # (as it always was)
+    dpar_effects = new_dpar_level_effects(refit, design, unseen, seed=streams[1])
+    return pointwise_loglik(refit, linear_predictor(refit, design, effects=effects), design, dpar_effects)
 
 
 def _held_out_outcome(refit, design, data: pd.DataFrame, test_idx: np.ndarray):
@@ -283,7 +285,8 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, clie
     Each refit uses the fit's spec, its resolved priors (the same prior objects, not re-derived from
     the subset), centring and sampler settings; ArviZ then combines the held-out log likelihoods.
     Held-out rows of levels absent from the training folds get group effects drawn from the fitted
-    population distribution (:func:`hmodels.predict.new_level_effects`).
+    population distribution (:func:`hmodels.predict.new_level_effects`), for the family parameters' own
+    factors too (:func:`hmodels.predict.new_dpar_level_effects`).
 
     Parameters
     ----------

@@ -150,10 +150,14 @@ def truncation_log_mass(family, dist, trunc) -> np.ndarray:
         return b + np.log(-np.expm1(a - b))
 
 
-def pointwise_loglik(fit, eta: np.ndarray, design=None) -> np.ndarray:
-    """Log-likelihood of each observation under each draw, shape (chain, draw, n)."""
+def pointwise_loglik(fit, eta: np.ndarray, design=None, dpar_effects: dict | None = None) -> np.ndarray:
+    """Log-likelihood of each observation under each draw, shape (chain, draw, n).
+
+    ``dpar_effects``: group effects of the family parameters' factors with fresh draws for unseen levels
+    (:func:`hmodels.predict.new_dpar_level_effects`); without them such a level gets none.
+    """
     design = fit_design(fit) if design is None else design
-    fam, mu, aux = fit.family, mean_draws(fit, eta), aux_draws(fit, design)
+    fam, mu, aux = fit.family, mean_draws(fit, eta), aux_draws(fit, design, effects=dpar_effects)
     ll = fam.loglik(design.y, mu, aux, trials=design.trials, se=design.se)
     cens, trunc = getattr(design, "cens", None), design.spec.trunc
     if cens is not None or trunc is not None:

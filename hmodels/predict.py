@@ -46,7 +46,7 @@ from .design import (
 from .errors import DataError, MissingColumnError, SpecificationError, closest
 from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, simulate_response
 
-__all__ = ["Prediction", "predict", "new_design", "new_level_effects"]
+__all__ = ["Prediction", "predict", "new_design", "new_level_effects", "new_dpar_level_effects"]
 
 KINDS = ("mean", "response", "link", "probs")
 GROUPS = ("include", "exclude", "new")
@@ -214,13 +214,7 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
                 "group), or groups='exclude' for population-level predictions."
             )
     effects = new_level_effects(fit, design, new_levels, seed=s_effects) if groups == "new" and new_levels else None
-    dpar_effects = None
-    if groups == "new" and new_levels and getattr(design, "dpars", None):  # family parameters' factors too
-        from .dpars import dpar_factor_meta
-
-        meta, origin = dpar_factor_meta(design)
-        dpar_effects = new_level_effects(fit, design, new_levels, seed=s_dpar, meta=meta, origin=origin,
-                                         factors=[f for dd in design.dpars.values() for f in dd.factors])
+    dpar_effects = new_dpar_level_effects(fit, design, new_levels, s_dpar) if groups == "new" else None
     eta = linear_predictor(fit, design, groups="exclude" if groups == "exclude" else "include", effects=effects)
     dgroups = "exclude" if groups == "exclude" else "include"  # dpars' effects: fresh ones for new levels
     if kind == "link" and np.ndim(eta) == 4:  # categorical: one log-odds per non-reference category
@@ -292,7 +286,8 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
     spec = fit.spec
     training = _training_data(fit)
     extras = {spec.response, spec.trials, spec.se}
-    needed = [c for c in used_columns(spec) if c not in extras]
+    # censoring codes and observation weights belong to the fitted rows' likelihood, not to a prediction
+    needed = [c for c in used_columns(replace(spec, cens=None, weights=None)) if c not in extras]
     offset_cols = (set(used_columns(spec)) - set(used_columns(replace(spec, offset=None)))
                    if spec.offset is not None else set())
     for c in needed:
@@ -452,6 +447,20 @@ def _cholesky(C: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:  # numerically semi-definite draws: symmetric square root
         w, V = np.linalg.eigh(C)
         return V * np.sqrt(np.clip(w, 0.0, None))[..., None, :]
+
+
+def new_dpar_level_effects(fit, design, new_levels: dict, seed=None) -> dict[str, np.ndarray] | None:
+    """:func:`new_level_effects` of the factors of the family parameters' own formulas (None when there are none).
+
+    Unseen levels of those factors get fresh effects from their fitted population, as the location's do.
+    """
+    if not new_levels or not getattr(design, "dpars", None):
+        return None
+    from .dpars import dpar_factor_meta
+
+    meta, origin = dpar_factor_meta(design)
+    return new_level_effects(fit, design, new_levels, seed=seed, meta=meta, origin=origin,
+                             factors=[f for dd in design.dpars.values() for f in dd.factors])
 
 
 def new_level_effects(fit, design, new_levels: dict, seed=None, factors=None, meta=None,

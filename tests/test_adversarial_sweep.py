@@ -208,6 +208,10 @@ def test_loo_of_a_fit_with_zero_weights_leaves_those_rows_out():
     assert np.asarray(res.pareto_k).shape == (n - 4,) and np.isfinite(res.elpd)
     assert np.asarray(res.elpd_i.coords["obs"]).min() == 4  # the rows kept keep their numbers
     assert np.asarray(by_group.pareto_k).shape == (5,)
+    # a prediction does not need the weights (they weigh the fitted rows' likelihood): none, or any, same values
+    new = pd.DataFrame({"x": [0.0, 1.5], "g": ["g0", "g3"]})
+    without = fit.predict(new, kind="mean").values
+    np.testing.assert_array_equal(without, fit.predict(new.assign(w=7.0), kind="mean").values)
 
 
 # -- response additions: input read as meant, or refused --------------------------------------------------

@@ -407,3 +407,33 @@ def test_groups_new_draws_fresh_effects_for_a_dpar_factor():
     wide = fit.predict(new, kind="response", groups="new", seed=1).values[..., 1].std()
     narrow = fit.predict(new, kind="response", groups="exclude", seed=1).values[..., 1].std()
     assert wide > narrow
+
+
+def test_kfold_scores_a_held_out_level_of_a_parameters_factor_with_fresh_effects():
+    """K-fold, held-out group new to sigma's factor: its sigma gets u ~ N(0, sd) per draw (it got 0, too sure)."""
+    from hmodels.comparison import _fold_loglik
+    from hmodels.linpred import linear_predictor, pointwise_loglik
+    from hmodels.predict import new_design
+
+    rng = np.random.default_rng(4)
+    n, h = 320, rng.integers(0, 8, 320)
+    x = rng.normal(size=n)
+    y = 1 + 0.5 * x + np.exp(-0.3 + rng.normal(0, 0.6, 8)[h]) * rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "x": x, "h": [f"h{k}" for k in h]})
+    model = hm.Model("y ~ x", data, dpars={"sigma": "1 + (1 | h)"})
+    test_idx = np.flatnonzero(h == 3)
+    kwargs = {"draws": 300, "tune": 300, "chains": 2, "progressbar": False}
+    priors = {r.slot.param: r.prior for r in model.priors}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ll = _fold_loglik(model.spec.to_dict(), data, priors, {}, test_idx, kwargs, 5)
+        again = _fold_loglik(model.spec.to_dict(), data, priors, {}, test_idx, kwargs, 5)
+        refit = hm.Model("y ~ x", data.drop(index=test_idx).reset_index(drop=True), priors=priors,
+                         dpars={"sigma": "1 + (1 | h)"}).fit(seed=5, **kwargs)
+    np.testing.assert_array_equal(ll, again)  # reproducible
+    design, unseen = new_design(refit, data.iloc[test_idx].reset_index(drop=True))
+    assert unseen == {"h": ["h3"]}
+    population = pointwise_loglik(refit, linear_predictor(refit, design), design)  # sigma's effect 0
+    assert ll.shape == population.shape
+    # fresh effects: each draw's sigma moves by its own u, so the held-out log-likelihood spreads more over draws
+    assert (ll.std(axis=(0, 1)) > 1.5 * population.std(axis=(0, 1))).all()
