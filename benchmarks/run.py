@@ -400,7 +400,8 @@ def worker_hmodels(name: str, draws: int, tune: int, chains: int, seed: int) -> 
                import_s=t1 - t0, data_s=t2 - t1, fit_timing=dict(fit.timing),
                method=fit.meta["method"], collapsed_factor=fit.meta.get("collapsed_factor"),
                centered=fit.meta["centered"], target_accept=fit.settings.target_accept,
-               mass_matrix=fit.meta.get("mass_matrix"))
+               mass_matrix=fit.meta.get("mass_matrix"),
+               kernels="installed" if native.library()._name == str(native.prebuilt_path()) else "cache")
     res.update(second_fit(cfg, model, draws, tune, chains, seed))
     return res
 
@@ -761,7 +762,8 @@ def setup_of(r: dict) -> str:
     if r["tool"] != "hmodels":
         return f"ta {r['target_accept']} (default)"
     method = r["method"] + (f"({r['collapsed_factor']})" if r.get("collapsed_factor") else "")
-    return f"{method}, {r['mass_matrix']}, ta {r['target_accept']}"
+    kernels = f", kernels {r['kernels']}" if r.get("kernels") else ""  # installed (hatch_build.py) or cache
+    return f"{method}, {r['mass_matrix']}, ta {r['target_accept']}{kernels}"
 
 
 def bayes_table(results: list[dict], state: str) -> str:

@@ -31,7 +31,7 @@ print(native.library_path())
 
 
 def _env(cache: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, HMODELS_CACHE_DIR=str(cache))
+    env = dict(os.environ, HMODELS_CACHE_DIR=str(cache), HMODELS_PREBUILT="0")  # the cache alone (see below)
     env.update(extra)
     return env
 
@@ -199,3 +199,67 @@ def test_damaged_cache_with_no_compiler_is_a_clear_error(tmp_path):
     so = Path(path)
     so.write_bytes(os.urandom(4096))
     _assert_clean_error(_run(env), so)
+
+
+# -- the library compiled at install (hatch_build.py -> hmodels/engine/_prebuilt/) ----------------------------
+PREBUILT_PROBE = """
+import sys
+from pathlib import Path
+from hmodels.engine import native
+native.PREBUILT_DIR = Path(sys.argv[1])
+lp, dlp = native.prior_logp(0, 0.0, 1.0, 0.0, 0.5)
+print(native.library()._name)
+"""
+
+
+def _run_prebuilt(cache: Path, prebuilt: Path) -> Path:
+    env = _env(cache, HMODELS_PREBUILT="1")
+    proc = subprocess.run([sys.executable, "-c", PREBUILT_PROBE, str(prebuilt)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    return _ok(proc)
+
+
+def test_an_intact_install_time_library_is_loaded_and_nothing_is_compiled(built, tmp_path):
+    src, name = built
+    prebuilt, cache = tmp_path / "prebuilt", tmp_path / "cache"
+    prebuilt.mkdir()
+    for f in (name, name + ".sha256"):
+        shutil.copy(src / f, prebuilt / f)
+    assert _run_prebuilt(cache, prebuilt) == prebuilt / name
+    assert not list(cache.glob("kernels-*.so"))  # the cache stays empty
+
+
+@pytest.mark.parametrize("damage", [_flip_middle, _delete_digest, _zero_bytes], ids=lambda f: f.__name__.lstrip("_"))
+def test_a_damaged_install_time_library_is_passed_over_for_the_cache(built, tmp_path, damage):
+    src, name = built
+    prebuilt, cache = tmp_path / "prebuilt", tmp_path / "cache"
+    prebuilt.mkdir()
+    for f in (name, name + ".sha256"):
+        shutil.copy(src / f, prebuilt / f)
+    damage(prebuilt / name)
+    before = (prebuilt / name).read_bytes()
+    assert _run_prebuilt(cache, prebuilt) == cache / name  # built into the cache, and loaded from there
+    assert _digest_matches(cache / name)
+    assert (prebuilt / name).read_bytes() == before  # the installed file is never rewritten
+
+
+def test_the_build_hook_compiles_the_library_the_runtime_looks_for(tmp_path):
+    """hatch_build.py (run by pip install): the library named as native.prebuilt_path() will look for it."""
+    pytest.importorskip("hatchling")
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "src"
+    shutil.copytree(root / "hmodels" / "engine", copy / "hmodels" / "engine",
+                    ignore=shutil.ignore_patterns("_prebuilt", "__pycache__"))
+    spec = importlib.util.spec_from_file_location("_hatch_build_test", root / "hatch_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    hook = module.KernelsBuildHook(str(copy), {}, None, None, str(tmp_path / "dist"), "wheel")
+    build_data = {"force_include": {}}
+    hook.initialize("standard", build_data)
+    name = native.library_name(native._source_text())
+    built = copy / "hmodels" / "engine" / "_prebuilt" / name
+    assert _digest_matches(built)
+    assert build_data["force_include"][str(built)] == f"hmodels/engine/_prebuilt/{name}"
+    assert build_data["pure_python"] is False

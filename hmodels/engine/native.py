@@ -1,16 +1,20 @@
 """Build, cache and call the C kernels (``kernels.c``).
 
-The kernels are compiled on first use with the system C compiler (``cc``/``gcc``, the one Python
-was built with; ``$CC`` overrides), about a second, into a shared library cached under
-``$HMODELS_CACHE_DIR`` (default ``~/.cache/hmodels``, else the temporary directory), named by a
-hash of the source, the layout constants, the flags and the compiler. The library does not
+The kernels are compiled when hmodels is installed (the wheel's build hook, ``hatch_build.py``, puts the
+library in ``hmodels/engine/_prebuilt/``; ``HMODELS_PREBUILT=0`` ignores it) or else on first use with the
+system C compiler (``cc``/``gcc``, the one Python was built with; ``$CC`` overrides), about a second, into a
+shared library cached under ``$HMODELS_CACHE_DIR`` (default ``~/.cache/hmodels``, else the temporary
+directory). Either is named by a hash of the source, the layout constants, the flags and the compiler
+(:mod:`hmodels.engine.toolchain`), so a library built for other kernels is never loaded. The library does not
 depend on the model: every fit, of any model, reuses it. nutpie calls it directly from its
 sampler threads through C function pointers, without Python or the GIL.
 
-A damaged cache is rebuilt, not loaded: the SHA-256 and size of the library are stored beside it
-(``kernels-<key>.so.sha256``) and checked before every load; a library that does not match, has no
-digest, or that the loader rejects is compiled again. Builds and checks hold a lock file
-(``kernels-<key>.so.lock``), so concurrent processes never load a half-written library.
+An install-time library is loaded only when its digest matches (it is never rebuilt in place: a
+damaged one is passed over for the cache). A damaged cache is rebuilt, not loaded: the SHA-256 and
+size of the library are stored beside it (``kernels-<key>.so.sha256``) and checked before every load;
+a library that does not match, has no digest, or that the loader rejects is compiled again. Builds and
+checks hold a lock file (``kernels-<key>.so.lock``), so concurrent processes never load a half-written
+library.
 
 Examples
 --------
@@ -23,13 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import os
-import shlex
-import shutil
-import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -39,35 +37,22 @@ import numpy as np
 
 from ..errors import SamplingError
 from . import codes
+from .toolchain import CFLAGS, compile_library, compiler, digest_path, library_name, sha256, source_text, write_digest
 
 __all__ = ["library", "compiler", "logp_grad", "conditional_draws", "prior_logp", "nl_forward", "function_address",
            "CFLAGS"]
 
-SOURCE = Path(__file__).with_name("kernels.c")
-#: Flags: optimised, position independent, no contraction of a*b+c (the same draws on every CPU).
-CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-math-errno"]
+#: Where the wheel's build hook puts the library it compiles at install time (``hatch_build.py``).
+PREBUILT_DIR = Path(__file__).with_name("_prebuilt")
 _LIB = None
 _LIB_LOCK = threading.Lock()  # one load per process, even from several threads
 #: Entry points every library must export (``hm_logp``/``hm_expand`` are called by nutpie).
 SYMBOLS = ("hm_logp_grad", "hm_conditional_draws", "hm_prior_logp", "hm_logp", "hm_expand", "hm_nl_forward",
            "hm_truncation_logmass")
 _LOCK_WAIT_S = 120.0  # how long to wait for another process's build before building without the lock
-_COMPILE_TIMEOUT_S = 600.0
 
 _f64 = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
 _i64 = np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")
-
-
-def compiler() -> list[str] | None:
-    """Return the C compiler command (``$CC``, Python's own, ``cc``, ``gcc`` or ``clang``), or None."""
-    candidates = [os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"]
-    for cand in candidates:
-        if not cand:
-            continue
-        parts = shlex.split(cand)
-        if parts and shutil.which(parts[0]):
-            return parts
-    return None
 
 
 def cache_dir() -> Path:
@@ -86,42 +71,26 @@ def cache_dir() -> Path:
 
 
 def _source_text() -> str:
-    return codes.c_defines() + SOURCE.read_text()
+    return source_text(codes.c_defines())
 
 
 def library_path() -> Path:
-    """Path of the compiled library for this source, compiler and platform (may not exist yet)."""
-    cc = compiler()
-    key = hashlib.sha256("\n".join([_source_text(), " ".join(CFLAGS), " ".join(cc or []), sys.platform,
-                                    sysconfig.get_platform()]).encode()).hexdigest()[:16]
-    return cache_dir() / f"kernels-{key}.so"
+    """Path of the compiled library for this source, compiler and platform in the cache (may not exist yet)."""
+    return cache_dir() / library_name(_source_text())
 
 
-def digest_path(path: Path) -> Path:
-    """Path of the digest file of a library (``<library>.sha256``)."""
-    return path.with_name(path.name + ".sha256")
+def prebuilt_path() -> Path | None:
+    """The library built when hmodels was installed (``_prebuilt/``, by ``hatch_build.py``), or None.
+
+    None where there is none for this source, compiler and platform, or where ``HMODELS_PREBUILT=0``.
+    """
+    if os.environ.get("HMODELS_PREBUILT", "1") == "0":
+        return None
+    path = PREBUILT_DIR / library_name(_source_text())
+    return path if path.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_digest(path: Path, sha: str, size: int) -> None:
-    """Write ``<sha256> <size>`` beside the library, atomically (temporary file + rename)."""
-    target = digest_path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{sha} {size}\n")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+_sha256, _write_digest = sha256, write_digest  # (the names this module has always used)
 
 
 def _damage(path: Path) -> str | None:
@@ -184,35 +153,19 @@ def _cache_lock(path: Path):
 
 def _build(target: Path) -> None:
     """Compile the kernels into ``target``, then write its digest (both atomically)."""
-    cc = compiler()
-    if cc is None:
+    if compiler() is None:
         raise SamplingError(
             "hmodels' default sampler compiles its log density once with a C compiler, and none was found "
             "(tried $CC, cc, gcc, clang). Install one (e.g. apt-get install gcc), or use sampler='numpyro' "
             "or sampler='pymc'."
         )
     try:
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            src = Path(tmp) / "kernels.c"
-            src.write_text(_source_text())
-            out = Path(tmp) / "kernels.so"
-            cmd = [*cc, *CFLAGS, str(src), "-o", str(out), "-lm"]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
-            except subprocess.TimeoutExpired as exc:
-                raise SamplingError(f"Compiling hmodels' kernels took over {_COMPILE_TIMEOUT_S:.0f} s "
-                                    f"({' '.join(cmd)}).") from exc
-            if proc.returncode != 0 or not out.is_file():
-                raise SamplingError(f"Compiling hmodels' kernels failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
-            sha, size = _sha256(out), out.stat().st_size
-            with contextlib.suppress(FileNotFoundError):  # a reader never pairs the new library with an old digest
-                digest_path(target).unlink()
-            os.replace(out, target)  # atomic: concurrent processes never load a half-written file
+        why = compile_library(_source_text(), target)
     except OSError as exc:
         raise SamplingError(f"hmodels could not write its compiled kernels to {target}: {exc}. Set "
                             "HMODELS_CACHE_DIR to a writable directory.") from exc
-    with contextlib.suppress(OSError):  # without a digest the library still works here; the next process rebuilds it
-        _write_digest(target, sha, size)
+    if why is not None:
+        raise SamplingError(f"Compiling hmodels' kernels {why}")
 
 
 def _fix_hint(path: Path) -> str:
@@ -305,8 +258,19 @@ def library():
     if _LIB is None:
         with _LIB_LOCK:
             if _LIB is None:
-                _LIB = _load(library_path())
+                _LIB = _load_prebuilt() or _load(library_path())
     return _LIB
+
+
+def _load_prebuilt():
+    """The library built at install time when it is there and intact (read-only: never rebuilt), else None."""
+    path = prebuilt_path()
+    if path is None or _damage(path) is not None:
+        return None
+    try:
+        return _open(path)
+    except OSError:
+        return None
 
 
 def function_address(name: str) -> int:

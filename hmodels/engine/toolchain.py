@@ -1,0 +1,116 @@
+"""Compile the C kernels: the compiler, flags, library name and digest, with the standard library only.
+
+Shared by :mod:`hmodels.engine.native` (first use: a build into the cache) and the wheel's build hook
+(``hatch_build.py``: a build at install time, shipped in ``hmodels/engine/_prebuilt/``), which loads this
+file on its own, without NumPy or the rest of hmodels. So this module imports nothing from hmodels: the
+layout constants (``codes.c_defines()``) come in as text.
+
+Examples
+--------
+>>> from hmodels.engine import codes, toolchain
+>>> toolchain.library_name(toolchain.source_text(codes.c_defines())).startswith("kernels-")
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+__all__ = ["CFLAGS", "SOURCE", "compiler", "source_text", "library_name", "digest_path", "sha256",
+           "write_digest", "compile_library"]
+
+SOURCE = Path(__file__).with_name("kernels.c")
+#: Flags: optimised, position independent, no contraction of a*b+c (the same draws on every CPU).
+CFLAGS = ["-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-math-errno"]
+COMPILE_TIMEOUT_S = 600.0
+
+
+def compiler() -> list[str] | None:
+    """Return the C compiler command (``$CC``, Python's own, ``cc``, ``gcc`` or ``clang``), or None."""
+    candidates = [os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"]
+    for cand in candidates:
+        if not cand:
+            continue
+        parts = shlex.split(cand)
+        if parts and shutil.which(parts[0]):
+            return parts
+    return None
+
+
+def source_text(defines: str) -> str:
+    """The C source as compiled: the layout's ``#define`` lines, then ``kernels.c``."""
+    return defines + SOURCE.read_text()
+
+
+def library_name(text: str) -> str:
+    """``kernels-<key>.so``: the key hashes the source, the flags, the compiler and the platform."""
+    cc = compiler()
+    key = hashlib.sha256("\n".join([text, " ".join(CFLAGS), " ".join(cc or []), sys.platform,
+                                    sysconfig.get_platform()]).encode()).hexdigest()[:16]
+    return f"kernels-{key}.so"
+
+
+def digest_path(path: Path) -> Path:
+    """Path of the digest file of a library (``<library>.sha256``)."""
+    return path.with_name(path.name + ".sha256")
+
+
+def sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_digest(path: Path, sha: str, size: int) -> None:
+    """Write ``<sha256> <size>`` beside the library, atomically (temporary file + rename)."""
+    target = digest_path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{sha} {size}\n")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def compile_library(text: str, target: Path) -> str | None:
+    """Compile ``text`` into ``target`` and write its digest, both atomically; None, or why it failed.
+
+    Why: ``"took over ... s (command)."`` or ``"failed (command): stderr"``. Raises OSError where the
+    directory cannot be written.
+    """
+    cc = compiler()
+    if cc is None:
+        return "failed: no C compiler (tried $CC, cc, gcc, clang)"
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / "kernels.c"
+        src.write_text(text)
+        out = Path(tmp) / "kernels.so"
+        cmd = [*cc, *CFLAGS, str(src), "-o", str(out), "-lm"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return f"took over {COMPILE_TIMEOUT_S:.0f} s ({' '.join(cmd)})."
+        if proc.returncode != 0 or not out.is_file():
+            return f"failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}"
+        sha, size = sha256(out), out.stat().st_size
+        with contextlib.suppress(FileNotFoundError):  # a reader never pairs the new library with an old digest
+            digest_path(target).unlink()
+        os.replace(out, target)  # atomic: concurrent processes never load a half-written file
+    with contextlib.suppress(OSError):  # without a digest the library still works here; the next process rebuilds it
+        write_digest(target, sha, size)
+    return None
