@@ -567,9 +567,11 @@ def test_the_compiled_library_is_named_by_its_source(tmp_path, monkeypatch):
     before = native.library_path()
     monkeypatch.setattr(native.codes, "NAUX", 8)  # a layout constant: part of the compiled source too
     layout_changed = native.library_path()
+    from hmodels.engine import toolchain
+
     changed = tmp_path / "kernels.c"
-    changed.write_text(native.SOURCE.read_text() + "\n/* changed */\n")
-    monkeypatch.setattr(native, "SOURCE", changed)
+    changed.write_text(toolchain.SOURCE.read_text() + "\n/* changed */\n")
+    monkeypatch.setattr(toolchain, "SOURCE", changed)
     assert len({before, layout_changed, native.library_path()}) == 3
 
 
