@@ -107,7 +107,8 @@ for _name, _formula, _fam in [
         ("slope_near_zero", "y ~ x + (x | g)", "poisson"),
         ("binomial_few_groups", "p(k, n) ~ x + (1 | g)", "binomial"),
         ("negbin_obs_effect", "y ~ x + (1 | g) + (1 | row)", "negativebinomial"),
-        ("crossed_bernoulli", "y ~ x + (1 | a) + (1 | g)", "bernoulli")]:
+        ("crossed_bernoulli", "y ~ x + (1 | a) + (1 | g)", "bernoulli"),
+        ("crossed_bernoulli_rare", "y ~ x + (1 | a) + (1 | g)", "bernoulli")]:
     MODELS[f"hard_{_name}"] = dict(formula=_formula, bambi=_formula, lme4=None, data=f"hard:{_name}", family=_fam,
                                    bambi_aux={"alpha": ("alpha", False)} if _fam == "negativebinomial" else {})
 MODELS["categorical"] = dict(
@@ -401,7 +402,7 @@ def worker_hmodels(name: str, draws: int, tune: int, chains: int, seed: int) -> 
                method=fit.meta["method"], collapsed_factor=fit.meta.get("collapsed_factor"),
                centered=fit.meta["centered"], target_accept=fit.settings.target_accept,
                mass_matrix=fit.meta.get("mass_matrix"),
-               kernels="installed" if native.library()._name == str(native.prebuilt_path()) else "cache")
+               kernels="installed" if native.loaded_path() == native.prebuilt_path() else "cache")
     res.update(second_fit(cfg, model, draws, tune, chains, seed))
     return res
 

@@ -611,3 +611,20 @@ def test_truncation_and_censoring_without_a_closed_form_cdf_never_reach_the_kern
             EngineModel(m.design, m.priors, m.centering(None))
         plan = m.plan()  # the PyMC graph samples it, and the plan says why
         assert plan.backend == "pymc-graph" and words in plan.deviations[0], plan
+
+
+@pytest.mark.parametrize("family", ["negativebinomial", "beta_binomial"])
+def test_counts_on_both_sides_of_the_summed_log_gamma_ratio(family):
+    """kernels.c log_rising: lgamma(x + m) - lgamma(x) as a sum for counts m <= 48, lgamma beyond: both = PyMC."""
+    rng = np.random.default_rng(8)
+    n = 80
+    x, g = rng.normal(size=n), np.repeat([f"g{i}" for i in range(8)], n // 8)
+    if family == "negativebinomial":
+        y = np.concatenate([np.arange(0, 60), rng.integers(100, 400, n - 60)])  # 0..59, then far past 48
+        data, lhs = pd.DataFrame({"y": y, "x": x, "g": g}), "y"
+    else:
+        size = np.concatenate([np.full(40, 30), np.full(40, 200)])  # trials below and above 48
+        data = pd.DataFrame({"k": rng.binomial(size, 0.3), "size": size, "x": x, "g": g})
+        lhs = "k | trials(size)"
+    m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family)
+    assert_engine_matches_pymc(m, m.engine_model(None), None, family, gradient=True, seed=5)

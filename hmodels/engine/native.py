@@ -262,6 +262,18 @@ def library():
     return _LIB
 
 
+def loaded_path() -> Path:
+    """The file of the library this process runs: the one built at install, or the cached one.
+
+    Examples
+    --------
+    >>> from hmodels.engine import native
+    >>> native.loaded_path().name.startswith("kernels-")
+    True
+    """
+    return Path(library()._name)
+
+
 def _load_prebuilt():
     """The library built at install time when it is there and intact (read-only: never rebuilt), else None."""
     path = prebuilt_path()
