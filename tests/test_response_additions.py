@@ -379,6 +379,29 @@ def test_truncation_mass_in_the_kernels_is_exact_in_the_tails(family, lb, ub, et
         assert grad[name] == pytest.approx((plus - minus) / (2 * h * value), rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.parametrize("alpha,mu", [(0.02, 3000.0), (1e-3, 50.0), (1e-6, 10.0), (50.0, 1e-7)])
+def test_zero_truncated_negative_binomial_mass_is_the_closed_form_at_any_alpha(alpha, mu):
+    """trunc(lb=1): log(1 - (a / (a + mu))^a) to the last digits, for a small alpha too.
+
+    With P(y = 0) above 1/2 (small alpha) the kernels summed the pmf upward from 1, ~40 (a + mu) / a terms
+    (1e9 at alpha = 1e-6: a fit hung as the sampler tried small alphas) and lost digits on the way (4e-12).
+    """
+    from hmodels.engine import native
+
+    fam = hm.families.get_family("negativebinomial")
+
+    def mass(e, a):
+        return native.truncation_logmass(fam.engine_code, fam.link_fn.engine_code, 1.0, _INF, e, {"alpha": a})
+
+    eta = math.log(mu)
+    lp, grad = mass(eta, alpha)
+    assert lp == pytest.approx(math.log(-math.expm1(-alpha * math.log1p(mu / alpha))), rel=1e-13)
+    h = 1e-6
+    assert grad["eta"] == pytest.approx((mass(eta + h, alpha)[0] - mass(eta - h, alpha)[0]) / (2 * h), rel=1e-6)
+    fd = (mass(eta, alpha * (1 + h))[0] - mass(eta, alpha * (1 - h))[0]) / (2 * h * alpha)
+    assert grad["alpha"] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
 def test_truncation_the_kernels_do_not_evaluate_stays_on_the_pymc_graph_and_the_plan_says_so():
     rng = np.random.default_rng(1)
     d = pd.DataFrame({"y": np.abs(rng.standard_t(5, 40)), "x": rng.normal(size=40)})
@@ -437,3 +460,25 @@ def test_report_of_a_censored_fit_says_so_and_skips_the_ppc(lung_fits):
     assert "63 right- and 0 left-censored of 228 rows" in text
     assert "survival / censored-outcome regression" in text
     assert "Not computed:" in text and "censored" in text
+
+
+@pytest.mark.parametrize("lb,alpha,mu", [(2.0, 1e-5, 5.0), (3.0, 1e-4, 5.0), (2.0, 0.01, 3000.0)])
+def test_a_negative_binomial_tail_too_long_to_sum_takes_the_complement(lb, alpha, mu):
+    """trunc(lb >= 2) at a tiny alpha: the kernels take 1 - F(lb - 1) (lb terms), = scipy and FD.
+
+    The tail beyond lb is ~40 / log(1 + a / mu) terms long (4e7 at 1e-5): summing it hung a fit.
+    """
+    from scipy import stats
+
+    from hmodels.engine import native
+
+    fam = hm.families.get_family("negativebinomial")
+
+    def mass(e, a):
+        return native.truncation_logmass(fam.engine_code, fam.link_fn.engine_code, lb, _INF, e, {"alpha": a})
+
+    lp, grad = mass(math.log(mu), alpha)
+    assert lp == pytest.approx(stats.nbinom(alpha, alpha / (alpha + mu)).logsf(lb - 1), rel=1e-10)
+    h = 1e-6
+    fd = (mass(math.log(mu), alpha * (1 + h))[0] - mass(math.log(mu), alpha * (1 - h))[0]) / (2 * h * alpha)
+    assert grad["alpha"] == pytest.approx(fd, rel=1e-5)

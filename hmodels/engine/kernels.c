@@ -242,8 +242,8 @@ static double lkj_backward(const double *y, i64 m, const double *L, const double
 }
 
 /* log Gamma(x + m) - log Gamma(x) and digamma(x + m) - digamma(x) for a count m >= 0: a sum of m logs (taken as
- * a few logs of products) and reciprocals when m is a small integer -- exact, and several times cheaper than
- * four special functions -- else the differences of lgamma and digamma. */
+ * a few logs of products) and reciprocals when m is a small integer -- exact (also for a tiny x, where the
+ * difference of lgammas loses digits) and cheaper than four special functions -- else the differences. */
 static double log_rising(double x, double m, double *dsum) {
     if (!(m >= 0.0 && m <= 48.0 && m == floor(m) && x > 0.0 && x < 1e40)) {
         *dsum = digamma(x + m) - digamma(x);
@@ -809,7 +809,10 @@ static double log_normal_mass(double a, double b, double *da, double *db) {
 
 /* log of the sum of a count pmf (poisson, or negative binomial with shape a) over the integers of [lo, hi] (hi may
  * be inf), and its derivatives in mu and a: the terms relative to the one at the mode clamped into [lo, hi], summed
- * outward from there (they only fall) until they no longer count. */
+ * outward from there (they only fall) until they no longer count. NaN (the sampler rejects the point) where that
+ * takes more than COUNT_MAXTERMS terms (a mean near 1e12, or a negative binomial tail ~1e6 long), never a sum cut
+ * short. */
+#define COUNT_MAXTERMS 1048576.0
 static double count_log_sum(int nb, double mu, double a, double lo, double hi, double *dmu, double *da) {
     if (!(mu > 0.0 && mu < 1e15) || (nb && !(a > 0.0 && a < INFINITY))) {  /* no sum to take (NaN: rejected) */
         *dmu = *da = NAN;
@@ -817,12 +820,12 @@ static double count_log_sum(int nb, double mu, double a, double lo, double hi, d
     }
     double mode = nb ? (a > 1.0 ? floor((a - 1.0) * mu / a) : 0.0) : floor(mu);
     double m0 = fmin(fmax(mode, lo), hi);
-    double lq = nb ? log(a / (a + mu)) : 0.0, lr = nb ? log(mu / (a + mu)) : log(mu), up = nb ? mu / (a + mu) : mu;
+    double lq = nb ? -log1p(mu / a) : 0.0, lr = nb ? -log1p(a / mu) : log(mu), up = nb ? mu / (a + mu) : mu;
     double lp0 = nb ? lgam(m0 + a) - lgam(a) - lgam(m0 + 1.0) + a * lq + m0 * lr : m0 * lr - mu - lgam(m0 + 1.0);
     double dga = nb ? digamma(a) : 0.0, dg0 = nb ? digamma(m0 + a) : 0.0, amu = nb ? a + mu : 1.0;
 #define TRUNC_DMU(k) (nb ? (k) / mu - ((k) + a) / amu : (k) / mu - 1.0)
 #define TRUNC_DA(k, dg) (nb ? (dg) - dga + lq + (mu - (k)) / amu : 0.0)
-    double s = 1.0, smu = TRUNC_DMU(m0), sa = TRUNC_DA(m0, dg0), t = 1.0, dg = dg0;
+    double s = 1.0, smu = TRUNC_DMU(m0), sa = TRUNC_DA(m0, dg0), t = 1.0, dg = dg0, left = COUNT_MAXTERMS;
     for (double k = m0 + 1.0; k <= hi; k += 1.0) {  /* upward: pmf(k) / pmf(k - 1) = (k - 1 + a) / k * mu / (a + mu) */
         t *= nb ? (k - 1.0 + a) / k * up : up / k;
         dg += nb ? 1.0 / (k - 1.0 + a) : 0.0;
@@ -830,6 +833,7 @@ static double count_log_sum(int nb, double mu, double a, double lo, double hi, d
         smu += t * TRUNC_DMU(k);
         sa += t * TRUNC_DA(k, dg);
         if (t < 1e-17 * s) break;
+        if (--left <= 0.0) { *dmu = *da = NAN; return NAN; }  /* never a sum cut short: the point is rejected */
     }
     t = 1.0;
     dg = dg0;
@@ -840,6 +844,7 @@ static double count_log_sum(int nb, double mu, double a, double lo, double hi, d
         smu += t * TRUNC_DMU(k);
         sa += t * TRUNC_DA(k, dg);
         if (t < 1e-17 * s) break;
+        if (--left <= 0.0) { *dmu = *da = NAN; return NAN; }
     }
 #undef TRUNC_DMU
 #undef TRUNC_DA
@@ -894,7 +899,10 @@ static double truncation_logmass(int family, int link, double lb, double ub, dou
         double a = nb ? aux[A_ALPHA] : 0.0, lo = fmax(lb, 0.0), lp, dm, dal;
         if (ub == INFINITY && lo > 0.0) {
             double lc = count_log_sum(nb, mu, a, 0.0, lo - 1.0, &dm, &dal);  /* log F(lb - 1) */
-            if (lc < -LOG_2) {  /* P = 1 - F(lb - 1) */
+            /* P = 1 - F(lb - 1): below 1/2; or lb = 1, where log F(0) = a log(a / (a + mu)) (-mu) is exact; or a
+             * negative binomial tail too long to sum (~40 / log(1 + a / mu) terms: millions as the sampler tries a
+             * small alpha), where P keeps ~1e-16 |log F| / P of relative precision */
+            if (lc < -LOG_2 || lo == 1.0 || (nb && 40.0 / log1p(a / mu) > 1e5)) {
                 double r = -exp(lc) / -expm1(lc);  /* d log P / d log F */
                 lp = log(-expm1(lc));
                 dm *= r;
