@@ -89,10 +89,15 @@ def test_family_log_likelihood_reproduces_the_ml_fit_without_groups(key):
 
 @pytest.fixture(scope="session", params=list(FITS))
 def fitted(request):
-    """(key, reference entry, Fit): each reference model fitted once per session with hmodels' defaults."""
+    """(key, reference entry, Fit): each reference model fitted once per session with hmodels' defaults.
+
+    Defaults: draws and warm-up left to ``until="auto"`` (rounds until R-hat <= 1.01 and ESS >= 400), as a user's
+    fit; at a fixed 4 x 500 draws the beta-binomial's sd(herd) went to R-hat 1.011 when the kernels' rounding changed
+    (its posterior is the same: the chains are short for its geometry, ESS ~0.2 per draw).
+    """
     key = request.param
     entry = FITS[key]
-    kw = {"draws": 500, "tune": 500, "chains": 4, "seed": 1, "progressbar": False, **SETTINGS.get(key, {})}
+    kw = {"chains": 4, "seed": 1, "progressbar": False, **SETTINGS.get(key, {})}
     centered = kw.pop("centered", "auto")
     model = hm.Model(entry["hmodels_formula"], _data(entry), family=entry["hmodels_family"], centered=centered)
     with warnings.catch_warnings():

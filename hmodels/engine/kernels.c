@@ -471,13 +471,21 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
             if (y[i] == 0.0) {
                 double de, dal, lf0 = nb ? nb_log_p0(alpha, mu, &de, &dal) : -mu;
                 if (!nb) { de = -mu; dal = 0.0; }
-                double c = l1zi + lf0, hi = lzi > c ? lzi : c, lo = lzi > c ? c : lzi;
-                double l0 = hi + log1p(exp(lo - hi));  /* log(zi + (1 - zi) f(0)) */
-                double pc = exp(c - l0);  /* share of the zero from the count part */
+                double f0 = exp(lf0), cnt = (1.0 - zi) * f0, tot = zi + cnt, l0, pc, inv;  /* P(0) = zi + (1 - zi) f(0) */
+                if (tot > 1e-290) {  /* a sum of two non-negative terms: its log loses nothing */
+                    l0 = log(tot);
+                    inv = 1.0 / tot;
+                    pc = cnt * inv;  /* share of the zero from the count part */
+                } else {  /* both terms underflow: in logs */
+                    double c = l1zi + lf0, hi = lzi > c ? lzi : c, lo = lzi > c ? c : lzi;
+                    l0 = hi + log1p(exp(lo - hi));
+                    pc = exp(c - l0);
+                    inv = exp(-l0);
+                }
                 ll += l0;
                 g_eta[i] = pc * de;
                 ga += pc * dal;
-                gz += -expm1(lf0) / exp(l0);
+                gz += -expm1(lf0) * inv;
             } else if (nb) {
                 double lam = log(alpha + mu), dr, lr = log_rising(alpha, y[i], &dr);
                 ll += l1zi + lr + alpha * (la - lam) + y[i] * (eta[i] - lam);
