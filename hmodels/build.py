@@ -462,6 +462,12 @@ def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = Fals
     # censoring / truncation / weights: the family's distribution object, wrapped (pm.Censored, pm.Truncated)
     dist = fam.pymc_dist(eta, aux, trials=design.trials, se=design.se)
     y = design.y
+    if spec.trunc is not None and design.weights is not None:  # each row: (log f(y) - log P(lb <= y <= ub)) w
+        # (pm.logp of a one-sided pm.Truncated has NaN gradients: the normaliser's infinite bound; built here)
+        base = pm.modelcontext(None).replace_rvs_by_values([dist])[0]
+        lp = pm.logp(base, y) - _truncation_log_mass(base, spec.trunc, fam.discrete)
+        pm.Potential(f"{obs}_weighted_loglik", (design.weights * lp).sum())
+        return
     if spec.trunc is not None:
         lb, ub = spec.trunc
         dist = pm.Truncated.dist(dist, lower=lb, upper=ub)
@@ -476,3 +482,17 @@ def _likelihood(design, fam, eta, by_param, obs, pm, pt, prior_only: bool = Fals
         # (or Truncated) distribution clones ("lifts") them, and the clones would be drawn at random
         dist = pm.modelcontext(None).replace_rvs_by_values([dist])[0]
         pm.Potential(f"{obs}_weighted_loglik", (design.weights * pm.logp(dist, y)).sum())
+
+
+def _truncation_log_mass(dist, trunc, discrete: bool):
+    """PyTensor ``log P(lb <= y <= ub)`` under ``dist`` (counts: the bounds included), each side only where given."""
+    import pymc as pm
+    from pymc.math import logdiffexp
+
+    lb, ub = trunc
+    below = None if lb is None else (lb - 1 if discrete else lb)
+    if ub is None:
+        return pm.logccdf(dist, below)
+    if below is None:
+        return pm.logcdf(dist, ub)
+    return logdiffexp(pm.logcdf(dist, ub), pm.logcdf(dist, below))

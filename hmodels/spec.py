@@ -248,8 +248,9 @@ class ModelSpec:
         if self.cens is not None:
             aterms.append(f"cens({self.cens})")
         if self.trunc is not None:
-            aterms.append("trunc(" + ", ".join(f"{k}={v:g}" for k, v in zip(("lb", "ub"), self.trunc)
-                                               if v is not None) + ")")
+            # every digit of the bounds (:g kept 6: update(family=...) reparses this string)
+            aterms.append("trunc(" + ", ".join(f"{k}={np.format_float_positional(v, trim='-')}"
+                                               for k, v in zip(("lb", "ub"), self.trunc) if v is not None) + ")")
         if self.weights is not None:
             aterms.append(f"weights({self.weights})")
         if aterms:

@@ -327,6 +327,28 @@ def test_truncated_log_density_on_the_engine_equals_scipy_and_the_pymc_graph(fam
     assert_engine_matches_pymc(m, em, None, f"{family}-{bounds}", gradient=True, seed=3)
 
 
+@pytest.mark.parametrize("family", ["gaussian", "lognormal", "exponential", "weibull", "poisson", "negativebinomial",
+                                    "gamma", "student_t"])
+@pytest.mark.parametrize("bounds", ["lb", "ub"])
+def test_weighted_one_sided_truncation_has_finite_gradients_on_the_pymc_graph(family, bounds):
+    """weights() + a one-sided trunc(): the graph's gradient was NaN for the gaussian (pm.Truncated's normaliser
+    at its infinite bound), so every draw of sampler='pymc' diverged; the engine = that graph where it runs it."""
+    from test_engine import assert_engine_matches_pymc
+
+    m = _truncated_model(family, bounds)
+    rng = np.random.default_rng(2)
+    data = m.design.data.assign(w=rng.uniform(0.5, 2.0, m.design.n))
+    lhs = m.spec.formula.split("~")[0].strip().replace("y | ", "y | weights(w) + ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wm = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family)
+    graph = wm.pymc_model
+    point = graph.initial_point()
+    assert np.isfinite(graph.compile_dlogp(mode="FAST_COMPILE")(point)).all()
+    if wm.plan().backend == "engine":
+        assert_engine_matches_pymc(wm, wm.engine_model(None), None, f"{family}-{bounds}-weighted", gradient=True)
+
+
 _INF = np.inf
 
 
@@ -418,6 +440,9 @@ def test_formula_round_trip_of_every_addition():
     assert hm.parse_formula(s.formula, family="weibull") == s
     t = hm.parse_formula("y | trunc(lb=0, ub=10) ~ x", family="gaussian")
     assert t.trunc == (0.0, 10.0) and hm.parse_formula(t.formula) == t
+    # every digit of a bound survives (update(family=...) reparses the formula; '%g' made 12345.678 into 12345.7)
+    u = hm.parse_formula("y | trunc(lb=12345.678, ub=1e7) ~ x", family="gaussian")
+    assert hm.parse_formula(u.formula).trunc == (12345.678, 1e7)
 
 
 @pytest.mark.parametrize("formula,family,error,match", [
