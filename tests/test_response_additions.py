@@ -331,8 +331,10 @@ def test_truncated_log_density_on_the_engine_equals_scipy_and_the_pymc_graph(fam
                                     "gamma", "student_t"])
 @pytest.mark.parametrize("bounds", ["lb", "ub"])
 def test_weighted_one_sided_truncation_has_finite_gradients_on_the_pymc_graph(family, bounds):
-    """weights() + a one-sided trunc(): the graph's gradient was NaN for the gaussian (pm.Truncated's normaliser
-    at its infinite bound), so every draw of sampler='pymc' diverged; the engine = that graph where it runs it."""
+    """weights() + a one-sided trunc(): finite gradients on the PyMC graph, and the engine = that graph.
+
+    The gaussian's was NaN (pm.Truncated's normaliser at its infinite bound): every draw of sampler='pymc' diverged.
+    """
     from test_engine import assert_engine_matches_pymc
 
     m = _truncated_model(family, bounds)
