@@ -354,7 +354,7 @@ def kfold(fit, k: int = 10, by: str | None = None, seed: int | None = None, clie
         meta["centered"] = "auto"
     tests = [np.flatnonzero(folds == j) for j in range(1, k + 1)]
     data_hash = hashlib.sha256(pd.util.hash_pandas_object(data, index=False).values.tobytes()).hexdigest()[:16]
-    config = {"spec": fit.spec.to_dict(), "data": data_hash, "priors": {p: repr(v) for p, v in priors.items()},
+    config = {"spec": fit.spec.to_dict(), "data": data_hash, "priors": {p: v.identity for p, v in priors.items()},
               "meta": meta, "k": k, "by": by, "folds": hashlib.sha256(folds.tobytes()).hexdigest()[:16],
               "seed": seed, "fit": kwargs}
     shared = {"spec": fit.spec.to_dict(), "data": data, "priors": priors, "meta": meta, "kwargs": kwargs}

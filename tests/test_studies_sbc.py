@@ -129,6 +129,14 @@ def test_an_interrupted_study_resumes_without_recomputing(small_model, tmp_path)
     assert COUNT["n"] == 12 and np.allclose(again.ranks["u"], resumed.ranks["u"])  # nothing left to run
     with pytest.raises(hm.SpecificationError, match="other settings"):
         hm.sbc(small_model, n=12, seed=99, resume=folder)
+    # a prior changed past the 4 digits its repr shows is another study too (the folder keyed on the repr)
+    priors = {r.slot.param: r.prior for r in small_model.priors}
+    sd = priors["sd(g, Intercept)"]
+    priors["sd(g, Intercept)"] = type(sd)(*[v * (1 + 1e-6) for v in sd.params.values()])
+    assert repr(priors["sd(g, Intercept)"]) == repr(sd)
+    nudged = hm.Model("y ~ x + (1 | g)", _small_data(), priors=priors)
+    with pytest.raises(hm.SpecificationError, match="other settings.*priors"):
+        hm.sbc(nudged, n=12, seed=2, resume=folder, fitter=_renamed(counting, interrupted_name))
 
 
 def _renamed(fn, name):

@@ -90,6 +90,17 @@ class Prior:
     def __repr__(self) -> str:
         return f"{self.name}({', '.join(_fmt(self._values[p]) for p in self._params)})"
 
+    @property
+    def identity(self) -> list:
+        """``[name, {parameter: value}]`` with every digit (the repr keeps 4): what a resumable study keys on.
+
+        Examples
+        --------
+        >>> Normal(0, 2.50001).identity
+        ['Normal', {'mu': 0.0, 'sigma': 2.50001}]
+        """
+        return [self.name, {k: float(v) for k, v in self._values.items()}]
+
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and self._values == other._values
 

@@ -178,7 +178,7 @@ def compare_priors(model, prior_sets=("default", "regularizing", "vague"), prob:
         # resolve here: a bad prior fails now, and the resolved table identifies the study
         m = Model(model.spec, data, priors=priors, prior_set=pset, centered=model.centered_request,
                   intercept_prior=model.intercept_prior, missing="drop")
-        resolved[label] = {r.slot.param: repr(r.prior) for r in m.priors}
+        resolved[label] = {r.slot.param: r.prior.identity for r in m.priors}
         tasks.append(((i,), (i, label, priors, pset)))
     data_hash = hashlib.sha256(pd.util.hash_pandas_object(data, index=False).values.tobytes()).hexdigest()[:16]
     config = {"spec": model.spec.to_dict(), "data": data_hash, "priors": resolved, "prob": prob,

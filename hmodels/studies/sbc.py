@@ -467,7 +467,7 @@ def sbc(model, n: int = 200, draws: int = 250, tune: int = 250, chains: int = 2,
     spec_dict = model.spec.to_dict()
     priors = {r.slot.param: r.prior for r in model.priors}
     data_hash = hashlib.sha256(pd.util.hash_pandas_object(model.design.data, index=False).values.tobytes()).hexdigest()
-    config = {"spec": spec_dict, "priors": {k: repr(v) for k, v in priors.items()}, "data": data_hash[:16],
+    config = {"spec": spec_dict, "priors": {k: v.identity for k, v in priors.items()}, "data": data_hash[:16],
               "seed": entropy, "fit": fit_kwargs, "thin": thin, "fitter": getattr(fitter, "__qualname__", None),
               "intercept_prior": model.intercept_prior, "centered": repr(model.centered_request)}
     token = hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest()[:16]
