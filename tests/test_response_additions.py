@@ -254,12 +254,19 @@ def test_censored_log_density_on_the_engine_equals_scipy_and_the_pymc_graph(fami
     = scipy's logsf / logcdf (with the observed rows' logpdf and the priors, at random points), = the PyMC
     graph's pm.Censored and finite differences at moderate points.
     """
-    from test_engine import _log_prior_only, _points, assert_engine_matches_pymc
-
     from hmodels.engine.layout import CENSORED_FAMILIES
 
     assert family in CENSORED_FAMILIES
-    m = _censored_model(family)
+    _assert_engine_equals_scipy_and_graph(_censored_model(family), family)
+
+
+def _assert_engine_equals_scipy_and_graph(m, label):
+    """The engine samples ``m`` (one factor g): its log density = scipy's and the PyMC graph's, gradient = FD.
+
+    scipy's: the pointwise log-likelihood plus the priors at random points.
+    """
+    from test_engine import _log_prior_only, _points, assert_engine_matches_pymc
+
     plan = m.plan()
     assert plan.backend == "engine" and not plan.deviations, plan
     em = m.engine_model(None)
@@ -271,7 +278,7 @@ def test_censored_log_density_on_the_engine_equals_scipy_and_the_pymc_graph(fami
         view = types.SimpleNamespace(family=m.family, draws=draws, design=d)
         expected = float(pointwise_loglik(view, eta[None, None], d).sum()) + _log_prior_only(m, em, x)
         assert em.logp_grad(x, jacobian=False)[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)
-    assert_engine_matches_pymc(m, em, None, family, gradient=True, seed=3)
+    assert_engine_matches_pymc(m, em, None, label, gradient=True, seed=3)
 
 
 def test_censoring_for_a_family_without_a_closed_form_cdf_stays_on_the_pymc_graph():
@@ -310,21 +317,7 @@ def _truncated_cases():
 @pytest.mark.parametrize("family,bounds", _truncated_cases())
 def test_truncated_log_density_on_the_engine_equals_scipy_and_the_pymc_graph(family, bounds):
     """Every family the kernels truncate, each kind of bound: = scipy (pointwise_loglik), = pm.Truncated, = FD."""
-    from test_engine import _log_prior_only, _points, assert_engine_matches_pymc
-
-    m = _truncated_model(family, bounds)
-    plan = m.plan()
-    assert plan.backend == "engine" and not plan.deviations, plan
-    em = m.engine_model(None)
-    d = m.design
-    for x in _points(em, n=3, seed=9):
-        v = em.constrained(x[None])
-        eta = d.X @ v["b"][0] + (d.factors[0].Z * v["r_g"][0][d.factors[0].codes]).sum(axis=1)
-        draws = xr.Dataset({a: (("chain", "draw"), [[float(v[a][0])]]) for a in m.family.aux})
-        view = types.SimpleNamespace(family=m.family, draws=draws, design=d)
-        expected = float(pointwise_loglik(view, eta[None, None], d).sum()) + _log_prior_only(m, em, x)
-        assert em.logp_grad(x, jacobian=False)[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)
-    assert_engine_matches_pymc(m, em, None, f"{family}-{bounds}", gradient=True, seed=3)
+    _assert_engine_equals_scipy_and_graph(_truncated_model(family, bounds), f"{family}-{bounds}")
 
 
 @pytest.mark.parametrize("family", ["gaussian", "lognormal", "exponential", "weibull", "poisson", "negativebinomial",
