@@ -53,7 +53,7 @@ def engine_gap(design) -> str | None:
     """Why the compiled engine cannot sample this design's model (words for the plan), or None when it can.
 
     The kernels have a likelihood for every family with an ``engine_code`` and link with one, observation
-    observation weights (``weights()``) included; censoring (``cens()``) and truncation (``trunc()``) for the
+    weights (``weights()``) included; censoring (``cens()``) and truncation (``trunc()``) for the
     families that declare them (``engine_censoring``, ``engine_truncation``); the rest run on the PyMC graph.
 
     Examples
@@ -486,6 +486,8 @@ class EngineModel:
                 raise ValueError("censoring cannot be combined with an integrated-out factor")
             h[K.H_CENSORED], h[K.O_CENS] = 1, F.add(np.asarray(cens, dtype=float))
         if spec.trunc is not None:  # the bounds on the kernel's outcome scale; counts: the integers they include
+            if collapse is not None:
+                raise ValueError("truncation cannot be combined with an integrated-out factor")
             lb, ub = (float(d) if b is None else float(b) for b, d in zip(spec.trunc, (-np.inf, np.inf)))
             if self.fam.discrete:
                 lb, ub = np.ceil(lb), np.floor(ub)
