@@ -1,6 +1,6 @@
 """Wheel build hook: compile hmodels' C kernels when hmodels is installed.
 
-The library goes to ``hmodels/engine/_prebuilt/`` (named by :func:`hmodels.engine.toolchain.library_name`,
+The library goes to ``hmodels/engine/_prebuilt/`` (named by :func:`hmodels.engine.toolchain.prebuilt_name`,
 with its digest), where :mod:`hmodels.engine.native` loads it, so the first fit after an install compiles
 nothing. Without a C compiler, or if the build fails, the install goes on and the kernels are compiled on first
 use instead (where a missing compiler is a clear error). The toolchain and layout modules are loaded from
@@ -10,6 +10,7 @@ their files: the build environment has hatchling, not NumPy or the rest of hmode
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,13 +44,15 @@ class KernelsBuildHook(BuildHookInterface):
         codes = _load("_hmodels_build_codes", engine / "codes.py")
         toolchain = _load("_hmodels_build_toolchain", engine / "toolchain.py")
         text = toolchain.source_text(codes.c_defines())
-        name = toolchain.library_name(text)
+        name = toolchain.prebuilt_name(text)
         out = engine / "_prebuilt"
         try:
             out.mkdir(exist_ok=True)
             for old in out.glob("kernels-*"):  # libraries of earlier sources
                 if not old.name.startswith(name):
                     old.unlink()
+            if not _intact(toolchain, out / name) and not os.access(out, os.W_OK):  # (an empty one left there)
+                raise PermissionError(f"{out} is not writable")
         except OSError:  # a read-only source tree: build the wheel's copy elsewhere
             if version == "editable":
                 return

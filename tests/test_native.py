@@ -212,35 +212,40 @@ print(native.library()._name)
 """
 
 
-def _run_prebuilt(cache: Path, prebuilt: Path) -> Path:
-    env = _env(cache, HMODELS_PREBUILT="1")
+def _run_prebuilt(cache: Path, prebuilt: Path, env: dict[str, str] | None = None) -> Path:
+    env = env or _env(cache, HMODELS_PREBUILT="1")
     proc = subprocess.run([sys.executable, "-c", PREBUILT_PROBE, str(prebuilt)], env=env, capture_output=True,
                           text=True, timeout=300)
     return _ok(proc)
 
 
-def test_an_intact_install_time_library_is_loaded_and_nothing_is_compiled(built, tmp_path):
+def _install(built: tuple[Path, str], prebuilt: Path) -> str:
+    """Put the built library in ``prebuilt`` as the build hook names it; return that name."""
     src, name = built
-    prebuilt, cache = tmp_path / "prebuilt", tmp_path / "cache"
     prebuilt.mkdir()
-    for f in (name, name + ".sha256"):
-        shutil.copy(src / f, prebuilt / f)
+    installed = native.toolchain.prebuilt_name(native._source_text())
+    for f, g in ((name, installed), (name + ".sha256", installed + ".sha256")):
+        shutil.copy(src / f, prebuilt / g)
+    return installed
+
+
+def test_an_intact_install_time_library_is_loaded_and_nothing_is_compiled(built, tmp_path):
+    prebuilt, cache = tmp_path / "prebuilt", tmp_path / "cache"
+    name = _install(built, prebuilt)
     assert _run_prebuilt(cache, prebuilt) == prebuilt / name
     assert not list(cache.glob("kernels-*.so"))  # the cache stays empty
 
 
 @pytest.mark.parametrize("damage", [_flip_middle, _delete_digest, _zero_bytes], ids=lambda f: f.__name__.lstrip("_"))
 def test_a_damaged_install_time_library_is_passed_over_for_the_cache(built, tmp_path, damage):
-    src, name = built
+    name = built[1]
     prebuilt, cache = tmp_path / "prebuilt", tmp_path / "cache"
-    prebuilt.mkdir()
-    for f in (name, name + ".sha256"):
-        shutil.copy(src / f, prebuilt / f)
-    damage(prebuilt / name)
-    before = (prebuilt / name).read_bytes()
+    installed = _install(built, prebuilt)
+    damage(prebuilt / installed)
+    before = (prebuilt / installed).read_bytes()
     assert _run_prebuilt(cache, prebuilt) == cache / name  # built into the cache, and loaded from there
     assert _digest_matches(cache / name)
-    assert (prebuilt / name).read_bytes() == before  # the installed file is never rewritten
+    assert (prebuilt / installed).read_bytes() == before  # the installed file is never rewritten
 
 
 def test_the_build_hook_compiles_the_library_the_runtime_looks_for(tmp_path):
@@ -258,8 +263,137 @@ def test_the_build_hook_compiles_the_library_the_runtime_looks_for(tmp_path):
     hook = module.KernelsBuildHook(str(copy), {}, None, None, str(tmp_path / "dist"), "wheel")
     build_data = {"force_include": {}}
     hook.initialize("standard", build_data)
-    name = native.library_name(native._source_text())
+    name = native.toolchain.prebuilt_name(native._source_text())  # what native.prebuilt_path() looks for
     built = copy / "hmodels" / "engine" / "_prebuilt" / name
     assert _digest_matches(built)
     assert build_data["force_include"][str(built)] == f"hmodels/engine/_prebuilt/{name}"
     assert build_data["pure_python"] is False
+
+
+# -- found by the sweep of the install-time build ------------------------------------------------------------
+HOOK = """
+import json, sys, importlib.util
+spec = importlib.util.spec_from_file_location("_hatch_build_test", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+class App:
+    def display_warning(self, message):
+        print("warning:", message, file=sys.stderr)
+hook = module.KernelsBuildHook(sys.argv[2], {}, None, None, sys.argv[3], "wheel", app=App())
+build_data = {"force_include": {}}
+hook.initialize("standard", build_data)
+print(json.dumps(build_data))
+"""
+
+
+def _copy_engine(tmp_path: Path) -> Path:
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "src"
+    shutil.copytree(root / "hmodels" / "engine", copy / "hmodels" / "engine",
+                    ignore=shutil.ignore_patterns("_prebuilt", "__pycache__"))
+    return copy
+
+
+def _hook(copy: Path, tmp_path: Path, wrap: list[str] = ()) -> dict:
+    """Run hatch_build.py on ``copy`` in a subprocess (``wrap``: a command to run it under); its build_data."""
+    pytest.importorskip("hatchling")
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    proc = subprocess.run([*wrap, sys.executable, "-c", HOOK, str(root / "hatch_build.py"), str(copy),
+                           str(tmp_path / "dist")], env=dict(os.environ, TMPDIR=str(scratch)), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def hooked(tmp_path_factory) -> Path:
+    """The ``_prebuilt`` folder the build hook filled (with the compiler found here)."""
+    tmp = tmp_path_factory.mktemp("hook")
+    copy = _copy_engine(tmp)
+    assert _hook(copy, tmp)["force_include"]
+    return copy / "hmodels" / "engine" / "_prebuilt"
+
+
+@pytest.mark.parametrize("cc", ["false", None], ids=["another-CC", "no-compiler"])
+def test_the_install_time_library_serves_whatever_compiler_is_found_at_run_time(hooked, tmp_path, cc):
+    """Built at install, loaded also where $CC now names another (here a failing) compiler, or none is found."""
+    cache = tmp_path / "cache"
+    if cc is None:
+        empty = tmp_path / "empty-bin"
+        empty.mkdir()
+        env = {k: v for k, v in _env(cache, PATH=str(empty), HMODELS_PREBUILT="1").items() if k != "CC"}
+        where = _run(env, "from hmodels.engine import native; print(native.compiler())")
+        if where.stdout.strip().splitlines()[-1:] != ["None"]:
+            pytest.skip(f"a compiler is found without PATH ({where.stdout.strip()})")
+    else:
+        env = _env(cache, HMODELS_PREBUILT="1", CC=shutil.which(cc) or pytest.skip("no `false` command"))
+    (so,) = hooked.glob("kernels-*.so")
+    assert _run_prebuilt(cache, hooked, env) == so
+    assert not list(cache.glob("kernels-*.so"))  # nothing compiled
+
+
+def test_the_build_hook_builds_elsewhere_in_a_read_only_source_tree(tmp_path):
+    """A read-only tree that holds an empty ``_prebuilt/`` (left by an earlier build): the wheel still gets it."""
+    copy = _copy_engine(tmp_path)
+    out = copy / "hmodels" / "engine" / "_prebuilt"
+    out.mkdir()
+    if os.geteuid() == 0:  # root writes through permissions: a read-only bind mount, in a mount namespace
+        wrap = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"',
+                str(copy)]
+        probe = subprocess.run([*wrap, "sh", "-c", f"! touch {out}/x"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip("no read-only bind mount here (unshare -m needs CAP_SYS_ADMIN)")
+    else:
+        wrap = []
+        for d in (copy / "hmodels" / "engine", out):
+            d.chmod(0o555)
+    try:
+        build_data = _hook(copy, tmp_path, wrap)
+    finally:
+        for d in (copy / "hmodels" / "engine", out):
+            d.chmod(0o755)
+    assert not list(out.iterdir())  # the tree is left alone
+    assert build_data["force_include"], build_data  # the library ships in the wheel
+    shipped = {Path(k).name: Path(k) for k in build_data["force_include"]}
+    name = native.toolchain.prebuilt_name(native._source_text())
+    assert set(shipped) == {name, name + ".sha256"}, build_data
+    assert _digest_matches(shipped[name])
+    assert build_data["pure_python"] is False
+
+
+def test_a_damaged_install_time_library_and_no_compiler_is_a_clear_error(built, tmp_path):
+    """Passed over, and the cache cannot be built: the error names the installed file and the fix (reinstall)."""
+    prebuilt, cache, empty = tmp_path / "prebuilt", tmp_path / "cache", tmp_path / "empty-bin"
+    installed = prebuilt / _install(built, prebuilt)
+    _flip_middle(installed)
+    empty.mkdir()
+    env = {k: v for k, v in _env(cache, PATH=str(empty), HMODELS_PREBUILT="1").items() if k != "CC"}
+    where = _run(env, "from hmodels.engine import native; print(native.compiler())")
+    if where.stdout.strip().splitlines()[-1:] != ["None"]:
+        pytest.skip(f"a compiler is found without PATH ({where.stdout.strip()})")
+    proc = subprocess.run([sys.executable, "-c", PREBUILT_PROBE, str(prebuilt)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and "\nhmodels.errors.SamplingError: " in proc.stderr, proc.stderr
+    message = proc.stderr.rsplit("\nhmodels.errors.SamplingError: ", 1)[1]
+    assert str(installed) in message and "is damaged" in message and "reinstall hmodels" in message, message
+    assert "none was found" in message, message  # and why the cache could not be used
+
+
+@pytest.mark.parametrize("value, loaded", [("0", "cache"), ("off", "cache"), ("1", "prebuilt"), ("yes", "prebuilt"),
+                                           ("nope", None)])
+def test_hmodels_prebuilt_is_read_strictly(built, tmp_path, value, loaded):
+    """HMODELS_PREBUILT=0/false/no/off ignores the installed library; a value it cannot read is an error, not "on"."""
+    prebuilt, cache = tmp_path / "prebuilt", tmp_path / "cache"
+    name = _install(built, prebuilt)
+    env = _env(cache, HMODELS_PREBUILT=value)
+    proc = subprocess.run([sys.executable, "-c", PREBUILT_PROBE, str(prebuilt)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    if loaded is None:
+        assert proc.returncode == 1 and "SamplingError: HMODELS_PREBUILT is 'nope': set it to 0" in proc.stderr, \
+            proc.stderr
+    else:
+        assert _ok(proc) == (prebuilt / name if loaded == "prebuilt" else cache / built[1])

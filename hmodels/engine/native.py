@@ -4,8 +4,9 @@ The kernels are compiled when hmodels is installed (the wheel's build hook, ``ha
 library in ``hmodels/engine/_prebuilt/``; ``HMODELS_PREBUILT=0`` ignores it) or else on first use with the
 system C compiler (``cc``/``gcc``, the one Python was built with; ``$CC`` overrides), about a second, into a
 shared library cached under ``$HMODELS_CACHE_DIR`` (default ``~/.cache/hmodels``, else the temporary
-directory). Either is named by a hash of the source, the layout constants, the flags and the compiler
-(:mod:`hmodels.engine.toolchain`), so a library built for other kernels is never loaded. The library does not
+directory). Either is named by a hash of the source, the layout constants, the flags and the platform, a cached
+one also of the compiler (:mod:`hmodels.engine.toolchain`), so a library built for other kernels is never
+loaded; the one built at install serves whatever compiler, if any, is found at run time. The library does not
 depend on the model: every fit, of any model, reuses it. nutpie calls it directly from its
 sampler threads through C function pointers, without Python or the GIL.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SamplingError
-from . import codes
+from . import codes, toolchain
 from .toolchain import CFLAGS, compile_library, compiler, digest_path, library_name, sha256, source_text, write_digest
 
 __all__ = ["library", "compiler", "logp_grad", "conditional_draws", "prior_logp", "nl_forward", "function_address",
@@ -82,11 +83,17 @@ def library_path() -> Path:
 def prebuilt_path() -> Path | None:
     """The library built when hmodels was installed (``_prebuilt/``, by ``hatch_build.py``), or None.
 
-    None where there is none for this source, compiler and platform, or where ``HMODELS_PREBUILT=0``.
+    None where there is none for this source and platform, or where ``HMODELS_PREBUILT=0`` (or ``false``,
+    ``no``, ``off``; any value but these and ``1``/``true``/``yes``/``on`` is a SamplingError). Whichever
+    compiler built it: it serves also where no compiler is found now, or ``$CC`` names another.
     """
-    if os.environ.get("HMODELS_PREBUILT", "1") == "0":
+    flag = os.environ.get("HMODELS_PREBUILT", "1").strip().lower()
+    if flag in ("0", "false", "no", "off"):
         return None
-    path = PREBUILT_DIR / library_name(_source_text())
+    if flag not in ("", "1", "true", "yes", "on"):
+        raise SamplingError(f"HMODELS_PREBUILT is {os.environ['HMODELS_PREBUILT']!r}: set it to 0 (ignore the kernels "
+                            "compiled at install) or 1 (use them, the default).")
+    path = PREBUILT_DIR / toolchain.prebuilt_name(_source_text())
     return path if path.is_file() else None
 
 
@@ -258,7 +265,7 @@ def library():
     if _LIB is None:
         with _LIB_LOCK:
             if _LIB is None:
-                _LIB = _load_prebuilt() or _load(library_path())
+                _LIB = _load_prebuilt() or _load_cached()
     return _LIB
 
 
@@ -283,6 +290,20 @@ def _load_prebuilt():
         return _open(path)
     except OSError:
         return None
+
+
+def _load_cached():
+    """The cached library; where that fails, say so if one built at install was there but passed over."""
+    try:
+        return _load(library_path())
+    except SamplingError as exc:
+        path = prebuilt_path()
+        why = None if path is None else (_damage(path) or "the loader rejected it")
+        if why is None:
+            raise
+        raise SamplingError(f"hmodels' kernels library built at install, {path}, is damaged ({why}) and was passed "
+                            "over; reinstall hmodels (pip install --force-reinstall --no-deps hmodels), or fix what "
+                            f"kept the cache from serving instead:\n{exc}") from exc
 
 
 def function_address(name: str) -> int:

@@ -25,7 +25,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-__all__ = ["CFLAGS", "SOURCE", "compiler", "source_text", "library_name", "digest_path", "sha256",
+__all__ = ["CFLAGS", "SOURCE", "compiler", "source_text", "library_name", "prebuilt_name", "digest_path", "sha256",
            "write_digest", "compile_library"]
 
 SOURCE = Path(__file__).with_name("kernels.c")
@@ -51,12 +51,23 @@ def source_text(defines: str) -> str:
     return defines + SOURCE.read_text()
 
 
+def _name(text: str, cc: list[str] | None = None) -> str:
+    parts = [text, " ".join(CFLAGS), *([] if cc is None else [" ".join(cc)]), sys.platform, sysconfig.get_platform()]
+    return f"kernels-{hashlib.sha256(chr(10).join(parts).encode()).hexdigest()[:16]}.so"
+
+
 def library_name(text: str) -> str:
-    """``kernels-<key>.so``: the key hashes the source, the flags, the compiler and the platform."""
-    cc = compiler()
-    key = hashlib.sha256("\n".join([text, " ".join(CFLAGS), " ".join(cc or []), sys.platform,
-                                    sysconfig.get_platform()]).encode()).hexdigest()[:16]
-    return f"kernels-{key}.so"
+    """``kernels-<key>.so`` in the cache: the key hashes the source, the flags, the compiler and the platform."""
+    return _name(text, compiler() or [])
+
+
+def prebuilt_name(text: str) -> str:
+    """``kernels-<key>.so`` built at install: the key hashes the source, the flags and the platform.
+
+    Not the compiler: the library built at install serves this source on this platform whichever compiler
+    (if any) is found at run time, or names ``$CC`` then.
+    """
+    return _name(text)
 
 
 def digest_path(path: Path) -> Path:
