@@ -453,6 +453,11 @@ def new_dpar_level_effects(fit, design, new_levels: dict, seed=None) -> dict[str
     """:func:`new_level_effects` of the factors of the family parameters' own formulas (None when there are none).
 
     Unseen levels of those factors get fresh effects from their fitted population, as the location's do.
+
+    Examples
+    --------
+    >>> design, unseen = new_design(fit, newdata)  # doctest: +SKIP
+    >>> effects = new_dpar_level_effects(fit, design, unseen, seed=1)  # doctest: +SKIP
     """
     if not new_levels or not getattr(design, "dpars", None):
         return None

@@ -35,7 +35,14 @@ COMPILE_TIMEOUT_S = 600.0
 
 
 def compiler() -> list[str] | None:
-    """Return the C compiler command (``$CC``, Python's own, ``cc``, ``gcc`` or ``clang``), or None."""
+    """Return the C compiler command (``$CC``, Python's own, ``cc``, ``gcc`` or ``clang``), or None.
+
+    Examples
+    --------
+    >>> cc = compiler()
+    >>> cc is None or isinstance(cc[0], str)
+    True
+    """
     candidates = [os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"]
     for cand in candidates:
         if not cand:
@@ -47,7 +54,13 @@ def compiler() -> list[str] | None:
 
 
 def source_text(defines: str) -> str:
-    """The C source as compiled: the layout's ``#define`` lines, then ``kernels.c``."""
+    """The C source as compiled: the layout's ``#define`` lines, then ``kernels.c``.
+
+    Examples
+    --------
+    >>> source_text("#define N 1;").startswith("#define N 1;")
+    True
+    """
     return defines + SOURCE.read_text()
 
 
@@ -71,7 +84,13 @@ def prebuilt_name(text: str) -> str:
 
 
 def digest_path(path: Path) -> Path:
-    """Path of the digest file of a library (``<library>.sha256``)."""
+    """Path of the digest file of a library (``<library>.sha256``).
+
+    Examples
+    --------
+    >>> digest_path(Path("kernels-0.so")).name
+    'kernels-0.so.sha256'
+    """
     return path.with_name(path.name + ".sha256")
 
 
