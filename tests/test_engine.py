@@ -628,3 +628,41 @@ def test_counts_on_both_sides_of_the_summed_log_gamma_ratio(family):
         lhs = "k | trials(size)"
     m = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family)
     assert_engine_matches_pymc(m, m.engine_model(None), None, family, gradient=True, seed=5)
+
+
+def _nb_logpmf_large_shape(y, mu, alpha):
+    """log NB(y | mu, alpha) as sums of log1p terms: exact to ~1e-15 relative at any alpha (no lgamma differences)."""
+    y = np.asarray(y, dtype=float)
+    lr = np.array([np.log1p(np.arange(k) / alpha).sum() + k * np.log(alpha) for k in y])  # log of (alpha)_y
+    log_fact = np.array([math.lgamma(k + 1) for k in y])
+    return lr - alpha * np.log1p(mu / alpha) + y * (np.log(mu) - np.log(alpha + mu)) - log_fact
+
+
+@pytest.mark.parametrize("family", ["negativebinomial", "zero_inflated_negativebinomial", "hurdle_negativebinomial"])
+@pytest.mark.parametrize("alpha", [1e10, 1e12])
+def test_negative_binomial_log_density_is_exact_at_a_huge_shape(family, alpha):
+    """The negative binomial kernels are exact at alpha = 1e10 and 1e12 (equidispersed counts, a vague prior).
+
+    alpha log(alpha / (alpha + mu)) is -alpha log1p(mu / alpha), and lgamma(alpha + y) - lgamma(alpha) past the
+    summed counts Stirling's series differenced: the differences of logs and of lgammas were off by 2e-4
+    (alpha = 1e10) and 0.013 (alpha = 1e12) on these 12 rows.
+    """
+    y = np.array([0, 0, 1, 2, 3, 5, 8, 13, 21, 34, 48, 60])
+    m = hm.Model("y ~ 1", pd.DataFrame({"y": y}), family=family, priors={"alpha": hm.LogNormal(0, 30)})
+    em = EngineModel(m.design, m.priors, m.centering(None), collapse=None)
+    x = em.initial_point(0)
+    j = next(i for i in range(x.size)  # the coordinate of log alpha
+             if em.constrained((x + np.eye(x.size)[i])[None])["alpha"][0] != em.constrained(x[None])["alpha"][0])
+    x[j] = math.log(alpha)
+    v = em.constrained(x[None])
+    a, mu = float(v["alpha"][0]), math.exp(float(v["b"][0][0]))
+    lf = _nb_logpmf_large_shape(y, mu, a)
+    if family == "zero_inflated_negativebinomial":
+        zi = float(v["zi"][0])
+        lf = np.where(y == 0, np.log(zi + (1 - zi) * np.exp(lf)), np.log1p(-zi) + lf)
+    elif family == "hurdle_negativebinomial":
+        hu = float(v["hu"][0])
+        lf0 = -a * math.log1p(mu / a)
+        lf = np.where(y == 0, math.log(hu), math.log1p(-hu) + lf - math.log(-math.expm1(lf0)))
+    expected = lf.sum() + _log_prior_only(m, em, x)
+    assert em.logp_grad(x, jacobian=False)[0] == pytest.approx(expected, abs=1e-9)

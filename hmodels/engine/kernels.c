@@ -243,9 +243,16 @@ static double lkj_backward(const double *y, i64 m, const double *L, const double
 
 /* log Gamma(x + m) - log Gamma(x) and digamma(x + m) - digamma(x) for a count m >= 0: a sum of m logs (taken as
  * a few logs of products) and reciprocals when m is a small integer -- exact (also for a tiny x, where the
- * difference of lgammas loses digits) and cheaper than four special functions -- else the differences. */
+ * difference of lgammas loses digits) and cheaper than four special functions -- else, for x > 1e5, Stirling's
+ * series differenced term by term, and otherwise the differences. */
 static double log_rising(double x, double m, double *dsum) {
     if (!(m >= 0.0 && m <= 48.0 && m == floor(m) && x > 0.0 && x < 1e40)) {
+        if (x > 1e5 && m > 0.0 && m < INFINITY) {  /* Stirling's series, differenced term by term: the difference of
+                                                    * lgammas near 1e10 loses ~1e-5 (the next terms are < 1e-17) */
+            double z = x + m, l = log1p(m / x);
+            *dsum = l + 0.5 * m / (x * z) + m * (2.0 * x + m) / (12.0 * x * x * z * z);
+            return (x - 0.5) * l + m * log(z) - m - m / (12.0 * x * z);
+        }
         *dsum = digamma(x + m) - digamma(x);
         return lgam(x + m) - lgam(x);
     }
@@ -383,12 +390,12 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
         return ll;
     }
     if (family == NEGBIN) {
-        double alpha = aux[A_ALPHA], la = log(alpha), ga = 0.0;
+        double alpha = aux[A_ALPHA], ga = 0.0;
         for (i64 i = 0; i < n; i++) {
-            double mu = exp(eta[i]), lam = log(alpha + mu), dr, lr = log_rising(alpha, y[i], &dr);
-            ll += lr + alpha * (la - lam) + y[i] * (eta[i] - lam);
+            double mu = exp(eta[i]), lam = log(alpha + mu), l1 = log1p(mu / alpha), dr, lr = log_rising(alpha, y[i], &dr);
+            ll += lr - alpha * l1 + y[i] * (eta[i] - lam);  /* alpha log(alpha / (alpha + mu)) as -alpha log1p(mu / alpha) */
             g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu);
-            ga += dr + la - lam + 1.0 - (alpha + y[i]) / (alpha + mu);
+            ga += dr - l1 + (mu - y[i]) / (alpha + mu);
         }
         g_aux[A_ALPHA] += ga;
         return ll;
@@ -465,7 +472,7 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
         /* y = 0: log(zi + (1 - zi) f(0)); y > 0: log(1 - zi) + log f(y) (- log y!) */
         double zi = aux[A_ZI], lzi = log(zi), l1zi = log1p(-zi), gz = 0.0, ga = 0.0;
         int nb = family == ZINEGBIN;
-        double alpha = nb ? aux[A_ALPHA] : 0.0, la = nb ? log(alpha) : 0.0;
+        double alpha = nb ? aux[A_ALPHA] : 0.0;
         for (i64 i = 0; i < n; i++) {
             double mu = exp(eta[i]);
             if (y[i] == 0.0) {
@@ -487,10 +494,10 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
                 ga += pc * dal;
                 gz += -expm1(lf0) * inv;
             } else if (nb) {
-                double lam = log(alpha + mu), dr, lr = log_rising(alpha, y[i], &dr);
-                ll += l1zi + lr + alpha * (la - lam) + y[i] * (eta[i] - lam);
+                double lam = log(alpha + mu), l1 = log1p(mu / alpha), dr, lr = log_rising(alpha, y[i], &dr);
+                ll += l1zi + lr - alpha * l1 + y[i] * (eta[i] - lam);
                 g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu);
-                ga += dr + la - lam + 1.0 - (alpha + y[i]) / (alpha + mu);
+                ga += dr - l1 + (mu - y[i]) / (alpha + mu);
                 gz -= 1.0 / (1.0 - zi);
             } else {
                 ll += l1zi + y[i] * eta[i] - mu;
@@ -506,7 +513,7 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
         /* y = 0: log hu; y > 0: log(1 - hu) + log f(y) - log(1 - f(0)) (- log y!) */
         double hu = aux[A_HU], lhu = log(hu), l1hu = log1p(-hu), gh = 0.0, ga = 0.0;
         int nb = family == HURDLENEGBIN;
-        double alpha = nb ? aux[A_ALPHA] : 0.0, la = nb ? log(alpha) : 0.0;
+        double alpha = nb ? aux[A_ALPHA] : 0.0;
         for (i64 i = 0; i < n; i++) {
             if (y[i] == 0.0) {
                 ll += lhu;
@@ -517,12 +524,12 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
             double mu = exp(eta[i]);
             gh -= 1.0 / (1.0 - hu);
             if (nb) {
-                double de, dal, lf0 = nb_log_p0(alpha, mu, &de, &dal), lam = log(alpha + mu);
+                double de, dal, lf0 = nb_log_p0(alpha, mu, &de, &dal), lam = log(alpha + mu), l1 = log1p(mu / alpha);
                 double r = 1.0 / expm1(-lf0);  /* f(0) / (1 - f(0)) */
                 double dr, lr = log_rising(alpha, y[i], &dr);
-                ll += l1hu + lr + alpha * (la - lam) + y[i] * (eta[i] - lam) - log(-expm1(lf0));
+                ll += l1hu + lr - alpha * l1 + y[i] * (eta[i] - lam) - log(-expm1(lf0));
                 g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu) + r * de;
-                ga += dr + la - lam + 1.0 - (alpha + y[i]) / (alpha + mu) + r * dal;
+                ga += dr - l1 + (mu - y[i]) / (alpha + mu) + r * dal;
             } else {
                 ll += l1hu + y[i] * eta[i] - mu - log(-expm1(-mu));
                 g_eta[i] = y[i] - mu - (mu < 700.0 ? mu / expm1(mu) : 0.0);
