@@ -248,9 +248,9 @@ class ModelSpec:
         if self.cens is not None:
             aterms.append(f"cens({self.cens})")
         if self.trunc is not None:
-            # every digit of the bounds (:g kept 6: update(family=...) reparses this string)
-            aterms.append("trunc(" + ", ".join(f"{k}={np.format_float_positional(v, trim='-')}"
-                                               for k, v in zip(("lb", "ub"), self.trunc) if v is not None) + ")")
+            # every digit of the bounds (:g kept 6: update(family=...) reparses this string), shortest form
+            aterms.append("trunc(" + ", ".join(f"{k}={_exact_number(v)}" for k, v in zip(("lb", "ub"), self.trunc)
+                                               if v is not None) + ")")
         if self.weights is not None:
             aterms.append(f"weights({self.weights})")
         if aterms:
@@ -345,6 +345,12 @@ def _check_additions(spec: ModelSpec, fam) -> None:
             "Censoring and truncation together are not available yet: fit the censored model without trunc(), or "
             "the truncated model without cens()."
         )
+
+
+def _exact_number(v: float) -> str:
+    """The shortest text that reads back as ``v`` exactly: ``1``, ``0.5``, ``12345.678``, ``1e-300``."""
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
 
 
 def addition_families() -> list[str]:

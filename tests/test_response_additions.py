@@ -438,6 +438,8 @@ def test_formula_round_trip_of_every_addition():
     # every digit of a bound survives (update(family=...) reparses the formula; '%g' made 12345.678 into 12345.7)
     u = hm.parse_formula("y | trunc(lb=12345.678, ub=1e7) ~ x", family="gaussian")
     assert hm.parse_formula(u.formula).trunc == (12345.678, 1e7)
+    tiny = hm.parse_formula("y | trunc(lb=1e-300) ~ x", family="gaussian")
+    assert "trunc(lb=1e-300)" in tiny.formula and hm.parse_formula(tiny.formula).trunc == (1e-300, None)
 
 
 @pytest.mark.parametrize("formula,family,error,match", [
