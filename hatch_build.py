@@ -25,14 +25,6 @@ def _load(name: str, path: Path):
     return module
 
 
-def _intact(toolchain, path: Path) -> bool:
-    try:
-        sha, size = toolchain.digest_path(path).read_text().split()
-        return int(size) == path.stat().st_size and toolchain.sha256(path) == sha
-    except (OSError, ValueError):
-        return False
-
-
 class KernelsBuildHook(BuildHookInterface):
     """Compile ``kernels.c`` into the wheel (an editable install: into the source tree it runs from)."""
 
@@ -51,7 +43,7 @@ class KernelsBuildHook(BuildHookInterface):
             for old in out.glob("kernels-*"):  # libraries of earlier sources
                 if not old.name.startswith(name):
                     old.unlink()
-            if not _intact(toolchain, out / name) and not os.access(out, os.W_OK):  # (an empty one left there)
+            if toolchain.damage(out / name) is not None and not os.access(out, os.W_OK):  # (an empty one left there)
                 raise PermissionError(f"{out} is not writable")
         except OSError:  # a read-only source tree: build the wheel's copy elsewhere
             if version == "editable":
@@ -59,7 +51,7 @@ class KernelsBuildHook(BuildHookInterface):
             self._scratch = out = Path(tempfile.mkdtemp(prefix="hmodels-kernels-"))
         target = out / name
         try:
-            why = None if _intact(toolchain, target) else toolchain.compile_library(text, target)
+            why = None if toolchain.damage(target) is None else toolchain.compile_library(text, target)
         except OSError as exc:
             why = str(exc)
         if why is not None:

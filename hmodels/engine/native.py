@@ -38,10 +38,11 @@ import numpy as np
 
 from ..errors import SamplingError
 from . import codes, toolchain
-from .toolchain import CFLAGS, compile_library, compiler, digest_path, library_name, sha256, source_text, write_digest
+from .toolchain import CFLAGS, compile_library, compiler, digest_path, library_name, source_text
+from .toolchain import damage as _damage
 
 __all__ = ["library", "compiler", "logp_grad", "conditional_draws", "prior_logp", "nl_forward", "function_address",
-           "CFLAGS"]
+           "CFLAGS", "digest_path"]
 
 #: Where the wheel's build hook puts the library it compiles at install time (``hatch_build.py``).
 PREBUILT_DIR = Path(__file__).with_name("_prebuilt")
@@ -95,36 +96,6 @@ def prebuilt_path() -> Path | None:
                             "compiled at install) or 1 (use them, the default).")
     path = PREBUILT_DIR / toolchain.prebuilt_name(_source_text())
     return path if path.is_file() else None
-
-
-_sha256, _write_digest = sha256, write_digest  # (the names this module has always used)
-
-
-def _damage(path: Path) -> str | None:
-    """Why the cached library at ``path`` cannot be trusted ("" when it is missing), or None when it is intact."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return ""
-    try:
-        text = digest_path(path).read_text()
-    except FileNotFoundError:
-        return "it has no digest file"
-    except (OSError, UnicodeDecodeError):
-        return "its digest file is unreadable"
-    parts = text.split()
-    if (len(parts) != 2 or len(parts[0]) != 64 or not parts[1].isdigit()
-            or any(c not in "0123456789abcdef" for c in parts[0])):
-        return "its digest file is corrupt"
-    if int(parts[1]) != size:
-        return f"its size is {size} bytes, not the {parts[1]} recorded when it was built"
-    try:
-        sha = _sha256(path)
-    except OSError:
-        return "it is unreadable"
-    if sha != parts[0]:
-        return "its SHA-256 does not match the one recorded when it was built"
-    return None
 
 
 @contextlib.contextmanager
@@ -244,10 +215,11 @@ def _load(path: Path):
 
 
 def library():
-    """Return the loaded C library, compiled on first use and cached.
+    """Return the loaded C library: the one compiled at install, else compiled on first use and cached.
 
-    The cached library is loaded only when its SHA-256 and size match the digest written beside it
-    when it was built; otherwise (or when the loader rejects it) it is compiled again.
+    Either is loaded only when its SHA-256 and size match the digest written beside it when it was
+    built; a damaged installed one is passed over, a damaged cached one (or one the loader rejects) is
+    compiled again.
 
     Returns
     -------

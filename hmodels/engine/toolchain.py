@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["CFLAGS", "SOURCE", "compiler", "source_text", "library_name", "prebuilt_name", "digest_path", "sha256",
-           "write_digest", "compile_library"]
+           "damage", "write_digest", "compile_library"]
 
 SOURCE = Path(__file__).with_name("kernels.c")
 #: Flags: optimised, position independent, no contraction of a*b+c (the same draws on every CPU).
@@ -101,6 +101,41 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def damage(path: Path) -> str | None:
+    """Why the library at ``path`` cannot be trusted ("" when it is missing), or None when it is intact.
+
+    Intact: its size and SHA-256 match the digest written beside it when it was built.
+
+    Examples
+    --------
+    >>> damage(Path("no-such-kernels.so"))
+    ''
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return ""
+    try:
+        text = digest_path(path).read_text()
+    except FileNotFoundError:
+        return "it has no digest file"
+    except (OSError, UnicodeDecodeError):
+        return "its digest file is unreadable"
+    parts = text.split()
+    if (len(parts) != 2 or len(parts[0]) != 64 or not parts[1].isdigit()
+            or any(c not in "0123456789abcdef" for c in parts[0])):
+        return "its digest file is corrupt"
+    if int(parts[1]) != size:
+        return f"its size is {size} bytes, not the {parts[1]} recorded when it was built"
+    try:
+        sha = sha256(path)
+    except OSError:
+        return "it is unreadable"
+    if sha != parts[0]:
+        return "its SHA-256 does not match the one recorded when it was built"
+    return None
 
 
 def write_digest(path: Path, sha: str, size: int) -> None:
