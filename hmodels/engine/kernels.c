@@ -762,6 +762,22 @@ static double categorical_loglik(i64 n, i64 m, const double *y, const double *et
     return ll - log(prod);
 }
 
+/* z = (y / lambda)^k of the weibull (lambda = mean / Gamma(1 + 1/k)) or y / mean of the exponential at log y, and its
+ * derivatives in eta and k */
+static double weibull_z(int family, double logy, double eta, const double *aux, double *dz_eta, double *dz_k) {
+    if (family == FAM_EXPONENTIAL) {
+        double z = exp(logy - eta);
+        *dz_eta = -z;
+        *dz_k = 0.0;
+        return z;
+    }
+    double k = aux[A_SHAPE], cc = lgam(1.0 + 1.0 / k), dL = digamma(1.0 + 1.0 / k) / (k * k);
+    double u = logy - (eta - cc), z = exp(k * u);
+    *dz_eta = -k * z;
+    *dz_k = z * (u - k * dL);
+    return z;
+}
+
 /* ---- censored observations (cens()): log survival (right) or log CDF (left) ----------------------------- */
 /* For the families whose engine kernel has a closed-form CDF: gaussian (and the lognormal, a gaussian model of
  * log y), exponential and weibull (both with mean exp(eta)). c = 1: log P(Y > y); c = -1: log P(Y <= y). Fills
@@ -778,17 +794,7 @@ static double censored_loglik(int family, int link, int c, double y, double logy
         return lc;
     }
     if (family == FAM_EXPONENTIAL || family == FAM_WEIBULL) {
-        double z, dz_eta, dz_k = 0.0;  /* z = (y / lam)^k, lam = mean / Gamma(1 + 1/k) (k = 1: y / mean) */
-        if (family == FAM_EXPONENTIAL) {
-            z = y * exp(-eta);
-            dz_eta = -z;
-        } else {
-            double k = aux[A_SHAPE], cc = lgam(1.0 + 1.0 / k), dL = digamma(1.0 + 1.0 / k) / (k * k);
-            double u = logy - (eta - cc);
-            z = exp(k * u);
-            dz_eta = -k * z;
-            dz_k = z * (u - k * dL);
-        }
+        double dz_eta, dz_k, z = weibull_z(family, logy, eta, aux, &dz_eta, &dz_k);
         if (c > 0) {  /* log S = -z */
             *ge = -dz_eta;
             if (family == FAM_WEIBULL) gi[A_SHAPE] += -dz_k;
@@ -836,10 +842,12 @@ static double count_log_sum(int nb, double mu, double a, double lo, double hi, d
     double mode = nb ? (a > 1.0 ? floor((a - 1.0) * mu / a) : 0.0) : floor(mu);
     double m0 = fmin(fmax(mode, lo), hi);
     double lq = nb ? -log1p(mu / a) : 0.0, lr = nb ? -log1p(a / mu) : log(mu), up = nb ? mu / (a + mu) : mu;
-    double lp0 = nb ? lgam(m0 + a) - lgam(a) - lgam(m0 + 1.0) + a * lq + m0 * lr : m0 * lr - mu - lgam(m0 + 1.0);
-    double dga = nb ? digamma(a) : 0.0, dg0 = nb ? digamma(m0 + a) : 0.0, amu = nb ? a + mu : 1.0;
+    /* dg: digamma(k + a) - digamma(a) at the term k, from log_rising at m0 (exact at a huge a), then by steps */
+    double dg0 = 0.0, lp0 = nb ? log_rising(a, m0, &dg0) - lgam(m0 + 1.0) + a * lq + m0 * lr
+                               : m0 * lr - mu - lgam(m0 + 1.0);
+    double amu = nb ? a + mu : 1.0;
 #define TRUNC_DMU(k) (nb ? (k) / mu - ((k) + a) / amu : (k) / mu - 1.0)
-#define TRUNC_DA(k, dg) (nb ? (dg) - dga + lq + (mu - (k)) / amu : 0.0)
+#define TRUNC_DA(k, dg) (nb ? (dg) + lq + (mu - (k)) / amu : 0.0)
     double s = 1.0, smu = TRUNC_DMU(m0), sa = TRUNC_DA(m0, dg0), t = 1.0, dg = dg0, left = COUNT_MAXTERMS;
     for (double k = m0 + 1.0; k <= hi; k += 1.0) {  /* upward: pmf(k) / pmf(k - 1) = (k - 1 + a) / k * mu / (a + mu) */
         t *= nb ? (k - 1.0 + a) / k * up : up / k;
@@ -868,27 +876,11 @@ static double count_log_sum(int nb, double mu, double a, double lo, double hi, d
     return lp0 + log(s);
 }
 
-/* z = (y / lambda)^k of the weibull (lambda = mean / Gamma(1 + 1/k)) or y / mean of the exponential at log y, and its
- * derivatives in eta and k */
-static double weibull_z(int family, double logy, double eta, const double *aux, double *dz_eta, double *dz_k) {
-    if (family == FAM_EXPONENTIAL) {
-        double z = exp(logy - eta);
-        *dz_eta = -z;
-        *dz_k = 0.0;
-        return z;
-    }
-    double k = aux[A_SHAPE], cc = lgam(1.0 + 1.0 / k), dL = digamma(1.0 + 1.0 / k) / (k * k);
-    double u = logy - (eta - cc), z = exp(k * u);
-    *dz_eta = -k * z;
-    *dz_k = z * (u - k * dL);
-    return z;
-}
-
 /* log P(lb <= y <= ub) of one observation (bounds on the kernel's outcome scale: log y for the lognormal; counts:
  * integers, both included, P = F(ub) - F(lb - 1)); SUBTRACTS its derivatives from *ge (eta) and gi (parameters),
  * as the observation's log-likelihood is the family's less it. Gaussian: log(Phi(b) - Phi(a)); exponential, weibull:
- * log(S(lb) - S(ub)); poisson, negative binomial: the pmf summed over [lb, ub], or 1 - its sum below lb when
- * there is no upper bound and that sum is under 1/2. */
+ * log(S(lb) - S(ub)); poisson, negative binomial: the pmf summed over [lb, ub], or, with no upper bound, 1 - its
+ * sum below lb (see the cases below). */
 static double truncation_logmass(int family, int link, double lb, double ub, double eta, const double *aux,
                                  double *ge, double *gi) {
     double dmu, mu = mean_of(link, eta, &dmu);
