@@ -302,11 +302,11 @@ class EngineModel:
             x += p
         cens = getattr(orig, "cens", None)
         observed = slice(None) if cens is None else np.asarray(cens) == 0  # censored rows have no density constant
-        obs_weights = getattr(orig, "weights", None)
+        weights = getattr(orig, "weights", None)  # brms's weights(): each observation's log-likelihood times it
         const = _weighted_constant(self.fam, np.asarray(orig.y, dtype=float)[observed],
                                    None if orig.trials is None else np.asarray(orig.trials)[observed],
                                    w[:self.nobs][observed], self.known_se, collapse is not None,
-                                   None if obs_weights is None else np.asarray(obs_weights)[observed])
+                                   None if weights is None else np.asarray(weights)[observed])
         trials = design.trials if design.trials is not None else np.zeros(n)
         codes = [f.codes for f in design.factors]
         Zs = [f.Z for f in design.factors]
@@ -315,7 +315,6 @@ class EngineModel:
             raise SpecificationError(f"{gap[0].upper()}{gap[1:]}: fit this model with sampler='pymc' or 'numpyro'.")
         family_code = self.fam.engine_code
         # binomial, bernoulli and poisson likelihoods depend on identical rows only through sums
-        weights = getattr(orig, "weights", None)  # brms's weights(): each observation's log-likelihood times it
         self.aggregated = (_aggregate(self.fam, Xc, codes, Zs, y, trials, offset)
                            if collapse is None and not stacked and weights is None and cens is None
                            and spec.trunc is None else None)
@@ -488,13 +487,15 @@ class EngineModel:
         if spec.trunc is not None:  # the bounds on the kernel's outcome scale; counts: the integers they include
             if collapse is not None:
                 raise ValueError("truncation cannot be combined with an integrated-out factor")
-            lb, ub = (float(d) if b is None else float(b) for b, d in zip(spec.trunc, (-np.inf, np.inf)))
+            lb, ub = spec.trunc
+            bounds = np.array([-np.inf if lb is None else lb, np.inf if ub is None else ub], dtype=float)
             if self.fam.discrete:
-                lb, ub = np.ceil(lb), np.floor(ub)
-            elif self.fam.name == "lognormal":  # a gaussian model of log y: the bounds' logs (log 0 = -inf)
-                with np.errstate(divide="ignore"):
-                    lb, ub = (float(v) for v in self.fam.engine_outcome(np.array([max(lb, 0.0), ub])))
-            h[K.H_TRUNC], h[K.O_TRUNC] = 1, F.add([lb, ub])
+                bounds = np.array([np.ceil(bounds[0]), np.floor(bounds[1])])
+            else:  # as the kernel reads the outcome (the lognormal: log y); a bound below its domain is no bound
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    bounds = np.nan_to_num(np.asarray(self.fam.engine_outcome(bounds), dtype=float), nan=-np.inf,
+                                           posinf=np.inf, neginf=-np.inf)
+            h[K.H_TRUNC], h[K.O_TRUNC] = 1, F.add(bounds)
         if self.dpar_blocks:  # per parameter block: its slot of AUX_NAMES and link
             h[K.H_NDPAR] = len(self.dpar_blocks)
             h[K.O_DPARS] = I.add(np.array([[K.AUX_NAMES.index(name), LINK_CODES[link]]
