@@ -437,3 +437,51 @@ def test_kfold_scores_a_held_out_level_of_a_parameters_factor_with_fresh_effects
     assert ll.shape == population.shape
     # fresh effects: each draw's sigma moves by its own u, so the held-out log-likelihood spreads more over draws
     assert (ll.std(axis=(0, 1)) > 1.5 * population.std(axis=(0, 1))).all()
+
+
+def _unit_pairs():
+    from hmodels.families import FAMILIES, get_family
+
+    return [(name, a) for name in FAMILIES for a in get_family(name).aux
+            if get_family(name).aux_spec(a).support == "unit"]
+
+
+@pytest.mark.parametrize("family, param", _unit_pairs())
+def test_a_probability_with_a_formula_is_exact_far_in_its_tail_on_the_engine(family, param):
+    """zi / hu / zoi / coi by their logit in the kernels: log(1 - p) stays exact where p rounds to 1.
+
+    Along the line that moves the probability's intercept, the log density is a quadratic in it (the rows
+    against it contribute -t, the others ~0, the prior on a coefficient is normal) once p > 1 - 1e-13: a
+    quadratic through t = 30, 31, 32 predicts t = 45 and 60 (sigmoid(t) is exactly 1.0 in doubles past
+    t ~ 37, where log(1 - p) was -inf before), and the gradient there equals finite differences.
+    """
+    from test_engine import _finite_diff
+
+    from hmodels.families import get_family
+
+    data, lhs = _family_data(get_family(family))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hm.Model(f"{lhs} ~ x + (1 | g)", data, family=family, dpars={param: "1 + x"})
+    em = model.engine_model(None)
+    x0 = em.initial_point(np.random.default_rng(0), jitter=0.3)
+    key = f"b_{param}"
+    base = em.constrained(x0[None])[key][0]
+    moves = [em.constrained((x0 + np.eye(em.ndim)[j])[None])[key][0] - base for j in range(em.ndim)]
+    j = next(j for j, d in enumerate(moves) if abs(d[0]) > 1e-9 and abs(d[1]) < 1e-12)  # the intercept alone
+    slope = base[1] * (data["x"].abs().max())
+
+    def at(t):  # the point whose probability intercept is t (the x coefficient as it was)
+        x = x0.copy()
+        x[j] += (t - base[0]) / moves[j][0]
+        return x
+
+    ts = np.array([30.0, 31.0, 32.0]) + abs(slope)
+    quad = np.polyfit(ts, [em.logp_grad(at(t))[0] for t in ts], 2)
+    for t in (45.0 + abs(slope), 60.0 + abs(slope)):
+        lp, grad = em.logp_grad(at(t))
+        assert np.isfinite(lp) and np.isfinite(grad).all(), (family, param, t, lp)
+        assert lp == pytest.approx(np.polyval(quad, t), rel=1e-9, abs=1e-6), (family, param, t)
+    fd = _finite_diff(em, at(60.0 + abs(slope)))
+    grad = em.logp_grad(at(60.0 + abs(slope)))[1]
+    assert (np.abs(fd - grad) / (1.0 + np.abs(fd))).max() < 1e-5

@@ -80,6 +80,15 @@ static inline double sigmoid(double x) {
     return e / (1.0 + e);
 }
 
+/* A probability carried by its logit t (the family parameters zi, hu, zoi, coi): p = sigmoid(t), q = 1 - p,
+ * log p and log q, each exact to the last digits at any t (q is not formed as 1 - p, which is 0 past t ~ 37).
+ * d log p / dt = q, d log q / dt = -p. One exp and one log1p. */
+static inline void logit_parts(double t, double *p, double *q, double *lp, double *lq) {
+    double e = exp(-fabs(t)), l = log1p(e), r = 1.0 / (1.0 + e);
+    if (t >= 0.0) { *p = r; *q = e * r; *lp = -l; *lq = -t - l; }
+    else { *p = e * r; *q = r; *lp = t - l; *lq = -l; }
+}
+
 /* log Phi(x) and phi(x) / Phi(x), accurate in both tails */
 static void log_ndtr_and_mills(double x, double *logcdf, double *mills) {
     if (x > -37.0) {
@@ -173,6 +182,17 @@ static double constrain(double x, int transform, double lower, double upper,
     }
     *dv = 1.0; *lj = 0.0; *dlj = 0.0;
     return x;
+}
+
+/* The family parameters that are probabilities: the likelihood takes them by their logit (logit_parts) */
+static inline int is_probability(int a) { return a == A_ZI || a == A_HU || a == A_ZOI || a == A_COI; }
+
+/* The logit of a probability v = constrain(x) under prior row r, and d logit / dx into *dv (replacing d v / dx):
+ * x itself where the transform is the logit onto (0, 1), as it is for every probability hmodels samples */
+static inline double logit_of(double x, const double *r, double v, double *dv) {
+    if ((int)r[4] == T_INTERVAL && r[5] == 0.0 && r[6] == 1.0) { *dv = 1.0; return x; }
+    *dv = *dv / (v * (1.0 - v));
+    return log(v) - log1p(-v);
 }
 
 /* Constrain x[ix] under prior row prow (offset into F); add prior (and Jacobian) gradient to grad[ix].
@@ -470,7 +490,9 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
     }
     if (family == ZIPOISSON || family == ZINEGBIN) {
         /* y = 0: log(zi + (1 - zi) f(0)); y > 0: log(1 - zi) + log f(y) (- log y!) */
-        double zi = aux[A_ZI], lzi = log(zi), l1zi = log1p(-zi), gz = 0.0, ga = 0.0;
+        /* zi by its logit (aux[A_ZI]); g_aux[A_ZI] is the derivative in that logit */
+        double zi, q, lzi, l1zi, gz = 0.0, ga = 0.0;
+        logit_parts(aux[A_ZI], &zi, &q, &lzi, &l1zi);
         int nb = family == ZINEGBIN;
         double alpha = nb ? aux[A_ALPHA] : 0.0;
         for (i64 i = 0; i < n; i++) {
@@ -478,31 +500,32 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
             if (y[i] == 0.0) {
                 double de, dal, lf0 = nb ? nb_log_p0(alpha, mu, &de, &dal) : -mu;
                 if (!nb) { de = -mu; dal = 0.0; }
-                double f0 = exp(lf0), cnt = (1.0 - zi) * f0, tot = zi + cnt, l0, pc, inv;  /* P(0) = zi + (1 - zi) f(0) */
+                double f0 = exp(lf0), cnt = q * f0, tot = zi + cnt, l0, pc, dz;  /* P(0) = zi + (1 - zi) f(0) */
                 if (tot > 1e-290) {  /* a sum of two non-negative terms: its log loses nothing */
+                    double inv = 1.0 / tot;
                     l0 = log(tot);
-                    inv = 1.0 / tot;
                     pc = cnt * inv;  /* share of the zero from the count part */
+                    dz = zi * q * inv;
                 } else {  /* both terms underflow: in logs */
                     double c = l1zi + lf0, hi = lzi > c ? lzi : c, lo = lzi > c ? c : lzi;
                     l0 = hi + log1p(exp(lo - hi));
                     pc = exp(c - l0);
-                    inv = exp(-l0);
+                    dz = exp(lzi + l1zi - l0);
                 }
                 ll += l0;
                 g_eta[i] = pc * de;
                 ga += pc * dal;
-                gz += -expm1(lf0) * inv;
+                gz += -expm1(lf0) * dz;  /* d l0 / d logit(zi) = zi (1 - zi) (1 - f(0)) / P(0) */
             } else if (nb) {
                 double lam = log(alpha + mu), l1 = log1p(mu / alpha), dr, lr = log_rising(alpha, y[i], &dr);
                 ll += l1zi + lr - alpha * l1 + y[i] * (eta[i] - lam);
                 g_eta[i] = y[i] - mu * (alpha + y[i]) / (alpha + mu);
                 ga += dr - l1 + (mu - y[i]) / (alpha + mu);
-                gz -= 1.0 / (1.0 - zi);
+                gz -= zi;
             } else {
                 ll += l1zi + y[i] * eta[i] - mu;
                 g_eta[i] = y[i] - mu;
-                gz -= 1.0 / (1.0 - zi);
+                gz -= zi;
             }
         }
         g_aux[A_ZI] += gz;
@@ -511,18 +534,19 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
     }
     if (family == HURDLEPOISSON || family == HURDLENEGBIN) {
         /* y = 0: log hu; y > 0: log(1 - hu) + log f(y) - log(1 - f(0)) (- log y!) */
-        double hu = aux[A_HU], lhu = log(hu), l1hu = log1p(-hu), gh = 0.0, ga = 0.0;
+        double hu, qh, lhu, l1hu, gh = 0.0, ga = 0.0;  /* hu by its logit, as zi above */
+        logit_parts(aux[A_HU], &hu, &qh, &lhu, &l1hu);
         int nb = family == HURDLENEGBIN;
         double alpha = nb ? aux[A_ALPHA] : 0.0;
         for (i64 i = 0; i < n; i++) {
             if (y[i] == 0.0) {
                 ll += lhu;
                 g_eta[i] = 0.0;
-                gh += 1.0 / hu;
+                gh += qh;
                 continue;
             }
             double mu = exp(eta[i]);
-            gh -= 1.0 / (1.0 - hu);
+            gh -= hu;
             if (nb) {
                 double de, dal, lf0 = nb_log_p0(alpha, mu, &de, &dal), lam = log(alpha + mu), l1 = log1p(mu / alpha);
                 double r = 1.0 / expm1(-lf0);  /* f(0) / (1 - f(0)) */
@@ -543,7 +567,8 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
         /* y = 0: log hu; y > 0: log(1 - hu) + the continuous log density at y (as PyMC's hurdle mixture:
          * a continuous part puts no mass at 0, so it is not truncated). Gamma (log link): mean exp(eta), shape k;
          * lognormal (identity link): log y ~ N(eta, sigma) */
-        double hu = aux[A_HU], lhu = log(hu), l1hu = log1p(-hu), gh, gp = 0.0;
+        double hu, qh, lhu, l1hu, gh, gp = 0.0;  /* hu by its logit */
+        logit_parts(aux[A_HU], &hu, &qh, &lhu, &l1hu);
         int gam = family == FAM_HURDLEGAMMA;
         double k = gam ? aux[A_SHAPE] : 0.0, sigma = gam ? 0.0 : aux[A_SIGMA];
         double ck = gam ? k * log(k) - lgam(k) : -log(sigma) - 0.5 * LOG_2PI;
@@ -569,7 +594,7 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
             }
         }
         ll += (double)npos * (l1hu + ck);
-        gh = (double)(n - npos) / hu - (double)npos / (1.0 - hu);
+        gh = (double)(n - npos) * qh - (double)npos * hu;
         g_aux[A_HU] += gh;
         if (gam) g_aux[A_SHAPE] += gp + (double)npos * dck;
         else g_aux[A_SIGMA] += gp - (double)npos / sigma;
@@ -578,7 +603,9 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
     if (family == FAM_ZOIB) {
         /* y in {0, 1}: log zoi + log coi (y = 1) or log(1 - coi) (y = 0); otherwise
          * log(1 - zoi) + log Beta(y | mu phi, (1 - mu) phi), mu = logistic(eta) clipped as in PyMC's likelihood */
-        double phi = aux[A_PHI], zoi = aux[A_ZOI], coi = aux[A_COI], gp = 0.0;
+        double phi = aux[A_PHI], zoi, qz, lzoi, l1zoi, coi, qc, lcoi, l1coi, gp = 0.0;  /* zoi, coi by their logits */
+        logit_parts(aux[A_ZOI], &zoi, &qz, &lzoi, &l1zoi);
+        logit_parts(aux[A_COI], &coi, &qc, &lcoi, &l1coi);
         double lgphi = lgam(phi), dgphi = digamma(phi);
         i64 n0 = 0, n1 = 0, nin = 0;
         for (i64 i = 0; i < n; i++) {
@@ -594,11 +621,10 @@ static double family_loglik(int family, int link, i64 n, const double *y, const 
             g_eta[i] = phi * (da - db) * dmu;
             gp += mu * da + (1.0 - mu) * db + dgphi;
         }
-        ll += (double)nin * log1p(-zoi) + (double)(n0 + n1) * log(zoi) + (double)n1 * log(coi)
-            + (double)n0 * log1p(-coi);
+        ll += (double)nin * l1zoi + (double)(n0 + n1) * lzoi + (double)n1 * lcoi + (double)n0 * l1coi;
         g_aux[A_PHI] += gp;
-        g_aux[A_ZOI] += (double)(n0 + n1) / zoi - (double)nin / (1.0 - zoi);
-        g_aux[A_COI] += (double)n1 / coi - (double)n0 / (1.0 - coi);
+        g_aux[A_ZOI] += (double)(n0 + n1) * qz - (double)nin * zoi;
+        g_aux[A_COI] += (double)n1 * qc - (double)n0 * coi;
         return ll;
     }
     return -INFINITY;
@@ -949,7 +975,7 @@ static double rowwise_loglik(const double *F, const i64 *I, i64 n, const double 
             i64 a = dp[2 * j];
             double e = eta[(j + 1) * nobs + i];
             if (dp[2 * j + 1] == LOG) { ai[a] = exp(e); dv[j] = ai[a]; }
-            else { ai[a] = sigmoid(e); dv[j] = ai[a] * (1.0 - ai[a]); }
+            else { ai[a] = e; dv[j] = 1.0; }  /* a probability is passed by its logit (logit_parts) */
         }
         double wi = ow ? ow[i] : 1.0;
         int ci = cens ? (int)cens[i] : 0;
@@ -2002,6 +2028,7 @@ double hm_logp_grad(const double *x_sampler, double *grad, const double *F, cons
         i64 xs = auxt[a * AW + AX_X];
         if (xs >= 0 && a != A_CUT)
             aux[a] = scalar_param(x, grad, xs, F, pr + auxt[a * AW + AX_PRIOR] * PW, jacobian, &daux[a], &lp);
+        if (xs >= 0 && is_probability(a)) aux[a] = logit_of(x[xs], F + pr + auxt[a * AW + AX_PRIOR] * PW, aux[a], &daux[a]);
     }
     i64 ncut = I[H_NCUT], xcut = auxt[A_CUT * AW + AX_X];
     if (ncut > 0)
