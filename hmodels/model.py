@@ -239,9 +239,9 @@ class Model:
         seed : int, optional
             Random seed; the same seed gives the same draws.
         target_accept : float, optional
-            NUTS target acceptance rate. Default 0.9, or 0.8 when more than 200 parameters are
-            sampled (:func:`hmodels.plan.auto_target_accept`). Raise towards 0.99 if there are
-            divergences.
+            NUTS target acceptance rate. Default 0.8 for a (generalised) linear mixed model sampled
+            with nothing integrated out or more than 200 parameters, else 0.9
+            (:func:`hmodels.plan.auto_target_accept`). Raise towards 0.99 if there are divergences.
         sampler : {"nutpie", "numpyro", "pymc"}, optional
             ``"nutpie"`` (default): nutpie's NUTS on hmodels' compiled log density — compiled once
             per installation, so no model pays compilation. ``"numpyro"`` / ``"pymc"``: the
@@ -265,7 +265,7 @@ class Model:
             smallest bulk and tail ESS at least 400 over every coefficient, SD, correlation and
             family parameter, or ``max_time`` runs out (:func:`hmodels.sampling.sample_until`).
             Later rounds add draws to every chain after a fresh warm-up; a round with divergences
-            is discarded and sampling restarts at ``target_accept`` 0.95, then 0.99. What was done
+            is discarded and sampling restarts at the next ``target_accept`` of 0.9, 0.95, 0.99. What was done
             is in ``fit.meta["until"]`` and in :func:`hmodels.diagnostics.diagnose`.
             ``"auto"`` (default): the same when ``draws`` and ``tune`` are left at their defaults
             (a fit that meets the criteria at once is not changed; one that does not gets more

@@ -461,7 +461,7 @@ UNTIL_ESS = 400
 #: Default time budget of ``until="converged"`` (seconds of sampling, all rounds together).
 UNTIL_MAX_TIME = 600.0
 #: Target acceptance rates tried in turn when a round has divergences.
-UNTIL_TARGETS = (0.95, 0.99)
+UNTIL_TARGETS = (0.9, 0.95, 0.99)
 #: ``until="auto"`` (the default when ``draws`` and ``tune`` are left at their defaults): the most draws per
 #: chain it may keep, as a multiple of ``draws``. A cap in draws, not seconds, so that the same seed gives the
 #: same draws on any machine.

@@ -155,6 +155,18 @@ def test_divergent_rounds_are_discarded_and_the_target_raised():
     assert int(result.sample_stats["diverging"].values.sum()) == 0
 
 
+def test_a_divergent_round_at_the_joint_default_restarts_at_0_9():
+    calls = []
+
+    def run(settings, plan):
+        calls.append(plan.target_accept)
+        return _round(settings, plan, diverging=2 if plan.target_accept < 0.9 else 0)
+
+    s = SamplerSettings("nutpie", 300, 100, 4, 1, 11, None)
+    result, final, record = sample_until(run, s, _plan(0.8), max_time=60)
+    assert calls == [0.8, 0.9] and final.target_accept == 0.9 and record["converged"]
+
+
 def test_later_rounds_continue_each_chain():
     first = {}
 
