@@ -281,8 +281,8 @@ def _variance_function(fit, design, mu, idx=None):
             "continuous outcome look at fit.ppc() and the residuals."
         )
     aux = {}
-    for a in fam.aux:
-        draws = np.asarray(fit.draws[a].transpose("chain", "draw").values, dtype=float).reshape(-1, 1)
+    for a, v in aux_draws(fit, design).items():  # (draws, 1), or (draws, n) for a parameter with its own formula
+        draws = np.asarray(v, dtype=float).reshape(-1, v.shape[-1])
         aux[a] = draws if idx is None else draws[idx]
     trials = None if design.trials is None else np.asarray(design.trials, dtype=float)
     return fam.variance(mu, aux, trials=trials)
@@ -395,6 +395,13 @@ def residuals(fit, seed: int = 0) -> pd.DataFrame:
         residual (observed - fitted), pearson, quantile (randomized quantile residual), and one
         column per grouping factor with the level of each row.
 
+    Notes
+    -----
+    A truncated outcome (``trunc()``): ``fitted`` is the mean of the truncated distribution and
+    ``pearson`` divides by its SD, both estimated from the posterior predictive replicates (one per
+    draw, as the quantile residuals use) — the family's own mean and variance are those of the
+    untruncated distribution, which a truncated outcome does not follow.
+
     Examples
     --------
     >>> res = fit.residuals()  # doctest: +SKIP
@@ -427,6 +434,10 @@ def residuals(fit, seed: int = 0) -> pd.DataFrame:
         if design.trials is not None:
             V = V / np.asarray(design.trials, dtype=float) ** 2
         pearson = (ys - fitted) / np.sqrt(np.maximum(V, 1e-12))
+    if getattr(design.spec, "trunc", None) is not None:  # the truncated distribution's mean and SD, by simulation
+        rep = _response_scale(design, _replicates(fit, seed)[2])
+        fitted = rep.mean(axis=0)
+        pearson = (ys - fitted) / np.maximum(rep.std(axis=0), 1e-12)
     out = pd.DataFrame({"observed": ys, "fitted": fitted, "residual": ys - fitted, "pearson": pearson,
                         "quantile": quantile_residuals(fit, seed)})
     for fd in design.factors:

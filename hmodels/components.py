@@ -39,6 +39,12 @@ as MuMIn's ``r.squaredGLMM`` computes it from the model matrix — an offset is 
 by the predictors, so it is in neither the numerator nor the denominator of R². It does enter
 ``lambda`` (the expected counts at the observed exposures set the distribution-specific variance)
 and the fitted means of Bayesian R² and shrinkage, which are predictions of the outcome itself.
+
+Response additions (``attrs["additions"]`` of every table here says which apply): with ``trunc()`` or
+``cens()`` the variances, ICC and R² (Bayesian R² too) are those of the untruncated, uncensored
+distribution the model describes — the family's mean and variance at each row — not of the recorded
+outcome; ``weights()`` do not enter (every row counts once in the variance of ``X b`` and of the fitted
+means). :func:`shrinkage` compares observed with expected group means and refuses a truncated outcome.
 """
 
 from __future__ import annotations
@@ -47,10 +53,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import SpecificationError
-from .linpred import aux_draws, fit_design, linear_predictor, mean_draws
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, refuse_truncated_mean
 from .summary import summarise_draws
 
-__all__ = ["variance_decomposition", "icc", "r2", "bayes_r2", "shrinkage", "extended_components"]
+__all__ = ["variance_decomposition", "icc", "r2", "bayes_r2", "shrinkage", "extended_components", "additions_note"]
 
 _METHODS = ("lognormal", "trigamma", "delta")
 
@@ -93,6 +99,23 @@ def _residual_variance(fit, design, eta_fixed, fvars, method: str) -> np.ndarray
     return fam.latent_residual_variance(lam, aux, se=design.se, method=method)
 
 
+def additions_note(fit) -> str:
+    """What the variance decomposition, ICC and R² do with the outcome's ``trunc()``, ``cens()`` and ``weights()``.
+
+    Empty when the model has none of them.
+    """
+    spec = fit.spec
+    parts = []
+    if getattr(spec, "trunc", None) is not None or getattr(spec, "cens", None) is not None:
+        what = " and ".join(w for w, a in (("untruncated", "trunc"), ("uncensored", "cens"))
+                            if getattr(spec, a, None) is not None)
+        parts.append(f"computed for the {what} outcome distribution the model describes (the family's mean and "
+                     "variance), not for the recorded outcome")
+    if getattr(spec, "weights", None) is not None:
+        parts.append(f"the observation weights ({spec.weights}) do not enter: every row counts once")
+    return "; ".join(parts)
+
+
 def _decomposition_draws(fit, method: str = "lognormal") -> dict[str, np.ndarray]:
     design = fit_design(fit)
     eta_fixed = linear_predictor(fit, design, groups="exclude")  # X b + offset
@@ -130,6 +153,7 @@ def variance_decomposition(fit, prob: float = 0.95, method: str = "lognormal") -
     d = _decomposition_draws(fit, method)
     t = summarise_draws(np.stack(list(d.values()), axis=-1), list(d), prob)
     t.index.name = "component"
+    t.attrs["additions"] = additions_note(fit)
     return t
 
 
@@ -168,6 +192,7 @@ def icc(fit, prob: float = 0.95, method: str = "lognormal") -> pd.DataFrame:
     t = summarise_draws(draws, factors, prob)
     t.index.name = "group"
     t.attrs["residual_variance"] = _residual_label(fit, method)
+    t.attrs["additions"] = additions_note(fit)
     return t
 
 
@@ -236,6 +261,7 @@ def r2(fit, prob: float = 0.95, method: str = "lognormal") -> pd.DataFrame:
     t = summarise_draws(draws, ["marginal", "conditional", "bayes"], prob)
     t.index.name = "r2"
     t.attrs["residual_variance"] = _residual_label(fit, method)
+    t.attrs["additions"] = additions_note(fit)
     return t
 
 
@@ -247,7 +273,9 @@ def bayes_r2(fit, prob: float = 0.95, groups: str = "include") -> pd.DataFrame:
     >>> from hmodels.components import bayes_r2
     >>> bayes_r2(fit)  # doctest: +SKIP
     """
-    return summarise_draws(bayes_r2_draws(fit, groups)[..., None], ["bayes"], prob)
+    t = summarise_draws(bayes_r2_draws(fit, groups)[..., None], ["bayes"], prob)
+    t.attrs["additions"] = additions_note(fit)
+    return t
 
 
 def shrinkage(fit, factor: str) -> pd.DataFrame:
@@ -281,6 +309,7 @@ def shrinkage(fit, factor: str) -> pd.DataFrame:
             "(its categories are unordered). Compare each group's category shares with fit.ppc() (rows "
             f"mean[{factor}=level](outcome = category)) and each category's effects with fit.group_effects({factor!r})."
         )
+    refuse_truncated_mean(fit, "shrinkage")
     design = fit_design(fit)
     fd = design.factor(factor)
     y = np.asarray(design.y, dtype=float)

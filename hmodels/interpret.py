@@ -68,7 +68,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import DataError, DataWarning, MissingColumnError, SpecificationError, closest
-from .linpred import aux_draws, fit_design, linear_predictor, mean_draws
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, refuse_truncated_mean
 from .summary import summarise_draws
 
 __all__ = ["Estimates", "coef", "coef_draws", "parameter_draws", "hypothesis", "reference_grid", "marginal_means",
@@ -891,8 +891,9 @@ def _expected(fit, eta: np.ndarray) -> np.ndarray:
     """Expected outcome per draw at linear predictor ``eta`` (chain, draw, ...): the family's response mean.
 
     Zero-inflated and hurdle families scale their location by the share of non-structural zeros;
-    the lognormal's mean is ``exp(mu + sigma^2 / 2)``.
+    the lognormal's mean is ``exp(mu + sigma^2 / 2)``. A truncated outcome is refused (its mean is not the family's).
     """
+    refuse_truncated_mean(fit, "An estimate on the outcome scale")
     if _location_is_mean(fit.family):  # the expected outcome is the inverse link: no family parameter enters
         return mean_draws(fit, eta)
     if getattr(fit.spec, "dpars", ()) and any(a in dict(fit.spec.dpars) for a in fit.family.aux):
@@ -916,6 +917,8 @@ def _location_is_mean(fam) -> bool:
 def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: str = "quadrature",
                n_points: int | None = None, seed: int | None = 0) -> np.ndarray:
     """Expected outcome (or linear predictor) per draw and grid row, (chain, draw, rows), per ``groups``."""
+    if scale != "link":  # (before the closed forms below, which would give the untruncated mean)
+        refuse_truncated_mean(fit, "An estimate on the outcome scale")
     design = _design_rows(fit, grid)
     eta0 = linear_predictor(fit, design, groups="exclude")
     factors = design.factors

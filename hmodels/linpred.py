@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_design", "linear_predictor", "mean_draws", "simulate_response", "pointwise_loglik", "aux_draws"]
+__all__ = ["fit_design", "linear_predictor", "mean_draws", "simulate_response", "pointwise_loglik", "aux_draws",
+           "refuse_truncated_mean"]
 
 
 def fit_design(fit):
@@ -77,6 +78,26 @@ def mean_draws(fit, eta: np.ndarray) -> np.ndarray:
     return fit.family.mean(eta)
 
 
+def refuse_truncated_mean(fit, what: str) -> None:
+    """Raise for a truncated outcome: its expected value is the truncated distribution's mean, not the family's.
+
+    ``fit.family.response_mean`` is the mean of the untruncated distribution (a zero-truncated poisson's
+    ``mu`` instead of ``mu / (1 - exp(-mu))``); every expected-outcome summary refuses rather than show it.
+    """
+    trunc = getattr(fit.spec, "trunc", None)
+    if trunc is None:
+        return
+    from .errors import SpecificationError
+
+    bounds = ", ".join(f"{k}={v:g}" for k, v in zip(("lb", "ub"), trunc) if v is not None)
+    raise SpecificationError(
+        f"{what} needs the expected outcome, and this outcome is truncated (trunc({bounds})): its mean is "
+        "the truncated distribution's, which hmodels does not compute yet (the family's mean would be the "
+        "untruncated one). fit.predict(newdata, kind='response') draws from the truncated distribution (average "
+        "the draws for its mean); scale='link' / kind='link' gives the linear predictor."
+    )
+
+
 def aux_draws(fit, design=None, groups: str = "include", effects: dict | None = None) -> dict[str, np.ndarray]:
     """Family parameters as (chain, draw, 1) arrays, ready to broadcast over observations.
 
@@ -126,7 +147,16 @@ def simulate_response(fit, eta: np.ndarray, design=None, seed: int | None = None
             s_lo = 1.0 if lb is None else dist.sf(lb - 1 if fit.family.discrete else lb)
             s_hi = 0.0 if ub is None else dist.sf(ub)
             y = np.where(upper, dist.isf(np.clip(s_lo - (s_lo - s_hi) * v, 0.0, 1.0)), y)
-    return np.clip(y, -np.inf if trunc[0] is None else trunc[0], np.inf if trunc[1] is None else trunc[1])
+    lb, ub = trunc
+    # the mass between the bounds rounds to nothing (a bound tens of SDs beyond the location): the inverse CDF
+    # gives +-inf there, which the clip would move to the FAR bound; the truncated distribution's limit is the
+    # near bound (the one on the side of the location: below-the-interval mass -> lb, above it -> ub)
+    lost = ~np.isfinite(y)
+    if lost.any():
+        near = np.where(np.broadcast_to(lo > 0.5, np.shape(y)), -np.inf if lb is None else lb,
+                        np.inf if ub is None else ub)
+        y = np.where(lost, near, y)
+    return np.clip(y, -np.inf if lb is None else lb, np.inf if ub is None else ub)
 
 
 def _truncation_cdf(family, dist, trunc):

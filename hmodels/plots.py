@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MissingColumnError, SpecificationError, closest
-from .linpred import aux_draws, fit_design, linear_predictor, mean_draws
+from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, refuse_truncated_mean
 
 __all__ = ["plot_effects", "plot_groups", "plot_trajectories", "plot_components", "plot_conditional"]
 
@@ -242,6 +242,7 @@ def plot_trajectories(fit, x: str, by: str, prob: float = 0.95, levels=None, nco
         if unknown:
             raise SpecificationError(f"Level(s) {', '.join(map(repr, unknown))} of {by!r} are not in the data."
                                      f"{closest(unknown[0], all_levels)}")
+    refuse_truncated_mean(fit, "plot_trajectories")
     y, ylabel = _observed(fit)
     aux = aux_draws(fit)  # expected outcomes: zero-inflation, lognormal means, ...
     mu = fit.family.response_mean(mean_draws(fit, linear_predictor(fit, groups="include")), aux)
@@ -351,9 +352,12 @@ def _conditional_mu(fit, data: pd.DataFrame, ref: dict, columns: dict) -> np.nda
         col = data[c]
         grid[c] = pd.Categorical(values, categories=col.cat.categories) \
             if isinstance(col.dtype, pd.CategoricalDtype) else values
+    from .interpret import _expected  # the family's mean on the grid: refuses a truncated outcome, and a mean
+    # that depends on a parameter with its own formula (its per-row values belong to the fitted rows, not the grid)
+
     X = _population_X(fit, grid)
     b = np.asarray(fit.draws["b"].transpose("chain", "draw", "term").values)
-    return fit.family.response_mean(mean_draws(fit, np.einsum("cdp,np->cdn", b, X)), aux_draws(fit))
+    return _expected(fit, np.einsum("cdp,np->cdn", b, X))
 
 
 def plot_conditional(fit, x: str, prob: float = 0.95, n_points: int = 50, data_points: bool = True,

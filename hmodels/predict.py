@@ -147,6 +147,10 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         category numbers as for ``"mean"``);
         ``"link"``: the linear predictor; ``"probs"``: the probability of every category of an
         ordinal outcome (draws get a last dim ``category``).
+        Response additions: a censored outcome (``cens()``) is predicted uncensored — ``"mean"`` and
+        ``"response"`` are of the outcome that would be recorded without censoring; a truncated one
+        (``trunc()``) is drawn from the truncated distribution by ``"response"``, and ``"mean"`` (the
+        truncated distribution's mean) is refused for now; ``weights()`` do not enter a prediction.
     groups : {"include", "exclude", "new"}
         How group-specific effects enter (see the module docstring): fitted levels only,
         population level only, or fresh draws for unseen levels.

@@ -89,6 +89,45 @@ def _resid_var(fam, design, eta: np.ndarray, aux: dict) -> np.ndarray:
         return np.full(np.shape(eta), np.nan)
 
 
+def _dpar_design(design, slot):
+    """The :class:`~hmodels.dpars.DparDesign` a prior slot belongs to (a family parameter's own formula), or None."""
+    if not slot.set_keys:  # only a distributional parameter's slots look their class up in the sets alone
+        return None
+    for dd in (getattr(design, "dpars", None) or {}).values():
+        if slot.term in dd.fixed_terms or any(slot.factor == f.factor for f in dd.factors):
+            return dd
+    return None
+
+
+def _dpar_implies(model, fam, dd, slot, x, rng, prob, resp):
+    """(implies, low, high) of a prior on a family parameter's own linear predictor, in that parameter's words."""
+    from .dpars import inverse_link
+
+    meaning = fam.aux_spec(dd.name).meaning.format(response=resp)
+    ratio = "ratio" if dd.link == "log" else "odds ratio"
+    prefix = f"{dd.name}_"
+    if slot.cls == "Intercept":
+        at = " at average predictors" if len(dd.fixed_terms) > 1 and model.intercept_prior == "centered" else ""
+        return f"{dd.name} ({meaning}){at}", *_interval(inverse_link(dd.link, x), prob)
+    if slot.cls == "fixed":
+        sds = dict(zip(dd.fixed_terms, dd.x_sds))
+        sx = float(sds.get(slot.term, 1.0)) or 1.0
+        name = slot.term[len(prefix):] if slot.term.startswith(prefix) else slot.term
+        return (f"{ratio} of {dd.name} per SD of {name} (SD = {_fmt(sx)})",
+                *_interval(np.exp(np.clip(x * sx, -700, 700)), prob))
+    if slot.cls == "sd":
+        factor = dd.origin.get(slot.factor, slot.factor)
+        term = slot.term[len(prefix):] if slot.term and slot.term.startswith(prefix) else slot.term
+        dev = np.exp(np.clip(x * rng.standard_normal(x.size), -700, 700))
+        if term == "Intercept":
+            return f"a {factor}'s {dd.name} vs the average ({ratio})", *_interval(dev, prob)
+        return (f"a {factor}'s {term} slope of {dd.name} vs the average slope, per unit {term} ({ratio})",
+                *_interval(dev, prob))
+    if slot.cls == "cor":
+        return f"one correlation between group effects of {dd.name}", *_interval(x, prob)
+    return "", float("nan"), float("nan")
+
+
 def _category_term(design, term):
     """A categorical model's term ``mu<k>_<t>`` as ``(t, words for category k against the reference)``."""
     names = getattr(design, "predictor_names", None)
@@ -103,8 +142,9 @@ def _category_term(design, term):
 
 def _unit_words(fam, resp: str) -> tuple[str, str]:
     """(what a change on the link scale means, how to show it)."""
-    if fam.link == "identity":
-        return f"change in {resp}", "difference"
+    if fam.link == "identity":  # on the linear predictor's scale: the lognormal's is log(y)
+        on_link = fam.link_scale_response(np.ones(1), resp)
+        return f"change in {resp if on_link is None else on_link[1]}", "difference"
     if fam.link == "log":
         return "ratio of means", "ratio"
     if fam.link == "logit":
@@ -159,14 +199,19 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
         slot, prior = r.slot, r.prior
         block = 2
         if slot.cls == "cor":
-            f = design.factor(slot.factor)
+            dd = _dpar_design(design, slot)  # a family parameter's factor (g__sigma) is in its own design
+            f = (next(ff for ff in dd.factors if ff.factor == slot.factor) if dd is not None
+                 else design.factor(slot.factor))
             block = max(len(b) for b, c in zip(f.blocks, f.correlated) if c)
         x = _draw(prior, draws, rng, block)
         sims[slot.param] = x
         plo, phi = _interval(x, prob)
         implies, ilo, ihi = "", float("nan"), float("nan")
         term, against = _category_term(design, slot.term)  # categorical: mub_x is x for category b
-        if getattr(model.spec, "nonlinear", None) is not None and slot.cls in ("fixed", "sd"):
+        dd = _dpar_design(design, slot)
+        if dd is not None:  # a family parameter's own formula: on that parameter's link scale, not the outcome's
+            implies, ilo, ihi = _dpar_implies(model, fam, dd, slot, x, rng, prob, resp)
+        elif getattr(model.spec, "nonlinear", None) is not None and slot.cls in ("fixed", "sd"):
             # a nonlinear parameter's coefficient is on that parameter's own scale, not the outcome's
             what = slot.term if slot.cls == "fixed" else f"a {slot.factor}'s deviation in {slot.term}"
             pred = next((q for q in design.predictors if slot.term == f"{q.name}_Intercept"), None)
@@ -186,7 +231,9 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
             at = " at average predictors" if p > 1 and model.intercept_prior == "centered" else ""
             off = " with the offset at 0 (per unit of exposure for offset(log(exposure)))" \
                 if design.offset is not None else ""
-            implies = f"{what}{at}{off}"
+            trunc = " (before truncation: the truncated outcome's mean differs)" \
+                if getattr(model.spec, "trunc", None) is not None else ""
+            implies = f"{what}{at}{off}{trunc}"
             ilo, ihi = _interval(mu, prob)
         elif slot.cls == "fixed":
             sx = term_sd.get(slot.term, 1.0) or 1.0
@@ -218,6 +265,11 @@ def explain_priors(model, prob: float = 0.95, draws: int = 4000, seed: int | Non
     if int_sds:
         eta0 = sims.get("Intercept", np.zeros(draws))
         aux = {a: sims[a] for a in fam.aux if a in sims}
+        for a, dd in (getattr(design, "dpars", None) or {}).items():  # its intercept: the typical row's value
+            if f"{a}_Intercept" in sims:
+                from .dpars import inverse_link
+
+                aux[a] = inverse_link(dd.link, sims[f"{a}_Intercept"])
         resid = _resid_var(fam, design, eta0, aux)
         total = sum(v ** 2 for v in int_sds.values()) + resid
         for g, v in int_sds.items():

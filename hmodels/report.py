@@ -331,12 +331,14 @@ def report(fit, format: str = "markdown", prob: float = 0.95, path: str | Path |
                                    vc_show]
     if icc is not None:
         sec["Variance components"] += [
-            f"Intraclass correlation per grouping factor (residual variance: {icc.attrs.get('residual_variance')}):",
+            f"Intraclass correlation per grouping factor (residual variance: {icc.attrs.get('residual_variance')}"
+            + (f"; {icc.attrs['additions']}" if icc.attrs.get("additions") else "") + "):",
             icc[["mean", "sd", "hdi_low", "hdi_high"]]]
     if r2 is not None:
         sec["Variance components"] += [
             "R²: marginal (fixed effects) and conditional (fixed and group effects) after Nakagawa & Schielzeth, "
-            "and Bayesian R² (Gelman et al. 2019):", r2[["mean", "sd", "hdi_low", "hdi_high"]]]
+            "and Bayesian R² (Gelman et al. 2019)" + (f"; {r2.attrs['additions']}" if r2.attrs.get("additions") else "")
+            + ":", r2[["mean", "sd", "hdi_low", "hdi_high"]]]
     summ = diag.summary().copy()
     summ["value"] = [_fmt(int(v)) if c in ("divergences", "max tree depth hits") else _fmt(float(v))
                      for c, v in zip(summ.index, summ["value"])]

@@ -73,3 +73,38 @@ def centred_schools_fit() -> hm.Fit:
         warnings.simplefilter("ignore")
         return model.fit(draws=500, tune=500, chains=2, seed=5, target_accept=0.6, progressbar=False,
                          method="joint")
+
+
+def zero_truncated_data(seed: int = 5) -> pd.DataFrame:
+    """Zero-truncated poisson counts (rates around 1, so the truncation matters) with a random intercept."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(15), 20)
+    x = rng.normal(size=g.size)
+    lam = np.exp(0.0 + 0.5 * x + rng.normal(0, 0.3, 15)[g])
+    y = rng.poisson(lam)
+    while (y == 0).any():  # Poisson(lam) | y >= 1
+        y[y == 0] = rng.poisson(lam[y == 0])
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+
+
+@functools.cache
+def zero_truncated_fit() -> hm.Fit:
+    """``y | trunc(lb=1) ~ x + (1 | g)``, poisson: the expected count is ``mu / (1 - exp(-mu))``, not ``mu``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hm.Model("y | trunc(lb=1) ~ x + (1 | g)", zero_truncated_data(), family="poisson").fit(**SETTINGS)
+
+
+@functools.cache
+def zi_formula_fit() -> hm.Fit:
+    """Zero-inflated poisson whose ``zi`` has its own formula (``dpars={"zi": "1 + x"}``): zi differs by row."""
+    rng = np.random.default_rng(7)
+    g = np.repeat(np.arange(15), 20)
+    x = rng.normal(size=g.size)
+    zi = 1 / (1 + np.exp(-(-1.0 + 1.0 * x)))
+    lam = np.exp(0.8 + 0.4 * x + rng.normal(0, 0.3, 15)[g])
+    y = np.where(rng.uniform(size=g.size) < zi, 0, rng.poisson(lam))
+    data = pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hm.Model("y ~ x + (1 | g)", data, family="zero_inflated_poisson", dpars={"zi": "1 + x"}).fit(**SETTINGS)

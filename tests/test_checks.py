@@ -82,3 +82,36 @@ def test_residuals_and_group_influence(cbpp_fit):
     inf = checks.group_influence(cbpp_fit, "herd")
     assert len(inf) == 15 and inf["pareto_k"].notna().all()
     assert (inf["n"] == cbpp_fit.data.groupby("herd", observed=True).size().to_numpy()).all()
+
+
+def test_residuals_of_a_zero_truncated_count_are_against_the_truncated_mean():
+    from _sim_fits import zero_truncated_fit
+
+    from hmodels.linpred import linear_predictor
+
+    fit = zero_truncated_fit()
+    res = fit.residuals()
+    mu = np.exp(linear_predictor(fit))
+    truncated_mean = (mu / -np.expm1(-mu)).mean(axis=(0, 1))  # E[y | y >= 1] per row, averaged over draws
+    assert res["observed"].min() >= 1
+    # the untruncated mean mu sits ~0.5 below; the replicate mean's Monte Carlo error is ~0.03 per row
+    assert np.abs(res["fitted"] - truncated_mean).mean() < 0.05
+    assert abs(res["fitted"].mean() - res["observed"].mean()) < 0.1
+    assert 0.8 < res["pearson"].std() < 1.2
+
+
+def test_overdispersion_and_residuals_with_a_zero_inflation_formula_use_each_rows_zi():
+    from _sim_fits import zi_formula_fit
+
+    from hmodels.linpred import aux_draws, linear_predictor
+
+    fit = zi_formula_fit()
+    od = checks.overdispersion(fit)
+    assert 0 <= od.p_value <= 1
+    res = fit.residuals()
+    lam = np.exp(linear_predictor(fit))
+    zi = aux_draws(fit, fit.design)["zi"]
+    assert zi.shape == lam.shape  # one zi per row and draw
+    V = ((1 - zi) * lam * (1 + zi * lam)).mean(axis=(0, 1))  # the zero-inflated poisson's variance, by hand
+    np.testing.assert_allclose(res["pearson"], res["residual"] / np.sqrt(V), rtol=1e-10)
+    assert "overdispersion" in fit.report().lower()

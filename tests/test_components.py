@@ -106,3 +106,19 @@ def test_extended_components_keeps_core_rows(sleep_fit):
     np.testing.assert_allclose(ext.iloc[: len(core)]["mean"].to_numpy(), core["mean"].to_numpy())
     assert list(ext.iloc[: len(core)]["kind"]) == list(core["kind"])
     assert {"var", "icc", "r2"} <= set(ext["kind"])
+
+
+def test_shrinkage_of_a_truncated_outcome_is_refused_and_r2_icc_say_what_they_describe():
+    import pytest
+    from _sim_fits import zero_truncated_fit
+
+    from hmodels import SpecificationError
+
+    fit = zero_truncated_fit()
+    with pytest.raises(SpecificationError, match="truncated"):  # raw group means vs untruncated fitted means
+        components.shrinkage(fit, "g")
+    for table in (components.r2(fit), components.icc(fit), components.variance_decomposition(fit),
+                  components.bayes_r2(fit)):
+        assert "untruncated" in table.attrs["additions"]
+    assert "untruncated" in fit.report()
+    assert components.r2(count_fit("poisson")).attrs["additions"] == ""

@@ -451,3 +451,17 @@ def test_savage_dickey_ratio_of_a_point_hypothesis():
     er = t.loc["Days = 10", "evidence_ratio"]
     assert t.loc["Days = 10", "prob"] == pytest.approx(er / (1 + er))
     assert np.isnan(t.loc["r(Subject, 308, Intercept) = 0", "evidence_ratio"])  # no prior draws of group effects
+
+
+def test_outcome_scale_estimates_of_a_truncated_outcome_are_refused_not_the_untruncated_mean():
+    # a zero-truncated poisson's expected count is mu / (1 - exp(-mu)); the family's mean mu would be ~0.5 too low
+    from _sim_fits import zero_truncated_fit
+
+    fit = zero_truncated_fit()
+    for call in (lambda: fit.marginal_means(at={"x": 0.0}, groups="exclude"),
+                 lambda: fit.slopes("x"),
+                 lambda: fit.comparisons("x")):
+        with pytest.raises(hm.SpecificationError, match=r"truncated \(trunc\(lb=1\)\).*kind='response'"):
+            call()
+    link = fit.marginal_means(at={"x": 0.0}, groups="exclude", scale="link").table  # the linear predictor: fine
+    assert link["estimate"].iloc[0] == pytest.approx(float(fit.draws["b"].sel(term="Intercept").mean()))

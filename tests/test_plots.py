@@ -113,3 +113,24 @@ def test_plot_conditional_numeric_line_and_band(sleep_fit):
     expected = float(b.sel(term="Intercept")) + float(b.sel(term="Days")) * line.get_xdata()
     np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-6)
     assert ax.get_xlabel() == "Days"
+
+
+def test_plot_conditional_with_a_zero_inflation_formula_is_refused_not_misaligned():
+    # zi differs by row; the fitted rows' zi laid over the grid's rows was a broadcast error (or, with as many grid
+    # points as rows, a silently wrong curve)
+    from _sim_fits import zi_formula_fit
+
+    fit = zi_formula_fit()
+    for n_points in (50, fit.meta["n_obs"]):
+        with pytest.raises(hm.SpecificationError, match="zi, which has its own formula"):
+            fit.plot_conditional("x", n_points=n_points)
+
+
+def test_expected_outcome_plots_of_a_truncated_outcome_are_refused():
+    from _sim_fits import zero_truncated_fit
+
+    fit = zero_truncated_fit()
+    with pytest.raises(hm.SpecificationError, match="truncated"):
+        fit.plot_conditional("x")
+    with pytest.raises(hm.SpecificationError, match="truncated"):
+        fit.plot_trajectories("x", by="g")

@@ -143,3 +143,12 @@ def test_non_finite_transformation_of_newdata_names_term_and_rows():
     with pytest.raises(hm.DataError, match=r"term 'np\.log\(Days1\)' \(population-level, in newdata\) is not finite "
                                            r".* 2 rows \(index b, c\)"):
         new_design(fake, new)
+
+
+def test_the_docstring_says_what_is_predicted_for_censored_truncated_and_weighted_outcomes():
+    from hmodels.predict import predict
+
+    doc = " ".join(predict.__doc__.split())
+    assert "censored outcome (``cens()``) is predicted uncensored" in doc
+    assert "truncated one (``trunc()``) is drawn from the truncated distribution" in doc
+    assert "``weights()`` do not enter a prediction" in doc

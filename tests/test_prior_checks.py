@@ -171,3 +171,46 @@ def test_compare_priors_orders_group_sd_interval_widths(sleep):
     # the fixed slope is well identified: same under all three priors within 3 posterior SDs (~1.7 ms/day)
     means = tab.xs("mean", axis=1, level="stat").loc["b[Days]"]
     assert means.max() - means.min() < 3 * 1.7
+
+
+def test_explain_priors_of_family_parameters_with_their_own_formula_speak_of_those_parameters():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=120)
+    g = np.repeat([f"g{i}" for i in range(12)], 10)
+    y = 1 + x + np.exp(0.3 * x) * rng.normal(size=120)
+    data = pd.DataFrame({"y": y, "x": x, "g": g})
+    t = hm.Model("y ~ x + (1 | g)", data, dpars={"sigma": "x + (x | g)"}).explain_priors().set_index("parameter")
+    # the sigma intercept is log sigma: the implied range is that of sigma (positive), not of mean y
+    assert t.loc["sigma_Intercept", "implies"].startswith("sigma (residual SD of y)")
+    assert t.loc["sigma_Intercept", "implied_low"] > 0
+    assert t.loc["sigma_x", "implies"].startswith("ratio of sigma per SD of x")
+    assert "sigma" in t.loc["sd(g, sigma_Intercept)", "implies"]
+    assert "sigma" in t.loc["cor(g__sigma)", "implies"]
+    assert np.isfinite(t.loc["ICC(g)", ["implied_low", "implied_high"]].astype(float)).all()
+    counts = pd.DataFrame({"y": rng.poisson(2, 120) * (rng.uniform(size=120) > 0.3), "x": x, "g": g})
+    z = hm.Model("y ~ x + (1 | g)", counts, family="zero_inflated_poisson",
+                 dpars={"zi": "1 + x"}).explain_priors().set_index("parameter")
+    assert z.loc["zi_Intercept", "implies"].startswith("zi (probability of an excess")
+    assert 0 < z.loc["zi_Intercept", "implied_low"] < z.loc["zi_Intercept", "implied_high"] < 1
+    assert z.loc["zi_x", "implies"].startswith("odds ratio of zi per SD of x")
+
+
+def test_explain_priors_of_a_lognormal_speaks_of_log_y_for_every_coefficient():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=100)
+    data = pd.DataFrame({"time": np.exp(1 + 0.5 * x + 0.6 * rng.normal(size=100)), "x": x,
+                         "g": np.repeat([f"g{i}" for i in range(10)], 10)})
+    t = hm.Model("time ~ x + (1 | g)", data, family="lognormal").explain_priors().set_index("parameter")
+    assert t.loc["Intercept", "implies"].startswith("mean log(time)")
+    assert t.loc["x", "implies"].startswith("change in log(time) per SD of x")  # not "change in time"
+    assert "difference in log(time)" in t.loc["sd(g, Intercept)", "implies"]
+
+
+def test_explain_priors_of_a_truncated_outcome_says_the_intercept_is_before_truncation():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=100)
+    y = rng.poisson(np.exp(0.2 + 0.5 * x))
+    data = pd.DataFrame({"y": np.maximum(y, 1), "x": x})
+    t = hm.Model("y | trunc(lb=1) ~ x", data, family="poisson").explain_priors().set_index("parameter")
+    assert "before truncation" in t.loc["Intercept", "implies"]  # exp(Intercept) is mu, not E[y | y >= 1]
+    assert "before truncation" not in hm.Model("y ~ x", data, family="poisson").explain_priors()["implies"][0]

@@ -419,6 +419,26 @@ def test_zero_truncated_negative_binomial_mass_is_the_closed_form_at_any_alpha(a
     assert grad["alpha"] == pytest.approx(fd, rel=1e-6, abs=1e-8)
 
 
+@pytest.mark.parametrize("family, bounds, eta, near", [
+    ("gaussian", (0.0, 10.0), -50.0, 0.0),   # every bit of mass below lb: the draws sit at lb, not at ub
+    ("gaussian", (0.0, 10.0), 60.0, 10.0),   # above ub: at ub, not at lb
+    ("gaussian", (0.0, None), -45.0, 0.0),   # one-sided: at lb, not at +inf
+    ("poisson", (1, None), -40.0, 1.0),      # a rate of 4e-18, zero-truncated: 1, not inf
+    ("negativebinomial", (1, None), -40.0, 1.0),
+])
+def test_truncated_draws_where_the_mass_between_the_bounds_underflows_sit_at_the_near_bound(family, bounds, eta, near):
+    from hmodels.families import get_family
+    from hmodels.linpred import simulate_response
+
+    fam = get_family(family)
+    fit = _fake_fit(fam, **{"gaussian": {"sigma": 1.0}, "poisson": {},
+                            "negativebinomial": {"alpha": 2.0}}[family])
+    design = types.SimpleNamespace(spec=types.SimpleNamespace(trunc=bounds), trials=None, se=None)
+    y = simulate_response(fit, np.full((1, 1, 50), eta), design, seed=1)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, near, atol=0.05)
+
+
 def test_truncation_the_kernels_do_not_evaluate_stays_on_the_pymc_graph_and_the_plan_says_so():
     rng = np.random.default_rng(1)
     d = pd.DataFrame({"y": np.abs(rng.standard_t(5, 40)), "x": rng.normal(size=40)})
