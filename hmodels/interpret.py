@@ -903,7 +903,9 @@ def _expected(fit, eta: np.ndarray) -> np.ndarray:
             "means, comparisons and slopes on the outcome scale are not available for such models yet. Use "
             "scale='link', or fit.predict(newdata, kind='mean') on the rows you want."
         )
-    aux = {k: v.reshape(v.shape[:2] + (1,) * (eta.ndim - 2)) for k, v in aux_draws(fit).items()}
+    # (chain, draw) draws broadcast over eta's trailing axes; a vector parameter (an ordinal model's thresholds)
+    # keeps its own last axis
+    aux = {k: v.reshape(v.shape[:2] + (1,) * (eta.ndim - 2) + v.shape[3:]) for k, v in aux_draws(fit).items()}
     return fit.family.response_mean(mean_draws(fit, eta), aux)
 
 

@@ -309,13 +309,15 @@ def plot_components(fit, prob: float = 0.95):
 
 def _population_X(fit, newdata: pd.DataFrame) -> np.ndarray:
     """Population-level design matrix of new rows, with the fitted data's factor levels and scalings."""
-    from .design import evaluate
+    from .design import evaluate, population_columns
 
     d = fit_design(fit)
     spec = fit.spec
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
     common = evaluate(rhs, d.data).common
-    return np.asarray(common.evaluate_new_data(newdata).design_matrix, dtype=float)
+    X = np.asarray(common.evaluate_new_data(newdata).design_matrix, dtype=float)
+    # an ordinal model's thresholds take the intercept's place (the design drops its column the same way)
+    return population_columns(fit.family, X, ["Intercept" if spec.intercept else "", *[""] * (X.shape[1] - 1)])[0]
 
 
 def _reference_row(data: pd.DataFrame, columns: list[str]) -> dict:

@@ -276,3 +276,19 @@ def test_prior_draws_of_thresholds_follow_the_predictors():
     centred = cut - float(m.design.x_means[0]) * b[..., None]
     assert np.all(np.diff(cut, axis=-1) > 0)
     assert np.median(np.abs(centred)) < 10  # StudentT(3, 0, 2.5) at the means, not at x_far = 0
+
+
+def test_marginal_means_and_conditional_plot_of_the_expected_category(ordinal_fit):
+    """The expected category number at a grid point = predict(kind='mean') there.
+
+    Both marginal_means and plot_conditional crashed before: the population design kept the intercept the
+    thresholds replace, and the thresholds lost their axis.
+    """
+    x0 = 0.3
+    mm = ordinal_fit.marginal_means(at={"x": [x0]}, groups="exclude")
+    new = ordinal_fit.data.head(1).assign(x=x0)
+    direct = np.asarray(ordinal_fit.predict(new, kind="mean", groups="exclude").draws).reshape(-1)
+    assert mm.table["estimate"].iloc[0] == pytest.approx(direct.mean(), rel=1e-10)
+    assert 1.0 < mm.table["estimate"].iloc[0] < 4.0
+    fig = ordinal_fit.plot_conditional("x", data_points=False)
+    assert len(fig.axes[0].lines) >= 1
