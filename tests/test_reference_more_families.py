@@ -31,33 +31,22 @@ The same two kinds of check as ``test_reference_more.py``:
 
 from __future__ import annotations
 
-import json
-import warnings
-from pathlib import Path
-from types import SimpleNamespace
-
-import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
+from _r_reference import (
+    ROOT,
+    check_diagnostics,
+    check_loglik_at_ml,
+    check_posterior_near_ml,
+    check_truth_recovered_by_r,
+    fit_at_defaults,
+    load,
+)
 
 import hmodels as hm
-from hmodels.families import get_family
-from hmodels.linpred import linear_predictor, pointwise_loglik
 
-HERE = Path(__file__).parent / "reference"
-REF = json.loads((HERE / "r_more_families.json").read_text())
+REF = load("r_more_families")
 FITS = REF["fits"]
-ROOT = HERE.parent.parent
-
-
-def _model(entry) -> hm.Model:
-    return hm.Model(entry["hmodels_formula"], pd.read_csv(ROOT / entry["data"]), family=entry["hmodels_family"],
-                    dpars=entry.get("hmodels_dpars") or None)
-
-
-def _dpar_terms(design) -> list[str]:
-    return [t for dd in (getattr(design, "dpars", None) or {}).values() for t in dd.fixed_terms]
 
 
 def test_reference_file_records_its_provenance():
@@ -70,33 +59,10 @@ def test_reference_file_records_its_provenance():
         assert all(p["conversion"] for p in entry["family_params"].values()), key
 
 
-def _ml_draws(entry, design) -> xr.Dataset:
-    """R's estimates as a one-draw posterior: coefficients, group effects by level name, family parameters."""
-    est = {r["hmodels_term"]: r["estimate"] for r in entry["fixed"]}
-    one = {"chain": [0], "draw": [0]}
-    out = {"b": xr.DataArray([[[est[t] for t in design.fixed_terms]]], dims=("chain", "draw", "term"))}
-    for name, dd in (getattr(design, "dpars", None) or {}).items():
-        out[f"b_{name}"] = xr.DataArray([[[est[t] for t in dd.fixed_terms]]], dims=("chain", "draw", f"b_{name}__term"))
-    for factor in design.factors:
-        r = np.array([entry["ranef"][level] for level in factor.levels])
-        out[f"r_{factor.factor}"] = xr.DataArray(r[None, None, :, None], dims=("chain", "draw", "level", "term_g"))
-    for name, p in entry["family_params"].items():
-        out[name] = xr.DataArray([[p["estimate"]]], dims=("chain", "draw"))
-    return xr.Dataset(out, coords=one)
-
-
 @pytest.mark.parametrize("key", list(FITS))
 def test_log_likelihood_at_the_ml_estimates_matches_r(key):
     """hmodels' pointwise log-likelihood at R's estimates (and group effects) = R's log-likelihood there."""
-    entry = FITS[key]
-    design = _model(entry).design
-    assert sorted(design.fixed_terms + _dpar_terms(design)) == sorted(r["hmodels_term"] for r in entry["fixed"])
-    assert len(design.factors) == len(entry["sd"])
-    fake = SimpleNamespace(draws=_ml_draws(entry, design), design=design,
-                           family=get_family(design.spec.family, design.spec.link))
-    ll = pointwise_loglik(fake, linear_predictor(fake))
-    assert ll.shape == (1, 1, 400)
-    assert float(ll.sum()) == pytest.approx(entry["checks"]["conditional_loglik_by_hand"], abs=1e-6, rel=1e-10)
+    check_loglik_at_ml(FITS[key])
 
 
 def test_censoring_indicator_is_brms_coded():
@@ -126,48 +92,18 @@ def test_zoib_mapping_to_gamlss_beinf():
 @pytest.fixture(scope="session", params=list(FITS))
 def fitted(request):
     """(key, reference entry, Fit): each reference model fitted once per session at hmodels' defaults."""
-    key = request.param
-    entry = FITS[key]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = _model(entry).fit(seed=1, progressbar=False)
-    return key, entry, fit
-
-
-def _table(fit) -> pd.DataFrame:
-    return pd.concat([fit.fixed_effects(), fit.variance_components()])
+    return request.param, FITS[request.param], fit_at_defaults(FITS[request.param])
 
 
 def test_posterior_agrees_with_the_ml_estimates(fitted):
-    key, entry, fit = fitted
-    table = _table(fit)
-    refs = {r["hmodels_term"]: r for r in entry["fixed"] + entry["sd"]} | entry["family_params"]
-    assert sorted(table.index) == sorted(refs), (key, list(table.index))  # nothing unmatched
-    far = {}
-    for label, ref in refs.items():
-        post, ml = table.loc[label], ref["estimate"]
-        z = (float(post["mean"]) - ml) / float(post["sd"])
-        if abs(z) > 1:
-            far[label] = f"posterior {post['mean']:.4g} (sd {post['sd']:.4g}) vs ML {ml:.4g}: {z:+.2f} SD"
-    assert not far, (key, far)
+    check_posterior_near_ml(*fitted)
 
 
 def test_sampling_diagnostics_are_clean(fitted):
-    key, _entry, fit = fitted
-    table = _table(fit)
-    assert float(table["r_hat"].max()) <= 1.01, (key, table["r_hat"].to_dict())
-    assert fit.divergences == 0, key
+    check_diagnostics(fitted[0], fitted[2])
 
 
 @pytest.mark.parametrize("key", list(FITS))
 def test_simulated_truth_is_recovered_by_r(key):
     """The data are what the R script says: R recovers the truth within 2 SEs (the group SD on its log scale)."""
-    entry = FITS[key]
-    rows = {r["hmodels_term"]: r for r in entry["fixed"] + entry["sd"]} | entry["family_params"]
-    assert set(entry["truth"]) == set(rows)
-    for name, value in entry["truth"].items():
-        r = rows[name]
-        if "log_sd_se" in r:
-            assert abs(np.log(value) - r["log_sd_estimate"]) <= 2 * r["log_sd_se"], (key, name)
-        else:
-            assert abs(r["estimate"] - value) <= 2 * r["se"], (key, name, r["estimate"], value)
+    check_truth_recovered_by_r(key, FITS[key])
