@@ -501,18 +501,45 @@ def _categorise_factors(spec: ModelSpec, data: pd.DataFrame) -> pd.DataFrame:
     ordered one; the first category is the reference level. A user who declares
     ``categories=["Quebec", "Mississippi"]`` means Quebec as the reference, as R's factor levels do, so
     categorical predictors are handed to formulae as ordered (treatment coding in the declared order).
+    Categories without rows are dropped (an all-zero column otherwise).
     """
-    data = data.copy()
+    data = numpy_dtypes(data.copy())
     group_columns = {c for g in spec.groups for c in g.columns}
     for g in spec.groups:
         for c in g.columns:
             if not isinstance(data[c].dtype, pd.CategoricalDtype):
-                data[c] = pd.Categorical(data[c].astype(str) if not pd.api.types.is_numeric_dtype(data[c]) else data[c])
+                col = _whole_floats_as_int(data[c])
+                data[c] = pd.Categorical(col.astype(str) if not pd.api.types.is_numeric_dtype(col) else col)
     for c in data.columns:
         col = data[c]
-        if (c not in group_columns and c != spec.response and isinstance(col.dtype, pd.CategoricalDtype)
-                and not col.cat.ordered):
-            data[c] = col.cat.as_ordered()
+        if c not in group_columns and c != spec.response and isinstance(col.dtype, pd.CategoricalDtype):
+            # a declared category without rows (never present, or only in dropped rows) would be an all-zero
+            # column and a rank-deficient design; R's model.frame and brms drop unused levels too
+            col = col.cat.remove_unused_categories()
+            data[c] = col if col.cat.ordered else col.cat.as_ordered()
+    return data
+
+
+def numpy_dtypes(data: pd.DataFrame) -> pd.DataFrame:
+    """Nullable and pyarrow numeric or boolean columns as NumPy ones, for formulae.
+
+    ``Int64``, ``Float64``, ``boolean``, ``double[pyarrow]``: ``offset(np.log(e))`` of an ``Int64`` exposure failed
+    ('FloatingArray' object has no attribute 'flatten') and ``x:cond`` of a pyarrow double with 'too many indices
+    for array'. Missing values are dropped before; a column that still holds one is left as it is.
+
+    Examples
+    --------
+    >>> numpy_dtypes(pd.DataFrame({"e": pd.array([1, 2], dtype="Int64")})).dtypes.tolist()
+    [dtype('int64')]
+    """
+    for c in data.columns:
+        col = data[c]
+        if (not pd.api.types.is_extension_array_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype)
+                or not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)) or col.isna().any()):
+            continue
+        kind = (bool if pd.api.types.is_bool_dtype(col) else
+                np.int64 if pd.api.types.is_integer_dtype(col) else float)
+        data[c] = col.to_numpy(dtype=kind)
     return data
 
 
@@ -529,7 +556,39 @@ def _evaluate(rhs: str, data: pd.DataFrame, what: str):
             return evaluate(rhs, data).common
     except Exception as exc:
         msg = str(exc) if len(str(exc)) <= 300 else str(exc)[:300] + " ..."
+        odd = _unusable_columns(rhs, data)
+        if odd:  # formulae's own words ('Variable is of an unrecognized type') name neither the column nor the fix
+            c, kind = odd[0]
+            raise DataError(
+                f"Could not build the {what} {_show(rhs)}: the column {c!r} holds {kind}, which a formula cannot use "
+                "as a predictor. Convert it first: dates or durations to numbers, e.g. "
+                f"data[{c!r}] = (data[{c!r}] - data[{c!r}].min()).dt.days; a column of numbers stored as objects with "
+                f"pd.to_numeric(data[{c!r}]); a mix of text and numbers meant as categories with "
+                f"data[{c!r}].astype(str)."
+            ) from None
         raise SpecificationError(f"Could not build the {what} {_show(rhs)}: {msg}") from None
+
+
+def _unusable_columns(rhs: str, data: pd.DataFrame) -> list[tuple[str, str]]:
+    """Columns ``rhs`` reads whose dtype formulae cannot encode: dates, durations, objects that are not all text."""
+    try:
+        names = _vars(rhs, set(data.columns))
+    except SpecificationError:
+        return []
+    out = []
+    for c in names:
+        if c not in data.columns:
+            continue
+        col = data[c]
+        if (pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col)
+                or isinstance(col.dtype, pd.PeriodDtype)):
+            out.append((c, f"{col.dtype} values (dates or durations)"))
+        elif col.dtype == object:
+            kind = pd.api.types.infer_dtype(col, skipna=True)
+            if kind not in ("string", "empty"):
+                types = sorted({type(v).__name__ for v in col.dropna()})
+                out.append((c, f"Python objects of type(s) {', '.join(types[:4])} (dtype object, {kind})"))
+    return out
 
 
 def check_finite(M: np.ndarray, terms: list[str], labels, context: str) -> None:
@@ -630,7 +689,7 @@ def response_additions(spec: ModelSpec, family, data: pd.DataFrame, y: np.ndarra
                 "estimated from these data. Check the coding (1 = right-censored, 0 = observed)."
             )
     if spec.weights is not None:
-        w = np.asarray(_column_or_expression(spec.weights, data, "the weights"), dtype=float)
+        w = _numbers(_column_or_expression(spec.weights, data, "the weights"), f"The weights {spec.weights!r}", labels)
         bad = ~np.isfinite(w) | (w < 0)
         if bad.any():
             raise DataError(
@@ -703,7 +762,7 @@ def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | 
         y = _whole_numbers(y, f"The outcome {col!r}", f"non-negative whole numbers (counts) for the {family.name} "
                            "family", labels)
     if spec.trials is not None:
-        n = data[spec.trials].to_numpy(dtype=float) if spec.trials in data else None
+        n = _numbers(data[spec.trials], f"The trials column {spec.trials!r}", labels) if spec.trials in data else None
         if n is None:
             raise MissingColumnError(
                 f"The trials column {spec.trials!r} is not in the data.{closest(spec.trials, data.columns)}"
@@ -728,7 +787,7 @@ def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | 
             raise SpecificationError(
                 f"se() takes one column of standard errors, got se({spec.se}).{extra} Compute them as a column "
                 "first (data['s'] = ...) and write 'y | se(s) ~ ...'.")
-        se = data[spec.se].to_numpy(dtype=float)
+        se = _numbers(data[spec.se], f"The standard-error column {spec.se!r}", labels)
         if (se <= 0).any():
             raise DataError(
                 f"The standard-error column {spec.se!r} must be positive; found {se[se <= 0][:3]} in "
@@ -737,6 +796,35 @@ def _response(spec: ModelSpec, family, data: pd.DataFrame, labels: np.ndarray | 
     family.check_response(y, col, labels)  # the family's own support (positive, inside (0, 1), ...)
     _check_outcome_information(spec, family, y, trials, labels)
     return y, trials, se
+
+
+def _numbers(col: pd.Series, what: str, labels) -> np.ndarray:
+    """A column of numbers (weights, trials, standard errors) as floats; dates or text are a DataError naming it.
+
+    A date column was read as nanoseconds (weights of 1.6e18, silently), text raised numpy's ValueError.
+
+    Examples
+    --------
+    >>> _numbers(pd.Series(["1", "2.5"]), "The weights 'w'", np.arange(2)).tolist()
+    [1.0, 2.5]
+    """
+    col = pd.Series(col).reset_index(drop=True)
+    labels = np.arange(len(col)) if labels is None else np.asarray(labels)
+    if (pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col)
+            or isinstance(col.dtype, pd.PeriodDtype)):
+        raise DataError(
+            f"{what} must hold numbers, but it holds {col.dtype} values (dates or durations) such as {col.iloc[0]!r}. "
+            "Convert it to numbers first, e.g. (data[col] - data[col].min()).dt.days."
+        )
+    try:
+        return col.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        bad = (pd.to_numeric(col.astype(object), errors="coerce").isna() & col.notna()).to_numpy()
+        first = col[bad].iloc[0] if bad.any() else col.iloc[0]
+        raise DataError(
+            f"{what} must hold numbers; found {first!r} in {row_labels(labels, bad) if bad.any() else 'some rows'}. "
+            "Fix or drop those rows, e.g. data[col] = pd.to_numeric(data[col], errors='coerce') and then dropna()."
+        ) from None
 
 
 def _num(v) -> str:
@@ -749,6 +837,12 @@ def _whole_numbers(values: np.ndarray, what: str, need: str, labels: np.ndarray)
     Noise is a difference of at most 1e-6 relative (``2.0000000001`` from arithmetic or a float32
     column); anything further from a whole number is a real fraction, which a count cannot be.
     """
+    huge = ~(np.abs(values) < 2.0**53)  # beyond it a float is not an exact whole number (int64 overflowed above 2**63)
+    if huge.any():
+        raise DataError(
+            f"{what} must hold {need}; found values such as {', '.join(map(_num, values[huge][:3]))} in "
+            f"{row_labels(labels, huge)}, too large to be whole numbers held exactly (above 2**53). Check the column."
+        )
     r = np.round(values)
     d = np.abs(values - r)
     fraction = d > 1e-6 * np.maximum(1.0, np.abs(values))
@@ -926,6 +1020,12 @@ def _factor_design(group, data: pd.DataFrame) -> FactorDesign:
         cat = data[cols[0]].astype("category").cat.remove_unused_categories()
     else:
         labels = data[cols].astype(str).agg(":".join, axis=1)
+        if labels.nunique() < len(data[cols].astype(str).drop_duplicates()):  # ('1:2', '3') and ('1', '2:3')
+            raise DataError(
+                f"The grouping factor {group.factor!r} joins the levels of {', '.join(map(repr, cols))} with ':', but "
+                "some levels contain ':' themselves, so different groups would get the same label and be merged. "
+                "Replace ':' in those columns' values, e.g. data[col] = data[col].astype(str).str.replace(':', '_')."
+            )
         cat = pd.Categorical(labels, categories=list(dict.fromkeys(sorted(labels.unique(), key=_natural))))
         cat = pd.Series(cat)
     levels = [str(c) for c in cat.cat.categories]
@@ -962,7 +1062,8 @@ def _factor_design(group, data: pd.DataFrame) -> FactorDesign:
 
 
 def _natural(s: str):
-    return [int(p) if p.isdigit() else p for p in s.replace(":", " : ").split()]
+    """Sort key of an interaction label: numbers by value, before text (a mix of '1b' and '2' raised TypeError)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in s.replace(":", " : ").split()]
 
 
 # -- the designs of distributional parameters with their own formulas (hmodels.dpars)
@@ -1065,9 +1166,28 @@ def encode_new_data(expr: str, training: pd.DataFrame, newdata: pd.DataFrame, wh
         [str(c) for c in dm.as_dataframe().columns]
 
 
+def _whole_floats_as_int(col: pd.Series) -> pd.Series:
+    """A float column of whole numbers as int64 (an integer ID column read as float, e.g. because of a NaN).
+
+    Group levels are text: without this, subject 308 was level '308.0' when the column held a NaN, and a
+    prediction for 308 (int) was for an unseen group.
+
+    Examples
+    --------
+    >>> _whole_floats_as_int(pd.Series([308.0, 309.0])).tolist(), _whole_floats_as_int(pd.Series([0.5])).tolist()
+    ([308, 309], [0.5])
+    """
+    if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_float_dtype(col) or len(col) == 0:
+        return col
+    v = col.to_numpy(dtype=float, na_value=np.nan)
+    if np.isfinite(v).all() and (v == np.round(v)).all() and np.abs(v).max() < 2.0**53:
+        return pd.Series(v.astype(np.int64), index=col.index, name=col.name)
+    return col
+
+
 def level_labels(group, data: pd.DataFrame) -> np.ndarray:
     """Each row's level of a grouping factor as text (``a:b`` for an interaction of columns)."""
     cols = list(group.columns)
     if len(cols) == 1:
-        return data[cols[0]].astype(str).to_numpy()
-    return data[cols].astype(str).agg(":".join, axis=1).to_numpy()
+        return _whole_floats_as_int(data[cols[0]]).astype(str).to_numpy()
+    return data[cols].apply(_whole_floats_as_int).astype(str).agg(":".join, axis=1).to_numpy()

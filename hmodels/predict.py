@@ -38,6 +38,7 @@ from .design import (
     check_finite,
     encode_new_data,
     level_labels,
+    numpy_dtypes,
     offset_values,
     population_columns,
     row_labels,
@@ -324,6 +325,7 @@ def new_design(fit, newdata: pd.DataFrame, need_trials: bool = False, need_se: b
                 f"newdata column {c!r} has missing or non-finite values ({vals}) in {row_labels(labels, bad)}; a "
                 "prediction needs a finite value in every row. Fill or drop those rows first."
             )
+    nd = numpy_dtypes(nd)  # nullable / pyarrow numbers as NumPy's, as for the fitted data (formulae needs them)
     factor_cols = {c for g in spec.groups for c in g.columns}
     if getattr(spec, "dpars", ()):  # factors of the family parameters' formulas (their unseen levels: population)
         from .design import dpar_sub_spec

@@ -528,6 +528,18 @@ def _check_names(spec: ModelSpec) -> None:
                 f"The outcome column {spec.response!r} is also on the right of '~' (in the grouping factor "
                 f"{g.factor!r}): a model cannot explain {spec.response!r} by itself. Remove it from the right of '~'."
             )
+    # a column named 'Intercept' as a term: formulae puts its values in the intercept's column (one column,
+    # named 'Intercept'), so the model silently lost its intercept and the predictor
+    where = ["the population-level terms"] if "Intercept" in spec.fixed else []
+    where += [f"the group-specific terms of {g.factor!r}" for g in spec.groups
+              if any("Intercept" in b.terms for b in g.blocks)]
+    if where:
+        raise SpecificationError(
+            f"A column named 'Intercept' is used as a term (in {', '.join(where)}), but 'Intercept' is the name of "
+            "the intercept's column: the two would be one column. Rename the column, e.g. "
+            "data = data.rename(columns={'Intercept': 'Intercept_x'}), and use the new name in the formula "
+            "(the intercept itself is written 1 or 0)."
+        )
     owners: dict[str, tuple[str, str]] = {}
     aux = get_family(spec.family, spec.link).aux
     reserved = {k: v for k, v in _RESERVED.items() if k not in ("sigma", "nu", "alpha") or k in aux}

@@ -184,3 +184,87 @@ def test_se_of_anything_but_a_column_is_refused_with_the_fix(lhs):
     d = pd.DataFrame({"y": [0.3, 1.2, -0.4, 0.8], "s": [0.5, 0.4, 0.6, 0.5], "g": list("aabb")})
     with pytest.raises(hm.SpecificationError, match=r"se\(\) takes one column.*write 'y \| se\(s\) ~"):
         hm.Model(f"{lhs} ~ 1 + (1 | g)", d)
+
+
+def test_declared_categories_without_rows_are_dropped():
+    """A Categorical predictor's unused category is dropped, as R's model.frame and brms do.
+
+    One declared, or only in rows dropped for missing values, gave an all-zero dummy column and a rank-deficiency
+    error.
+    """
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60), "cond": rng.choice(list("abc"), 60),
+                      "g": np.repeat([f"g{i}" for i in range(6)], 10)})
+    d["cond"] = pd.Categorical(d["cond"], categories=["zz", "c", "a", "b"])  # declared order: c is the reference
+    m = hm.Model("y ~ x + cond + (1 | g)", d)
+    assert m.design.fixed_terms == ["Intercept", "x", "cond[a]", "cond[b]"]
+    np.testing.assert_array_equal(m.design.X[:, 2], (d["cond"] == "a").to_numpy(dtype=float))
+    d2 = d.assign(x=np.where(d["cond"] == "b", np.nan, d["x"]))  # every 'b' row is dropped
+    with pytest.warns(UserWarning, match="Dropped"):
+        m2 = hm.Model("y ~ x + cond + (1 | g)", d2)
+    assert m2.design.fixed_terms == ["Intercept", "x", "cond[a]"]
+
+
+@pytest.mark.parametrize("formula, column", [
+    ("y ~ t + (1 | g)", pd.date_range("2020-01-01", periods=60, freq="D")),
+    ("y ~ x + (t | g)", pd.to_timedelta(np.arange(60), unit="h")),
+    ("y ~ t + (1 | g)", pd.Series([1, "a", 2.5] * 20, dtype=object)),
+])
+def test_predictors_formulae_cannot_encode_name_the_column(formula, column):
+    """formulae said only 'Variable is of an unrecognized type (<class 'pandas.Series'>)'."""
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10),
+                      "t": column})
+    with pytest.raises(hm.DataError, match=r"the column 't' holds .* cannot use as a predictor. Convert it"):
+        hm.Model(formula, d)
+
+
+@pytest.mark.parametrize("formula, kw, what", [
+    ("y | weights(v) ~ x + (1 | g)", {}, "weights 'v'"),
+    ("k | trials(v) ~ x + (1 | g)", {"family": "binomial"}, "trials column 'v'"),
+    ("y | se(v) ~ x + (1 | g)", {}, "standard-error column 'v'"),
+])
+@pytest.mark.parametrize("values, fragment", [
+    (pd.date_range("2020-01-01", periods=60, freq="D"), "dates or durations"),  # was read as nanoseconds, silently
+    (np.r_[["a"], np.full(59, "2")], r"found 'a' in 1 row \(index 0\)"),  # was numpy's ValueError
+])
+def test_weights_trials_and_se_must_be_numbers(formula, kw, what, values, fragment):
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10),
+                      "k": rng.integers(0, 2, 60), "v": values})
+    with pytest.raises(hm.DataError, match=f"The {what} must hold numbers.*{fragment}"):
+        hm.Model(formula, d, **kw)
+
+
+def test_interaction_levels_that_would_merge_are_refused():
+    """('1:2', '3') and ('1', '2:3') were both level '1:2:3' of (1 | a:b): two groups merged into one, silently."""
+    d = pd.DataFrame({"y": np.arange(40.0) % 7, "a": ["1:2"] * 10 + ["1"] * 10 + ["3"] * 10 + ["4"] * 10,
+                      "b": ["3"] * 10 + ["2:3"] * 10 + ["5"] * 10 + ["6"] * 10})
+    with pytest.raises(hm.DataError, match=r"levels contain ':' themselves.*merged"):
+        hm.Model("y ~ 1 + (1 | a:b)", d)
+    assert hm.Model("y ~ 1 + (1 | a:b)", d.assign(a=d["a"].str.replace(":", "_"))).design.factors[0].n_levels == 4
+
+
+def test_nested_factor_with_mixed_number_and_text_labels():
+    """(1 | school/cls) with classes '1', '2', '1b' crashed sorting the levels (TypeError: str < int)."""
+    d = pd.DataFrame({"y": np.arange(24.0) % 5, "school": np.repeat(["s1", "s2"], 12),
+                      "cls": np.tile(["1", "2", "1b"], 8)})
+    f = hm.Model("y ~ 1 + (1 | school/cls)", d).design.factor("school:cls")
+    assert f.levels == ["s1:1", "s1:2", "s1:1b", "s2:1", "s2:2", "s2:1b"]  # numbers by value, then text
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "Float64", "double[pyarrow]"])
+def test_nullable_and_pyarrow_numbers_work_in_every_term(dtype):
+    """Nullable and pyarrow numbers work in every term.
+
+    formulae failed on pandas' extension arrays: offset(np.log(e)) of an Int64 exposure ('FloatingArray' object has
+    no attribute 'flatten'), x:cond of a pyarrow double ('too many indices for array').
+    """
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"k": rng.poisson(3, 60), "x": rng.integers(1, 9, 60).astype(float), "e": rng.integers(1, 5, 60),
+                      "cond": rng.choice(list("abc"), 60), "g": np.repeat(list("abcdef"), 10)})
+    plain = hm.Model("k ~ x:cond + offset(np.log(e)) + (1 | g)", d, family="poisson").design
+    ext = hm.Model("k ~ x:cond + offset(np.log(e)) + (1 | g)", d.astype({"x": dtype, "e": dtype}),
+                   family="poisson").design
+    np.testing.assert_array_equal(ext.X, plain.X)
+    np.testing.assert_allclose(ext.offset, np.log(d["e"].to_numpy(float)))

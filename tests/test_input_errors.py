@@ -289,3 +289,20 @@ def test_transformed_fit_predicts_with_the_training_transformation():
     p = fit.predict(df.iloc[[0, 5]], kind="link", groups="exclude")
     b = np.asarray(fit.draws["b"].transpose("chain", "draw", ...).values)
     np.testing.assert_allclose(p.values, np.einsum("cdp,np->cdn", b, m.design.X[[0, 5]]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("formula", ["y ~ Intercept + (1 | g)", "y ~ x + Intercept + (1 | g)",
+                                     "y ~ x + (0 + Intercept | g)"])
+def test_column_named_intercept_is_refused(formula):
+    """formulae put a column named 'Intercept' into the intercept's column: no intercept, no predictor, silently."""
+    df = _df().assign(Intercept=lambda f: 2 * f["x"] + 1)
+    with pytest.raises(hm.SpecificationError, match=r"column named 'Intercept' is used as a term.*Rename the column"):
+        hm.Model(formula, df)
+
+
+def test_trials_too_large_for_whole_numbers_are_errors():
+    """trials of 1e20 overflowed int64: 'The successes exceed the trials ... 0 > -9223372036854775808'."""
+    df = _df().assign(n=1e20)
+    with pytest.raises(hm.DataError,
+                       match=r"trials column 'n' must hold positive whole numbers.*1e\+20.*above 2\*\*53"):
+        hm.Model("p(count, n) ~ x + (1 | g)", df, family="binomial")

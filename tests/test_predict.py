@@ -152,3 +152,44 @@ def test_the_docstring_says_what_is_predicted_for_censored_truncated_and_weighte
     assert "censored outcome (``cens()``) is predicted uncensored" in doc
     assert "truncated one (``trunc()``) is drawn from the truncated distribution" in doc
     assert "``weights()`` do not enter a prediction" in doc
+
+
+def test_integer_ids_in_a_float_column_are_the_same_groups():
+    """Integer IDs in a float column are the same groups as the integers.
+
+    A NaN made the subject column float: levels '300.0', ..., and newdata with 300 (int) was an unseen group (an
+    error, or with groups='new' a fitted subject silently predicted as a new one).
+    """
+    import warnings
+
+    rng = np.random.default_rng(2)
+    d = pd.DataFrame({"x": rng.normal(size=60), "g": np.repeat(np.arange(6) + 300, 10)})
+    d["y"] = d["x"] + np.repeat(rng.normal(size=6), 10) + rng.normal(size=60)
+    d.loc[3, "g"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = hm.Model("y ~ x + (1 | g)", d)
+        assert m.design.factors[0].levels == [str(i) for i in range(300, 306)]
+        fit = m.fit(draws=50, tune=50, chains=1, seed=1, progressbar=False)
+    ref = fit.predict(pd.DataFrame({"x": [0.0, 0.0], "g": ["300", "301"]}), kind="link").values
+    for ids in ([300, 301], [300.0, 301.0]):
+        new = pd.DataFrame({"x": [0.0, 0.0], "g": ids})
+        np.testing.assert_array_equal(fit.predict(new, kind="link").values, ref)
+        np.testing.assert_array_equal(fit.predict(new, kind="link", groups="new").values, ref)
+
+
+def test_newdata_with_nullable_or_pyarrow_exposure():
+    """predict evaluated offset(np.log(e)) of an Int64 / Float64 / pyarrow newdata column with a formulae crash."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"x": rng.normal(size=80), "g": np.repeat(list("abcd"), 20), "e": rng.integers(1, 5, 80)})
+    d["k"] = rng.poisson(np.exp(0.2 + 0.3 * d["x"]) * d["e"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("k ~ x + offset(np.log(e)) + (1 | g)", d, family="poisson").fit(
+            draws=50, tune=50, chains=1, seed=1, progressbar=False)
+    new = pd.DataFrame({"x": [0.0, 1.0], "g": ["a", "b"], "e": [1, 2]})
+    ref = fit.predict(new, kind="mean").values
+    for dtype in ("Int64", "Float64", "double[pyarrow]"):
+        np.testing.assert_array_equal(fit.predict(new.astype({"e": dtype}), kind="mean").values, ref)

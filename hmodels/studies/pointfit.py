@@ -545,7 +545,10 @@ class _Laplace:
         self.s = _Structure(design)
         self.family = design.spec.family
         self.y = np.asarray(design.y, dtype=float)
-        self.X = np.asarray(design.X, dtype=float)
+        # the optimiser works on centred, scaled columns X_s = X M (coefficients gamma, beta = M gamma): on the raw
+        # columns a predictor such as x + 1e6 or x * 1e6 made the deviance so ill-conditioned that L-BFGS-B and
+        # Nelder-Mead ran for many minutes (a shift or change of units of a predictor changes nothing here now)
+        self.X, self.M = _standardised(np.asarray(design.X, dtype=float))
         self.n, self.p = self.X.shape
         self.offset = np.zeros(self.n) if getattr(design, "offset", None) is None else np.asarray(design.offset)
         if self.family == "poisson":
@@ -635,6 +638,37 @@ class _Laplace:
         return beta
 
 
+def _standardised(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``X_s`` and ``M`` with ``X_s = X M``: the columns of ``X`` centred and scaled for the optimiser.
+
+    Each non-constant column is scaled to SD 1 and, when a constant column (the intercept) is present, centred
+    (up to rounding); coefficients ``gamma`` of ``X_s`` are ``beta = M gamma``.
+
+    Examples
+    --------
+    >>> X = np.column_stack([np.ones(4), 1e6 + np.arange(4.0)])
+    >>> Xs, M = _standardised(X)
+    >>> np.allclose(Xs @ np.linalg.solve(M, [2.0, 3.0]), X @ [2.0, 3.0])
+    True
+    """
+    p = X.shape[1]
+    M = np.eye(p)
+    if p == 0 or X.shape[0] == 0:
+        return X, M
+    mean, sd = X.mean(axis=0), X.std(axis=0)
+    const = np.flatnonzero((sd == 0) & (mean != 0))
+    Xs = X.copy()
+    for j in np.flatnonzero(sd > 0):
+        M[j, j] = 1.0 / sd[j]
+        if const.size:
+            k = const[0]
+            M[k, j] = -mean[j] / (sd[j] * mean[k])
+            Xs[:, j] = (X[:, j] - mean[j]) / sd[j]
+        else:
+            Xs[:, j] = X[:, j] / sd[j]
+    return Xs, M
+
+
 def _fit_laplace(design, polish: bool = True) -> dict:
     lap = _Laplace(design)
     s = lap.s
@@ -663,6 +697,7 @@ def _fit_laplace(design, polish: bool = True) -> dict:
     u, _, _ = lap.mode(theta, beta)
     b = _lam_times(s, theta, u)
     report["seconds"] = time.perf_counter() - t0
+    beta, vcov = lap.M @ beta, lap.M @ vcov @ lap.M.T  # back from the standardised columns
     return dict(beta=beta, vcov=vcov, sds=sds, cors=cors, sigma=None, se_phi=se_all[:k], theta=theta,
                 singular=s.singular(theta), loglik=-0.5 * dev, criterion_value=dev, n_par=lap.p + s.n_theta,
                 report=report, b=b, structure=s)
@@ -822,7 +857,24 @@ def point_fit(design, criterion: str = "reml", polish: bool = True, component_se
         return _point_fit(design, spec, crit, polish, component_se)
 
 
+def _unsupported(spec) -> str | None:
+    """What in ``spec`` the point fits do not model (words), or None: they would silently fit another model."""
+    if getattr(spec, "nonlinear", None) is not None:
+        return "a nonlinear model (its parameters enter through the expression, not one linear predictor)"
+    parts = [f"{what} ({text})" for what, text in (("weights", "weights(...)"), ("cens", "cens(...)"),
+                                                   ("trunc", "trunc(...)")) if getattr(spec, what, None) is not None]
+    if getattr(spec, "dpars", ()):
+        parts.append(f"a formula for {', '.join(name for name, _ in spec.dpars)} (dpars=)")
+    return ", ".join(parts) or None
+
+
 def _point_fit(design, spec, crit: str, polish: bool, component_se: bool) -> PointFit:
+    gap = _unsupported(spec)
+    if gap is not None:
+        raise SpecificationError(
+            f"Point fits (REML / ML) do not model {gap}: they would fit the model without it and report the "
+            "estimates as if it were there. Use model.fit() for this model."
+        )
     if spec.family == "gaussian" and spec.link == "identity":
         r = _fit_lmm(design, crit, polish, component_se)
         kind = crit
