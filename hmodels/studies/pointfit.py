@@ -379,9 +379,15 @@ def _minimise(fun, x0: np.ndarray, lower: np.ndarray, polish: bool = True) -> tu
                                options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20000, "maxfev": 40000,
                                         "initial_simplex": simplex})
     best = np.asarray(r2.x, dtype=float) if r2.fun <= fx else x
+    # A flat optimum: L-BFGS-B's line search can end "ABNORMAL" and Nelder-Mead run out of evaluations while
+    # chasing xatol where the criterion no longer changes in its last digits; the minimum is then found all the
+    # same when the final simplex's values agree to 1e-9 (relative) and the polish improved nothing beyond that.
+    fsim = np.asarray(r2.final_simplex[1], dtype=float)
+    tol = 1e-9 * (1.0 + abs(float(min(r2.fun, fx))))
+    flat = bool(np.all(np.isfinite(fsim))) and float(np.ptp(fsim)) <= tol and fx - float(r2.fun) <= tol
     report.update({
         "optimizer": "L-BFGS-B, polished by Nelder-Mead (scipy.optimize.minimize)",
-        "converged": bool(report["converged"] or r2.success) and bool(np.isfinite(min(r2.fun, fx))),
+        "converged": bool(report["converged"] or r2.success or flat) and bool(np.isfinite(min(r2.fun, fx))),
         "message": f"{report['message']}; Nelder-Mead: {_msg(r2.message)}",
         "n_evaluations": int(nfev + r2.nfev), "n_iterations": int(nit + r2.nit),
         "criterion": float(min(r2.fun, fx)),
