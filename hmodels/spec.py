@@ -319,9 +319,11 @@ def _check_additions(spec: ModelSpec, fam) -> None:
     if not wanted:
         return
     if not fam.supports_additions:
+        where = "; ".join(f"{w} {'are' if w == 'weights' else 'is'} for: {', '.join(addition_families(w))}"
+                          for w in wanted)
         raise SpecificationError(
             f"{' and '.join(wanted).capitalize()} {'is' if wanted in (['censoring'], ['truncation']) else 'are'} "
-            f"not available for the {fam.name} family yet; only for {', '.join(addition_families())}."
+            f"not available for the {fam.name} family yet ({where})."
         )
     if spec.cens is not None and fam.discrete:
         raise SpecificationError(
@@ -353,17 +355,29 @@ def _exact_number(v: float) -> str:
     return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
 
 
-def addition_families() -> list[str]:
+def addition_families(addition: str | None = None) -> list[str]:
     """Families that take ``cens()``, ``trunc()`` and ``weights()`` (those with a PyMC distribution object).
+
+    With ``addition`` (``"censoring"``, ``"truncation"`` or ``"weights"``), those that take that one: censoring is
+    for continuous outcomes, truncation not for binary or binomial ones.
 
     Examples
     --------
     >>> "weibull" in addition_families()
     True
+    >>> "binomial" in addition_families("truncation"), "poisson" in addition_families("censoring")
+    (False, False)
     """
     from .families import FAMILIES, get_family
 
-    return [name for name in FAMILIES if get_family(name).supports_additions]
+    def takes(fam) -> bool:
+        if addition == "censoring":
+            return not fam.discrete
+        if addition == "truncation":
+            return fam.outcome not in ("binary", "binomial")
+        return True
+
+    return [name for name in FAMILIES if get_family(name).supports_additions and takes(get_family(name))]
 
 
 def _as_offsets(offset) -> list[str]:

@@ -306,3 +306,11 @@ def test_trials_too_large_for_whole_numbers_are_errors():
     with pytest.raises(hm.DataError,
                        match=r"trials column 'n' must hold positive whole numbers.*1e\+20.*above 2\*\*53"):
         hm.Model("p(count, n) ~ x + (1 | g)", df, family="binomial")
+
+
+def test_an_addition_the_family_cannot_take_names_the_families_that_can():
+    """The list of families for trunc() left out none and named bernoulli/binomial, which then refused it."""
+    df = _df()
+    with pytest.raises(hm.SpecificationError, match=r"truncation is for: gaussian, .*poisson") as e:
+        hm.Model("count | trunc(lb=1) ~ x + (1 | g)", df, family="zero_inflated_poisson")
+    assert " binomial" not in str(e.value) and "bernoulli" not in str(e.value)
