@@ -486,7 +486,11 @@ def test_plan_uses_the_engine_for_the_family(family):
 
 @pytest.mark.parametrize("family", list(NEW_FAMILIES))
 def test_engine_fit_recovers_the_truth(family):
-    """Coefficients, group SD and family parameters inside their 95% intervals (400 rows, 20 groups)."""
+    """No gross error: coefficients, group SD and family parameters within 4 posterior SDs of the truth.
+
+    (400 rows, 20 groups.) Every one inside its 95% interval, as this asked before, fails by chance on about
+    one run in ten over ~60 checks; coverage is checked pooled over the registry in ``tests/test_recovery.py``.
+    """
     m, shift, _ = _simulated(family)
     fit = m.fit(draws=400, tune=400, chains=2, seed=3, progressbar=False)
     assert fit.meta["plan"]["backend"] == "engine"
@@ -494,8 +498,8 @@ def test_engine_fit_recovers_the_truth(family):
     truth = {"b": [TRUTH["Intercept"] + shift, TRUTH["x"]], "sd_g": [TRUTH["sd"]], **NEW_FAMILIES[family][1]}
     for name, values in truth.items():
         d = np.asarray(post[name].values).reshape(-1, np.size(values))
-        lo, hi = np.quantile(d, [0.025, 0.975], axis=0)
-        assert np.all((lo <= values) & (values <= hi)), (family, name, values, lo, hi)
+        z = np.abs(d.mean(axis=0) - values) / d.std(axis=0)
+        assert np.all(z < 4.0), (family, name, values, d.mean(axis=0), d.std(axis=0))
 
 
 # ---- the cumulative (ordinal) family: thresholds through PyMC's ordered transform ---------------------------
