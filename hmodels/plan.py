@@ -49,8 +49,7 @@ if TYPE_CHECKING:  # annotations only
     from .model import Model
 
 __all__ = ["FitPlan", "make_plan", "collapse_plan", "auto_target_accept", "mass_matrix_adaptation", "METHODS",
-           "TARGET_ACCEPT", "JOINT_TARGET_ACCEPT",
-           "BACKENDS", "LOW_RANK_MAX_DIM", "TARGET_ACCEPT", "LARGE_DIM"]
+           "BACKENDS", "LOW_RANK_MAX_DIM", "TARGET_ACCEPT", "JOINT_TARGET_ACCEPT", "LARGE_DIM"]
 
 METHODS = ("auto", "joint", "collapsed", "laplace")
 #: Sampler name -> backend that runs it.
