@@ -345,7 +345,8 @@ static void binary_parts(int link, double eta, double *lp1, double *lp0, double 
 }
 
 /* Sum of log likelihood over observations (without the constant, O_CONST); fills g_eta and adds to g_aux
- * the derivatives in the family parameters (aux and g_aux are indexed by the A_* slots of AUX_NAMES).
+ * the derivatives in the family parameters (aux and g_aux are indexed by the A_* slots of AUX_NAMES; a
+ * probability — zi, hu, zoi, coi — is passed by its logit, and its derivative is in that logit).
  * logy: log y (n) then log(1 - y) (n), for the positive and unit-interval families. */
 static double family_loglik(int family, int link, i64 n, const double *y, const double *eta,
                             const double *trials, const double *w, const double *aux, double *g_eta,
