@@ -509,6 +509,8 @@ def _categorise_factors(spec: ModelSpec, data: pd.DataFrame) -> pd.DataFrame:
         for c in g.columns:
             if not isinstance(data[c].dtype, pd.CategoricalDtype):
                 col = _whole_floats_as_int(data[c])
+                if not pd.api.types.is_numeric_dtype(col):
+                    _refuse_merged_labels(c, col)
                 data[c] = pd.Categorical(col.astype(str) if not pd.api.types.is_numeric_dtype(col) else col)
     for c in data.columns:
         col = data[c]
@@ -1164,6 +1166,33 @@ def encode_new_data(expr: str, training: pd.DataFrame, newdata: pd.DataFrame, wh
         raise DataError(f"Could not evaluate the {what} {expr!r} on newdata: {exc}") from None
     return np.asarray(new.design_matrix if hasattr(new, "design_matrix") else new, dtype=float), \
         [str(c) for c in dm.as_dataframe().columns]
+
+
+def _refuse_merged_labels(name: str, col: pd.Series) -> None:
+    """Refuse a grouping column whose distinct values share a text label (the int 1 and the string '1').
+
+    Group levels are text, so such values would silently become one group.
+
+    Examples
+    --------
+    >>> _refuse_merged_labels("g", pd.Series(["a", "b"], dtype=object))  # nothing to say
+    >>> _refuse_merged_labels("g", pd.Series([1, "1", "b"], dtype=object))
+    Traceback (most recent call last):
+    ...
+    hmodels.errors.DataError: The grouping column 'g' holds different values with the same text: 1 (int) and '1'...
+    """
+    values = pd.unique(col.dropna())
+    seen: dict[str, object] = {}
+    for v in values:
+        label = str(v)
+        if label in seen and type(seen[label]) is not type(v):
+            raise DataError(
+                f"The grouping column {name!r} holds different values with the same text: {seen[label]!r} "
+                f"({type(seen[label]).__name__}) and {v!r} ({type(v).__name__}); as group levels they would be merged "
+                f"into one group. Make the column one type, e.g. data[{name!r}] = data[{name!r}].astype(str) if they "
+                "are the same group, or relabel one of them."
+            )
+        seen.setdefault(label, v)
 
 
 def _whole_floats_as_int(col: pd.Series) -> pd.Series:

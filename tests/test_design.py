@@ -268,3 +268,12 @@ def test_nullable_and_pyarrow_numbers_work_in_every_term(dtype):
                    family="poisson").design
     np.testing.assert_array_equal(ext.X, plain.X)
     np.testing.assert_allclose(ext.offset, np.log(d["e"].to_numpy(float)))
+
+
+def test_a_grouping_column_whose_values_share_a_label_is_refused():
+    """The int 1 and the string '1' in one object column were merged into one group (levels are text)."""
+    d = pd.DataFrame({"y": np.arange(12.0), "g": pd.Series([1, "1", "b", "c"] * 3, dtype=object)})
+    with pytest.raises(hm.DataError, match=r"grouping column 'g' holds different values with the same text"):
+        hm.Model("y ~ 1 + (1 | g)", d)
+    d["g"] = d["g"].astype(str)  # the fix the message names: one group "1"
+    assert hm.Model("y ~ 1 + (1 | g)", d).design.factor("g").levels == ["1", "b", "c"]
