@@ -208,6 +208,8 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         index = np.arange(design.n)
         new_levels: dict[str, list[str]] = {}
     else:
+        if groups == "exclude":  # population level: the grouping columns are not used, so they need not be given
+            newdata = _placeholder_group_columns(fit, newdata)
         design, new_levels = new_design(fit, newdata, need_trials=kind == "response", need_se=kind == "response")
         index = newdata.index.to_numpy()
         if new_levels and groups == "include":
@@ -260,6 +262,31 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
 
 
 # -- new-data design ----------------------------------------------------------------------------
+def _placeholder_group_columns(fit, newdata):
+    """``newdata`` with each grouping column it lacks set to the first fitted row's value (for ``groups="exclude"``).
+
+    Only columns that name groups and enter no population-level term are filled: the prediction does not
+    depend on them (every group effect is left out). Anything else missing is still refused by :func:`new_design`.
+    """
+    if not isinstance(newdata, pd.DataFrame) or getattr(fit.spec, "nonlinear", None) is not None:
+        return newdata
+    from .design import dpar_sub_spec
+
+    spec = fit.spec
+    population = set(used_columns(replace(spec, groups=(), cens=None, weights=None)))
+    every = set(used_columns(replace(spec, cens=None, weights=None)))
+    for name, _ in getattr(spec, "dpars", ()):
+        sub = dpar_sub_spec(spec, name)
+        population |= set(used_columns(replace(sub, groups=(), cens=None, weights=None)))
+        every |= set(used_columns(replace(sub, cens=None, weights=None)))
+    # grouping columns and the variables of group-level slopes that no population-level term uses
+    missing = sorted(c for c in every - population if c not in newdata.columns)
+    if not missing:
+        return newdata
+    training = _training_data(fit)
+    return newdata.assign(**{c: training[c].iloc[0] for c in missing if c in training.columns})
+
+
 def _training_data(fit) -> pd.DataFrame:
     data = getattr(fit, "data", None)
     if data is None:

@@ -193,3 +193,16 @@ def test_newdata_with_nullable_or_pyarrow_exposure():
     ref = fit.predict(new, kind="mean").values
     for dtype in ("Int64", "Float64", "double[pyarrow]"):
         np.testing.assert_array_equal(fit.predict(new.astype({"e": dtype}), kind="mean").values, ref)
+
+
+def test_population_predictions_do_not_need_the_grouping_column(sleep_fit):
+    """groups='exclude' leaves every group effect out, so newdata need not name a group (it was refused)."""
+    nd = pd.DataFrame({"Days": [1.0, 5.0]}, index=[7, 9])
+    a = sleep_fit.predict(nd, groups="exclude")
+    b = sleep_fit.predict(nd.assign(Subject="308"), groups="exclude")
+    np.testing.assert_array_equal(np.asarray(a.draws), np.asarray(b.draws))
+    assert list(a.draws.coords["obs"].values) == [7, 9]
+    with pytest.raises(hm.MissingColumnError, match="Subject"):  # with the group effects it is needed
+        sleep_fit.predict(nd)
+    with pytest.raises(hm.MissingColumnError, match="Days"):  # a population-level predictor still is
+        sleep_fit.predict(pd.DataFrame({"Subject": ["308"]}), groups="exclude")
