@@ -866,11 +866,22 @@ def _whole_numbers(values: np.ndarray, what: str, need: str, labels: np.ndarray)
     return r.astype(np.int64)
 
 
+#: Largest |outcome| of a continuous family: squares (variances, the data-scaled priors) stay finite.
+OUTCOME_MAX = 1e150
+
+
 def _check_outcome_information(spec, family, y: np.ndarray, trials, labels: np.ndarray) -> None:
     """Refuse outcomes with nothing to estimate from: constant, all zero, all successes."""
     col = spec.response
     n = len(y)
     if family.outcome == "continuous":
+        big = np.abs(y) > OUTCOME_MAX
+        if big.any():  # its variance and the data-scaled priors would overflow (a prior "mu=nan" error before)
+            raise DataError(
+                f"The outcome {col!r} is too large for the arithmetic of the fit (|y| up to "
+                f"{float(np.abs(y).max()):.3g} in {row_labels(labels, big)}; its squares overflow). Rescale it, "
+                f"e.g. y / 1e{int(np.log10(float(np.abs(y).max()))) - 3}, and scale the estimates back."
+            )
         if family.link == "log" and (y <= 0).any() and not family.zero_in_support:
             raise DataError(
                 f"The {family.name} family with the log link models a positive mean, but the outcome {col!r} is "

@@ -314,3 +314,10 @@ def test_an_addition_the_family_cannot_take_names_the_families_that_can():
     with pytest.raises(hm.SpecificationError, match=r"truncation is for: gaussian, .*poisson") as e:
         hm.Model("count | trunc(lb=1) ~ x + (1 | g)", df, family="zero_inflated_poisson")
     assert " binomial" not in str(e.value) and "bernoulli" not in str(e.value)
+
+
+def test_an_outcome_too_large_for_double_arithmetic_names_the_column_and_the_rescaling():
+    """y * 1e300 gave "PriorError: Normal: parameter mu=nan must be finite" (its variance overflowed)."""
+    df = _df().assign(y=lambda d: d["y"] * 1e300)
+    with pytest.raises(hm.DataError, match=r"outcome 'y' is too large.*Rescale it, e.g. y / 1e"):
+        hm.Model("y ~ x + (1 | g)", df)
