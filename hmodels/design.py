@@ -568,6 +568,12 @@ def _evaluate(rhs: str, data: pd.DataFrame, what: str):
                 f"pd.to_numeric(data[{c!r}]); a mix of text and numbers meant as categories with "
                 f"data[{c!r}].astype(str)."
             ) from None
+        if str(exc).strip("'\"") == "Q" and "Q(" in rhs:  # patsy's quoting, which formulae does not have
+            msg = ("Q() is patsy's way to quote a column name; hmodels' formulas (formulae) quote it with backticks, "
+                   "e.g. `my x` for the column 'my x'")
+        elif isinstance(exc, (NameError, KeyError)):
+            msg = (f"{msg} is neither a column of the data nor a function a formula can call (numpy as np, "
+                   "log, exp, sqrt, scale, center, C, I, poly, bs, ...); check its spelling")
         raise SpecificationError(f"Could not build the {what} {_show(rhs)}: {msg}") from None
 
 

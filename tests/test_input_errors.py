@@ -321,3 +321,12 @@ def test_an_outcome_too_large_for_double_arithmetic_names_the_column_and_the_res
     df = _df().assign(y=lambda d: d["y"] * 1e300)
     with pytest.raises(hm.DataError, match=r"outcome 'y' is too large.*Rescale it, e.g. y / 1e"):
         hm.Model("y ~ x + (1 | g)", df)
+
+
+def test_patsy_quoting_and_unknown_functions_say_what_to_write():
+    df = _df().assign(**{"my x": lambda d: d["x"]})
+    with pytest.raises(hm.SpecificationError, match=r"quote it with backticks, e.g. `my x`"):
+        hm.Model("y ~ Q('my x') + (1 | g)", df)
+    assert hm.Model("y ~ `my x` + (1 | g)", df).design.fixed_terms == ["Intercept", "my x"]
+    with pytest.raises(hm.SpecificationError, match=r"'foo' is neither a column of the data nor a function"):
+        hm.Model("y ~ foo(x) + (1 | g)", df)
