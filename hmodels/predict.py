@@ -45,6 +45,7 @@ from .design import (
     used_columns,
 )
 from .errors import DataError, MissingColumnError, SpecificationError, closest
+from .families import Family
 from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, simulate_response
 
 __all__ = ["Prediction", "predict", "new_design", "new_level_effects", "new_dpar_level_effects"]
@@ -150,8 +151,9 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         ordinal outcome (draws get a last dim ``category``).
         Response additions: a censored outcome (``cens()``) is predicted uncensored — ``"mean"`` and
         ``"response"`` are of the outcome that would be recorded without censoring; a truncated one
-        (``trunc()``) is drawn from the truncated distribution by ``"response"``, and ``"mean"`` (the
-        truncated distribution's mean) is refused for now; ``weights()`` do not enter a prediction.
+        (``trunc()``) is drawn from the truncated distribution by ``"response"``, and ``"mean"`` is the
+        truncated distribution's mean (closed form: :meth:`hmodels.families.Family.truncated_mean`; refused
+        for a family without one, the student_t); ``weights()`` do not enter a prediction.
     groups : {"include", "exclude", "new"}
         How group-specific effects enter (see the module docstring): fitted levels only,
         population level only, or fresh draws for unseen levels.
@@ -178,11 +180,11 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     """
     if kind not in KINDS:
         raise SpecificationError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}.")
-    if kind == "mean" and fit.spec.trunc is not None:
+    if kind == "mean" and fit.spec.trunc is not None and type(fit.family).truncated_mean is Family.truncated_mean:
         raise SpecificationError(
-            "kind='mean' of a truncated outcome (the mean of the truncated distribution) is not available yet; "
-            "kind='response' draws from the truncated distribution (average them for its mean), kind='link' "
-            "gives the linear predictor."
+            f"kind='mean' of a truncated outcome (the mean of the truncated distribution) is not available for the "
+            f"{fit.family.name} family yet; kind='response' draws from the truncated distribution (average them for "
+            "its mean), kind='link' gives the linear predictor."
         )
     if kind == "mean" and kind not in fit.family.prediction_kinds:
         raise SpecificationError(
@@ -233,6 +235,12 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
         return Prediction(da, kind, groups, new_levels)
     if kind == "link":
         values = eta
+    elif kind == "mean" and fit.spec.trunc is not None:  # the truncated distribution's mean
+        values = fit.family.truncated_mean(mean_draws(fit, eta), aux_draws(fit, design, dgroups, dpar_effects),
+                                           *fit.spec.trunc)
+        if values is None:  # e.g. a gaussian with known standard errors
+            raise SpecificationError(f"kind='mean' of this truncated {fit.family.name} outcome is not available; "
+                                     "kind='response' draws from the truncated distribution (average them).")
     elif kind == "mean":  # the expected outcome (zero-inflation, hurdles, the lognormal's exp(mu + sigma^2/2))
         values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit, design, dgroups, dpar_effects))
     elif kind == "probs":

@@ -21,7 +21,9 @@ import pytest
 import xarray as xr
 
 import hmodels as hm
+from hmodels.families import Family, get_family
 from hmodels.linpred import linear_predictor, pointwise_loglik
+from hmodels.spec import addition_families
 
 REF = Path(__file__).parent / "reference"
 SURVREG = json.loads((REF / "survreg_censored.json").read_text())
@@ -153,8 +155,43 @@ def test_zero_truncated_poisson_recovers_the_truth_and_replicates_have_no_zeros(
     rep = truncated_fit.predict(kind="response", seed=1).values
     assert rep.min() >= 1
     assert np.isfinite(float(truncated_fit.loo().elpd))
-    with pytest.raises(hm.SpecificationError, match="truncated"):
-        truncated_fit.predict(kind="mean")
+    # the expected count is the truncated distribution's: mu / (1 - exp(-mu)), mu the untruncated mean
+    mean = truncated_fit.predict(kind="mean").values
+    mu = np.exp(truncated_fit.predict(kind="link").values)
+    np.testing.assert_allclose(mean, mu / -np.expm1(-mu), rtol=1e-12)
+    reps = np.stack([truncated_fit.predict(kind="response", seed=s).values for s in range(4)])
+    se = reps.std(axis=(0, 1, 2)) / np.sqrt(reps[..., 0].size)
+    assert np.all(np.abs(reps.mean(axis=(0, 1, 2)) - mean.mean(axis=(0, 1))) < 5 * se + 1e-9)
+
+
+@pytest.mark.parametrize("family", addition_families("truncation"))
+@pytest.mark.parametrize("bounds", [(1.0, None), (None, 4.0), (1.0, 4.0)])
+def test_truncated_mean_equals_numerical_integration_of_the_family_density(family, bounds):
+    """Every family that takes trunc(): its closed-form truncated mean = sum / integral of its own density."""
+    from scipy import integrate
+
+    fam = get_family(family)
+    aux = {a: fam.aux_spec(a).example for a in fam.aux}
+    lb, ub = bounds
+    mu = 0.4 if family == "lognormal" else 2.3  # the lognormal's location is on the log scale
+    got = fam.truncated_mean(np.array([mu]), aux, lb, ub)
+    if got is None:  # no closed form: a prediction of the mean is refused
+        assert type(fam).truncated_mean is Family.truncated_mean
+        return
+    if fam.discrete:
+        ys = np.arange(0, 500)
+        keep = (ys >= (lb if lb is not None else 0)) & (ys <= (ub if ub is not None else np.inf))
+        f = np.exp(fam.loglik(ys, np.full(ys.shape, mu), aux))
+        want = (ys * f)[keep].sum() / f[keep].sum()
+    else:
+        lo = lb if lb is not None else (-60.0 if fam.name == "gaussian" else 1e-300)
+        hi = ub if ub is not None else 300.0
+
+        def pdf(y):
+            return float(np.exp(fam.loglik(np.array([y]), np.array([mu]), aux))[0])
+
+        want = integrate.quad(lambda y: y * pdf(y), lo, hi, limit=200)[0] / integrate.quad(pdf, lo, hi, limit=200)[0]
+    assert float(got[0]) == pytest.approx(want, rel=1e-9)
 
 
 def test_truncated_posterior_on_the_engine_equals_the_pymc_graphs_within_mcse(truncated_fit):

@@ -39,7 +39,7 @@ import numpy as np
 from ..engine import codes as K
 from ..errors import FamilyError, closest
 from .auxiliary import AUX_SPECS, AuxSpec
-from .base import _P_EPS, Family, _clip_pt, _count_latent_variance
+from .base import _P_EPS, Family, _clip_pt, _count_latent_variance, _minus, _size_biased_ratio
 from .categorical import Categorical
 from .links import LINKS, Link, get_link
 from .ordinal import Cumulative
@@ -100,6 +100,16 @@ class Gaussian(Family):
         from scipy import stats
 
         return stats.norm(mu, aux.get("sigma", se))
+
+    def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - scipy's truncated normal (both tails kept)
+        from scipy import stats
+
+        if "sigma" not in aux:
+            return None
+        mu, sigma = np.broadcast_arrays(np.asarray(mu, dtype=float), np.asarray(aux["sigma"], dtype=float))
+        a = (-np.inf if lb is None else lb - mu) / sigma
+        b = (np.inf if ub is None else ub - mu) / sigma
+        return stats.truncnorm.mean(a, b, loc=mu, scale=sigma)
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         return float(0.5 * np.log(w).sum()) if known_se and not collapsed else 0.0
@@ -270,6 +280,11 @@ class Poisson(Family):
 
         return stats.poisson(mu)
 
+    def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - y f(y) = mu f(y - 1): the same poisson shifted by one
+        d = self.scipy_dist(mu, aux)
+        return _size_biased_ratio(np.asarray(mu, dtype=float), d, d, _minus(lb, 2), _minus(ub, 1), _minus(lb, 1), ub,
+                                  lb, ub, mu)
+
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         from scipy.special import gammaln
 
@@ -321,6 +336,13 @@ class NegativeBinomial(Family):
 
         alpha = np.asarray(aux["alpha"], dtype=float)
         return stats.nbinom(alpha, alpha / (alpha + np.asarray(mu, dtype=float)))
+
+    def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - y f(y) = mu f+(y - 1), f+ of shape alpha + 1
+        from scipy import stats
+
+        alpha, mu = np.asarray(aux["alpha"], dtype=float), np.asarray(mu, dtype=float)
+        return _size_biased_ratio(mu, stats.nbinom(alpha + 1.0, alpha / (alpha + mu)), self.scipy_dist(mu, aux),
+                                  _minus(lb, 2), _minus(ub, 1), _minus(lb, 1), ub, lb, ub, mu)
 
     def loglik_constant(self, y, trials=None, w=None, known_se=False, collapsed=False) -> float:  # noqa: D102
         from scipy.special import gammaln

@@ -195,6 +195,15 @@ class Family:
         """
         return mu
 
+    def truncated_mean(self, mu, aux, lb, ub):
+        """Expected outcome of the distribution truncated to ``[lb, ub]`` (``None``: no bound on that side).
+
+        ``None`` where the family does not give it in closed form (a prediction then refuses); families with
+        one override this, each checked against numerical integration of its own density
+        (``tests/test_response_additions.py``).
+        """
+        return None
+
     def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
         """Residual variance on the latent (link) scale, for ICC and R² (Nakagawa, Johnson & Schielzeth 2017).
 
@@ -311,3 +320,32 @@ def _count_latent_variance(inv, method: str):
 
         return polygamma(1, 1.0 / inv)
     return inv
+
+
+def _between(dist, lo, hi):
+    """P(lo < Y <= hi) of a (frozen) scipy distribution, ``None`` for no bound, from whichever tail keeps its digits."""
+    if lo is None:
+        return 1.0 if hi is None else dist.cdf(hi)
+    if hi is None:
+        return dist.sf(lo)
+    lo_cdf = dist.cdf(lo)
+    return np.where(lo_cdf < 0.5, dist.cdf(hi) - lo_cdf, dist.sf(lo) - dist.sf(hi))
+
+
+def _minus(v, k):
+    """A bound less ``k`` (None stays None)."""
+    return None if v is None else v - k
+
+
+def _size_biased_ratio(mult, biased, plain, lo_b, hi_b, lo, hi, lb, ub, mean):
+    """``mult * P_biased(lo_b, hi_b] / P(lo, hi]``: E[y | bounds] by the size-biased distribution.
+
+    Where the mass between the bounds underflows (0 / 0), the mean is at the bound nearest the distribution.
+    """
+    num = np.asarray(mult * _between(biased, lo_b, hi_b), dtype=float)
+    den = np.asarray(_between(plain, lo, hi), dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    near = np.where(np.asarray(mean) < (lb if lb is not None else -np.inf), lb if lb is not None else np.nan,
+                    ub if ub is not None else np.nan)
+    return np.where(den > 0, out, near)

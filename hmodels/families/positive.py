@@ -39,7 +39,7 @@ import numpy as np
 from ..engine import codes as K
 from ..errors import DataError
 from .auxiliary import AuxSpec
-from .base import Family, _count_latent_variance
+from .base import Family, _count_latent_variance, _size_biased_ratio
 
 __all__ = ["Gamma", "LogNormal", "Exponential", "Weibull", "check_positive"]
 
@@ -158,6 +158,13 @@ class Gamma(_Positive):
         k = np.asarray(aux["shape"], dtype=float)
         return stats.gamma(k, scale=np.asarray(mu, dtype=float) / k)
 
+    def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - y f(y; k, theta) = mu f(y; k + 1, theta)
+        from scipy import stats
+
+        k, mu = np.asarray(aux["shape"], dtype=float), np.asarray(mu, dtype=float)
+        return _size_biased_ratio(mu, stats.gamma(k + 1.0, scale=mu / k), self.scipy_dist(mu, aux), lb, ub, lb, ub,
+                                  lb, ub, mu)
+
 
 @dataclass(frozen=True, repr=False)
 class LogNormal(_Positive):
@@ -235,6 +242,14 @@ class LogNormal(_Positive):
 
         return stats.lognorm(aux["sigma"], scale=np.exp(mu))
 
+    def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - y f(y; m, s) = exp(m + s^2/2) f(y; m + s^2, s)
+        from scipy import stats
+
+        s, mu = np.asarray(aux["sigma"], dtype=float), np.asarray(mu, dtype=float)
+        mean = np.exp(mu + 0.5 * s**2)
+        return _size_biased_ratio(mean, stats.lognorm(s, scale=np.exp(mu + s**2)), self.scipy_dist(mu, aux), lb, ub,
+                                  lb, ub, lb, ub, mean)
+
 
 _LOG_GUMBEL_VARIANCE = math.pi**2 / 6  # variance of log E for E ~ Exponential(1)
 
@@ -285,6 +300,13 @@ class Exponential(_Positive):
         from scipy import stats
 
         return stats.expon(scale=mu)
+
+    def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - y f(y) = mu Gamma(2, mu)'s density
+        from scipy import stats
+
+        mu = np.asarray(mu, dtype=float)
+        return _size_biased_ratio(mu, stats.gamma(2.0, scale=mu), self.scipy_dist(mu, aux), lb, ub, lb, ub, lb, ub,
+                                  mu)
 
 
 @dataclass(frozen=True, repr=False)
@@ -357,3 +379,13 @@ class Weibull(_Positive):
 
         k = np.asarray(aux["shape"], dtype=float)
         return stats.weibull_min(k, scale=np.exp(np.log(mu) - gammaln(1.0 + 1.0 / k)))
+
+    def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - E[y 1{y <= c}] = mu P(1 + 1/k, (c / lambda)^k)
+        from scipy import stats
+        from scipy.special import gammaln
+
+        k, mu = np.asarray(aux["shape"], dtype=float), np.asarray(mu, dtype=float)
+        lam = np.exp(np.log(mu) - gammaln(1.0 + 1.0 / k))
+        z = [None if v is None else (max(v, 0.0) / lam) ** k for v in (lb, ub)]  # the size-biased gamma's scale
+        return _size_biased_ratio(mu, stats.gamma(1.0 + 1.0 / k), self.scipy_dist(mu, aux), z[0], z[1], lb, ub,
+                                  lb, ub, mu)
