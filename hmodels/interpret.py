@@ -891,10 +891,13 @@ def _expected(fit, eta: np.ndarray) -> np.ndarray:
     """Expected outcome per draw at linear predictor ``eta`` (chain, draw, ...): the family's response mean.
 
     Zero-inflated and hurdle families scale their location by the share of non-structural zeros;
-    the lognormal's mean is ``exp(mu + sigma^2 / 2)``. A truncated outcome is refused (its mean is not the family's).
+    the lognormal's mean is ``exp(mu + sigma^2 / 2)``. A truncated outcome's is the truncated distribution's mean
+    (:meth:`~hmodels.families.Family.truncated_mean`; refused for a family without a closed form).
     """
-    refuse_truncated_mean(fit, "An estimate on the outcome scale")
-    if _location_is_mean(fit.family):  # the expected outcome is the inverse link: no family parameter enters
+    trunc = getattr(fit.spec, "trunc", None)
+    if trunc is not None and not _has_truncated_mean(fit.family):
+        refuse_truncated_mean(fit, "An estimate on the outcome scale")
+    if trunc is None and _location_is_mean(fit.family):  # the expected outcome is the inverse link
         return mean_draws(fit, eta)
     if getattr(fit.spec, "dpars", ()) and any(a in dict(fit.spec.dpars) for a in fit.family.aux):
         raise SpecificationError(
@@ -906,7 +909,16 @@ def _expected(fit, eta: np.ndarray) -> np.ndarray:
     # (chain, draw) draws broadcast over eta's trailing axes; a vector parameter (an ordinal model's thresholds)
     # keeps its own last axis
     aux = {k: v.reshape(v.shape[:2] + (1,) * (eta.ndim - 2) + v.shape[3:]) for k, v in aux_draws(fit).items()}
+    if trunc is not None:
+        return fit.family.truncated_mean(mean_draws(fit, eta), aux, *trunc)
     return fit.family.response_mean(mean_draws(fit, eta), aux)
+
+
+def _has_truncated_mean(fam) -> bool:
+    """The family gives its truncated mean in closed form (overrides ``Family.truncated_mean``)."""
+    from .families import Family
+
+    return type(fam).truncated_mean is not Family.truncated_mean
 
 
 def _location_is_mean(fam) -> bool:
@@ -919,7 +931,8 @@ def _location_is_mean(fam) -> bool:
 def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: str = "quadrature",
                n_points: int | None = None, seed: int | None = 0) -> np.ndarray:
     """Expected outcome (or linear predictor) per draw and grid row, (chain, draw, rows), per ``groups``."""
-    if scale != "link":  # (before the closed forms below, which would give the untruncated mean)
+    truncated = getattr(fit.spec, "trunc", None) is not None
+    if scale != "link" and truncated and not _has_truncated_mean(fit.family):
         refuse_truncated_mean(fit, "An estimate on the outcome scale")
     design = _design_rows(fit, grid)
     eta0 = linear_predictor(fit, design, groups="exclude")
@@ -927,7 +940,7 @@ def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: st
     if groups == "exclude" or not factors:
         return eta0 if scale == "link" else _expected(fit, eta0)
     if groups == "marginalize":
-        if scale == "link" or (fit.family.link == "identity" and _location_is_mean(fit.family)):
+        if scale == "link" or (fit.family.link == "identity" and _location_is_mean(fit.family) and not truncated):
             # E[h(eta + e)] = h(eta): nothing to integrate
             return eta0 if scale == "link" else _expected(fit, eta0)
         out = np.empty_like(eta0)
@@ -937,7 +950,7 @@ def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: st
                 S = _factor_cov(fit, fd.factor, fd.terms)
                 v = v + np.einsum("gj,cdjk,gk->cdg", fd.Z, S, fd.Z, optimize=True)
             v = np.clip(v, 0.0, None)
-            if fit.family.link == "log" and _location_is_mean(fit.family):  # lognormal mean, closed form
+            if fit.family.link == "log" and _location_is_mean(fit.family) and not truncated:  # lognormal mean
                 return np.exp(eta0 + v / 2)
             nodes, weights = _normal_rule(float(np.sqrt(v.max())), n_points)
             sv = np.sqrt(v)

@@ -453,15 +453,18 @@ def test_savage_dickey_ratio_of_a_point_hypothesis():
     assert np.isnan(t.loc["r(Subject, 308, Intercept) = 0", "evidence_ratio"])  # no prior draws of group effects
 
 
-def test_outcome_scale_estimates_of_a_truncated_outcome_are_refused_not_the_untruncated_mean():
+def test_outcome_scale_estimates_of_a_truncated_outcome_are_the_truncated_mean():
     # a zero-truncated poisson's expected count is mu / (1 - exp(-mu)); the family's mean mu would be ~0.5 too low
     from _sim_fits import zero_truncated_fit
 
     fit = zero_truncated_fit()
-    for call in (lambda: fit.marginal_means(at={"x": 0.0}, groups="exclude"),
-                 lambda: fit.slopes("x"),
-                 lambda: fit.comparisons("x")):
-        with pytest.raises(hm.SpecificationError, match=r"truncated \(trunc\(lb=1\)\).*kind='response'"):
-            call()
+    mm = fit.marginal_means(at={"x": 0.0}, groups="exclude").table
+    mu = np.exp(fit.draws["b"].sel(term="Intercept").values)
+    assert mm["estimate"].iloc[0] == pytest.approx(float((mu / -np.expm1(-mu)).mean()), rel=1e-10)
+    assert mm["estimate"].iloc[0] > float(mu.mean()) + 0.2  # well above the untruncated mean
+    marg = fit.marginal_means(at={"x": 0.0}).table["estimate"].iloc[0]  # over the groups: quadrature, no shortcut
+    assert marg > mm["estimate"].iloc[0]  # E over groups of a convex function of the effect
+    assert np.isfinite(fit.slopes("x").table["estimate"]).all()
+    assert np.isfinite(fit.comparisons("x").table["estimate"]).all()
     link = fit.marginal_means(at={"x": 0.0}, groups="exclude", scale="link").table  # the linear predictor: fine
     assert link["estimate"].iloc[0] == pytest.approx(float(fit.draws["b"].sel(term="Intercept").mean()))
