@@ -281,7 +281,7 @@ def _placeholder_group_columns(fit, newdata):
     from .design import dpar_sub_spec
 
     spec = fit.spec
-    population = set(used_columns(replace(spec, groups=(), cens=None, weights=None)))
+    population = set(used_columns(replace(spec, groups=(), dpars=(), cens=None, weights=None)))  # dpars: below
     every = set(used_columns(replace(spec, cens=None, weights=None)))
     for name, _ in getattr(spec, "dpars", ()):
         sub = dpar_sub_spec(spec, name)

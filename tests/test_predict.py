@@ -206,3 +206,20 @@ def test_population_predictions_do_not_need_the_grouping_column(sleep_fit):
         sleep_fit.predict(nd)
     with pytest.raises(hm.MissingColumnError, match="Days"):  # a population-level predictor still is
         sleep_fit.predict(pd.DataFrame({"Subject": ["308"]}), groups="exclude")
+
+
+def test_population_predictions_without_a_family_parameters_grouping_column():
+    """A sigma formula's group term kept its column 'needed' for groups='exclude' (found by a sweep)."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"x": rng.normal(size=120), "g": rng.choice(list("abcde"), 120),
+                      "h": rng.choice(list("pqrs"), 120)})
+    d["y"] = 1 + d["x"] + rng.normal(size=120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hm.Model("y ~ x + (1 | g)", d, dpars={"sigma": "1 + (1 | h)"}).fit(draws=60, tune=60, chains=2, seed=1,
+                                                                                progressbar=False)
+    a = fit.predict(d[["x"]].head(3), groups="exclude", kind="response", seed=2)
+    b = fit.predict(d.head(3), groups="exclude", kind="response", seed=2)
+    np.testing.assert_array_equal(np.asarray(a.draws), np.asarray(b.draws))

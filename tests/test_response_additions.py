@@ -561,3 +561,28 @@ def test_a_negative_binomial_tail_too_long_to_sum_takes_the_complement(lb, alpha
     h = 1e-6
     fd = (mass(math.log(mu), alpha * (1 + h))[0] - mass(math.log(mu), alpha * (1 - h))[0]) / (2 * h * alpha)
     assert grad["alpha"] == pytest.approx(fd, rel=1e-5)
+
+
+@pytest.mark.parametrize("mu, sigma, lb, ub, want", [
+    (1e6, 1.0, -3.0, 3.0, 2.999998999997),  # bounds 1e6 SDs below the mean: at the upper bound, less 1/z
+    (0.0, 1e8, 39.0, 40.0, 39.5),  # a window much narrower than sigma: its midpoint
+    (1e6, 1e-8, -3.0, 3.0, 3.0),
+    (0.0, 1.0, 1000100.0, None, 1000100.000001),  # 1e6 SDs into the upper tail
+    (0.0, 1e8, 0.0, 1e-12, 5e-13),
+    (0.0, 1.0, 5.0, 5.5, 5.152101776907269),  # mpmath (60 digits)
+    (0.0, 1.0, -5.5, -5.0, -5.152101776907269),
+])
+def test_gaussian_truncated_mean_far_in_the_tails_and_for_narrow_windows(mu, sigma, lb, ub, want):
+    """scipy's truncnorm.mean gave -41.2, 34.27, -inf, 1e-8, 1000163 and nan on such inputs (found by a sweep)."""
+    got = get_family("gaussian").truncated_mean(np.array([mu]), {"sigma": np.array(sigma)}, lb, ub)[0]
+    assert np.isfinite(got) and (lb is None or got >= lb) and (ub is None or got <= ub)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_size_biased_truncated_means_stay_inside_their_bounds_when_the_mass_underflows():
+    """The numerator underflowed to 0 before the denominator: the mean was 0, below lb (found by a sweep)."""
+    got = get_family("gamma").truncated_mean(np.array([1.0]), {"shape": np.array(10.0)}, 1e-31, 1e-30)[0]
+    assert 1e-31 <= got <= 1e-30
+    got = get_family("lognormal").truncated_mean(np.array([0.0]), {"sigma": np.array(5.0)}, 5e-81, 1e-80)[0]
+    assert 5e-81 <= got <= 1e-80
+    assert get_family("poisson").truncated_mean(np.array([2.3]), {}, 3, 3)[0] == 3.0  # one admissible value

@@ -342,10 +342,11 @@ def _size_biased_ratio(mult, biased, plain, lo_b, hi_b, lo, hi, lb, ub, mean):
 
     Where the mass between the bounds underflows (0 / 0), the mean is at the bound nearest the distribution.
     """
-    num = np.asarray(mult * _between(biased, lo_b, hi_b), dtype=float)
-    den = np.asarray(_between(plain, lo, hi), dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        num = np.asarray(mult * _between(biased, lo_b, hi_b), dtype=float)
+        den = np.asarray(_between(plain, lo, hi), dtype=float)
         out = num / den
     near = np.where(np.asarray(mean) < (lb if lb is not None else -np.inf), lb if lb is not None else np.nan,
                     ub if ub is not None else np.nan)
-    return np.where(den > 0, out, near)
+    ok = (den > 0) & (num > 0) & np.isfinite(out)  # else the masses underflowed: the mean is at the near bound
+    return np.clip(np.where(ok, out, near), -np.inf if lb is None else lb, np.inf if ub is None else ub)
