@@ -75,17 +75,17 @@ def _normal_shift(a, b):
         c, w = 0.5 * (lo + hi), hi - lo
         narrow = c * (1.0 - w * w / 12.0)
         half_sq = -0.5 * (hi - lo) * (hi + lo)  # log phi(hi) - log phi(lo), without cancellation
-        dphi = -expm1_safe(half_sq)  # 1 - phi(hi) / phi(lo)
+        dphi = -_expm1_safe(half_sq)  # 1 - phi(hi) / phi(lo)
         # Q(x) = phi(x) sqrt(pi / 2) erfcx(x / sqrt 2): phi(lo) / Q(lo) and Q(hi) / Q(lo) without the squares
         ex_lo, ex_hi = erfcx(lo / np.sqrt(2.0)), erfcx(hi / np.sqrt(2.0))
         imr = np.sqrt(2.0 / np.pi) / ex_lo
-        upper = imr * dphi / -expm1_safe(half_sq + np.log(ex_hi / ex_lo))
+        upper = imr * dphi / -_expm1_safe(half_sq + np.log(ex_hi / ex_lo))
         direct = (np.expm1(-0.5 * lo * lo) - np.expm1(-0.5 * hi * hi)) / (np.sqrt(2.0 * np.pi) * (ndtr(hi) - ndtr(lo)))
         out = np.where(w * (1.0 + np.abs(c)) < 1e-4, narrow, np.where(lo >= 0, upper, direct))
     return np.where(flip, -out, out)
 
 
-def expm1_safe(x):
+def _expm1_safe(x):
     """``expm1`` with -inf -> -1 (an unbounded side)."""
     return np.where(np.isneginf(x), -1.0, np.expm1(np.where(np.isneginf(x), 0.0, x)))
 
