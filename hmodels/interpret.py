@@ -895,7 +895,7 @@ def _expected(fit, eta: np.ndarray) -> np.ndarray:
     (:meth:`~hmodels.families.Family.truncated_mean`; refused for a family without a closed form).
     """
     trunc = getattr(fit.spec, "trunc", None)
-    if trunc is not None and not _has_truncated_mean(fit.family):
+    if trunc is not None and not fit.family.has_truncated_mean:
         refuse_truncated_mean(fit, "An estimate on the outcome scale")
     if trunc is None and _location_is_mean(fit.family):  # the expected outcome is the inverse link
         return mean_draws(fit, eta)
@@ -914,13 +914,6 @@ def _expected(fit, eta: np.ndarray) -> np.ndarray:
     return fit.family.response_mean(mean_draws(fit, eta), aux)
 
 
-def _has_truncated_mean(fam) -> bool:
-    """The family gives its truncated mean in closed form (overrides ``Family.truncated_mean``)."""
-    from .families import Family
-
-    return type(fam).truncated_mean is not Family.truncated_mean
-
-
 def _location_is_mean(fam) -> bool:
     """The expected outcome is the inverse link itself (the family does not override ``response_mean``)."""
     from .families import Family
@@ -932,7 +925,7 @@ def _row_draws(fit, grid: pd.DataFrame, groups: str, scale: str, integration: st
                n_points: int | None = None, seed: int | None = 0) -> np.ndarray:
     """Expected outcome (or linear predictor) per draw and grid row, (chain, draw, rows), per ``groups``."""
     truncated = getattr(fit.spec, "trunc", None) is not None
-    if scale != "link" and truncated and not _has_truncated_mean(fit.family):
+    if scale != "link" and truncated and not fit.family.has_truncated_mean:
         refuse_truncated_mean(fit, "An estimate on the outcome scale")
     design = _design_rows(fit, grid)
     eta0 = linear_predictor(fit, design, groups="exclude")

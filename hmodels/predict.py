@@ -45,7 +45,6 @@ from .design import (
     used_columns,
 )
 from .errors import DataError, MissingColumnError, SpecificationError, closest
-from .families import Family
 from .linpred import aux_draws, fit_design, linear_predictor, mean_draws, simulate_response
 
 __all__ = ["Prediction", "predict", "new_design", "new_level_effects", "new_dpar_level_effects"]
@@ -180,7 +179,7 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     """
     if kind not in KINDS:
         raise SpecificationError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}.")
-    if kind == "mean" and fit.spec.trunc is not None and type(fit.family).truncated_mean is Family.truncated_mean:
+    if kind == "mean" and fit.spec.trunc is not None and not fit.family.has_truncated_mean:
         raise SpecificationError(
             f"kind='mean' of a truncated outcome (the mean of the truncated distribution) is not available for the "
             f"{fit.family.name} family yet; kind='response' draws from the truncated distribution (average them for "
@@ -238,9 +237,6 @@ def predict(fit, newdata: pd.DataFrame | None = None, kind: str = "mean", groups
     elif kind == "mean" and fit.spec.trunc is not None:  # the truncated distribution's mean
         values = fit.family.truncated_mean(mean_draws(fit, eta), aux_draws(fit, design, dgroups, dpar_effects),
                                            *fit.spec.trunc)
-        if values is None:  # e.g. a gaussian with known standard errors
-            raise SpecificationError(f"kind='mean' of this truncated {fit.family.name} outcome is not available; "
-                                     "kind='response' draws from the truncated distribution (average them).")
     elif kind == "mean":  # the expected outcome (zero-inflation, hurdles, the lognormal's exp(mu + sigma^2/2))
         values = fit.family.response_mean(mean_draws(fit, eta), aux_draws(fit, design, dgroups, dpar_effects))
     elif kind == "probs":

@@ -139,8 +139,6 @@ class Gaussian(Family):
         return stats.norm(mu, aux.get("sigma", se))
 
     def truncated_mean(self, mu, aux, lb, ub):  # noqa: D102 - mu + sigma E[Z | a < Z < b], in logs (_normal_shift)
-        if "sigma" not in aux:
-            return None
         mu, sigma = np.broadcast_arrays(np.asarray(mu, dtype=float), np.asarray(aux["sigma"], dtype=float))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             a = (-np.inf if lb is None else lb - mu) / sigma

@@ -204,6 +204,11 @@ class Family:
         """
         return None
 
+    @property
+    def has_truncated_mean(self) -> bool:
+        """Whether :meth:`truncated_mean` has a closed form for this family (it is overridden)."""
+        return type(self).truncated_mean is not Family.truncated_mean
+
     def latent_residual_variance(self, lam, aux, se=None, method: str = "lognormal"):
         """Residual variance on the latent (link) scale, for ICC and R² (Nakagawa, Johnson & Schielzeth 2017).
 
