@@ -30,6 +30,16 @@ def load(name: str) -> dict:
     return json.loads((ROOT / "tests" / "reference" / f"{name}.json").read_text())
 
 
+def check_provenance(ref: dict, keys: set[str]) -> None:
+    """The file names glmmTMB 1.1.5 and R 4.2, holds exactly ``keys``, and every fit converged on its 400 rows."""
+    assert "glmmTMB 1.1.5" in ref["about"] and ref["versions"]["R"].startswith("R version 4.2")
+    assert set(ref["fits"]) == keys
+    for key, entry in ref["fits"].items():
+        assert entry["converged"] and entry.get("pdHess", True), key
+        assert entry["nobs"] == 400 and len(pd.read_csv(ROOT / entry["data"])) == 400, key
+        assert all(p["conversion"] for p in entry["family_params"].values()), key
+
+
 def model_of(entry) -> hm.Model:
     return hm.Model(entry["hmodels_formula"], pd.read_csv(ROOT / entry["data"]), family=entry["hmodels_family"],
                     dpars=entry.get("hmodels_dpars") or None)
